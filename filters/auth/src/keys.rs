@@ -1,0 +1,294 @@
+//! The keys tokens are verified with, from the authority's JWKS, and token verification.
+
+use crate::config::AuthConfig;
+use jwt_simple::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+/// Why a token was refused. The text is what clients read in `error_description`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Missing,
+    Ambiguous,
+    NotBearer,
+    Malformed,
+    TooLarge,
+    MissingKeyId,
+    UnknownKeyId,
+    /// Bad signature, wrong algorithm for the key, expired, not yet valid, wrong issuer…
+    Rejected,
+    MissingExpiry,
+    MissingSubject,
+}
+
+impl TokenError {
+    /// Short, stable identifier for logs and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            TokenError::Missing => "token_missing",
+            TokenError::Ambiguous => "token_ambiguous",
+            TokenError::NotBearer => "token_not_bearer",
+            TokenError::Malformed => "token_malformed",
+            TokenError::TooLarge => "token_too_large",
+            TokenError::MissingKeyId => "token_missing_kid",
+            TokenError::UnknownKeyId => "token_unknown_kid",
+            TokenError::Rejected => "token_rejected",
+            TokenError::MissingExpiry => "token_missing_exp",
+            TokenError::MissingSubject => "token_missing_sub",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenError::Missing => "a bearer token is required",
+            TokenError::Ambiguous => "more than one Authorization header",
+            TokenError::NotBearer => "the Authorization scheme must be Bearer",
+            TokenError::Malformed => "the token is malformed",
+            TokenError::TooLarge => "the token is too large",
+            TokenError::MissingKeyId => "the token has no key id",
+            TokenError::UnknownKeyId => "the token is signed with an unknown key",
+            TokenError::Rejected => "the token is invalid or expired",
+            TokenError::MissingExpiry => "the token has no expiry",
+            TokenError::MissingSubject => "the token has no subject",
+        })
+    }
+}
+
+/// The verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub subject: String,
+}
+
+/// The checks applied besides the signature.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    pub issuer: Option<String>,
+    pub clock_skew_seconds: u64,
+    pub max_token_bytes: usize,
+    /// Verify as if it were this time (seconds since the epoch); tests only.
+    pub now: Option<u64>,
+}
+
+impl From<&AuthConfig> for VerifyOptions {
+    fn from(config: &AuthConfig) -> Self {
+        Self {
+            issuer: config.issuer.clone(),
+            clock_skew_seconds: config.clock_skew_seconds,
+            max_token_bytes: config.max_token_bytes,
+            now: None,
+        }
+    }
+}
+
+/// Verification keys by `kid`. Each key carries its own algorithm (ES256): the token's `alg`
+/// header must agree with the key, so `none` or HS256-with-the-public-key cannot pass.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: HashMap<String, ES256PublicKey>,
+}
+
+impl KeySet {
+    /// Parses a JWKS (RFC 7517). Keys of types this filter cannot verify are skipped, so the
+    /// authority may publish them for other consumers; a set with no usable key is an error.
+    pub fn from_jwks(jwks: &str) -> Result<Self, String> {
+        let document: serde_json::Value =
+            serde_json::from_str(jwks).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        let entries = document
+            .get("keys")
+            .and_then(|keys| keys.as_array())
+            .ok_or("JWKS has no \"keys\" array")?;
+        let mut keys = HashMap::new();
+        for entry in entries {
+            let is_es256 = entry.get("kty").and_then(|v| v.as_str()) == Some("EC")
+                && entry.get("crv").and_then(|v| v.as_str()) == Some("P-256")
+                && entry
+                    .get("alg")
+                    .and_then(|v| v.as_str())
+                    .is_none_or(|alg| alg == "ES256");
+            let Some(kid) = entry.get("kid").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            if !is_es256 {
+                continue;
+            }
+            let key = ES256PublicKey::from_jwk(&entry.to_string())
+                .map_err(|e| format!("JWKS key {kid:?} is invalid: {e}"))?
+                .with_key_id(kid);
+            keys.insert(kid.to_string(), key);
+        }
+        if keys.is_empty() {
+            return Err("JWKS has no ES256 key with a kid".into());
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Verifies the signature with the key named by `kid`, then `exp` (required), `nbf`, `iat`
+    /// and `iss` with the configured clock skew.
+    pub fn verify(&self, token: &str, options: &VerifyOptions) -> Result<Identity, TokenError> {
+        if token.len() > options.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let metadata = Token::decode_metadata(token).map_err(|_| TokenError::Malformed)?;
+        let kid = metadata.key_id().ok_or(TokenError::MissingKeyId)?;
+        let key = self.keys.get(kid).ok_or(TokenError::UnknownKeyId)?;
+        let verification = VerificationOptions {
+            allowed_issuers: options
+                .issuer
+                .as_ref()
+                .map(|issuer| HashSet::from([issuer.clone()])),
+            time_tolerance: Some(Duration::from_secs(options.clock_skew_seconds)),
+            max_token_length: Some(options.max_token_bytes),
+            artificial_time: options.now.map(UnixTimeStamp::from_secs),
+            ..Default::default()
+        };
+        let claims = key
+            .verify_token::<NoCustomClaims>(token, Some(verification))
+            .map_err(|_| TokenError::Rejected)?;
+        if claims.expires_at.is_none() {
+            return Err(TokenError::MissingExpiry);
+        }
+        let subject = claims
+            .subject
+            .filter(|subject| !subject.is_empty())
+            .ok_or(TokenError::MissingSubject)?;
+        Ok(Identity { subject })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn signing_key(kid: &str) -> ES256KeyPair {
+        ES256KeyPair::generate().with_key_id(kid)
+    }
+
+    fn jwks(keys: &[&ES256KeyPair]) -> String {
+        let keys: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|key| serde_json::from_str(&key.public_key().to_jwk()).unwrap())
+            .collect();
+        serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    fn options() -> VerifyOptions {
+        VerifyOptions {
+            issuer: Some("authority".into()),
+            clock_skew_seconds: 60,
+            max_token_bytes: 8192,
+            now: Some(NOW),
+        }
+    }
+
+    fn claims(issued: u64, valid_for: u64) -> JWTClaims<NoCustomClaims> {
+        let mut claims = Claims::create(Duration::from_secs(valid_for))
+            .with_issuer("authority")
+            .with_subject("customer-1");
+        claims.issued_at = Some(UnixTimeStamp::from_secs(issued));
+        claims.expires_at = Some(UnixTimeStamp::from_secs(issued + valid_for));
+        claims
+    }
+
+    #[test]
+    fn valid_token_yields_subject_and_rotation_keeps_both_keys() {
+        let old = signing_key("old");
+        let new = signing_key("new");
+        let keys = KeySet::from_jwks(&jwks(&[&new, &old])).unwrap();
+        assert_eq!(keys.len(), 2);
+        for key in [&old, &new] {
+            let token = key.sign(claims(NOW, 3600)).unwrap();
+            assert_eq!(
+                keys.verify(&token, &options()).unwrap().subject,
+                "customer-1"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let key = signing_key("k1");
+        let other = signing_key("k1");
+        let keys = KeySet::from_jwks(&jwks(&[&key])).unwrap();
+        let verify = |token: &str| keys.verify(token, &options());
+
+        let good = key.sign(claims(NOW, 3600)).unwrap();
+        let (head, rest) = good.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+
+        // Same kid, other private key: the signature does not verify.
+        let forged = other.sign(claims(NOW, 3600)).unwrap();
+        assert_eq!(verify(&forged), Err(TokenError::Rejected));
+        // Payload swapped for another one while keeping the signature.
+        let payload = Base64UrlSafeNoPadding::encode_to_string(
+            br#"{"sub":"admin","iss":"authority","exp":9999999999}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            verify(&format!("{head}.{payload}.{signature}")),
+            Err(TokenError::Rejected)
+        );
+        // alg "none" with the same kid.
+        let none_header =
+            Base64UrlSafeNoPadding::encode_to_string(br#"{"alg":"none","kid":"k1"}"#).unwrap();
+        assert_eq!(
+            verify(&format!("{none_header}.{payload}.")),
+            Err(TokenError::Rejected)
+        );
+        // Expired beyond the skew; not yet valid beyond the skew.
+        assert_eq!(
+            verify(&key.sign(claims(NOW - 7200, 3600)).unwrap()),
+            Err(TokenError::Rejected)
+        );
+        let mut future = claims(NOW, 3600);
+        future.invalid_before = Some(UnixTimeStamp::from_secs(NOW + 600));
+        assert_eq!(
+            verify(&key.sign(future).unwrap()),
+            Err(TokenError::Rejected)
+        );
+        // Within the skew is fine.
+        assert!(verify(&key.sign(claims(NOW - 3630, 3600)).unwrap()).is_ok());
+        // Wrong issuer, missing exp, unknown or missing kid, garbage, oversized.
+        let wrong_issuer = claims(NOW, 3600).with_issuer("someone-else");
+        assert_eq!(
+            verify(&key.sign(wrong_issuer).unwrap()),
+            Err(TokenError::Rejected)
+        );
+        let mut no_exp = claims(NOW, 3600);
+        no_exp.expires_at = None;
+        assert_eq!(
+            verify(&key.sign(no_exp).unwrap()),
+            Err(TokenError::MissingExpiry)
+        );
+        let stranger = signing_key("k2").sign(claims(NOW, 3600)).unwrap();
+        assert_eq!(verify(&stranger), Err(TokenError::UnknownKeyId));
+        let unnamed = ES256KeyPair::generate().sign(claims(NOW, 3600)).unwrap();
+        assert_eq!(verify(&unnamed), Err(TokenError::MissingKeyId));
+        assert_eq!(verify("garbage"), Err(TokenError::Malformed));
+        assert_eq!(verify(""), Err(TokenError::Malformed));
+        assert_eq!(verify(&"a".repeat(9000)), Err(TokenError::TooLarge));
+    }
+
+    #[test]
+    fn jwks_problems_are_explained() {
+        assert!(KeySet::from_jwks("not json")
+            .unwrap_err()
+            .contains("not JSON"));
+        assert!(KeySet::from_jwks("{}").unwrap_err().contains("keys"));
+        assert!(KeySet::from_jwks(r#"{"keys":[{"kty":"RSA","kid":"r"}]}"#)
+            .unwrap_err()
+            .contains("no ES256 key"));
+    }
+}

@@ -1,0 +1,23 @@
+//! The auth filter's logic, free of proxy-wasm so that it is tested on the host:
+//! which policy a request falls under ([`policy`]), the keys tokens are verified with
+//! ([`keys`]), and the decision for one request ([`authorize`]).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod config;
+pub mod keys;
+pub mod policy;
+
+pub use config::AuthConfig;
+pub use keys::{KeySet, TokenError};
+pub use policy::{authorize, Outcome, Rejection, Request};
+
+/// The response of `authority.AuthorityService/ListPublicKeys`, declared by hand so that the
+/// filter needs no generated code: field 1 is the JWKS as JSON.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListPublicKeysResponse {
+    #[prost(string, tag = "1")]
+    pub jwks: String,
+}

@@ -1,0 +1,305 @@
+//! Raw proxy-wasm ABI 0.2.1 imports for the calls made on request paths, returning every host
+//! status to the caller instead of panicking as the SDK's `hostcalls` do. Memory the host hands
+//! back was allocated through the SDK's exported `proxy_on_memory_allocate`, exactly as the SDK
+//! itself reclaims it.
+#![allow(unsafe_code)]
+
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use std::fmt;
+use std::ptr::{null, null_mut};
+
+const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
+
+/// A non-OK status from the host, by number (proxy-wasm `WasmResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            1 => "NotFound",
+            2 => "BadArgument",
+            3 => "SerializationFailure",
+            4 => "ParseFailure",
+            7 => "Empty",
+            8 => "CasMismatch",
+            10 => "InternalFailure",
+            _ => "Unknown",
+        };
+        write!(f, "host status {} ({name})", self.0)
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: LogLevel, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_call_foreign_function(
+        function_name_data: *const u8,
+        function_name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
+        results_data: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
+}
+
+/// `proxy_continue_stream`/`proxy_close_stream` stream type of the HTTP request.
+const STREAM_HTTP_REQUEST: u32 = 0;
+
+fn check(status: u32) -> Result<(), HostError> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(HostError(status))
+    }
+}
+
+/// Takes ownership of a host-allocated buffer.
+fn take_buffer(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() || size == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the host allocated `size` bytes through `proxy_on_memory_allocate` (a boxed slice
+    // of exactly that length) and gave up ownership by returning the pointer.
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+/// Calls a host function that returns an owned buffer through out-pointers; `NotFound` is `None`.
+fn fetch(call: impl FnOnce(*mut *mut u8, *mut usize) -> u32) -> Result<Option<Vec<u8>>, HostError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    match call(&mut data, &mut size) {
+        OK => Ok(Some(take_buffer(data, size))),
+        NOT_FOUND => Ok(None),
+        status => Err(HostError(status)),
+    }
+}
+
+pub fn log(level: LogLevel, message: &str) -> Result<(), HostError> {
+    // SAFETY: pointer and length describe a live &str for the duration of the call.
+    check(unsafe { proxy_log(level, message.as_ptr(), message.len()) })
+}
+
+pub fn get_header(map: MapType, key: &str) -> Result<Option<String>, HostError> {
+    let value = fetch(|data, size| {
+        // SAFETY: key is live for the call; out-pointers point to locals owned by `fetch`.
+        unsafe { proxy_get_header_map_value(map, key.as_ptr(), key.len(), data, size) }
+    })?;
+    Ok(value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+pub fn get_header_pairs(map: MapType) -> Result<Vec<(String, String)>, HostError> {
+    let bytes = fetch(|data, size| {
+        // SAFETY: out-pointers point to locals owned by `fetch`.
+        unsafe { proxy_get_header_map_pairs(map, data, size) }
+    })?
+    .unwrap_or_default();
+    deserialize_pairs(&bytes).ok_or(HostError(3))
+}
+
+pub fn replace_header(map: MapType, key: &str, value: &str) -> Result<(), HostError> {
+    // SAFETY: key and value are live for the call.
+    check(unsafe {
+        proxy_replace_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
+    })
+}
+
+pub fn remove_header(map: MapType, key: &str) -> Result<(), HostError> {
+    // SAFETY: key is live for the call.
+    check(unsafe { proxy_remove_header_map_value(map, key.as_ptr(), key.len()) })
+}
+
+pub fn get_buffer(
+    buffer: BufferType,
+    start: usize,
+    max_size: usize,
+) -> Result<Option<Vec<u8>>, HostError> {
+    fetch(|data, size| {
+        // SAFETY: out-pointers point to locals owned by `fetch`.
+        unsafe { proxy_get_buffer_bytes(buffer, start, max_size, data, size) }
+    })
+}
+
+pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+    let path = path.join("\0");
+    fetch(|data, size| {
+        // SAFETY: path is live for the call; out-pointers point to locals owned by `fetch`.
+        unsafe { proxy_get_property(path.as_ptr(), path.len(), data, size) }
+    })
+}
+
+pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), HostError> {
+    let path = path.join("\0");
+    // SAFETY: path and value are live for the call.
+    check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+}
+
+pub fn send_local_response(
+    status_code: u32,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), HostError> {
+    let headers = serialize_pairs(headers);
+    // SAFETY: body and the serialized headers are live for the call; no details string.
+    check(unsafe {
+        proxy_send_local_response(
+            status_code,
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
+}
+
+pub fn call_foreign_function(name: &str) -> Result<Option<Vec<u8>>, HostError> {
+    fetch(|data, size| {
+        // SAFETY: name is live for the call; no arguments; out-pointers owned by `fetch`.
+        unsafe { proxy_call_foreign_function(name.as_ptr(), name.len(), null(), 0, data, size) }
+    })
+}
+
+pub fn resume_http_request() -> Result<(), HostError> {
+    // SAFETY: no pointers involved.
+    check(unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) })
+}
+
+pub fn reset_http_request() -> Result<(), HostError> {
+    // SAFETY: no pointers involved.
+    check(unsafe { proxy_close_stream(STREAM_HTTP_REQUEST) })
+}
+
+/// The proxy-wasm map encoding: count, then (key length, value length) pairs, then each key
+/// and value followed by a NUL.
+fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(
+        4 + pairs
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 10)
+            .sum::<usize>(),
+    );
+    bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (key, value) in pairs {
+        bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (key, value) in pairs {
+        bytes.extend_from_slice(key.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}
+
+fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    let read_u32 = |at: usize| -> Option<usize> {
+        let word: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(word) as usize)
+    };
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = read_u32(0)?;
+    let mut pairs = Vec::with_capacity(count);
+    let mut data = 4 + count * 8;
+    for index in 0..count {
+        let key_len = read_u32(4 + index * 8)?;
+        let value_len = read_u32(8 + index * 8)?;
+        let key = bytes.get(data..data + key_len)?;
+        data += key_len + 1;
+        let value = bytes.get(data..data + value_len)?;
+        data += value_len + 1;
+        pairs.push((
+            String::from_utf8_lossy(key).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
+    }
+    Some(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_round_trip_through_the_map_encoding() {
+        let pairs = [("content-type", "application/json"), ("x-empty", "")];
+        let decoded = deserialize_pairs(&serialize_pairs(&pairs)).unwrap();
+        assert_eq!(
+            decoded,
+            vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                ("x-empty".to_string(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_map_is_rejected_not_panicking() {
+        let bytes = serialize_pairs(&[("key", "value")]);
+        for cut in 1..bytes.len() - 1 {
+            assert!(deserialize_pairs(&bytes[..cut]).is_none(), "cut at {cut}");
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Host calls for the edge filters, as `Result`s that never panic.
+//!
+//! proxy-wasm's SDK (0.2.5) `panic!`s on any host status it does not expect, and a panic kills
+//! the Wasm VM for every later request on that worker. The calls the filters make on request
+//! paths therefore go through [`abi`], which hands every status back to the caller; the SDK is
+//! still used where it must be (dispatching gRPC calls, whose callbacks it routes).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod abi;
+
+pub use abi::HostError;
+use edge_core::Status;
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
+
+/// Writes to Envoy's log under the plugin's name; a failure to log is not worth failing a request.
+pub fn log(level: LogLevel, message: &str) {
+    let _ = abi::log(level, message);
+}
+
+/// A request header's value, or `None` when absent or not readable in this phase.
+pub fn request_header(name: &str) -> Option<String> {
+    abi::get_header(MapType::HttpRequestHeaders, name).unwrap_or(None)
+}
+
+/// A response header's value, or `None` when absent or not readable in this phase.
+pub fn response_header(name: &str) -> Option<String> {
+    abi::get_header(MapType::HttpResponseHeaders, name).unwrap_or(None)
+}
+
+/// Every value of a request header, for checks that must see duplicates (e.g. two
+/// `Authorization` headers).
+pub fn request_header_values(name: &str) -> Result<Vec<String>, HostError> {
+    Ok(abi::get_header_pairs(MapType::HttpRequestHeaders)?
+        .into_iter()
+        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+        .collect())
+}
+
+pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
+    abi::replace_header(MapType::HttpRequestHeaders, name, value)
+}
+
+pub fn remove_request_header(name: &str) -> Result<(), HostError> {
+    abi::remove_header(MapType::HttpRequestHeaders, name)
+}
+
+/// The buffered request body (up to `size` bytes).
+pub fn request_body(size: usize) -> Result<Vec<u8>, HostError> {
+    Ok(abi::get_buffer(BufferType::HttpRequestBody, 0, size)?.unwrap_or_default())
+}
+
+/// The message of the gRPC call response being delivered (inside `on_grpc_call_response`).
+pub fn grpc_call_response_body(size: usize) -> Result<Vec<u8>, HostError> {
+    Ok(abi::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)?.unwrap_or_default())
+}
+
+/// The plugin configuration, read once per VM in `on_configure`.
+pub fn plugin_configuration() -> Result<Vec<u8>, HostError> {
+    Ok(abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)?.unwrap_or_default())
+}
+
+/// An Envoy attribute (e.g. `["request", "duration"]`), or `None` when not available.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    abi::get_property(path).unwrap_or(None)
+}
+
+/// Stores a value in the stream's filter state, for other filters (and the access log) to read.
+pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), HostError> {
+    abi::set_property(path, value)
+}
+
+/// Answers the request locally with `status` as `google.rpc.Status` JSON. Returns the error when
+/// Envoy refuses (e.g. the response has already started); the caller then resets the stream
+/// rather than leave it hanging.
+pub fn send_status(status: &Status, extra_headers: &[(&str, &str)]) -> Result<(), HostError> {
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend_from_slice(extra_headers);
+    abi::send_local_response(
+        u32::from(status.http_status()),
+        &headers,
+        status.to_json().as_bytes(),
+    )
+}
+
+/// Answers the request locally with a JSON body.
+pub fn send_json(
+    http_status: u16,
+    body: &[u8],
+    extra_headers: &[(&str, &str)],
+) -> Result<(), HostError> {
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend_from_slice(extra_headers);
+    abi::send_local_response(u32::from(http_status), &headers, body)
+}
+
+/// Asks Envoy to recompute the route after a header change. Envoy 1.40 still does it by itself
+/// for ABI 0.2.1 modules; calling it keeps routing right if the ABI is ever bumped.
+pub fn clear_route_cache() {
+    let _ = abi::call_foreign_function("clear_route_cache");
+}
+
+/// Resumes a request paused while waiting for a callout.
+pub fn resume_request() -> Result<(), HostError> {
+    abi::resume_http_request()
+}
+
+/// Last resort when a local reply could not be sent: reset the stream, so the client sees an
+/// error instead of a hang.
+pub fn reset_request() {
+    let _ = abi::reset_http_request();
+}

@@ -1,0 +1,312 @@
+//! `google.api.http` path templates (see `google/api/http.proto`):
+//!
+//! ```text
+//! Template = "/" Segments [ Verb ] ;
+//! Segments = Segment { "/" Segment } ;
+//! Segment  = "*" | "**" | LITERAL | Variable ;
+//! Variable = "{" FieldPath [ "=" Segments ] "}" ;
+//! Verb     = ":" LITERAL ;
+//! ```
+
+/// One segment of a template, with variables already expanded into their segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    /// `*`: exactly one segment.
+    One,
+    /// `**`: any number of segments; only last.
+    Rest,
+}
+
+/// A variable and the segments it captures (`end` is `None` when it runs to a trailing `**`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Variable {
+    field_path: String,
+    start: usize,
+    end: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    segments: Vec<Segment>,
+    variables: Vec<Variable>,
+    verb: Option<String>,
+    source: String,
+}
+
+impl PathTemplate {
+    pub fn parse(source: &str) -> Result<Self, String> {
+        let fail = |why: &str| format!("path template {source:?}: {why}");
+        let body = source
+            .strip_prefix('/')
+            .ok_or_else(|| fail("must start with '/'"))?;
+        // The verb is the text after the last ':' that is outside any variable.
+        let (body, verb) = match body.rfind(':') {
+            Some(at) if !body[at..].contains('}') => {
+                (&body[..at], Some(body[at + 1..].to_string()))
+            }
+            _ => (body, None),
+        };
+        if verb.as_deref() == Some("") {
+            return Err(fail("empty verb"));
+        }
+        let mut template = PathTemplate {
+            segments: Vec::new(),
+            variables: Vec::new(),
+            verb,
+            source: source.to_string(),
+        };
+        let mut rest = body;
+        loop {
+            if let Some(inner) = rest.strip_prefix('{') {
+                let close = inner.find('}').ok_or_else(|| fail("unclosed '{'"))?;
+                let (field_path, pattern) = match inner[..close].split_once('=') {
+                    Some((field, pattern)) => (field, pattern),
+                    None => (&inner[..close], "*"),
+                };
+                if field_path.is_empty()
+                    || !field_path.split('.').all(|part| {
+                        !part.is_empty()
+                            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+                {
+                    return Err(fail("variable needs a field path like {name} or {a.b}"));
+                }
+                if template
+                    .variables
+                    .iter()
+                    .any(|v| v.field_path == field_path)
+                {
+                    return Err(fail("a field is bound twice"));
+                }
+                let start = template.segments.len();
+                for part in pattern.split('/') {
+                    if part.contains(['{', '}']) {
+                        return Err(fail("nested variables are not allowed"));
+                    }
+                    template.push(part).map_err(|why| fail(&why))?;
+                }
+                let end = match template.segments.last() {
+                    Some(Segment::Rest) => None,
+                    _ => Some(template.segments.len()),
+                };
+                template.variables.push(Variable {
+                    field_path: field_path.to_string(),
+                    start,
+                    end,
+                });
+                rest = &inner[close + 1..];
+            } else {
+                let end = rest.find('/').unwrap_or(rest.len());
+                let part = &rest[..end];
+                if part.contains(['{', '}']) {
+                    return Err(fail("a variable must be a whole segment"));
+                }
+                template.push(part).map_err(|why| fail(&why))?;
+                rest = &rest[end..];
+            }
+            match rest.strip_prefix('/') {
+                Some(next) => rest = next,
+                None if rest.is_empty() => break,
+                None => return Err(fail("a variable must be a whole segment")),
+            }
+        }
+        Ok(template)
+    }
+
+    fn push(&mut self, part: &str) -> Result<(), String> {
+        if matches!(self.segments.last(), Some(Segment::Rest)) {
+            return Err("'**' must be the last segment".into());
+        }
+        self.segments.push(match part {
+            "" => return Err("empty segment".into()),
+            "*" => Segment::One,
+            "**" => Segment::Rest,
+            literal if literal.contains('*') => return Err("'*' must be a whole segment".into()),
+            literal => Segment::Literal(literal.to_string()),
+        });
+        Ok(())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The field path of every variable, e.g. `id` or `book.shelf`.
+    pub fn field_paths(&self) -> impl Iterator<Item = &str> {
+        self.variables.iter().map(|v| v.field_path.as_str())
+    }
+
+    /// Orders templates so that the most specific is tried first: more literal segments,
+    /// then more segments, then no trailing `**`.
+    pub fn specificity(&self) -> (usize, usize, bool) {
+        let literals = self
+            .segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count();
+        let open_ended = matches!(self.segments.last(), Some(Segment::Rest));
+        (literals, self.segments.len(), !open_ended)
+    }
+
+    /// Matches a path (no query string). On success returns each variable's field path and
+    /// its percent-decoded value (`%2F` stays encoded in multi-segment variables, so a value's
+    /// own slashes cannot be confused with the separators).
+    pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let path = path.strip_prefix('/')?;
+        let path = match &self.verb {
+            Some(verb) => path.strip_suffix(verb.as_str())?.strip_suffix(':')?,
+            None => path,
+        };
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut index = 0;
+        for segment in &self.segments {
+            match segment {
+                Segment::Rest => {
+                    index = parts.len();
+                    break;
+                }
+                Segment::One => match parts.get(index) {
+                    Some(part) if !part.is_empty() => {}
+                    _ => return None,
+                },
+                Segment::Literal(literal) => match parts.get(index) {
+                    Some(part) if part == literal => {}
+                    _ => return None,
+                },
+            }
+            index += 1;
+        }
+        if index != parts.len() {
+            return None;
+        }
+        let mut bindings = Vec::with_capacity(self.variables.len());
+        for variable in &self.variables {
+            let end = variable.end.unwrap_or(parts.len()).min(parts.len());
+            let captured = &parts[variable.start.min(end)..end];
+            let value = if captured.len() == 1 && variable.end.is_some() {
+                percent_decode(captured[0], false)?
+            } else {
+                percent_decode(&captured.join("/"), true)?
+            };
+            bindings.push((variable.field_path.clone(), value));
+        }
+        Some(bindings)
+    }
+}
+
+/// Decodes `%XX` escapes; with `keep_slash`, `%2F` stays as it is. Returns `None` for a
+/// malformed escape or bytes that are not UTF-8 (the route then does not match: 404).
+pub fn percent_decode(text: &str, keep_slash: bool) -> Option<String> {
+    if !text.contains('%') {
+        return Some(text.to_string());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            let byte = u8::from_str_radix(hex, 16).ok()?;
+            if keep_slash && byte == b'/' {
+                out.extend_from_slice(&bytes[i..i + 3]);
+            } else {
+                out.push(byte);
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bindings(template: &str, path: &str) -> Option<Vec<(String, String)>> {
+        PathTemplate::parse(template).unwrap().matches(path)
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+        Some(
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn matching_and_binding() {
+        assert_eq!(bindings("/catalog/items", "/catalog/items"), pairs(&[]));
+        assert_eq!(bindings("/catalog/items", "/catalog/items/"), None);
+        assert_eq!(
+            bindings("/catalog/items/{id}", "/catalog/items/42"),
+            pairs(&[("id", "42")])
+        );
+        assert_eq!(bindings("/catalog/items/{id}", "/catalog/items/"), None);
+        assert_eq!(bindings("/catalog/items/{id}", "/catalog/items/4/2"), None);
+        assert_eq!(
+            bindings("/catalog/items/{id}", "/catalog/items/a%20b%2Fc"),
+            pairs(&[("id", "a b/c")])
+        );
+        assert_eq!(bindings("/catalog/items/{id}", "/catalog/items/%zz"), None);
+        assert_eq!(
+            bindings("/v1/{name=shelves/*/books/*}", "/v1/shelves/1/books/2"),
+            pairs(&[("name", "shelves/1/books/2")])
+        );
+        assert_eq!(
+            bindings("/v1/{name=shelves/*/books/*}", "/v1/shelves/1/books"),
+            None
+        );
+        assert_eq!(
+            bindings("/files/{path=**}", "/files/a/b%2Fc/d"),
+            pairs(&[("path", "a/b%2Fc/d")])
+        );
+        assert_eq!(
+            bindings("/files/{path=**}", "/files"),
+            pairs(&[("path", "")])
+        );
+        assert_eq!(
+            bindings("/v1/{book.shelf}/books:publish", "/v1/s1/books:publish"),
+            pairs(&[("book.shelf", "s1")])
+        );
+        assert_eq!(
+            bindings("/v1/{book.shelf}/books:publish", "/v1/s1/books"),
+            None
+        );
+        assert_eq!(bindings("/v1/*/x", "/v1/anything/x"), pairs(&[]));
+    }
+
+    #[test]
+    fn malformed_templates_are_rejected() {
+        for bad in [
+            "catalog",
+            "/a/{id",
+            "/a/{}",
+            "/a/{id}/{id}",
+            "/a/**/b",
+            "/a/b*",
+            "/a//b",
+            "/a/{x=**}/b",
+            "/a/x{id}",
+            "/a:",
+        ] {
+            assert!(
+                PathTemplate::parse(bad).is_err(),
+                "{bad} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn specific_templates_sort_first() {
+        let literal = PathTemplate::parse("/catalog/items/count").unwrap();
+        let variable = PathTemplate::parse("/catalog/items/{id}").unwrap();
+        let open = PathTemplate::parse("/catalog/{rest=**}").unwrap();
+        assert!(literal.specificity() > variable.specificity());
+        assert!(variable.specificity() > open.specificity());
+    }
+}

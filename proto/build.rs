@@ -1,0 +1,32 @@
+//! Compiles `platform/*.proto` with protox (no system `protoc` needed) into tonic/prost code and
+//! one descriptor set, which the services serve through reflection and the edge transcodes with.
+
+use std::{env, fs, path::PathBuf};
+
+const PROTOS: &[&str] = &[
+    "platform/authority.proto",
+    "platform/catalog.proto",
+    "platform/customer.proto",
+    "platform/item.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    println!("cargo:rerun-if-changed=google");
+
+    let mut compiler = protox::Compiler::new(["."])?;
+    compiler.include_imports(true);
+    compiler.open_files(PROTOS)?;
+    // Encoded by protox itself: going through prost-types would drop the `google.api.http`
+    // method options (extensions), which the transcoder needs.
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(
+        out_dir.join("platform_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+
+    tonic_prost_build::configure().compile_fds(compiler.file_descriptor_set())?;
+    Ok(())
+}
