@@ -12,3 +12,18 @@ pub use status::{GrpcCode, Status};
 /// Metadata/header carrying the verified subject from the auth filter to the backends.
 /// Clients can never set it: the auth filter removes any client-sent copy on every request.
 pub const USER_ID_HEADER: &str = "x-user-id";
+
+/// Filter-state properties one edge filter records for another (`set_property` /
+/// `get_property` with the same one-element path): mostly for the access log.
+pub mod properties {
+    /// The matched route template, e.g. `/catalog/items/{id}`.
+    pub const ROUTE: &str = "edge_route";
+    /// The gRPC method called, e.g. `/catalog.CatalogService/GetItem`.
+    pub const GRPC_METHOD: &str = "edge_grpc_method";
+    /// The gRPC status the backend answered a transcoded call with.
+    pub const GRPC_STATUS: &str = "edge_grpc_status";
+    /// The subject auth verified (only ever set by auth).
+    pub const SUBJECT: &str = "edge_subject";
+    /// Why auth refused a request (e.g. `token_rejected`).
+    pub const AUTH_REASON: &str = "edge_auth_reason";
+}

@@ -27,6 +27,11 @@ pub fn response_header(name: &str) -> Option<String> {
     abi::get_header(MapType::HttpResponseHeaders, name).unwrap_or(None)
 }
 
+/// A response trailer's value (gRPC status of proxied gRPC calls), or `None`.
+pub fn response_trailer(name: &str) -> Option<String> {
+    abi::get_header(MapType::HttpResponseTrailers, name).unwrap_or(None)
+}
+
 /// Every value of a request header, for checks that must see duplicates (e.g. two
 /// `Authorization` headers).
 pub fn request_header_values(name: &str) -> Result<Vec<String>, HostError> {

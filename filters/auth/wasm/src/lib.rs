@@ -4,6 +4,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use edge_auth::{authorize, AuthConfig, KeySet, ListPublicKeysResponse, Outcome, Request};
+use edge_core::properties;
 use edge_glue as host;
 use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -159,12 +160,14 @@ impl AuthFilter {
             Outcome::Allow { subject } => {
                 if let Some(subject) = subject {
                     host::set_request_header(&config.subject_header, &subject)?;
+                    host::set_property(&[properties::SUBJECT], subject.as_bytes())?;
                     // The backends trust the subject header; the token stays at the edge.
                     host::remove_request_header("authorization")?;
                 }
                 Ok(Action::Continue)
             }
             Outcome::Reject(rejection) => {
+                host::set_property(&[properties::AUTH_REASON], rejection.reason.as_bytes())?;
                 let challenge = rejection.www_authenticate.as_deref();
                 let headers: Vec<(&str, &str)> = challenge
                     .map(|c| ("www-authenticate", c))

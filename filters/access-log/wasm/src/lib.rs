@@ -1,0 +1,95 @@
+//! proxy-wasm glue of the access log: in `on_log`, which Envoy calls for every request
+//! (local replies from auth or the transcoder included), gathers the request's attributes and
+//! writes one JSON line to Envoy's log.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use edge_access_log::{logged_path, rfc3339_millis, AccessLogConfig, Record};
+use edge_core::properties;
+use edge_glue as host;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| Box::new(AccessLogRoot { config: Rc::default() }));
+}}
+
+struct AccessLogRoot {
+    config: Rc<AccessLogConfig>,
+}
+
+impl Context for AccessLogRoot {}
+
+impl RootContext for AccessLogRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        match host::plugin_configuration()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| AccessLogConfig::from_json(&bytes))
+        {
+            Ok(config) => {
+                self.config = Rc::new(config);
+                true
+            }
+            Err(error) => {
+                host::log(LogLevel::Error, &error);
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(AccessLog {
+            config: self.config.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct AccessLog {
+    config: Rc<AccessLogConfig>,
+}
+
+impl Context for AccessLog {}
+
+fn string_property(path: &[&str]) -> Option<String> {
+    host::property(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// Envoy encodes integer attributes as 8 little-endian bytes.
+fn int_property(path: &[&str]) -> Option<u64> {
+    let bytes: [u8; 8] = host::property(path)?.as_slice().try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+impl HttpContext for AccessLog {
+    fn on_log(&mut self) {
+        let grpc_status = string_property(&[properties::GRPC_STATUS])
+            .or_else(|| host::response_trailer("grpc-status"))
+            .or_else(|| host::response_header("grpc-status"))
+            .and_then(|status| status.parse().ok());
+        let record = Record {
+            time: rfc3339_millis(int_property(&["request", "time"]).unwrap_or_default()),
+            request_id: host::request_header("x-request-id"),
+            method: host::request_header(":method").unwrap_or_default(),
+            path: logged_path(&host::request_header(":path").unwrap_or_default(), &self.config),
+            route: string_property(&[properties::ROUTE]),
+            grpc_method: string_property(&[properties::GRPC_METHOD]),
+            status: int_property(&["response", "code"]).and_then(|c| u16::try_from(c).ok()).unwrap_or_default(),
+            grpc_status,
+            duration_ms: int_property(&["request", "duration"]).map_or(0.0, |nanos| nanos as f64 / 1e6),
+            bytes_in: int_property(&["request", "total_size"]).unwrap_or_default(),
+            bytes_out: int_property(&["response", "total_size"]).unwrap_or_default(),
+            subject: string_property(&[properties::SUBJECT]),
+            auth_reason: string_property(&[properties::AUTH_REASON]),
+            user_agent: host::request_header("user-agent"),
+            upstream_cluster: string_property(&["xds", "cluster_name"]),
+        };
+        host::log(LogLevel::Info, &record.to_json());
+    }
+}

@@ -1,0 +1,270 @@
+//! proxy-wasm glue of the transcoder: matches the HTTP request to a route, builds the gRPC
+//! request, calls the backend with `dispatch_grpc_call` and answers the client locally with
+//! JSON. Calling out (rather than rewriting the request in place) is what works for every
+//! method in Envoy 1.40: a GET has no body to replace, and the HTTP status cannot be set from
+//! gRPC trailers on the response path. gRPC clients (`application/grpc`) pass through to the
+//! router untouched.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use edge_core::{properties, GrpcCode, Status};
+use edge_glue as host;
+use edge_transcoder::{Lookup, Transcoder, TranscoderConfig};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::rc::Rc;
+use std::time::Duration;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| Box::new(TranscoderRoot { transcoder: None }));
+}}
+
+struct TranscoderRoot {
+    transcoder: Option<Rc<Transcoder>>,
+}
+
+impl Context for TranscoderRoot {}
+
+impl RootContext for TranscoderRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let built = host::plugin_configuration()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                serde_json::from_slice::<TranscoderConfig>(&bytes)
+                    .map_err(|e| format!("invalid transcoder configuration: {e}"))
+            })
+            .and_then(Transcoder::new);
+        match built {
+            Ok(transcoder) => {
+                host::log(
+                    LogLevel::Info,
+                    &format!("transcoding {} HTTP route(s)", transcoder.routes().len()),
+                );
+                self.transcoder = Some(Rc::new(transcoder));
+                true
+            }
+            Err(error) => {
+                host::log(LogLevel::Error, &error);
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(TranscoderFilter {
+            transcoder: self.transcoder.clone(),
+            pending: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// A matched request waiting for its body.
+struct Pending {
+    route: usize,
+    bindings: Vec<(String, String)>,
+    query: Option<String>,
+}
+
+struct TranscoderFilter {
+    transcoder: Option<Rc<Transcoder>>,
+    pending: Option<Pending>,
+}
+
+impl TranscoderFilter {
+    /// Answers with `status` as JSON; if even that fails, resets so the client never hangs.
+    fn reply(&self, status: &Status) -> Action {
+        if let Err(error) = host::send_status(status, &[]) {
+            host::log(LogLevel::Error, &format!("cannot send local reply: {error}"));
+            host::reset_request();
+        }
+        Action::Pause
+    }
+
+    fn on_headers(&mut self, transcoder: &Transcoder, end_of_stream: bool) -> Action {
+        let content_type = host::request_header("content-type").unwrap_or_default();
+        if content_type.starts_with("application/grpc") {
+            return Action::Continue;
+        }
+        let method = host::request_header(":method").unwrap_or_default();
+        let path = host::request_header(":path").unwrap_or_default();
+        let (route, bindings) = match transcoder.lookup(&method, &path) {
+            Lookup::Matched { route, bindings } => (route, bindings),
+            Lookup::NotFound => {
+                let shown = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
+                return self.reply(&Status::new(
+                    GrpcCode::NotFound,
+                    format!("no route for {method} {shown}"),
+                ));
+            }
+            Lookup::MethodNotAllowed => {
+                return self.reply_method_not_allowed(&method);
+            }
+        };
+        let _ = host::set_property(&[properties::ROUTE], route.template.as_str().as_bytes());
+        let _ = host::set_property(&[properties::GRPC_METHOD], route.grpc_path().as_bytes());
+        let index = transcoder
+            .routes()
+            .iter()
+            .position(|r| std::ptr::eq(r, route))
+            .unwrap_or_default();
+        let pending = Pending {
+            route: index,
+            bindings,
+            query: path.split_once('?').map(|(_, q)| q.to_string()),
+        };
+        if end_of_stream {
+            let action = self.call_backend(transcoder, &pending, &[]);
+            // The response arrives in on_grpc_call_response, which needs the route.
+            self.pending = Some(pending);
+            return action;
+        }
+        let declared_length = host::request_header("content-length").and_then(|v| v.parse::<usize>().ok());
+        if declared_length.is_some_and(|length| length > transcoder.config.max_body_bytes) {
+            return self.reply_too_large(transcoder);
+        }
+        self.pending = Some(pending);
+        // Wait for the whole body before calling the backend.
+        Action::Pause
+    }
+
+    fn reply_method_not_allowed(&self, method: &str) -> Action {
+        let status = Status::new(GrpcCode::Unimplemented, format!("method {method} is not allowed on this path"));
+        if let Err(error) = host::send_json(405, status.to_json().as_bytes(), &[]) {
+            host::log(LogLevel::Error, &format!("cannot send local reply: {error}"));
+            host::reset_request();
+        }
+        Action::Pause
+    }
+
+    fn reply_too_large(&self, transcoder: &Transcoder) -> Action {
+        let status = Status::new(
+            GrpcCode::ResourceExhausted,
+            format!("request body exceeds {} bytes", transcoder.config.max_body_bytes),
+        );
+        if let Err(error) = host::send_json(413, status.to_json().as_bytes(), &[]) {
+            host::log(LogLevel::Error, &format!("cannot send local reply: {error}"));
+            host::reset_request();
+        }
+        Action::Pause
+    }
+
+    fn call_backend(&mut self, transcoder: &Transcoder, pending: &Pending, body: &[u8]) -> Action {
+        let Some(route) = transcoder.routes().get(pending.route) else {
+            return self.reply(&Status::new(GrpcCode::Internal, "route table changed"));
+        };
+        let message = match transcoder.request_message(route, &pending.bindings, pending.query.as_deref(), body) {
+            Ok(message) => message,
+            Err(status) => return self.reply(&status),
+        };
+        let forwarded: Vec<(String, String)> = transcoder
+            .config
+            .forward_headers
+            .iter()
+            .filter_map(|name| host::request_header(name).map(|value| (name.clone(), value)))
+            .collect();
+        let metadata: Vec<(&str, &[u8])> = forwarded
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
+        match self.dispatch_grpc_call(
+            &route.cluster,
+            &route.service,
+            &route.method,
+            metadata,
+            Some(&message),
+            Duration::from_millis(transcoder.config.timeout_ms),
+        ) {
+            Ok(_) => Action::Pause,
+            Err(error) => {
+                host::log(
+                    LogLevel::Error,
+                    &format!("cannot call {} on cluster {}: {error:?}", route.grpc_path(), route.cluster),
+                );
+                self.reply(&Status::new(GrpcCode::Unavailable, "the backend is not reachable"))
+            }
+        }
+    }
+}
+
+impl Context for TranscoderFilter {
+    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
+        let _ = host::set_property(&[properties::GRPC_STATUS], status_code.to_string().as_bytes());
+        let Some(transcoder) = self.transcoder.clone() else { return };
+        let Some(pending) = self.pending.take() else { return };
+        let route = transcoder.routes().get(pending.route);
+        let outcome = match (status_code, route) {
+            (0, Some(route)) => host::grpc_call_response_body(response_size)
+                .map_err(|e| Status::new(GrpcCode::Internal, format!("cannot read backend response: {e}")))
+                .and_then(|body| transcoder.response_json(route, &body)),
+            (0, None) => Err(Status::new(GrpcCode::Internal, "route table changed")),
+            (code, _) => {
+                let (_, message) = self.get_grpc_status();
+                Err(Status::new(GrpcCode::from_number(code), backend_message(message)))
+            }
+        };
+        match outcome {
+            Ok(json) => {
+                if let Err(error) = host::send_json(200, &json, &[]) {
+                    host::log(LogLevel::Error, &format!("cannot send response: {error}"));
+                    host::reset_request();
+                }
+            }
+            Err(status) => {
+                self.reply(&status);
+            }
+        }
+    }
+}
+
+/// The backend's message without Envoy's `{details}` suffix (e.g. `{via_upstream}`), which is
+/// Envoy's bookkeeping, not something to show users.
+fn backend_message(message: Option<String>) -> String {
+    let message = message.unwrap_or_default();
+    let trimmed = match message.rfind('{') {
+        Some(at) if message.ends_with('}') && at > 0 => message[..at].trim_end(),
+        _ => message.trim_end(),
+    };
+    trimmed.to_string()
+}
+
+impl HttpContext for TranscoderFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(transcoder) = self.transcoder.clone() else {
+            host::reset_request();
+            return Action::Pause;
+        };
+        self.on_headers(&transcoder, end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(transcoder) = self.transcoder.clone() else {
+            return Action::Continue;
+        };
+        if self.pending.is_none() {
+            return Action::Continue;
+        }
+        if body_size > transcoder.config.max_body_bytes {
+            self.pending = None;
+            return self.reply_too_large(&transcoder);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = match host::request_body(body_size) {
+            Ok(body) => body,
+            Err(error) => {
+                return self.reply(&Status::new(GrpcCode::Internal, format!("cannot read request body: {error}")))
+            }
+        };
+        let Some(pending) = self.pending.take() else {
+            return Action::Continue;
+        };
+        let action = self.call_backend(&transcoder, &pending, &body);
+        self.pending = Some(pending);
+        action
+    }
+}

@@ -1,0 +1,123 @@
+//! The catalog BFF: items as clients want them, each with its owner's name. Errors from item
+//! and customer keep their gRPC code, so a missing item is NotFound all the way to the client.
+
+use platform_proto::catalog::{
+    catalog_service_server::CatalogService, CreateItemRequest, CreateItemResponse, GetItemRequest,
+    GetItemResponse, Item, ListItemsRequest, ListItemsResponse,
+};
+use platform_proto::customer::{customer_service_client::CustomerServiceClient, GetCustomerRequest};
+use platform_proto::item::{self as item_api, item_service_client::ItemServiceClient};
+use std::collections::HashMap;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+/// Metadata set by the edge after it verified the caller's token; the edge removes any copy a
+/// client sends, so it can be trusted here.
+const USER_ID_METADATA: &str = "x-user-id";
+
+pub struct CatalogApi {
+    customers: CustomerServiceClient<Channel>,
+    items: ItemServiceClient<Channel>,
+}
+
+impl CatalogApi {
+    pub fn new(customers: Channel, items: Channel) -> Self {
+        Self {
+            customers: CustomerServiceClient::new(customers),
+            items: ItemServiceClient::new(items),
+        }
+    }
+
+    async fn customer_name(&self, id: &str) -> Result<String, Status> {
+        let customer = self
+            .customers
+            .clone()
+            .get_customer(GetCustomerRequest { id: id.to_string() })
+            .await?
+            .into_inner()
+            .customer;
+        Ok(customer.map(|c| c.name).unwrap_or_default())
+    }
+}
+
+fn aggregate(item: item_api::Item, customer_name: String) -> Item {
+    Item {
+        id: item.id,
+        customer_id: item.customer_id,
+        customer_name,
+        title: item.title,
+        price: item.price,
+    }
+}
+
+fn missing_item() -> Status {
+    Status::internal("item service answered without an item")
+}
+
+#[tonic::async_trait]
+impl CatalogService for CatalogApi {
+    async fn create_item(&self, request: Request<CreateItemRequest>) -> Result<Response<CreateItemResponse>, Status> {
+        let owner = request
+            .metadata()
+            .get(USER_ID_METADATA)
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| !value.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| Status::unauthenticated("no authenticated caller"))?;
+        let request = request.into_inner();
+        let created = self
+            .items
+            .clone()
+            .create_item(item_api::CreateItemRequest {
+                customer_id: owner.clone(),
+                title: request.title,
+                price: request.price,
+            })
+            .await?
+            .into_inner()
+            .item
+            .ok_or_else(missing_item)?;
+        let name = self.customer_name(&owner).await?;
+        Ok(Response::new(CreateItemResponse { item: Some(aggregate(created, name)) }))
+    }
+
+    async fn get_item(&self, request: Request<GetItemRequest>) -> Result<Response<GetItemResponse>, Status> {
+        let id = request.into_inner().id;
+        let item = self
+            .items
+            .clone()
+            .get_item(item_api::GetItemRequest { id })
+            .await?
+            .into_inner()
+            .item
+            .ok_or_else(missing_item)?;
+        let name = self.customer_name(&item.customer_id).await?;
+        Ok(Response::new(GetItemResponse { item: Some(aggregate(item, name)) }))
+    }
+
+    async fn list_items(&self, _request: Request<ListItemsRequest>) -> Result<Response<ListItemsResponse>, Status> {
+        let items = self
+            .items
+            .clone()
+            .list_items(item_api::ListItemsRequest {})
+            .await?
+            .into_inner()
+            .items;
+        // One customer lookup per distinct owner, not per item.
+        let mut names: HashMap<String, String> = HashMap::new();
+        for item in &items {
+            if !names.contains_key(&item.customer_id) {
+                let name = self.customer_name(&item.customer_id).await?;
+                names.insert(item.customer_id.clone(), name);
+            }
+        }
+        let items = items
+            .into_iter()
+            .map(|item| {
+                let name = names.get(&item.customer_id).cloned().unwrap_or_default();
+                aggregate(item, name)
+            })
+            .collect();
+        Ok(Response::new(ListItemsResponse { items }))
+    }
+}

@@ -1,0 +1,64 @@
+//! The gRPC adapter: requests in, domain calls, domain errors out as gRPC codes.
+
+use crate::store::{Error, Item, ItemStore};
+use platform_proto::item::{
+    item_service_server::ItemService, CreateItemRequest, CreateItemResponse, GetItemRequest,
+    GetItemResponse, Item as ItemMessage, ListItemsRequest, ListItemsResponse,
+};
+use tonic::{Request, Response, Status};
+
+pub struct ItemApi {
+    store: ItemStore,
+}
+
+impl ItemApi {
+    pub fn new(store: ItemStore) -> Self {
+        Self { store }
+    }
+}
+
+fn to_status(error: Error) -> Status {
+    match error {
+        Error::Invalid(why) => Status::invalid_argument(why),
+        Error::NotFound => Status::not_found("item not found"),
+        Error::Database(e) => {
+            tracing::error!(error = %e, "database error");
+            Status::internal("internal error")
+        }
+    }
+}
+
+fn message(item: Item) -> ItemMessage {
+    ItemMessage {
+        id: item.id,
+        customer_id: item.customer_id,
+        title: item.title,
+        price: item.price,
+    }
+}
+
+#[tonic::async_trait]
+impl ItemService for ItemApi {
+    async fn create_item(
+        &self,
+        request: Request<CreateItemRequest>,
+    ) -> Result<Response<CreateItemResponse>, Status> {
+        let request = request.into_inner();
+        let item = self
+            .store
+            .create(&request.customer_id, &request.title, request.price)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(CreateItemResponse { item: Some(message(item)) }))
+    }
+
+    async fn get_item(&self, request: Request<GetItemRequest>) -> Result<Response<GetItemResponse>, Status> {
+        let item = self.store.get(&request.into_inner().id).await.map_err(to_status)?;
+        Ok(Response::new(GetItemResponse { item: Some(message(item)) }))
+    }
+
+    async fn list_items(&self, _request: Request<ListItemsRequest>) -> Result<Response<ListItemsResponse>, Status> {
+        let items = self.store.list().await.map_err(to_status)?;
+        Ok(Response::new(ListItemsResponse { items: items.into_iter().map(message).collect() }))
+    }
+}

@@ -1,0 +1,145 @@
+//! Opening a service's database: SQLite by default, PostgreSQL with the same code and
+//! migrations when `DATABASE_URL` says so. Migrations run at start-up, and the database is
+//! checked before the server reports ready, so a bad URL fails fast with a clear message.
+
+use crate::StartupError;
+use sqlx::any::{install_default_drivers, AnyPoolOptions};
+use sqlx::{AnyPool, Connection};
+use std::path::Path;
+use std::time::Duration;
+
+/// One schema change. SQL must be portable between SQLite and PostgreSQL (plain types,
+/// `$1` placeholders).
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Opens (creating a SQLite file and its directory if needed), applies pending migrations in
+/// order, each in its own transaction, and checks the connection.
+pub async fn open_database(url: &str, migrations: &[Migration]) -> Result<AnyPool, StartupError> {
+    install_default_drivers();
+    if let Some(file) = sqlite_file(url) {
+        if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create database directory {}: {e}", dir.display()))?;
+        }
+    }
+    let pool = AnyPoolOptions::new()
+        // One writer for SQLite: it serializes writes anyway, and an in-memory database is
+        // private to its connection.
+        .max_connections(if url.starts_with("sqlite:") { 1 } else { 8 })
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&with_create_mode(url))
+        .await
+        .map_err(|e| format!("cannot open database {}: {e}", redact(url)))?;
+    migrate(&pool, migrations)
+        .await
+        .map_err(|e| format!("cannot migrate database {}: {e}", redact(url)))?;
+    pool.acquire()
+        .await?
+        .ping()
+        .await
+        .map_err(|e| format!("database {} does not answer: {e}", redact(url)))?;
+    Ok(pool)
+}
+
+async fn migrate(pool: &AnyPool, migrations: &[Migration]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    for migration in migrations {
+        let applied: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(migration.version)
+                .fetch_optional(pool)
+                .await?;
+        if applied.is_some() {
+            continue;
+        }
+        let mut tx = pool.begin().await?;
+        for statement in migration.sql.split(';').filter(|s| !s.trim().is_empty()) {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version = migration.version, name = migration.name, "applied migration");
+    }
+    Ok(())
+}
+
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let file = rest.split('?').next().unwrap_or(rest);
+    (!file.is_empty() && file != ":memory:").then_some(file)
+}
+
+/// SQLite opens read-write and creates the file unless the URL says otherwise.
+fn with_create_mode(url: &str) -> String {
+    if sqlite_file(url).is_some() && !url.contains("mode=") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}mode=rwc")
+    } else {
+        url.to_string()
+    }
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(sqlite_file("sqlite://data/customer.db"), Some("data/customer.db"));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://u:p@h/db"), None);
+        assert_eq!(with_create_mode("sqlite://a.db"), "sqlite://a.db?mode=rwc");
+        assert_eq!(with_create_mode("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+        assert_eq!(redact("postgres://user:secret@host/db"), "postgres://user:***@host/db");
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_once_and_survive_reopen() {
+        let dir = std::env::temp_dir().join(format!("kit-test-{}", std::process::id()));
+        let url = format!("sqlite://{}/nested/test.db", dir.display());
+        let migrations = [
+            Migration { version: 1, name: "create", sql: "CREATE TABLE t (id TEXT PRIMARY KEY)" },
+            Migration { version: 2, name: "seed", sql: "INSERT INTO t (id) VALUES ('a'); INSERT INTO t (id) VALUES ('b')" },
+        ];
+        for _ in 0..2 {
+            let pool = open_database(&url, &migrations).await.unwrap();
+            let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t").fetch_one(&pool).await.unwrap();
+            assert_eq!(count, 2);
+            pool.close().await;
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn unreachable_database_fails_with_a_clear_message() {
+        let error = open_database("postgres://user:pw@127.0.0.1:1/db", &[]).await.unwrap_err();
+        let message = error.to_string();
+        assert!(message.starts_with("cannot open database postgres://user:***@127.0.0.1:1/db"), "{message}");
+    }
+}

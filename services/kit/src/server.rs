@@ -1,0 +1,61 @@
+//! The gRPC server every service runs: its own services plus health and reflection, on a
+//! listener bound before anything is served, stopped gracefully on SIGTERM or Ctrl-C.
+
+use crate::StartupError;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+
+/// A bound listener; binding first lets `LISTEN_ADDR=127.0.0.1:0` pick a free port.
+pub struct Listener {
+    listener: TcpListener,
+    pub local_addr: SocketAddr,
+}
+
+impl Listener {
+    pub async fn bind(addr: &str) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self { listener, local_addr })
+    }
+}
+
+/// Serves `routes` with gRPC health (reporting SERVING for `service_names`) and reflection
+/// until SIGTERM or SIGINT, then drains in-flight calls. Prints `listening on ADDR` on stdout
+/// once ready: tests and scripts wait for that line.
+pub async fn serve(
+    listener: Listener,
+    service_names: &[&str],
+    routes: Routes,
+) -> Result<(), StartupError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in service_names {
+        reporter
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(platform_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let routes = routes.add_service(health).add_service(reflection);
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        tracing::info!("shutting down");
+    };
+    tracing::info!(addr = %listener.local_addr, "serving");
+    println!("listening on {}", listener.local_addr);
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener.listener), shutdown)
+        .await?;
+    Ok(())
+}
