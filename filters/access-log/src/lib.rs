@@ -1,7 +1,10 @@
 //! The access log's logic, free of proxy-wasm: the record written for each request and its
 //! JSON form (serde_json escapes every value, so a header full of quotes or newlines cannot
 //! forge a second log line).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +65,9 @@ pub fn logged_path(path: &str, config: &AccessLogConfig) -> String {
     if config.include_query {
         path.to_string()
     } else {
-        path.split_once('?').map_or(path, |(path, _)| path).to_string()
+        path.split_once('?')
+            .map_or(path, |(path, _)| path)
+            .to_string()
     }
 }
 
@@ -104,8 +109,14 @@ mod tests {
     #[test]
     fn rfc3339_formatting() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(951_782_400_123_456_789), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339_millis(1_795_316_645_999_000_000), "2026-11-22T03:04:05.999Z");
+        assert_eq!(
+            rfc3339_millis(951_782_400_123_456_789),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            rfc3339_millis(1_795_316_645_999_000_000),
+            "2026-11-22T03:04:05.999Z"
+        );
     }
 
     #[test]

@@ -69,6 +69,8 @@ impl AuthConfig {
                 "invalid auth configuration: no rules (every request would be denied)".into(),
             );
         }
+        edge_core::grpc_upstream(&config.authority.cluster)
+            .map_err(|e| format!("invalid auth configuration: authority.{e}"))?;
         if config.authority.refresh_seconds == 0 || config.authority.retry_seconds == 0 {
             return Err(
                 "invalid auth configuration: refresh/retry intervals must be positive".into(),

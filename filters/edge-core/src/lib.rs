@@ -5,9 +5,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod percent;
 mod status;
+mod upstream;
 
+pub use percent::percent_decode;
 pub use status::{GrpcCode, Status};
+pub use upstream::grpc_upstream;
 
 /// Metadata/header carrying the verified subject from the auth filter to the backends.
 /// Clients can never set it: the auth filter removes any client-sent copy on every request.

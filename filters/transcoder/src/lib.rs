@@ -36,6 +36,8 @@ pub struct Route {
     pub service: String,
     pub method: String,
     pub cluster: String,
+    /// `cluster` encoded for `dispatch_grpc_call` (see `edge_core::grpc_upstream`).
+    pub upstream: String,
     pub body: BodyTarget,
     /// `response_body`: render only this field of the response.
     pub response_body: Option<FieldDescriptor>,
@@ -147,6 +149,8 @@ impl Transcoder {
                         service: service.full_name().to_string(),
                         method: method.name().to_string(),
                         cluster: cluster.clone(),
+                        upstream: edge_core::grpc_upstream(cluster)
+                            .map_err(|e| format!("{context}: {e}"))?,
                         body,
                         response_body,
                         input: method.input(),

@@ -8,6 +8,8 @@
 //! Verb     = ":" LITERAL ;
 //! ```
 
+pub use edge_core::percent_decode;
+
 /// One segment of a template, with variables already expanded into their segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -193,33 +195,6 @@ impl PathTemplate {
         }
         Some(bindings)
     }
-}
-
-/// Decodes `%XX` escapes; with `keep_slash`, `%2F` stays as it is. Returns `None` for a
-/// malformed escape or bytes that are not UTF-8 (the route then does not match: 404).
-pub fn percent_decode(text: &str, keep_slash: bool) -> Option<String> {
-    if !text.contains('%') {
-        return Some(text.to_string());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            let byte = u8::from_str_radix(hex, 16).ok()?;
-            if keep_slash && byte == b'/' {
-                out.extend_from_slice(&bytes[i..i + 3]);
-            } else {
-                out.push(byte);
-            }
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

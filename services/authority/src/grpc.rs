@@ -24,7 +24,10 @@ impl AuthorityApi {
 
 #[tonic::async_trait]
 impl AuthorityService for AuthorityApi {
-    async fn signup(&self, request: Request<SignupRequest>) -> Result<Response<SignupResponse>, Status> {
+    async fn signup(
+        &self,
+        request: Request<SignupRequest>,
+    ) -> Result<Response<SignupResponse>, Status> {
         let name = request.into_inner().name;
         let customer = self
             .customers
@@ -36,7 +39,10 @@ impl AuthorityService for AuthorityApi {
         Ok(Response::new(SignupResponse { customer }))
     }
 
-    async fn signin(&self, request: Request<SigninRequest>) -> Result<Response<SigninResponse>, Status> {
+    async fn signin(
+        &self,
+        request: Request<SigninRequest>,
+    ) -> Result<Response<SigninResponse>, Status> {
         let name = request.into_inner().name;
         let found = self
             .customers
@@ -60,6 +66,8 @@ impl AuthorityService for AuthorityApi {
         &self,
         _request: Request<ListPublicKeysRequest>,
     ) -> Result<Response<ListPublicKeysResponse>, Status> {
-        Ok(Response::new(ListPublicKeysResponse { jwks: self.signer.jwks() }))
+        Ok(Response::new(ListPublicKeysResponse {
+            jwks: self.signer.jwks(),
+        }))
     }
 }

@@ -17,15 +17,23 @@ pub struct Signer {
 }
 
 impl Signer {
-    pub fn load_or_create(dir: &Path, issuer: String, ttl_seconds: u64) -> Result<Self, StartupError> {
+    pub fn load_or_create(
+        dir: &Path,
+        issuer: String,
+        ttl_seconds: u64,
+    ) -> Result<Self, StartupError> {
         let path = dir.join(KEY_FILE);
         let key = if path.exists() {
-            let pem = fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            ES256KeyPair::from_pem(&pem).map_err(|e| format!("{} is not an ES256 key: {e}", path.display()))?
+            let pem = fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            ES256KeyPair::from_pem(&pem)
+                .map_err(|e| format!("{} is not an ES256 key: {e}", path.display()))?
         } else {
             fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let key = ES256KeyPair::generate();
-            let pem = key.to_pem().map_err(|e| format!("cannot encode key: {e}"))?;
+            let pem = key
+                .to_pem()
+                .map_err(|e| format!("cannot encode key: {e}"))?;
             // Readable by this user only; create_new so two starts never overwrite each other.
             let mut file = fs::OpenOptions::new()
                 .write(true)
@@ -58,7 +66,8 @@ impl Signer {
     /// The JWKS with the public half of every key a live token may be signed with.
     pub fn jwks(&self) -> String {
         let key: serde_json::Value =
-            serde_json::from_str(&self.key.public_key().with_key_id(self.kid()).to_jwk()).unwrap_or_default();
+            serde_json::from_str(&self.key.public_key().with_key_id(self.kid()).to_jwk())
+                .unwrap_or_default();
         serde_json::json!({ "keys": [key] }).to_string()
     }
 
@@ -87,7 +96,10 @@ mod tests {
         assert_eq!(claims.subject.as_deref(), Some("customer-1"));
         assert_eq!(claims.issuer.as_deref(), Some("authority"));
         assert!(claims.expires_at.is_some());
-        assert_eq!(Token::decode_metadata(&token).unwrap().key_id(), Some(first.kid()));
+        assert_eq!(
+            Token::decode_metadata(&token).unwrap().key_id(),
+            Some(first.kid())
+        );
         let _ = fs::remove_dir_all(dir);
     }
 }

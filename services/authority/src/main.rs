@@ -30,5 +30,10 @@ async fn main() -> Result<(), StartupError> {
     );
     let listener = Listener::bind(&setting("LISTEN_ADDR", "127.0.0.1:50051")).await?;
     let service = AuthorityServiceServer::new(grpc::AuthorityApi::new(signer, customers));
-    serve(listener, &["authority.AuthorityService"], Routes::new(service)).await
+    serve(
+        listener,
+        &["authority.AuthorityService"],
+        Routes::new(service),
+    )
+    .await
 }

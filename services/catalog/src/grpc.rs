@@ -5,7 +5,9 @@ use platform_proto::catalog::{
     catalog_service_server::CatalogService, CreateItemRequest, CreateItemResponse, GetItemRequest,
     GetItemResponse, Item, ListItemsRequest, ListItemsResponse,
 };
-use platform_proto::customer::{customer_service_client::CustomerServiceClient, GetCustomerRequest};
+use platform_proto::customer::{
+    customer_service_client::CustomerServiceClient, GetCustomerRequest,
+};
 use platform_proto::item::{self as item_api, item_service_client::ItemServiceClient};
 use std::collections::HashMap;
 use tonic::transport::Channel;
@@ -56,7 +58,10 @@ fn missing_item() -> Status {
 
 #[tonic::async_trait]
 impl CatalogService for CatalogApi {
-    async fn create_item(&self, request: Request<CreateItemRequest>) -> Result<Response<CreateItemResponse>, Status> {
+    async fn create_item(
+        &self,
+        request: Request<CreateItemRequest>,
+    ) -> Result<Response<CreateItemResponse>, Status> {
         let owner = request
             .metadata()
             .get(USER_ID_METADATA)
@@ -78,10 +83,15 @@ impl CatalogService for CatalogApi {
             .item
             .ok_or_else(missing_item)?;
         let name = self.customer_name(&owner).await?;
-        Ok(Response::new(CreateItemResponse { item: Some(aggregate(created, name)) }))
+        Ok(Response::new(CreateItemResponse {
+            item: Some(aggregate(created, name)),
+        }))
     }
 
-    async fn get_item(&self, request: Request<GetItemRequest>) -> Result<Response<GetItemResponse>, Status> {
+    async fn get_item(
+        &self,
+        request: Request<GetItemRequest>,
+    ) -> Result<Response<GetItemResponse>, Status> {
         let id = request.into_inner().id;
         let item = self
             .items
@@ -92,10 +102,15 @@ impl CatalogService for CatalogApi {
             .item
             .ok_or_else(missing_item)?;
         let name = self.customer_name(&item.customer_id).await?;
-        Ok(Response::new(GetItemResponse { item: Some(aggregate(item, name)) }))
+        Ok(Response::new(GetItemResponse {
+            item: Some(aggregate(item, name)),
+        }))
     }
 
-    async fn list_items(&self, _request: Request<ListItemsRequest>) -> Result<Response<ListItemsResponse>, Status> {
+    async fn list_items(
+        &self,
+        _request: Request<ListItemsRequest>,
+    ) -> Result<Response<ListItemsResponse>, Status> {
         let items = self
             .items
             .clone()

@@ -43,23 +43,41 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<CreateCustomerRequest>,
     ) -> Result<Response<CreateCustomerResponse>, Status> {
-        let customer = self.store.create(&request.into_inner().name).await.map_err(to_status)?;
-        Ok(Response::new(CreateCustomerResponse { customer: message(customer) }))
+        let customer = self
+            .store
+            .create(&request.into_inner().name)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(CreateCustomerResponse {
+            customer: message(customer),
+        }))
     }
 
     async fn get_customer(
         &self,
         request: Request<GetCustomerRequest>,
     ) -> Result<Response<GetCustomerResponse>, Status> {
-        let customer = self.store.get(&request.into_inner().id).await.map_err(to_status)?;
-        Ok(Response::new(GetCustomerResponse { customer: message(customer) }))
+        let customer = self
+            .store
+            .get(&request.into_inner().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(GetCustomerResponse {
+            customer: message(customer),
+        }))
     }
 
     async fn get_customer_by_name(
         &self,
         request: Request<GetCustomerByNameRequest>,
     ) -> Result<Response<GetCustomerByNameResponse>, Status> {
-        let customer = self.store.get_by_name(&request.into_inner().name).await.map_err(to_status)?;
-        Ok(Response::new(GetCustomerByNameResponse { customer: message(customer) }))
+        let customer = self
+            .store
+            .get_by_name(&request.into_inner().name)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(GetCustomerByNameResponse {
+            customer: message(customer),
+        }))
     }
 }

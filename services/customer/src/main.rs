@@ -14,6 +14,12 @@ async fn main() -> Result<(), StartupError> {
     let database_url = setting("DATABASE_URL", "sqlite://.run/data/customer.db");
     let pool = open_database(&database_url, store::MIGRATIONS).await?;
     let listener = Listener::bind(&setting("LISTEN_ADDR", "127.0.0.1:50053")).await?;
-    let service = CustomerServiceServer::new(grpc::CustomerApi::new(store::CustomerStore::new(pool)));
-    serve(listener, &["customer.CustomerService"], Routes::new(service)).await
+    let service =
+        CustomerServiceServer::new(grpc::CustomerApi::new(store::CustomerStore::new(pool)));
+    serve(
+        listener,
+        &["customer.CustomerService"],
+        Routes::new(service),
+    )
+    .await
 }

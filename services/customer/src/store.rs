@@ -42,7 +42,9 @@ fn check_name(name: &str) -> Result<(), Error> {
         return Err(Error::InvalidName("name must be at most 64 characters"));
     }
     if name.chars().any(char::is_control) {
-        return Err(Error::InvalidName("name must not contain control characters"));
+        return Err(Error::InvalidName(
+            "name must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -76,11 +78,13 @@ impl CustomerStore {
     }
 
     pub async fn get(&self, id: &str) -> Result<Customer, Error> {
-        self.find("SELECT id, name FROM customers WHERE id = $1", id).await
+        self.find("SELECT id, name FROM customers WHERE id = $1", id)
+            .await
     }
 
     pub async fn get_by_name(&self, name: &str) -> Result<Customer, Error> {
-        self.find("SELECT id, name FROM customers WHERE name = $1", name).await
+        self.find("SELECT id, name FROM customers WHERE name = $1", name)
+            .await
     }
 
     async fn find(&self, sql: &str, key: &str) -> Result<Customer, Error> {
@@ -89,7 +93,8 @@ impl CustomerStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(Error::Database)?;
-        row.map(|(id, name)| Customer { id, name }).ok_or(Error::NotFound)
+        row.map(|(id, name)| Customer { id, name })
+            .ok_or(Error::NotFound)
     }
 }
 
@@ -98,7 +103,9 @@ mod tests {
     use super::*;
 
     async fn store() -> CustomerStore {
-        let pool = service_kit::open_database("sqlite::memory:", MIGRATIONS).await.unwrap();
+        let pool = service_kit::open_database("sqlite::memory:", MIGRATIONS)
+            .await
+            .unwrap();
         CustomerStore::new(pool)
     }
 
@@ -108,16 +115,35 @@ mod tests {
         let gopher = store.create("gopher").await.unwrap();
         assert_eq!(store.get(&gopher.id).await.unwrap(), gopher);
         assert_eq!(store.get_by_name("gopher").await.unwrap(), gopher);
-        assert_eq!(store.get("7c0cde05-4df0-47f4-94c4-978dd9f56e5c").await.unwrap().name, "goldie");
+        assert_eq!(
+            store
+                .get("7c0cde05-4df0-47f4-94c4-978dd9f56e5c")
+                .await
+                .unwrap()
+                .name,
+            "goldie"
+        );
     }
 
     #[tokio::test]
     async fn domain_errors() {
         let store = store().await;
-        assert!(matches!(store.create("goldie").await, Err(Error::NameTaken)));
-        assert!(matches!(store.create(" ").await, Err(Error::InvalidName(_))));
-        assert!(matches!(store.create(&"x".repeat(65)).await, Err(Error::InvalidName(_))));
-        assert!(matches!(store.create("a\nb").await, Err(Error::InvalidName(_))));
+        assert!(matches!(
+            store.create("goldie").await,
+            Err(Error::NameTaken)
+        ));
+        assert!(matches!(
+            store.create(" ").await,
+            Err(Error::InvalidName(_))
+        ));
+        assert!(matches!(
+            store.create(&"x".repeat(65)).await,
+            Err(Error::InvalidName(_))
+        ));
+        assert!(matches!(
+            store.create("a\nb").await,
+            Err(Error::InvalidName(_))
+        ));
         assert!(matches!(store.get("missing").await, Err(Error::NotFound)));
     }
 }

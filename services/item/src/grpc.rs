@@ -49,16 +49,32 @@ impl ItemService for ItemApi {
             .create(&request.customer_id, &request.title, request.price)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(CreateItemResponse { item: Some(message(item)) }))
+        Ok(Response::new(CreateItemResponse {
+            item: Some(message(item)),
+        }))
     }
 
-    async fn get_item(&self, request: Request<GetItemRequest>) -> Result<Response<GetItemResponse>, Status> {
-        let item = self.store.get(&request.into_inner().id).await.map_err(to_status)?;
-        Ok(Response::new(GetItemResponse { item: Some(message(item)) }))
+    async fn get_item(
+        &self,
+        request: Request<GetItemRequest>,
+    ) -> Result<Response<GetItemResponse>, Status> {
+        let item = self
+            .store
+            .get(&request.into_inner().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(GetItemResponse {
+            item: Some(message(item)),
+        }))
     }
 
-    async fn list_items(&self, _request: Request<ListItemsRequest>) -> Result<Response<ListItemsResponse>, Status> {
+    async fn list_items(
+        &self,
+        _request: Request<ListItemsRequest>,
+    ) -> Result<Response<ListItemsResponse>, Status> {
         let items = self.store.list().await.map_err(to_status)?;
-        Ok(Response::new(ListItemsResponse { items: items.into_iter().map(message).collect() }))
+        Ok(Response::new(ListItemsResponse {
+            items: items.into_iter().map(message).collect(),
+        }))
     }
 }

@@ -66,7 +66,12 @@ pub struct ItemStore {
 type ItemRow = (String, String, String, i64);
 
 fn item((id, customer_id, title, price): ItemRow) -> Item {
-    Item { id, customer_id, title, price }
+    Item {
+        id,
+        customer_id,
+        title,
+        price,
+    }
 }
 
 impl ItemStore {
@@ -127,7 +132,9 @@ mod tests {
     use super::*;
 
     async fn store() -> ItemStore {
-        let pool = service_kit::open_database("sqlite::memory:", MIGRATIONS).await.unwrap();
+        let pool = service_kit::open_database("sqlite::memory:", MIGRATIONS)
+            .await
+            .unwrap();
         ItemStore::new(pool)
     }
 
@@ -136,16 +143,31 @@ mod tests {
         let store = store().await;
         let created = store.create("c1", "Desk", 1500).await.unwrap();
         assert_eq!(store.get(&created.id).await.unwrap(), created);
-        let titles: Vec<String> = store.list().await.unwrap().into_iter().map(|i| i.title).collect();
+        let titles: Vec<String> = store
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.title)
+            .collect();
         assert_eq!(titles, ["Mobile Phone", "Laptop", "Desk"]);
     }
 
     #[tokio::test]
     async fn domain_errors() {
         let store = store().await;
-        assert!(matches!(store.create("c", "", 1).await, Err(Error::Invalid(_))));
-        assert!(matches!(store.create("c", "x", 0).await, Err(Error::Invalid(_))));
-        assert!(matches!(store.create("", "x", 1).await, Err(Error::Invalid(_))));
+        assert!(matches!(
+            store.create("c", "", 1).await,
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            store.create("c", "x", 0).await,
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            store.create("", "x", 1).await,
+            Err(Error::Invalid(_))
+        ));
         assert!(matches!(store.get("missing").await, Err(Error::NotFound)));
     }
 }

@@ -21,7 +21,10 @@ pub struct Migration {
 pub async fn open_database(url: &str, migrations: &[Migration]) -> Result<AnyPool, StartupError> {
     install_default_drivers();
     if let Some(file) = sqlite_file(url) {
-        if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = Path::new(file)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create database directory {}: {e}", dir.display()))?;
         }
@@ -70,13 +73,19 @@ async fn migrate(pool: &AnyPool, migrations: &[Migration]) -> Result<(), sqlx::E
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
     }
     Ok(())
 }
 
 fn sqlite_file(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let file = rest.split('?').next().unwrap_or(rest);
     (!file.is_empty() && file != ":memory:").then_some(file)
 }
@@ -111,12 +120,21 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(sqlite_file("sqlite://data/customer.db"), Some("data/customer.db"));
+        assert_eq!(
+            sqlite_file("sqlite://data/customer.db"),
+            Some("data/customer.db")
+        );
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://u:p@h/db"), None);
         assert_eq!(with_create_mode("sqlite://a.db"), "sqlite://a.db?mode=rwc");
-        assert_eq!(with_create_mode("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
-        assert_eq!(redact("postgres://user:secret@host/db"), "postgres://user:***@host/db");
+        assert_eq!(
+            with_create_mode("sqlite://a.db?mode=ro"),
+            "sqlite://a.db?mode=ro"
+        );
+        assert_eq!(
+            redact("postgres://user:secret@host/db"),
+            "postgres://user:***@host/db"
+        );
     }
 
     #[tokio::test]
@@ -124,12 +142,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kit-test-{}", std::process::id()));
         let url = format!("sqlite://{}/nested/test.db", dir.display());
         let migrations = [
-            Migration { version: 1, name: "create", sql: "CREATE TABLE t (id TEXT PRIMARY KEY)" },
-            Migration { version: 2, name: "seed", sql: "INSERT INTO t (id) VALUES ('a'); INSERT INTO t (id) VALUES ('b')" },
+            Migration {
+                version: 1,
+                name: "create",
+                sql: "CREATE TABLE t (id TEXT PRIMARY KEY)",
+            },
+            Migration {
+                version: 2,
+                name: "seed",
+                sql: "INSERT INTO t (id) VALUES ('a'); INSERT INTO t (id) VALUES ('b')",
+            },
         ];
         for _ in 0..2 {
             let pool = open_database(&url, &migrations).await.unwrap();
-            let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t").fetch_one(&pool).await.unwrap();
+            let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
             assert_eq!(count, 2);
             pool.close().await;
         }
@@ -138,8 +167,13 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_database_fails_with_a_clear_message() {
-        let error = open_database("postgres://user:pw@127.0.0.1:1/db", &[]).await.unwrap_err();
+        let error = open_database("postgres://user:pw@127.0.0.1:1/db", &[])
+            .await
+            .unwrap_err();
         let message = error.to_string();
-        assert!(message.starts_with("cannot open database postgres://user:***@127.0.0.1:1/db"), "{message}");
+        assert!(
+            message.starts_with("cannot open database postgres://user:***@127.0.0.1:1/db"),
+            "{message}"
+        );
     }
 }

@@ -20,7 +20,10 @@ impl Listener {
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local_addr = listener.local_addr()?;
-        Ok(Self { listener, local_addr })
+        Ok(Self {
+            listener,
+            local_addr,
+        })
     }
 }
 

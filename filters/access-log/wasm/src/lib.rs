@@ -77,12 +77,18 @@ impl HttpContext for AccessLog {
             time: rfc3339_millis(int_property(&["request", "time"]).unwrap_or_default()),
             request_id: host::request_header("x-request-id"),
             method: host::request_header(":method").unwrap_or_default(),
-            path: logged_path(&host::request_header(":path").unwrap_or_default(), &self.config),
+            path: logged_path(
+                &host::request_header(":path").unwrap_or_default(),
+                &self.config,
+            ),
             route: string_property(&[properties::ROUTE]),
             grpc_method: string_property(&[properties::GRPC_METHOD]),
-            status: int_property(&["response", "code"]).and_then(|c| u16::try_from(c).ok()).unwrap_or_default(),
+            status: int_property(&["response", "code"])
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or_default(),
             grpc_status,
-            duration_ms: int_property(&["request", "duration"]).map_or(0.0, |nanos| nanos as f64 / 1e6),
+            duration_ms: int_property(&["request", "duration"])
+                .map_or(0.0, |nanos| nanos as f64 / 1e6),
             bytes_in: int_property(&["request", "total_size"]).unwrap_or_default(),
             bytes_out: int_property(&["response", "total_size"]).unwrap_or_default(),
             subject: string_property(&[properties::SUBJECT]),

@@ -42,8 +42,12 @@ impl AuthRoot {
             return;
         }
         let source = &config.authority;
+        let upstream = match edge_core::grpc_upstream(&source.cluster) {
+            Ok(upstream) => upstream,
+            Err(error) => return host::log(LogLevel::Error, &error),
+        };
         match self.dispatch_grpc_call(
-            &source.cluster,
+            &upstream,
             &source.service,
             &source.method,
             Vec::new(),

@@ -4,6 +4,9 @@
 //! method in Envoy 1.40: a GET has no body to replace, and the HTTP status cannot be set from
 //! gRPC trailers on the response path. gRPC clients (`application/grpc`) pass through to the
 //! router untouched.
+//!
+//! Requests with a body rely on Envoy's buffer filter right after this one: see
+//! `on_headers` for why.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use edge_core::{properties, GrpcCode, Status};
@@ -62,11 +65,14 @@ impl RootContext for TranscoderRoot {
     }
 }
 
-/// A matched request waiting for its body.
+/// A matched request, kept until the backend answers.
 struct Pending {
     route: usize,
     bindings: Vec<(String, String)>,
     query: Option<String>,
+    /// Headers to pass as gRPC metadata, read at headers time: Envoy no longer exposes the
+    /// request headers to a filter once it let them continue.
+    metadata: Vec<(String, String)>,
 }
 
 struct TranscoderFilter {
@@ -78,7 +84,10 @@ impl TranscoderFilter {
     /// Answers with `status` as JSON; if even that fails, resets so the client never hangs.
     fn reply(&self, status: &Status) -> Action {
         if let Err(error) = host::send_status(status, &[]) {
-            host::log(LogLevel::Error, &format!("cannot send local reply: {error}"));
+            host::log(
+                LogLevel::Error,
+                &format!("cannot send local reply: {error}"),
+            );
             host::reset_request();
         }
         Action::Pause
@@ -111,10 +120,17 @@ impl TranscoderFilter {
             .iter()
             .position(|r| std::ptr::eq(r, route))
             .unwrap_or_default();
+        let metadata = transcoder
+            .config
+            .forward_headers
+            .iter()
+            .filter_map(|name| host::request_header(name).map(|value| (name.clone(), value)))
+            .collect();
         let pending = Pending {
             route: index,
             bindings,
             query: path.split_once('?').map(|(_, q)| q.to_string()),
+            metadata,
         };
         if end_of_stream {
             let action = self.call_backend(transcoder, &pending, &[]);
@@ -122,19 +138,29 @@ impl TranscoderFilter {
             self.pending = Some(pending);
             return action;
         }
-        let declared_length = host::request_header("content-length").and_then(|v| v.parse::<usize>().ok());
+        let declared_length =
+            host::request_header("content-length").and_then(|v| v.parse::<usize>().ok());
         if declared_length.is_some_and(|length| length > transcoder.config.max_body_bytes) {
             return self.reply_too_large(transcoder);
         }
         self.pending = Some(pending);
-        // Wait for the whole body before calling the backend.
-        Action::Pause
+        // Let the headers go on: proxy-wasm turns a pause here into StopAllIteration, after
+        // which the body callbacks would never come. The body is held in
+        // on_http_request_body instead, and Envoy's buffer filter, next in the chain, keeps
+        // the headers from reaching the router.
+        Action::Continue
     }
 
     fn reply_method_not_allowed(&self, method: &str) -> Action {
-        let status = Status::new(GrpcCode::Unimplemented, format!("method {method} is not allowed on this path"));
+        let status = Status::new(
+            GrpcCode::Unimplemented,
+            format!("method {method} is not allowed on this path"),
+        );
         if let Err(error) = host::send_json(405, status.to_json().as_bytes(), &[]) {
-            host::log(LogLevel::Error, &format!("cannot send local reply: {error}"));
+            host::log(
+                LogLevel::Error,
+                &format!("cannot send local reply: {error}"),
+            );
             host::reset_request();
         }
         Action::Pause
@@ -143,10 +169,16 @@ impl TranscoderFilter {
     fn reply_too_large(&self, transcoder: &Transcoder) -> Action {
         let status = Status::new(
             GrpcCode::ResourceExhausted,
-            format!("request body exceeds {} bytes", transcoder.config.max_body_bytes),
+            format!(
+                "request body exceeds {} bytes",
+                transcoder.config.max_body_bytes
+            ),
         );
         if let Err(error) = host::send_json(413, status.to_json().as_bytes(), &[]) {
-            host::log(LogLevel::Error, &format!("cannot send local reply: {error}"));
+            host::log(
+                LogLevel::Error,
+                &format!("cannot send local reply: {error}"),
+            );
             host::reset_request();
         }
         Action::Pause
@@ -156,22 +188,22 @@ impl TranscoderFilter {
         let Some(route) = transcoder.routes().get(pending.route) else {
             return self.reply(&Status::new(GrpcCode::Internal, "route table changed"));
         };
-        let message = match transcoder.request_message(route, &pending.bindings, pending.query.as_deref(), body) {
+        let message = match transcoder.request_message(
+            route,
+            &pending.bindings,
+            pending.query.as_deref(),
+            body,
+        ) {
             Ok(message) => message,
             Err(status) => return self.reply(&status),
         };
-        let forwarded: Vec<(String, String)> = transcoder
-            .config
-            .forward_headers
-            .iter()
-            .filter_map(|name| host::request_header(name).map(|value| (name.clone(), value)))
-            .collect();
-        let metadata: Vec<(&str, &[u8])> = forwarded
+        let metadata: Vec<(&str, &[u8])> = pending
+            .metadata
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes()))
             .collect();
         match self.dispatch_grpc_call(
-            &route.cluster,
+            &route.upstream,
             &route.service,
             &route.method,
             metadata,
@@ -182,9 +214,16 @@ impl TranscoderFilter {
             Err(error) => {
                 host::log(
                     LogLevel::Error,
-                    &format!("cannot call {} on cluster {}: {error:?}", route.grpc_path(), route.cluster),
+                    &format!(
+                        "cannot call {} on cluster {}: {error:?}",
+                        route.grpc_path(),
+                        route.cluster
+                    ),
                 );
-                self.reply(&Status::new(GrpcCode::Unavailable, "the backend is not reachable"))
+                self.reply(&Status::new(
+                    GrpcCode::Unavailable,
+                    "the backend is not reachable",
+                ))
             }
         }
     }
@@ -192,18 +231,33 @@ impl TranscoderFilter {
 
 impl Context for TranscoderFilter {
     fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
-        let _ = host::set_property(&[properties::GRPC_STATUS], status_code.to_string().as_bytes());
-        let Some(transcoder) = self.transcoder.clone() else { return };
-        let Some(pending) = self.pending.take() else { return };
+        let _ = host::set_property(
+            &[properties::GRPC_STATUS],
+            status_code.to_string().as_bytes(),
+        );
+        let Some(transcoder) = self.transcoder.clone() else {
+            return;
+        };
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
         let route = transcoder.routes().get(pending.route);
         let outcome = match (status_code, route) {
             (0, Some(route)) => host::grpc_call_response_body(response_size)
-                .map_err(|e| Status::new(GrpcCode::Internal, format!("cannot read backend response: {e}")))
+                .map_err(|e| {
+                    Status::new(
+                        GrpcCode::Internal,
+                        format!("cannot read backend response: {e}"),
+                    )
+                })
                 .and_then(|body| transcoder.response_json(route, &body)),
             (0, None) => Err(Status::new(GrpcCode::Internal, "route table changed")),
             (code, _) => {
                 let (_, message) = self.get_grpc_status();
-                Err(Status::new(GrpcCode::from_number(code), backend_message(message)))
+                Err(Status::new(
+                    GrpcCode::from_number(code),
+                    backend_message(message),
+                ))
             }
         };
         match outcome {
@@ -220,15 +274,15 @@ impl Context for TranscoderFilter {
     }
 }
 
-/// The backend's message without Envoy's `{details}` suffix (e.g. `{via_upstream}`), which is
-/// Envoy's bookkeeping, not something to show users.
+/// The backend's message as users should read it: `grpc-message` is percent-encoded on the
+/// wire, and Envoy may append a `{details}` suffix (e.g. `{via_upstream}`) of its own.
 fn backend_message(message: Option<String>) -> String {
     let message = message.unwrap_or_default();
     let trimmed = match message.rfind('{') {
         Some(at) if message.ends_with('}') && at > 0 => message[..at].trim_end(),
         _ => message.trim_end(),
     };
-    trimmed.to_string()
+    edge_core::percent_decode(trimmed, false).unwrap_or_else(|| trimmed.to_string())
 }
 
 impl HttpContext for TranscoderFilter {
@@ -257,7 +311,10 @@ impl HttpContext for TranscoderFilter {
         let body = match host::request_body(body_size) {
             Ok(body) => body,
             Err(error) => {
-                return self.reply(&Status::new(GrpcCode::Internal, format!("cannot read request body: {error}")))
+                return self.reply(&Status::new(
+                    GrpcCode::Internal,
+                    format!("cannot read request body: {error}"),
+                ))
             }
         };
         let Some(pending) = self.pending.take() else {

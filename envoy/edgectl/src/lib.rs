@@ -1,0 +1,303 @@
+//! The edge's configuration has one source, `envoy/edge.json`: the services, the auth policy,
+//! the transcoder and access-log settings. This crate renders from it everything that runs:
+//! the local Envoy bootstrap (`envoy/envoy.yaml`, used by `make run`) and the configurations
+//! the end-to-end tests start Envoy with, so they cannot drift apart. Each filter's
+//! configuration is checked with that filter's own parser before anything is written.
+
+mod yaml;
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use yaml::to_yaml;
+
+/// `envoy/edge.json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Backend services by short name (also their Envoy cluster name locally).
+    pub services: BTreeMap<String, Service>,
+    /// The auth filter's configuration; `authority.cluster` names a service above.
+    pub auth: Value,
+    /// The transcoder's configuration without `descriptor_set` and `services`, which are
+    /// derived (the platform descriptor set; every public service).
+    pub transcoder: Map<String, Value>,
+    pub access_log: Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Full gRPC service name, e.g. `catalog.CatalogService`.
+    pub grpc_service: String,
+    /// The port it listens on by default (local runs, Kubernetes Services).
+    pub port: u16,
+    /// Reachable from the edge (HTTP routes and gRPC pass-through); internal otherwise.
+    pub public: bool,
+}
+
+/// Where things are for one running edge.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub listen_port: u16,
+    pub admin_port: u16,
+    /// Directory holding auth.wasm, transcoder.wasm and access-log.wasm.
+    pub wasm_dir: String,
+    /// `host:port` of each service by short name.
+    pub service_addrs: BTreeMap<String, String>,
+}
+
+impl Topology {
+    /// `make run`: fixed, documented ports on loopback.
+    pub fn local(config: &EdgeConfig) -> Self {
+        Self {
+            listen_port: 8080,
+            admin_port: 9901,
+            wasm_dir: "target/filters".into(),
+            service_addrs: config
+                .services
+                .iter()
+                .map(|(name, service)| (name.clone(), format!("127.0.0.1:{}", service.port)))
+                .collect(),
+        }
+    }
+}
+
+/// The three filters' configurations, ready for Envoy.
+#[derive(Debug, Clone)]
+pub struct FilterConfigs {
+    pub auth: Value,
+    pub transcoder: Value,
+    pub access_log: Value,
+}
+
+impl EdgeConfig {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Renders each filter's configuration with `cluster_name` naming a service's cluster,
+    /// and checks it with the filter's own parser.
+    pub fn filter_configs(
+        &self,
+        cluster_name: impl Fn(&str) -> String,
+    ) -> Result<FilterConfigs, String> {
+        let mut auth = self.auth.clone();
+        let key_source = auth
+            .pointer("/authority/cluster")
+            .and_then(Value::as_str)
+            .ok_or("auth.authority.cluster must name a service")?
+            .to_string();
+        if !self.services.contains_key(&key_source) {
+            return Err(format!("auth.authority.cluster: no service {key_source:?}"));
+        }
+        auth["authority"]["cluster"] = json!(cluster_name(&key_source));
+        edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;
+
+        let mut transcoder = self.transcoder.clone();
+        transcoder.insert(
+            "descriptor_set".into(),
+            json!(base64::engine::general_purpose::STANDARD
+                .encode(platform_proto::FILE_DESCRIPTOR_SET)),
+        );
+        let exposed: Map<String, Value> = self
+            .services
+            .iter()
+            .filter(|(_, service)| service.public)
+            .map(|(name, service)| (service.grpc_service.clone(), json!(cluster_name(name))))
+            .collect();
+        transcoder.insert("services".into(), Value::Object(exposed));
+        let transcoder = Value::Object(transcoder);
+        let parsed: edge_transcoder::TranscoderConfig =
+            serde_json::from_value(transcoder.clone()).map_err(|e| format!("transcoder: {e}"))?;
+        edge_transcoder::Transcoder::new(parsed)?;
+
+        edge_access_log::AccessLogConfig::from_json(self.access_log.to_string().as_bytes())?;
+        Ok(FilterConfigs {
+            auth,
+            transcoder,
+            access_log: self.access_log.clone(),
+        })
+    }
+
+    /// The Envoy bootstrap for a local (non-mesh) edge.
+    pub fn envoy_bootstrap(&self, topology: &Topology) -> Result<Value, String> {
+        let filters = self.filter_configs(str::to_string)?;
+        let wasm = |name: &str, config: &Value| {
+            json!({
+                "name": format!("edge.{name}"),
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": {
+                        "name": name,
+                        "root_id": name,
+                        "vm_config": {
+                            "vm_id": name,
+                            "runtime": "envoy.wasm.runtime.v8",
+                            "code": { "local": { "filename": format!("{}/{name}.wasm", topology.wasm_dir) } }
+                        },
+                        "configuration": {
+                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                            "value": config.to_string()
+                        },
+                        // A crashed VM is replaced (after a 1 s backoff) instead of failing
+                        // every later request on the worker, and never fails open.
+                        "failure_policy": "FAIL_RELOAD"
+                    }
+                }
+            })
+        };
+        let mut routes: Vec<Value> = self
+            .services
+            .iter()
+            .filter(|(_, service)| service.public)
+            .map(|(name, service)| {
+                json!({
+                    "match": { "prefix": format!("/{}/", service.grpc_service), "grpc": {} },
+                    "route": { "cluster": name, "timeout": "30s" },
+                    // gRPC streams straight through; only transcoded requests are held.
+                    "typed_per_filter_config": {
+                        "envoy.filters.http.buffer": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+                            "disabled": true
+                        }
+                    }
+                })
+            })
+            .collect();
+        routes.push(json!({
+            "match": { "prefix": "/" },
+            "direct_response": {
+                "status": 404,
+                "body": { "inline_string": "{\"code\":5,\"message\":\"not found\"}" }
+            },
+            "response_headers_to_add": [
+                { "header": { "key": "content-type", "value": "application/json" } }
+            ]
+        }));
+        let mut clusters = Vec::new();
+        for name in self.services.keys() {
+            let addr = topology
+                .service_addrs
+                .get(name)
+                .ok_or_else(|| format!("no address for service {name}"))?;
+            let (host, port) = addr
+                .rsplit_once(':')
+                .ok_or_else(|| format!("bad address {addr}"))?;
+            let port: u16 = port.parse().map_err(|_| format!("bad port in {addr}"))?;
+            clusters.push(json!({
+                "name": name,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": { "http2_protocol_options": {} }
+                    }
+                },
+                "load_assignment": {
+                    "cluster_name": name,
+                    "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                        "socket_address": { "address": host, "port_value": port }
+                    } } }] }]
+                }
+            }));
+        }
+        Ok(json!({
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.admin_port } } },
+            "static_resources": {
+                "listeners": [{
+                    "name": "ingress",
+                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.listen_port } },
+                    "filter_chains": [{ "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "codec_type": "AUTO",
+                            // Policies match normalized paths: /a/./b, /a//b and %-escape case
+                            // tricks cannot slip past a rule.
+                            "normalize_path": true,
+                            "merge_slashes": true,
+                            "route_config": {
+                                "name": "edge",
+                                "virtual_hosts": [{ "name": "edge", "domains": ["*"], "routes": routes }]
+                            },
+                            "http_filters": [
+                                wasm("access-log", &filters.access_log),
+                                wasm("auth", &filters.auth),
+                                wasm("transcoder", &filters.transcoder),
+                                // Holds request headers until the transcoder, which keeps the
+                                // body and answers locally, is done (proxy-wasm cannot pause
+                                // headers and still see the body). A backstop limit only: the
+                                // transcoder refuses large bodies first.
+                                {
+                                    "name": "envoy.filters.http.buffer",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                                        "max_request_bytes": 1048576
+                                    }
+                                },
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+                                }
+                            ]
+                        }
+                    }] }]
+                }],
+                "clusters": clusters
+            }
+        }))
+    }
+}
+
+/// The header of every rendered file.
+pub const GENERATED_NOTICE: &str =
+    "# Generated by `make config` (edgectl) from envoy/edge.json. Do not edit: edit envoy/edge.json.\n";
+
+/// The committed `envoy/envoy.yaml` for `make run`.
+pub fn render_local_envoy(config: &EdgeConfig) -> Result<String, String> {
+    let bootstrap = config.envoy_bootstrap(&Topology::local(config))?;
+    Ok(format!("{GENERATED_NOTICE}{}", to_yaml(&bootstrap)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_file(relative: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(relative)
+    }
+
+    #[test]
+    fn committed_envoy_yaml_is_fresh() {
+        let config = EdgeConfig::load(&repo_file("envoy/edge.json")).unwrap();
+        let rendered = render_local_envoy(&config).unwrap();
+        let committed = std::fs::read_to_string(repo_file("envoy/envoy.yaml")).unwrap_or_default();
+        assert!(
+            rendered == committed,
+            "envoy/envoy.yaml is stale: run `make config` and commit the result"
+        );
+    }
+
+    #[test]
+    fn bad_policy_is_refused_at_render_time() {
+        let mut config = EdgeConfig::load(&repo_file("envoy/edge.json")).unwrap();
+        config.auth["rules"][0]["policy"] = json!("wide-open");
+        let error = config.filter_configs(str::to_string).unwrap_err();
+        assert!(error.contains("wide-open"), "{error}");
+        config.auth["authority"]["cluster"] = json!("nobody");
+        assert!(config
+            .filter_configs(str::to_string)
+            .unwrap_err()
+            .contains("nobody"));
+    }
+}
