@@ -1,0 +1,314 @@
+//! A whole edge for one test: the four services and Envoy with the three `.wasm` filters, on
+//! ports the OS picks (so test runs never collide), configured by `edgectl` from
+//! `envoy/edge.json` exactly as `make run` is. Everything is stopped when the [`Edge`] drops.
+//!
+//! Binaries come from `EDGE_BIN_DIR` (default `target/debug`), filters from `EDGE_WASM_DIR`
+//! (default `target/filters`), Envoy from `ENVOY_BIN`; `make test` builds and sets them all.
+//! A missing piece fails the test with a message; nothing is skipped.
+
+use edgectl::{EdgeConfig, Topology};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const GOLDIE_ID: &str = "7c0cde05-4df0-47f4-94c4-978dd9f56e5c";
+pub const MOBILE_PHONE_ID: &str = "e0e58243-4138-48e5-8aba-448a8888e2ff";
+
+const SERVICES: [&str; 4] = ["customer", "item", "authority", "catalog"];
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn from_env_or(variable: &str, default: PathBuf) -> PathBuf {
+    std::env::var_os(variable).map_or(default, PathBuf::from)
+}
+
+fn require(path: &Path, what: &str) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{what} not found at {} — run the tests with `make test`, which builds it",
+        path.display()
+    );
+    path.to_path_buf()
+}
+
+/// A service process and the address it listens on.
+struct Service {
+    child: Child,
+    addr: String,
+}
+
+pub struct Edge {
+    services: BTreeMap<String, Service>,
+    envoy: Child,
+    pub dir: PathBuf,
+    pub base_url: String,
+    pub admin_url: String,
+    envoy_log: PathBuf,
+    pub http: reqwest::Client,
+}
+
+static RUN: AtomicUsize = AtomicUsize::new(0);
+
+impl Edge {
+    /// Starts everything and returns once the edge answers and the auth filter has its keys.
+    pub async fn start() -> Edge {
+        let root = workspace_root();
+        let bin_dir = from_env_or("EDGE_BIN_DIR", root.join("target/debug"));
+        let wasm_dir = from_env_or("EDGE_WASM_DIR", root.join("target/filters"));
+        let envoy_bin = require(
+            &from_env_or(
+                "ENVOY_BIN",
+                root.join("target/tools/envoy-1.40.0/envoy/_bin/envoy"),
+            ),
+            "envoy",
+        );
+        for filter in ["auth", "transcoder", "access-log"] {
+            require(&wasm_dir.join(format!("{filter}.wasm")), "filter");
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "edge-e2e-{}-{}",
+            std::process::id(),
+            RUN.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("create test directory");
+
+        let mut services = BTreeMap::new();
+        for name in SERVICES {
+            let service = start_service(&bin_dir, name, &dir, &services);
+            services.insert(name.to_string(), service);
+        }
+
+        let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("envoy/edge.json");
+        let topology = Topology {
+            listen_port: 0,
+            admin_port: 0,
+            wasm_dir: wasm_dir.display().to_string(),
+            service_addrs: services
+                .iter()
+                .map(|(n, s)| (n.clone(), s.addr.clone()))
+                .collect(),
+        };
+        let bootstrap = config
+            .envoy_bootstrap(&topology)
+            .expect("render Envoy config");
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, edgectl::to_yaml(&bootstrap)).expect("write Envoy config");
+        let admin_path = dir.join("admin-address");
+        let envoy_log = dir.join("envoy.log");
+        let envoy = Command::new(&envoy_bin)
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "info"])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&envoy_log).expect("create Envoy log"))
+            .spawn()
+            .expect("start envoy");
+
+        let mut edge = Edge {
+            services,
+            envoy,
+            dir,
+            base_url: String::new(),
+            admin_url: String::new(),
+            envoy_log,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .expect("HTTP client"),
+        };
+        edge.wait_until_ready(&admin_path).await;
+        edge
+    }
+
+    async fn wait_until_ready(&mut self, admin_path: &Path) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let admin = loop {
+            if let Ok(address) = std::fs::read_to_string(admin_path) {
+                if !address.trim().is_empty() {
+                    break address.trim().to_string();
+                }
+            }
+            self.check_envoy_alive();
+            assert!(
+                Instant::now() < deadline,
+                "Envoy did not start:\n{}",
+                self.envoy_log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.admin_url = format!("http://{admin}");
+        let port = loop {
+            let listeners: Option<Value> = async {
+                self.http
+                    .get(format!("{}/listeners?format=json", self.admin_url))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()
+            }
+            .await;
+            let port = listeners.as_ref().and_then(|l| {
+                l.pointer("/listener_statuses/0/local_address/socket_address/port_value")?
+                    .as_u64()
+            });
+            if let Some(port) = port.filter(|p| *p != 0) {
+                break port;
+            }
+            self.check_envoy_alive();
+            assert!(
+                Instant::now() < deadline,
+                "Envoy has no listener:\n{}",
+                self.envoy_log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.base_url = format!("http://127.0.0.1:{port}");
+        // Keys loaded: a bad token is refused with 401 (before: 503, keys unavailable).
+        loop {
+            let status = self
+                .http
+                .post(self.url("/catalog/items"))
+                .header("authorization", "Bearer not-a-token")
+                .body("{}")
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
+            if matches!(status, Ok(401)) {
+                break;
+            }
+            self.check_envoy_alive();
+            assert!(
+                Instant::now() < deadline,
+                "the edge never became ready (last: {status:?}):\n{}",
+                self.envoy_log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn check_envoy_alive(&mut self) {
+        if let Ok(Some(status)) = self.envoy.try_wait() {
+            panic!("Envoy exited with {status}:\n{}", self.envoy_log_text());
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// `http://host:port` of a service, for calling it directly with gRPC.
+    pub fn service_url(&self, name: &str) -> String {
+        format!("http://{}", self.services[name].addr)
+    }
+
+    pub fn envoy_log_text(&self) -> String {
+        std::fs::read_to_string(&self.envoy_log).unwrap_or_default()
+    }
+
+    /// Every access-log record Envoy has written so far.
+    pub fn access_log(&self) -> Vec<Value> {
+        self.envoy_log_text()
+            .lines()
+            .filter_map(|line| line.split_once(" access-log: ").map(|(_, json)| json))
+            .map(|json| {
+                serde_json::from_str(json).unwrap_or_else(|e| panic!("bad log line {json}: {e}"))
+            })
+            .collect()
+    }
+
+    /// Stops one service (SIGKILL), to test what clients see when a backend is down.
+    pub fn kill_service(&mut self, name: &str) {
+        let service = self.services.get_mut(name).expect("known service");
+        let _ = service.child.kill();
+        let _ = service.child.wait();
+    }
+
+    /// The `access_token` for an existing customer.
+    pub async fn signin(&self, name: &str) -> String {
+        let response: Value = self
+            .http
+            .post(self.url("/auth/signin"))
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .expect("signin")
+            .json()
+            .await
+            .expect("signin JSON");
+        response["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {response}"))
+            .to_string()
+    }
+}
+
+fn start_service(
+    bin_dir: &Path,
+    name: &str,
+    dir: &Path,
+    started: &BTreeMap<String, Service>,
+) -> Service {
+    let binary = require(&bin_dir.join(name), "service binary");
+    let mut command = Command::new(binary);
+    command
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/{name}.db", dir.display()),
+        )
+        .env("KEY_DIR", dir.join("keys"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).expect("service log"));
+    for (variable, dependency) in [("CUSTOMER_ADDR", "customer"), ("ITEM_ADDR", "item")] {
+        if let Some(service) = started.get(dependency) {
+            command.env(variable, format!("http://{}", service.addr));
+        }
+    }
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    // The service prints one line once it serves: `listening on ADDR`.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    let line = receiver.recv_timeout(STARTUP_TIMEOUT).unwrap_or_default();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| {
+            let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+            panic!("{name} did not start (said {line:?}):\n{log}")
+        })
+        .to_string();
+    Service { child, addr }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.envoy.kill();
+        let _ = self.envoy.wait();
+        for service in self.services.values_mut() {
+            let _ = service.child.kill();
+            let _ = service.child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

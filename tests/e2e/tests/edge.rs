@@ -1,0 +1,379 @@
+//! The edge end to end: curl-like HTTP clients through the real Envoy, the three Wasm filters
+//! and the real services.
+
+use edge_e2e::{Edge, GOLDIE_ID, MOBILE_PHONE_ID};
+use platform_proto::catalog::{catalog_service_client::CatalogServiceClient, ListItemsRequest};
+use serde_json::{json, Value};
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+    (status, body)
+}
+
+/// The Mercari walkthrough: signup, signin, create an item with the token, list, get.
+#[tokio::test]
+async fn mercari_walkthrough() {
+    let edge = Edge::start().await;
+    let http = &edge.http;
+
+    let (status, signup) = json_of(
+        http.post(edge.url("/auth/signup"))
+            .json(&json!({"name": "gopher"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{signup}");
+    let gopher_id = signup["customer"]["id"]
+        .as_str()
+        .expect("customer id")
+        .to_string();
+    assert_eq!(signup["customer"]["name"], "gopher");
+
+    let token = edge.signin("gopher").await;
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    let (status, created) = json_of(
+        http.post(edge.url("/catalog/items"))
+            .bearer_auth(&token)
+            .json(&json!({"title": "Keyboard", "price": 30000}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let item = &created["item"];
+    assert_eq!(item["customer_id"], gopher_id.as_str());
+    assert_eq!(item["customer_name"], "gopher");
+    assert_eq!(item["title"], "Keyboard");
+    assert_eq!(
+        item["price"], "30000",
+        "int64 is a JSON string in proto3 JSON"
+    );
+    let item_id = item["id"].as_str().expect("item id");
+
+    let (status, listed) =
+        json_of(http.get(edge.url("/catalog/items")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    let titles: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["title"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(titles, ["Mobile Phone", "Laptop", "Keyboard"]);
+    assert_eq!(listed["items"][0]["customer_name"], "goldie");
+    assert_eq!(listed["items"][0]["customer_id"], GOLDIE_ID);
+
+    let (status, got) = json_of(
+        http.get(edge.url(&format!("/catalog/items/{item_id}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(got, json!({"item": item}));
+}
+
+#[tokio::test]
+async fn errors_are_google_rpc_status_json() {
+    let edge = Edge::start().await;
+    let http = &edge.http;
+    let token = edge.signin("goldie").await;
+
+    // No token, a tampered token, a wrong scheme: 401 with a challenge, nothing reaches catalog.
+    let (header, payload, signature) = {
+        let mut parts = token.split('.');
+        (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        )
+    };
+    let tampered_payload = format!("{header}.{}A.{signature}", &payload[..payload.len() - 1]);
+    let tampered_signature = format!(
+        "{header}.{payload}.{}",
+        signature.chars().rev().collect::<String>()
+    );
+    for authorization in [
+        None,
+        Some(format!("Bearer {tampered_payload}")),
+        Some(format!("Bearer {tampered_signature}")),
+        Some(format!("Basic {token}")),
+    ] {
+        let mut request = http
+            .post(edge.url("/catalog/items"))
+            .json(&json!({"title": "x", "price": 1}));
+        if let Some(value) = &authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        let challenge = response.headers().get("www-authenticate").cloned();
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, 401, "{authorization:?}: {body}");
+        assert_eq!(body["code"], 16);
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(challenge.is_some_and(|c| c.to_str().unwrap().starts_with("Bearer")));
+    }
+
+    let cases: Vec<(reqwest::RequestBuilder, u16, u64)> = vec![
+        (http.get(edge.url("/catalog/items/no-such-item")), 404, 5),
+        // Outside every auth rule: refused before anything else looks at it (fail closed).
+        (http.get(edge.url("/no/such/route")), 403, 7),
+        (
+            http.delete(edge.url(&format!("/catalog/items/{MOBILE_PHONE_ID}"))),
+            403,
+            7,
+        ),
+        // Public path, unbound method: the transcoder answers, no backend is called.
+        (
+            http.put(edge.url("/auth/signup"))
+                .json(&json!({"name": "x"})),
+            405,
+            12,
+        ),
+        (
+            http.post(edge.url("/catalog/items"))
+                .bearer_auth(&token)
+                .body(r#"{"title": "x", "price":"#),
+            400,
+            3,
+        ),
+        (
+            http.post(edge.url("/catalog/items"))
+                .bearer_auth(&token)
+                .body(r#"{"price": "abc"}"#),
+            400,
+            3,
+        ),
+        (
+            http.post(edge.url("/catalog/items"))
+                .bearer_auth(&token)
+                .json(&json!({"title": "", "price": 1})),
+            400,
+            3,
+        ),
+        (
+            http.post(edge.url("/catalog/items"))
+                .bearer_auth(&token)
+                .body(format!(
+                    r#"{{"title": "{}", "price": 1}}"#,
+                    "x".repeat(70_000)
+                )),
+            413,
+            8,
+        ),
+        (
+            http.post(edge.url("/auth/signup"))
+                .json(&json!({"name": "goldie"})),
+            409,
+            6,
+        ),
+        (
+            http.post(edge.url("/auth/signin"))
+                .json(&json!({"name": "nobody"})),
+            404,
+            5,
+        ),
+    ];
+    for (request, expected_status, expected_code) in cases {
+        let described = format!("{request:?}");
+        let (status, body) = json_of(request.send().await.unwrap()).await;
+        assert_eq!(status, expected_status, "{described}: {body}");
+        assert_eq!(body["code"], expected_code, "{described}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty() && !message.contains('%'),
+            "readable message: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn identity_comes_only_from_the_token() {
+    let edge = Edge::start().await;
+    let http = &edge.http;
+    http.post(edge.url("/auth/signup"))
+        .json(&json!({"name": "mallory"}))
+        .send()
+        .await
+        .unwrap();
+    let token = edge.signin("mallory").await;
+    // Mallory claims to be goldie through the header the backends trust.
+    let (status, created) = json_of(
+        http.post(edge.url("/catalog/items"))
+            .bearer_auth(&token)
+            .header("x-user-id", GOLDIE_ID)
+            .json(&json!({"title": "Forged", "price": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["item"]["customer_name"], "mallory");
+    assert_ne!(created["item"]["customer_id"], GOLDIE_ID);
+    // Without a token the spoofed header buys nothing.
+    let response = http
+        .post(edge.url("/catalog/items"))
+        .header("x-user-id", GOLDIE_ID)
+        .json(&json!({"title": "Forged", "price": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn grpc_clients_pass_straight_through() {
+    let edge = Edge::start().await;
+    let mut client = CatalogServiceClient::connect(edge.base_url.clone())
+        .await
+        .expect("connect via Envoy");
+    let items = client
+        .list_items(ListItemsRequest {})
+        .await
+        .expect("ListItems via Envoy")
+        .into_inner()
+        .items;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].customer_name, "goldie");
+}
+
+#[tokio::test]
+async fn one_access_log_line_per_request() {
+    let edge = Edge::start().await;
+    let http = &edge.http;
+    let token = edge.signin("goldie").await;
+    let requests = [
+        (
+            "ok-list",
+            http.get(edge.url("/catalog/items?secret=1")),
+            200,
+        ),
+        (
+            "ok-get",
+            http.get(edge.url(&format!("/catalog/items/{MOBILE_PHONE_ID}"))),
+            200,
+        ),
+        (
+            "ok-create",
+            http.post(edge.url("/catalog/items"))
+                .bearer_auth(&token)
+                .json(&json!({"title": "Pen", "price": 5})),
+            200,
+        ),
+        (
+            "denied",
+            http.post(edge.url("/catalog/items")).json(&json!({})),
+            401,
+        ),
+        ("missing", http.get(edge.url("/catalog/items/nope")), 404),
+    ];
+    for (id, request, expected) in requests {
+        let response = request.header("x-request-id", id).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{id}");
+    }
+    // on_log runs after the response is sent: give Envoy a moment to write the last lines.
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = edge.access_log();
+        if records
+            .iter()
+            .filter(|r| r["request_id"] == "missing")
+            .count()
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let record = |id: &str| -> Value {
+        let matching: Vec<&Value> = records.iter().filter(|r| r["request_id"] == id).collect();
+        assert_eq!(matching.len(), 1, "exactly one line for {id}: {records:#?}");
+        matching[0].clone()
+    };
+    let list = record("ok-list");
+    assert_eq!(list["method"], "GET");
+    assert_eq!(
+        list["path"], "/catalog/items",
+        "query strings are not logged by default"
+    );
+    assert_eq!(list["route"], "/catalog/items");
+    assert_eq!(list["grpc_method"], "/catalog.CatalogService/ListItems");
+    assert_eq!(list["status"], 200);
+    assert_eq!(list["grpc_status"], 0);
+    assert!(list["duration_ms"].as_f64().is_some_and(|d| d > 0.0));
+    assert!(list["time"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z') && t.len() == 24));
+    assert!(list.get("subject").is_none());
+
+    let create = record("ok-create");
+    assert_eq!(create["subject"], GOLDIE_ID);
+    assert!(create["bytes_in"].as_u64().is_some_and(|b| b > 0));
+    assert!(create["bytes_out"].as_u64().is_some_and(|b| b > 0));
+
+    let denied = record("denied");
+    assert_eq!(denied["status"], 401);
+    assert_eq!(denied["auth_reason"], "token_missing");
+    assert!(denied.get("subject").is_none());
+
+    let missing = record("missing");
+    assert_eq!(missing["status"], 404);
+    assert_eq!(missing["grpc_status"], 5);
+    assert!(
+        !edge.envoy_log_text().contains(&token),
+        "tokens never reach the log"
+    );
+}
+
+#[tokio::test]
+async fn backend_down_is_503_json_not_a_hang() {
+    let mut edge = Edge::start().await;
+    edge.kill_service("catalog");
+    let started = std::time::Instant::now();
+    let (status, body) = json_of(
+        edge.http
+            .get(edge.url("/catalog/items"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], 14);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered promptly"
+    );
+
+    // A dependency of catalog down: its UNAVAILABLE propagates as 503 too.
+    edge.kill_service("item");
+    edge.kill_service("customer");
+    let (status, body) = json_of(
+        edge.http
+            .get(edge.url("/auth/signin"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 405, "{body}");
+    let (status, body) = json_of(
+        edge.http
+            .post(edge.url("/auth/signin"))
+            .json(&json!({"name": "goldie"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], 14);
+}
