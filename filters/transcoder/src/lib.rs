@@ -160,7 +160,7 @@ impl Transcoder {
             }
         }
         // Most specific first; the sort is stable, so equal ones keep descriptor order.
-        routes.sort_by(|a, b| b.template.specificity().cmp(&a.template.specificity()));
+        routes.sort_by_key(|route| std::cmp::Reverse(route.template.specificity()));
         Ok(Self { routes, config })
     }
 

