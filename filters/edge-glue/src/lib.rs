@@ -4,7 +4,10 @@
 //! the Wasm VM for every later request on that worker. The calls the filters make on request
 //! paths therefore go through [`abi`], which hands every status back to the caller; the SDK is
 //! still used where it must be (dispatching gRPC calls, whose callbacks it routes).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod abi;
 

@@ -81,7 +81,11 @@ impl Edge {
 
         let mut services = BTreeMap::new();
         for name in SERVICES {
-            let service = start_service(&bin_dir, name, &dir, &services);
+            let addrs: BTreeMap<String, String> = services
+                .iter()
+                .map(|(n, s): (&String, &Service)| (n.clone(), s.addr.clone()))
+                .collect();
+            let service = start_service_at(&bin_dir, name, &dir, &addrs, "127.0.0.1:0");
             services.insert(name.to_string(), service);
         }
 
@@ -227,11 +231,25 @@ impl Edge {
             .collect()
     }
 
-    /// Stops one service (SIGKILL), to test what clients see when a backend is down.
+    /// Stops one service (SIGKILL, no chance to flush anything), to test what clients see when
+    /// a backend is down and that acknowledged writes are on disk.
     pub fn kill_service(&mut self, name: &str) {
         let service = self.services.get_mut(name).expect("known service");
         let _ = service.child.kill();
         let _ = service.child.wait();
+    }
+
+    /// Starts a killed service again on the same address, with the same database.
+    pub fn restart_service(&mut self, name: &str) {
+        let bin_dir = from_env_or("EDGE_BIN_DIR", workspace_root().join("target/debug"));
+        let addr = self.services[name].addr.clone();
+        let others: BTreeMap<String, String> = self
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.addr.clone()))
+            .collect();
+        let service = start_service_at(&bin_dir, name, &self.dir, &others, &addr);
+        self.services.insert(name.to_string(), service);
     }
 
     /// The `access_token` for an existing customer.
@@ -253,16 +271,19 @@ impl Edge {
     }
 }
 
-fn start_service(
+/// Starts a service on `listen_addr` (port 0: the OS picks) with its dependencies' addresses
+/// from `started`, and waits for its `listening on ADDR` line.
+fn start_service_at(
     bin_dir: &Path,
     name: &str,
     dir: &Path,
-    started: &BTreeMap<String, Service>,
+    started: &BTreeMap<String, String>,
+    listen_addr: &str,
 ) -> Service {
     let binary = require(&bin_dir.join(name), "service binary");
     let mut command = Command::new(binary);
     command
-        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("LISTEN_ADDR", listen_addr)
         .env(
             "DATABASE_URL",
             format!("sqlite://{}/{name}.db", dir.display()),
@@ -272,8 +293,8 @@ fn start_service(
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).expect("service log"));
     for (variable, dependency) in [("CUSTOMER_ADDR", "customer"), ("ITEM_ADDR", "item")] {
-        if let Some(service) = started.get(dependency) {
-            command.env(variable, format!("http://{}", service.addr));
+        if let Some(addr) = started.get(dependency) {
+            command.env(variable, format!("http://{addr}"));
         }
     }
     let mut child = command
