@@ -91,7 +91,7 @@ mod tests {
         });
         assert_eq!(
             to_yaml(&value),
-            "\"@type\": \"t\"\na: 1\nempty: {}\nlist:\n  - x: \"1\"\n    y:\n      - true\n  - \"s\"\n  - []\n"
+            "a: 1\n\"@type\": \"t\"\nlist:\n  - x: \"1\"\n    y:\n      - true\n  - \"s\"\n  - []\nempty: {}\n"
         );
     }
 }

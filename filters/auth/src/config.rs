@@ -2,6 +2,7 @@
 
 use crate::policy::{PathPattern, Policy};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -11,6 +12,12 @@ pub struct AuthConfig {
     /// Required `iss` claim; when absent, any issuer is accepted.
     #[serde(default)]
     pub issuer: Option<String>,
+    /// Accepted `aud` values; when non-empty, a token must name one of them.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Longest accepted lifetime (`exp` − `iat`); tokens valid for longer are refused.
+    #[serde(default)]
+    pub max_lifetime_seconds: Option<u64>,
     /// Tolerated clock difference for `exp`, `nbf` and `iat`.
     #[serde(default = "default_clock_skew_seconds")]
     pub clock_skew_seconds: u64,
@@ -20,8 +27,21 @@ pub struct AuthConfig {
     /// Header that carries the verified subject to the backend (as gRPC metadata).
     #[serde(default = "default_subject_header")]
     pub subject_header: String,
+    /// Further claims forwarded to the backend: claim name → header name. Like the subject
+    /// header, any client-sent copy is removed on every request.
+    #[serde(default)]
+    pub forward_claims: BTreeMap<String, String>,
+    /// Pass `Authorization` on to the backend (default: removed once verified).
+    #[serde(default)]
+    pub keep_authorization: bool,
+    /// Cookies that may carry the token instead of `Authorization` (none by default).
+    #[serde(default)]
+    pub token_cookies: Vec<String>,
     /// Route policies; the first rule that matches a request decides.
     pub rules: Vec<Rule>,
+    /// The policy for requests no rule matches (default `deny`: fail closed).
+    #[serde(default = "default_unmatched_policy")]
+    pub unmatched_policy: Policy,
 }
 
 /// The authority service, reached with `dispatch_grpc_call`.
@@ -42,6 +62,10 @@ pub struct AuthoritySource {
     /// How often a failed first fetch is retried (protected routes answer 503 meanwhile).
     #[serde(default = "default_retry_seconds")]
     pub retry_seconds: u64,
+    /// A token with an unknown `kid` triggers a fetch, but at most once per this interval, so
+    /// a flood of random kids cannot hammer the authority.
+    #[serde(default = "default_min_refresh_seconds")]
+    pub min_refresh_seconds: u64,
 }
 
 /// One route policy: requests whose method and normalized path match get `policy`.
@@ -57,6 +81,10 @@ pub struct Rule {
     /// The access control list: subjects refused this action even with a valid token.
     #[serde(default)]
     pub deny_subjects: Vec<String>,
+    /// Claims the token must carry: claim → required value. A list claim, or a
+    /// space-separated string such as OAuth's `scope`, must contain the value.
+    #[serde(default)]
+    pub require_claims: BTreeMap<String, String>,
 }
 
 impl AuthConfig {
@@ -71,6 +99,18 @@ impl AuthConfig {
         }
         edge_core::grpc_upstream(&config.authority.cluster)
             .map_err(|e| format!("invalid auth configuration: authority.{e}"))?;
+        let mut headers: Vec<&str> = config.forward_claims.values().map(String::as_str).collect();
+        headers.push(&config.subject_header);
+        if let Some(bad) = headers.iter().find(|h| {
+            h.is_empty()
+                || h.starts_with(':')
+                || h.eq_ignore_ascii_case("authorization")
+                || h.bytes().any(|b| b.is_ascii_uppercase())
+        }) {
+            return Err(format!(
+                "invalid auth configuration: {bad:?} cannot carry identity (use a lowercase, non-pseudo, non-Authorization header)"
+            ));
+        }
         if config.authority.refresh_seconds == 0 || config.authority.retry_seconds == 0 {
             return Err(
                 "invalid auth configuration: refresh/retry intervals must be positive".into(),
@@ -88,6 +128,12 @@ fn default_max_token_bytes() -> usize {
 }
 fn default_subject_header() -> String {
     edge_core::USER_ID_HEADER.to_string()
+}
+fn default_unmatched_policy() -> Policy {
+    Policy::Deny
+}
+fn default_min_refresh_seconds() -> u64 {
+    10
 }
 fn default_authority_service() -> String {
     "authority.AuthorityService".to_string()

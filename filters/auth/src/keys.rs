@@ -19,6 +19,8 @@ pub enum TokenError {
     Rejected,
     MissingExpiry,
     MissingSubject,
+    /// `exp` − `iat` beyond the configured maximum lifetime.
+    LivesTooLong,
 }
 
 impl TokenError {
@@ -35,6 +37,7 @@ impl TokenError {
             TokenError::Rejected => "token_rejected",
             TokenError::MissingExpiry => "token_missing_exp",
             TokenError::MissingSubject => "token_missing_sub",
+            TokenError::LivesTooLong => "token_lifetime_too_long",
         }
     }
 }
@@ -52,20 +55,24 @@ impl fmt::Display for TokenError {
             TokenError::Rejected => "the token is invalid or expired",
             TokenError::MissingExpiry => "the token has no expiry",
             TokenError::MissingSubject => "the token has no subject",
+            TokenError::LivesTooLong => "the token is valid for longer than allowed",
         })
     }
 }
 
-/// The verified caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The verified caller: the subject and the token's other (non-registered) claims.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
     pub subject: String,
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The checks applied besides the signature.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     pub issuer: Option<String>,
+    pub audiences: Vec<String>,
+    pub max_lifetime_seconds: Option<u64>,
     pub clock_skew_seconds: u64,
     pub max_token_bytes: usize,
     /// Verify as if it were this time (seconds since the epoch); tests only.
@@ -76,6 +83,8 @@ impl From<&AuthConfig> for VerifyOptions {
     fn from(config: &AuthConfig) -> Self {
         Self {
             issuer: config.issuer.clone(),
+            audiences: config.audiences.clone(),
+            max_lifetime_seconds: config.max_lifetime_seconds,
             clock_skew_seconds: config.clock_skew_seconds,
             max_token_bytes: config.max_token_bytes,
             now: None,
@@ -147,22 +156,35 @@ impl KeySet {
                 .issuer
                 .as_ref()
                 .map(|issuer| HashSet::from([issuer.clone()])),
+            allowed_audiences: (!options.audiences.is_empty())
+                .then(|| options.audiences.iter().cloned().collect()),
             time_tolerance: Some(Duration::from_secs(options.clock_skew_seconds)),
             max_token_length: Some(options.max_token_bytes),
             artificial_time: options.now.map(UnixTimeStamp::from_secs),
             ..Default::default()
         };
+        // The key decides the algorithm; jwt-simple refuses a token whose header disagrees.
         let claims = key
-            .verify_token::<NoCustomClaims>(token, Some(verification))
+            .verify_token::<serde_json::Map<String, serde_json::Value>>(token, Some(verification))
             .map_err(|_| TokenError::Rejected)?;
-        if claims.expires_at.is_none() {
-            return Err(TokenError::MissingExpiry);
+        let expires_at = claims.expires_at.ok_or(TokenError::MissingExpiry)?;
+        if let Some(max) = options.max_lifetime_seconds {
+            let start = claims
+                .issued_at
+                .or(options.now.map(UnixTimeStamp::from_secs));
+            let start = start.unwrap_or_else(Clock::now_since_epoch);
+            if expires_at.as_secs().saturating_sub(start.as_secs()) > max {
+                return Err(TokenError::LivesTooLong);
+            }
         }
         let subject = claims
             .subject
             .filter(|subject| !subject.is_empty())
             .ok_or(TokenError::MissingSubject)?;
-        Ok(Identity { subject })
+        Ok(Identity {
+            subject,
+            claims: claims.custom,
+        })
     }
 }
 
@@ -187,6 +209,8 @@ mod tests {
     fn options() -> VerifyOptions {
         VerifyOptions {
             issuer: Some("authority".into()),
+            audiences: Vec::new(),
+            max_lifetime_seconds: Some(86_400),
             clock_skew_seconds: 60,
             max_token_bytes: 8192,
             now: Some(NOW),
@@ -276,9 +300,48 @@ mod tests {
         assert_eq!(verify(&stranger), Err(TokenError::UnknownKeyId));
         let unnamed = ES256KeyPair::generate().sign(claims(NOW, 3600)).unwrap();
         assert_eq!(verify(&unnamed), Err(TokenError::MissingKeyId));
+        let mut eternal = claims(NOW, 3600);
+        eternal.expires_at = Some(UnixTimeStamp::from_secs(NOW + 365 * 86_400));
+        assert_eq!(
+            verify(&key.sign(eternal).unwrap()),
+            Err(TokenError::LivesTooLong)
+        );
+        // HS256 "signed" with the public key's bytes, carrying the ES256 key's kid.
+        let public_bytes = key.public_key().public_key().to_bytes_uncompressed();
+        let confused = HS256Key::from_bytes(&public_bytes).with_key_id("k1");
+        assert_eq!(
+            verify(&confused.authenticate(claims(NOW, 3600)).unwrap()),
+            Err(TokenError::Rejected)
+        );
         assert_eq!(verify("garbage"), Err(TokenError::Malformed));
         assert_eq!(verify(""), Err(TokenError::Malformed));
         assert_eq!(verify(&"a".repeat(9000)), Err(TokenError::TooLarge));
+    }
+
+    #[test]
+    fn audience_and_custom_claims() {
+        let key = signing_key("k1");
+        let keys = KeySet::from_jwks(&jwks(&[&key])).unwrap();
+        let with_audience = VerifyOptions {
+            audiences: vec!["edge".into()],
+            ..options()
+        };
+        let custom = serde_json::json!({"scope": "items:read items:write"});
+        let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(3600))
+            .with_issuer("authority")
+            .with_subject("customer-1")
+            .with_audience("edge");
+        claims.issued_at = Some(UnixTimeStamp::from_secs(NOW));
+        claims.expires_at = Some(UnixTimeStamp::from_secs(NOW + 3600));
+        let identity = keys
+            .verify(&key.sign(claims).unwrap(), &with_audience)
+            .unwrap();
+        assert_eq!(identity.claims["scope"], "items:read items:write");
+        let no_audience = key.sign(self::claims(NOW, 3600)).unwrap();
+        assert_eq!(
+            keys.verify(&no_audience, &with_audience),
+            Err(TokenError::Rejected)
+        );
     }
 
     #[test]

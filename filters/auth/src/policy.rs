@@ -11,8 +11,11 @@ use serde::Deserialize;
 pub enum Policy {
     /// No token needed (signup, signin, public reads).
     Public,
-    /// A valid token is needed, and the subject must not be on the rule's deny list.
+    /// A valid token is needed, with the rule's required claims, and the subject must not be
+    /// on the rule's deny list.
     Authenticated,
+    /// Nobody, token or not.
+    Deny,
 }
 
 /// A path pattern over `/`-separated segments: a literal, `*` (exactly one segment) or `**`
@@ -99,14 +102,18 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// Every `Authorization` header value the client sent.
     pub authorization: &'a [String],
+    /// Every `Cookie` header value the client sent.
+    pub cookies: &'a [String],
 }
 
 /// The decision for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Let the request through; `subject` is the verified caller, if a token was checked.
+    /// Let the request through; `subject` is the verified caller, if a token was checked, and
+    /// `forward` the configured claims as (header, value).
     Allow {
         subject: Option<String>,
+        forward: Vec<(String, String)>,
     },
     Reject(Rejection),
 }
@@ -147,16 +154,26 @@ impl Rejection {
 /// one, and applies the rule's deny list. `keys` is `None` until the first JWKS fetch
 /// succeeded: protected routes then answer 503 (fail closed, never open).
 pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'_>) -> Outcome {
-    let Some(rule) = matching_rule(config, request) else {
-        return Outcome::Reject(Rejection::denied(
-            "no_matching_rule",
-            "no policy allows this route",
-        ));
-    };
-    if rule.policy == Policy::Public {
-        return Outcome::Allow { subject: None };
+    let rule = matching_rule(config, request);
+    match rule.map_or(config.unmatched_policy, |rule| rule.policy) {
+        Policy::Public => {
+            return Outcome::Allow {
+                subject: None,
+                forward: Vec::new(),
+            }
+        }
+        Policy::Deny if rule.is_none() => {
+            return Outcome::Reject(Rejection::denied(
+                "no_matching_rule",
+                "no policy allows this route",
+            ))
+        }
+        Policy::Deny => {
+            return Outcome::Reject(Rejection::denied("route_denied", "this route is closed"))
+        }
+        Policy::Authenticated => {}
     }
-    let token = match bearer_token(request.authorization) {
+    let token = match find_token(config, request) {
         Ok(token) => token,
         Err(error) => return Outcome::Reject(Rejection::unauthenticated(error)),
     };
@@ -167,29 +184,118 @@ pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'
             www_authenticate: None,
         });
     };
-    let Identity { subject } = match keys.verify(token, &config.into()) {
+    let Identity { subject, claims } = match keys.verify(token, &config.into()) {
         Ok(identity) => identity,
         Err(error) => return Outcome::Reject(Rejection::unauthenticated(error)),
     };
-    if rule.deny_subjects.iter().any(|denied| denied == &subject) {
-        return Outcome::Reject(Rejection::denied(
-            "subject_denied",
-            "the caller is not allowed to perform this action",
-        ));
+    if let Some(rule) = rule {
+        if rule.deny_subjects.iter().any(|denied| denied == &subject) {
+            return Outcome::Reject(Rejection::denied(
+                "subject_denied",
+                "the caller is not allowed to perform this action",
+            ));
+        }
+        if let Some(claim) = rule
+            .require_claims
+            .iter()
+            .find(|(claim, wanted)| !claim_has(claims.get(claim.as_str()), wanted))
+            .map(|(claim, _)| claim)
+        {
+            return Outcome::Reject(Rejection::denied(
+                "claim_missing",
+                &format!("the token lacks the {claim} this action requires"),
+            ));
+        }
     }
+    let forward = config
+        .forward_claims
+        .iter()
+        .filter_map(|(claim, header)| Some((header.clone(), claim_text(claims.get(claim)?)?)))
+        .collect();
     Outcome::Allow {
         subject: Some(subject),
+        forward,
+    }
+}
+
+/// Whether a claim holds `wanted`: equal, an element of a list, or a word of a space-separated
+/// string (OAuth `scope`).
+fn claim_has(claim: Option<&serde_json::Value>, wanted: &str) -> bool {
+    match claim {
+        Some(serde_json::Value::String(text)) => {
+            text == wanted || text.split(' ').any(|w| w == wanted)
+        }
+        Some(serde_json::Value::Array(items)) => {
+            items.iter().any(|item| item.as_str() == Some(wanted))
+        }
+        Some(other @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_))) => {
+            let text = other.to_string();
+            text == wanted
+        }
+        _ => false,
+    }
+}
+
+/// A claim as a header value: strings as they are, scalars as JSON, lists space-separated;
+/// objects are not forwarded.
+fn claim_text(claim: &serde_json::Value) -> Option<String> {
+    let text = match claim {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Bool(_) | serde_json::Value::Number(_) => claim.to_string(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| item.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => return None,
+    };
+    // A header value must not smuggle a line break.
+    (!text.contains(['\r', '\n'])).then_some(text)
+}
+
+/// The one token of the request: from `Authorization: Bearer`, or from a configured cookie.
+/// More than one (two headers, or a header and a cookie) is refused rather than guessed at.
+fn find_token<'r>(config: &AuthConfig, request: &'r Request<'_>) -> Result<&'r str, TokenError> {
+    let mut from_cookies = request
+        .cookies
+        .iter()
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            config
+                .token_cookies
+                .iter()
+                .any(|wanted| wanted == name)
+                .then_some(value.trim())
+        });
+    let cookie = from_cookies.next();
+    if from_cookies.next().is_some() {
+        return Err(TokenError::Ambiguous);
+    }
+    match (request.authorization.is_empty(), cookie) {
+        (true, Some(token)) if !token.is_empty() => Ok(token),
+        (true, _) => bearer_token(request.authorization),
+        (false, None) => bearer_token(request.authorization),
+        (false, Some(_)) => Err(TokenError::Ambiguous),
     }
 }
 
 fn matching_rule<'c>(config: &'c AuthConfig, request: &Request<'_>) -> Option<&'c Rule> {
+    let path = request
+        .path
+        .split_once('?')
+        .map_or(request.path, |(path, _)| path);
     config.rules.iter().find(|rule| {
         (rule.methods.is_empty()
             || rule
                 .methods
                 .iter()
                 .any(|method| method.eq_ignore_ascii_case(request.method)))
-            && rule.path.matches(request.path)
+            && rule.path.matches(path)
     })
 }
 
@@ -257,5 +363,162 @@ mod tests {
             bearer_token(&["Bearer a".into(), "Bearer b".into()]),
             Err(TokenError::Ambiguous)
         );
+    }
+
+    mod decisions {
+        use super::super::*;
+        use crate::keys::KeySet;
+        use jwt_simple::prelude::*;
+        use serde_json::json;
+
+        struct Fixture {
+            config: AuthConfig,
+            keys: KeySet,
+            key: ES256KeyPair,
+        }
+
+        fn fixture() -> Fixture {
+            let key = ES256KeyPair::generate().with_key_id("k1");
+            let jwk: serde_json::Value = serde_json::from_str(&key.public_key().to_jwk()).unwrap();
+            let keys = KeySet::from_jwks(&json!({ "keys": [jwk] }).to_string()).unwrap();
+            let config = AuthConfig::from_json(
+                json!({
+                    "authority": {"cluster": "authority"},
+                    "issuer": "authority",
+                    "forward_claims": {"scope": "x-scope"},
+                    "token_cookies": ["session"],
+                    "rules": [
+                        {"path": "/public/**", "policy": "public"},
+                        {"path": "/closed", "policy": "deny"},
+                        {"methods": ["POST"], "path": "/items", "policy": "authenticated",
+                         "deny_subjects": ["banned"], "require_claims": {"scope": "items:write"}},
+                        {"path": "/items", "policy": "authenticated"}
+                    ]
+                })
+                .to_string()
+                .as_bytes(),
+            )
+            .unwrap();
+            Fixture { config, keys, key }
+        }
+
+        impl Fixture {
+            fn token(&self, subject: &str, scope: &str) -> String {
+                let claims =
+                    Claims::with_custom_claims(json!({"scope": scope}), Duration::from_secs(600))
+                        .with_issuer("authority")
+                        .with_subject(subject);
+                self.key.sign(claims).unwrap()
+            }
+
+            fn decide(
+                &self,
+                method: &str,
+                path: &str,
+                authorization: &[String],
+                cookies: &[String],
+            ) -> Outcome {
+                authorize(
+                    &self.config,
+                    Some(&self.keys),
+                    &Request {
+                        method,
+                        path,
+                        authorization,
+                        cookies,
+                    },
+                )
+            }
+        }
+
+        fn reason(outcome: &Outcome) -> &'static str {
+            match outcome {
+                Outcome::Reject(rejection) => rejection.reason,
+                Outcome::Allow { .. } => "allowed",
+            }
+        }
+
+        #[test]
+        fn rules_in_order_with_acl_and_claims() {
+            let f = fixture();
+            let bearer = |token: String| vec![format!("Bearer {token}")];
+            let writer = bearer(f.token("alice", "items:read items:write"));
+            let reader = bearer(f.token("alice", "items:read"));
+            let banned = bearer(f.token("banned", "items:write"));
+
+            assert_eq!(reason(&f.decide("GET", "/public/x?y", &[], &[])), "allowed");
+            assert_eq!(
+                reason(&f.decide("GET", "/closed", &writer, &[])),
+                "route_denied"
+            );
+            assert_eq!(
+                reason(&f.decide("GET", "/elsewhere", &writer, &[])),
+                "no_matching_rule"
+            );
+            assert_eq!(
+                reason(&f.decide("POST", "/items", &[], &[])),
+                "token_missing"
+            );
+            assert_eq!(
+                reason(&f.decide("POST", "/items", &reader, &[])),
+                "claim_missing"
+            );
+            assert_eq!(
+                reason(&f.decide("POST", "/items", &banned, &[])),
+                "subject_denied"
+            );
+            // The ban is per action: the banned subject may still list.
+            assert_eq!(reason(&f.decide("GET", "/items", &banned, &[])), "allowed");
+            match f.decide("POST", "/items", &writer, &[]) {
+                Outcome::Allow { subject, forward } => {
+                    assert_eq!(subject.as_deref(), Some("alice"));
+                    assert_eq!(
+                        forward,
+                        vec![("x-scope".to_string(), "items:read items:write".to_string())]
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[test]
+        fn tokens_from_cookies_and_ambiguity() {
+            let f = fixture();
+            let token = f.token("alice", "");
+            let cookie = vec![format!("theme=dark; session={token}")];
+            assert_eq!(reason(&f.decide("GET", "/items", &[], &cookie)), "allowed");
+            let both = vec![format!("Bearer {token}")];
+            assert_eq!(
+                reason(&f.decide("GET", "/items", &both, &cookie)),
+                "token_ambiguous"
+            );
+            let twice = vec![format!("session={token}; session={token}")];
+            assert_eq!(
+                reason(&f.decide("GET", "/items", &[], &twice)),
+                "token_ambiguous"
+            );
+        }
+
+        #[test]
+        fn no_keys_yet_is_503_and_unmatched_policy_is_configurable() {
+            let mut f = fixture();
+            let token = vec![format!("Bearer {}", f.token("alice", ""))];
+            let outcome = authorize(
+                &f.config,
+                None,
+                &Request {
+                    method: "GET",
+                    path: "/items",
+                    authorization: &token,
+                    cookies: &[],
+                },
+            );
+            match outcome {
+                Outcome::Reject(r) => assert_eq!(r.status.http_status(), 503),
+                other => panic!("{other:?}"),
+            }
+            f.config.unmatched_policy = Policy::Public;
+            assert_eq!(reason(&f.decide("GET", "/elsewhere", &[], &[])), "allowed");
+        }
     }
 }

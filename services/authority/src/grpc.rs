@@ -1,24 +1,72 @@
 //! The gRPC adapter: signup and signin go through the customer service; tokens are signed here.
 
-use crate::keys::Signer;
+use crate::keys::{KeyError, Signer};
 use platform_proto::authority::{
-    authority_service_server::AuthorityService, ListPublicKeysRequest, ListPublicKeysResponse,
-    SigninRequest, SigninResponse, SignupRequest, SignupResponse,
+    authority_service_server::AuthorityService, key_admin_service_server::KeyAdminService,
+    ListPublicKeysRequest, ListPublicKeysResponse, RetireKeyRequest, RetireKeyResponse,
+    RotateSigningKeyRequest, RotateSigningKeyResponse, SigninRequest, SigninResponse,
+    SignupRequest, SignupResponse,
 };
 use platform_proto::customer::{
     customer_service_client::CustomerServiceClient, CreateCustomerRequest, GetCustomerByNameRequest,
 };
+use std::sync::Arc;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 pub struct AuthorityApi {
-    signer: Signer,
+    signer: Arc<Signer>,
     customers: CustomerServiceClient<Channel>,
 }
 
 impl AuthorityApi {
-    pub fn new(signer: Signer, customers: CustomerServiceClient<Channel>) -> Self {
+    pub fn new(signer: Arc<Signer>, customers: CustomerServiceClient<Channel>) -> Self {
         Self { signer, customers }
+    }
+}
+
+/// Operator-only key management (not routed by the edge).
+pub struct KeyAdminApi {
+    signer: Arc<Signer>,
+}
+
+impl KeyAdminApi {
+    pub fn new(signer: Arc<Signer>) -> Self {
+        Self { signer }
+    }
+}
+
+fn key_status(error: KeyError) -> Status {
+    match error {
+        KeyError::UnknownKey => Status::not_found("no such key"),
+        KeyError::RetiringCurrent => {
+            Status::failed_precondition("the current signing key cannot be retired; rotate first")
+        }
+        KeyError::Io(e) => {
+            tracing::error!(error = %e, "key storage error");
+            Status::internal("key storage error")
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl KeyAdminService for KeyAdminApi {
+    async fn rotate_signing_key(
+        &self,
+        _request: Request<RotateSigningKeyRequest>,
+    ) -> Result<Response<RotateSigningKeyResponse>, Status> {
+        let kid = self.signer.rotate().map_err(key_status)?;
+        Ok(Response::new(RotateSigningKeyResponse { kid }))
+    }
+
+    async fn retire_key(
+        &self,
+        request: Request<RetireKeyRequest>,
+    ) -> Result<Response<RetireKeyResponse>, Status> {
+        self.signer
+            .retire(&request.into_inner().kid)
+            .map_err(key_status)?;
+        Ok(Response::new(RetireKeyResponse {}))
     }
 }
 
@@ -55,7 +103,7 @@ impl AuthorityService for AuthorityApi {
             Err(status) => return Err(status),
         }
         .ok_or_else(|| Status::not_found("customer not found"))?;
-        let access_token = self.signer.issue(&customer.id).map_err(|e| {
+        let access_token = self.signer.issue(&customer.id).map_err(|e: String| {
             tracing::error!(error = %e, "cannot sign token");
             Status::internal("cannot issue a token")
         })?;

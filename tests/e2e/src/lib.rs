@@ -56,9 +56,32 @@ pub struct Edge {
 
 static RUN: AtomicUsize = AtomicUsize::new(0);
 
+/// How a test wants its edge.
+pub struct Options {
+    /// Changes to `envoy/edge.json` for this test only (e.g. a shorter key refresh).
+    pub customize: Box<dyn FnOnce(&mut EdgeConfig)>,
+    /// Whether the authority is up when Envoy starts (false: the first key fetch fails).
+    pub authority_up: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            customize: Box::new(|_| {}),
+            authority_up: true,
+        }
+    }
+}
+
 impl Edge {
     /// Starts everything and returns once the edge answers and the auth filter has its keys.
     pub async fn start() -> Edge {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts everything as `options` says; returns once the edge answers (and, with the
+    /// authority up, once the auth filter has its keys).
+    pub async fn start_with(options: Options) -> Edge {
         let root = workspace_root();
         let bin_dir = from_env_or("EDGE_BIN_DIR", root.join("target/debug"));
         let wasm_dir = from_env_or("EDGE_WASM_DIR", root.join("target/filters"));
@@ -89,7 +112,8 @@ impl Edge {
             services.insert(name.to_string(), service);
         }
 
-        let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("envoy/edge.json");
+        let mut config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("envoy/edge.json");
+        (options.customize)(&mut config);
         let topology = Topology {
             listen_port: 0,
             admin_port: 0,
@@ -129,11 +153,15 @@ impl Edge {
                 .build()
                 .expect("HTTP client"),
         };
-        edge.wait_until_ready(&admin_path).await;
+        if !options.authority_up {
+            edge.kill_service("authority");
+        }
+        edge.wait_until_ready(&admin_path, options.authority_up)
+            .await;
         edge
     }
 
-    async fn wait_until_ready(&mut self, admin_path: &Path) {
+    async fn wait_until_ready(&mut self, admin_path: &Path, expect_keys: bool) {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let admin = loop {
             if let Ok(address) = std::fs::read_to_string(admin_path) {
@@ -178,17 +206,20 @@ impl Edge {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         self.base_url = format!("http://127.0.0.1:{port}");
-        // Keys loaded: a bad token is refused with 401 (before: 503, keys unavailable).
+        // Keys loaded: a bad token is refused with 401 (before: 503, keys unavailable). Without
+        // an authority, ready means the public routes answer.
         loop {
-            let status = self
-                .http
-                .post(self.url("/catalog/items"))
-                .header("authorization", "Bearer not-a-token")
-                .body("{}")
-                .send()
-                .await
-                .map(|r| r.status().as_u16());
-            if matches!(status, Ok(401)) {
+            let request = if expect_keys {
+                self.http
+                    .post(self.url("/catalog/items"))
+                    .header("authorization", "Bearer not-a-token")
+                    .body("{}")
+            } else {
+                self.http.get(self.url("/catalog/items"))
+            };
+            let status = request.send().await.map(|r| r.status().as_u16());
+            if matches!(status, Ok(401) if expect_keys) || matches!(status, Ok(200) if !expect_keys)
+            {
                 break;
             }
             self.check_envoy_alive();
@@ -250,6 +281,58 @@ impl Edge {
             .collect();
         let service = start_service_at(&bin_dir, name, &self.dir, &others, &addr);
         self.services.insert(name.to_string(), service);
+    }
+
+    /// The authority's current signing key, as the authority's operator could read it from
+    /// `KEY_DIR`: lets tests issue tokens with the claims they choose (expired, not yet valid…).
+    pub fn signing_key(&self) -> jwt_simple::prelude::ES256KeyPair {
+        use jwt_simple::prelude::ES256KeyPair;
+        let keys = self.dir.join("keys");
+        let kid = std::fs::read_to_string(keys.join("current")).expect("current key");
+        let pem =
+            std::fs::read_to_string(keys.join(format!("{}.pem", kid.trim()))).expect("key file");
+        ES256KeyPair::from_pem(&pem)
+            .expect("ES256 key")
+            .with_key_id(kid.trim())
+    }
+
+    /// Sends one HTTP/1.1 request exactly as given (no client-side path normalization, any
+    /// headers, duplicates included) and returns the status and body.
+    pub async fn raw_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base_url.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to Envoy");
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nhost: edge\r\nconnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut response))
+            .await
+            .expect("response within 15 s")
+            .expect("read");
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {response:?}"));
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
     }
 
     /// The `access_token` for an existing customer.

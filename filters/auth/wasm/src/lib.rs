@@ -1,9 +1,16 @@
 //! proxy-wasm glue of the auth filter: reads the request, asks `edge_auth::authorize`, and
-//! either forwards the verified subject or answers with the rejection. Keys come from the
-//! authority over gRPC, fetched at start and refreshed on a timer.
+//! either forwards the verified identity or answers with the rejection.
+//!
+//! Keys: the authority's JWKS is fetched over gRPC (`ListPublicKeys`) by whichever worker is
+//! due, and published to every worker through shared data; each worker's timer (1 s) picks up
+//! a newer JWKS, retries until the first fetch succeeds, refreshes every `refresh_seconds`,
+//! and, when a token named an unknown `kid`, fetches early — at most once per
+//! `min_refresh_seconds`. A failed fetch keeps the keys already known.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use edge_auth::{authorize, AuthConfig, KeySet, ListPublicKeysResponse, Outcome, Request};
+use edge_auth::{
+    authorize, AuthConfig, KeySet, ListPublicKeysResponse, Outcome, Request, TokenError,
+};
 use edge_core::properties;
 use edge_glue as host;
 use prost::Message;
@@ -11,24 +18,32 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| Box::new(AuthRoot::default()));
 }}
 
+const TICK: Duration = Duration::from_secs(1);
+
 /// What the root context learns (configuration, keys) and every request reads.
 #[derive(Default)]
 struct State {
     config: Option<Rc<AuthConfig>>,
     keys: Option<Rc<KeySet>>,
+    /// Set by a request whose token named a `kid` we do not know.
+    refresh_wanted: bool,
 }
 
 #[derive(Default)]
 struct AuthRoot {
     state: Rc<RefCell<State>>,
     fetch_in_flight: bool,
+    last_attempt: Option<SystemTime>,
+    last_success: Option<SystemTime>,
+    /// Shared-data version of the JWKS our keys were built from.
+    loaded_version: Option<u32>,
 }
 
 impl AuthRoot {
@@ -36,16 +51,64 @@ impl AuthRoot {
         self.state.borrow().config.clone()
     }
 
-    fn fetch_keys(&mut self) {
-        let Some(config) = self.config() else { return };
-        if self.fetch_in_flight {
+    fn shared_key(config: &AuthConfig) -> String {
+        format!("edge_auth.jwks.{}", config.authority.cluster)
+    }
+
+    fn seconds_since(&self, then: Option<SystemTime>) -> Option<u64> {
+        let now = self.get_current_time();
+        then.map(|then| now.duration_since(then).map_or(0, |d| d.as_secs()))
+    }
+
+    /// Loads the JWKS another worker (or we) published, if it is newer than ours.
+    fn sync_from_shared_data(&mut self, config: &AuthConfig) {
+        let Ok((Some(jwks), Some(version))) =
+            proxy_wasm::hostcalls::get_shared_data(&Self::shared_key(config))
+        else {
+            return;
+        };
+        if self.loaded_version == Some(version) {
             return;
         }
+        match KeySet::from_jwks(&String::from_utf8_lossy(&jwks)) {
+            Ok(keys) => {
+                let first = self.state.borrow().keys.is_none();
+                self.state.borrow_mut().keys = Some(Rc::new(keys));
+                self.loaded_version = Some(version);
+                self.last_success = Some(self.get_current_time());
+                if first {
+                    host::log(LogLevel::Info, "signing keys loaded");
+                }
+            }
+            Err(error) => host::log(LogLevel::Warn, &format!("ignoring shared JWKS: {error}")),
+        }
+    }
+
+    fn fetch_due(&self, config: &AuthConfig) -> bool {
+        if self.fetch_in_flight {
+            return false;
+        }
+        let since_attempt = self.seconds_since(self.last_attempt);
+        let source = &config.authority;
+        if self.state.borrow().keys.is_none() {
+            return since_attempt.is_none_or(|s| s >= source.retry_seconds);
+        }
+        let refresh_due = self
+            .seconds_since(self.last_success)
+            .is_none_or(|s| s >= source.refresh_seconds);
+        let early = self.state.borrow().refresh_wanted
+            && since_attempt.is_none_or(|s| s >= source.min_refresh_seconds);
+        refresh_due || early
+    }
+
+    fn fetch_keys(&mut self, config: &AuthConfig) {
         let source = &config.authority;
         let upstream = match edge_core::grpc_upstream(&source.cluster) {
             Ok(upstream) => upstream,
             Err(error) => return host::log(LogLevel::Error, &error),
         };
+        self.last_attempt = Some(self.get_current_time());
+        self.state.borrow_mut().refresh_wanted = false;
         match self.dispatch_grpc_call(
             &upstream,
             &source.service,
@@ -65,14 +128,20 @@ impl AuthRoot {
         }
     }
 
-    fn store_keys(&mut self, response_size: usize) -> Result<usize, String> {
+    fn publish_keys(&mut self, config: &AuthConfig, response_size: usize) -> Result<(), String> {
         let body = host::grpc_call_response_body(response_size).map_err(|e| e.to_string())?;
         let response =
             ListPublicKeysResponse::decode(body.as_slice()).map_err(|e| e.to_string())?;
-        let keys = KeySet::from_jwks(&response.jwks)?;
-        let count = keys.len();
-        self.state.borrow_mut().keys = Some(Rc::new(keys));
-        Ok(count)
+        // Parse before publishing: a bad JWKS must not replace good keys anywhere.
+        KeySet::from_jwks(&response.jwks)?;
+        proxy_wasm::hostcalls::set_shared_data(
+            &Self::shared_key(config),
+            Some(response.jwks.as_bytes()),
+            None,
+        )
+        .map_err(|e| format!("cannot share keys: {e:?}"))?;
+        self.sync_from_shared_data(config);
+        Ok(())
     }
 }
 
@@ -80,7 +149,6 @@ impl Context for AuthRoot {
     fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
         self.fetch_in_flight = false;
         let Some(config) = self.config() else { return };
-        let had_keys = self.state.borrow().keys.is_some();
         if status_code != 0 {
             // Keep whatever keys we had: an authority outage must not lock everyone out.
             host::log(
@@ -89,13 +157,11 @@ impl Context for AuthRoot {
             );
             return;
         }
-        match self.store_keys(response_size) {
-            Ok(count) if !had_keys => {
-                host::log(LogLevel::Info, &format!("loaded {count} signing key(s)"));
-                self.set_tick_period(Duration::from_secs(config.authority.refresh_seconds));
-            }
-            Ok(_) => {}
-            Err(error) => host::log(LogLevel::Warn, &format!("ignoring signing keys: {error}")),
+        if let Err(error) = self.publish_keys(&config, response_size) {
+            host::log(
+                LogLevel::Warn,
+                &format!("ignoring fetched signing keys: {error}"),
+            );
         }
     }
 }
@@ -106,22 +172,27 @@ impl RootContext for AuthRoot {
             .map_err(|e| e.to_string())
             .and_then(|bytes| AuthConfig::from_json(&bytes))
         {
-            Ok(config) => config,
+            Ok(config) => Rc::new(config),
             Err(error) => {
                 host::log(LogLevel::Error, &error);
                 return false;
             }
         };
-        let retry = Duration::from_secs(config.authority.retry_seconds);
-        self.state.borrow_mut().config = Some(Rc::new(config));
-        // Fetch now; the timer retries until it succeeds, then refreshes.
-        self.set_tick_period(retry);
-        self.fetch_keys();
+        self.state.borrow_mut().config = Some(config.clone());
+        self.set_tick_period(TICK);
+        self.sync_from_shared_data(&config);
+        if self.fetch_due(&config) {
+            self.fetch_keys(&config);
+        }
         true
     }
 
     fn on_tick(&mut self) {
-        self.fetch_keys();
+        let Some(config) = self.config() else { return };
+        self.sync_from_shared_data(&config);
+        if self.fetch_due(&config) {
+            self.fetch_keys(&config);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -143,34 +214,50 @@ impl AuthFilter {
     fn decide(&self, config: &AuthConfig) -> Result<Outcome, host::HostError> {
         let method = host::request_header(":method").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
-        let path = path.split_once('?').map_or(path.as_str(), |(path, _)| path);
         let authorization = host::request_header_values("authorization")?;
+        let cookies = if config.token_cookies.is_empty() {
+            Vec::new()
+        } else {
+            host::request_header_values("cookie")?
+        };
         let keys = self.state.borrow().keys.clone();
         Ok(authorize(
             config,
             keys.as_deref(),
             &Request {
                 method: &method,
-                path,
+                path: &path,
                 authorization: &authorization,
+                cookies: &cookies,
             },
         ))
     }
 
     fn apply(&self, config: &AuthConfig) -> Result<Action, host::HostError> {
-        // A client must never choose its identity: drop its copy before anything else.
+        // A client must never choose its identity: drop its copies before anything else.
         host::remove_request_header(&config.subject_header)?;
+        for header in config.forward_claims.values() {
+            host::remove_request_header(header)?;
+        }
         match self.decide(config)? {
-            Outcome::Allow { subject } => {
+            Outcome::Allow { subject, forward } => {
                 if let Some(subject) = subject {
                     host::set_request_header(&config.subject_header, &subject)?;
                     host::set_property(&[properties::SUBJECT], subject.as_bytes())?;
-                    // The backends trust the subject header; the token stays at the edge.
-                    host::remove_request_header("authorization")?;
+                    for (header, value) in &forward {
+                        host::set_request_header(header, value)?;
+                    }
+                    if !config.keep_authorization {
+                        // The backends trust the identity headers; the token stays at the edge.
+                        host::remove_request_header("authorization")?;
+                    }
                 }
                 Ok(Action::Continue)
             }
             Outcome::Reject(rejection) => {
+                if rejection.reason == TokenError::UnknownKeyId.reason() {
+                    self.state.borrow_mut().refresh_wanted = true;
+                }
                 host::set_property(&[properties::AUTH_REASON], rejection.reason.as_bytes())?;
                 let challenge = rejection.www_authenticate.as_deref();
                 let headers: Vec<(&str, &str)> = challenge
