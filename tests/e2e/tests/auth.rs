@@ -471,3 +471,20 @@ async fn grpc_clients_are_held_to_the_same_policy() {
         .unwrap();
     assert_eq!(item.customer_id, GOLDIE_ID);
 }
+
+#[tokio::test]
+async fn spoofed_identity_never_reaches_a_backend_on_public_routes() {
+    // Make the write public for this test: catalog itself then says whether an identity
+    // header reached it (it refuses a create without one, and would accept a leaked one).
+    let edge = Edge::start_with(Options {
+        customize: Box::new(|config| {
+            let rules = config.auth["rules"].as_array_mut().unwrap();
+            rules.insert(0, json!({"methods": ["POST"], "path": "/catalog/items", "policy": "public"}));
+        }),
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = create(&edge, "/catalog/items", &[("x-user-id", GOLDIE_ID)]).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("no authenticated caller"), "refused by catalog, not the edge: {body}");
+}
