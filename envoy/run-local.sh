@@ -15,6 +15,7 @@ stop() {
   echo "stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  exit 0
 }
 trap stop INT TERM EXIT
 
@@ -61,4 +62,5 @@ Try, in another terminal:
 Access log: grep access-log .run/envoy.log    Stop: Ctrl-C
 TXT
 wait -n "${pids[@]}" || true
-echo "a process exited; see .run/*.log"
+echo "a process exited unexpectedly; see .run/*.log"
+exit 1
