@@ -15,9 +15,9 @@ stop() {
   echo "stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  exit 0
 }
-trap stop INT TERM EXIT
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 
 start() { # name: waits for the service's "listening on" line
   local name=$1
