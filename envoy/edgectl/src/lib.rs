@@ -209,6 +209,7 @@ impl EdgeConfig {
             }));
         }
         Ok(json!({
+            "stats_config": stats_config(),
             "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.admin_port } } },
             "static_resources": {
                 "listeners": [{
@@ -224,6 +225,9 @@ impl EdgeConfig {
                             // tricks cannot slip past a rule.
                             "normalize_path": true,
                             "merge_slashes": true,
+                            // Envoy makes an x-request-id when the client sent none; clients
+                            // get it back, backends get it as metadata, logs carry it.
+                            "always_set_request_id_in_response": true,
                             "route_config": {
                                 "name": "edge",
                                 "virtual_hosts": [{ "name": "edge", "domains": ["*"], "routes": routes }]
@@ -255,6 +259,16 @@ impl EdgeConfig {
             }
         }))
     }
+}
+
+/// Turns the labels the access-log filter encodes in its metric names (`.edge_<label>.<value>`)
+/// into Prometheus labels.
+pub fn stats_config() -> Value {
+    let tags: Vec<Value> = edge_access_log::metrics::LABELS
+        .iter()
+        .map(|label| json!({ "tag_name": label, "regex": format!("(\\.edge_{label}\\.([^.]+))") }))
+        .collect();
+    json!({ "stats_tags": tags })
 }
 
 /// The header of every rendered file.

@@ -6,14 +6,31 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod metrics;
+
 use serde::{Deserialize, Serialize};
 
 /// The access log's configuration (JSON in the Wasm plugin's `configuration`; may be empty).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLogConfig {
     /// Log the query string as part of `path` (off by default: queries can carry secrets).
     pub include_query: bool,
+    /// Proxies in front of Envoy whose `x-forwarded-for` entries are trusted: 0 logs the
+    /// peer address; N logs the Nth address from the right of `x-forwarded-for`.
+    pub trusted_xff_hops: usize,
+    /// Start a W3C trace (`traceparent`) for requests that arrive without one.
+    pub generate_traceparent: bool,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        Self {
+            include_query: false,
+            trusted_xff_hops: 0,
+            generate_traceparent: true,
+        }
+    }
 }
 
 impl AccessLogConfig {
@@ -41,6 +58,8 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_status: Option<u32>,
     pub duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_ms: Option<f64>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +68,10 @@ pub struct Record {
     pub auth_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_cluster: Option<String>,
 }
@@ -69,6 +92,79 @@ pub fn logged_path(path: &str, config: &AccessLogConfig) -> String {
             .map_or(path, |(path, _)| path)
             .to_string()
     }
+}
+
+/// The client's address: the peer (without port) with no trusted hops, else the
+/// `trusted_hops`-th `x-forwarded-for` entry from the right (what the outermost trusted proxy
+/// saw). `None` when there are fewer entries than trusted hops: the header was not set by them.
+pub fn client_ip(
+    forwarded_for: Option<&str>,
+    peer: Option<&str>,
+    trusted_hops: usize,
+) -> Option<String> {
+    if trusted_hops == 0 {
+        let peer = peer?;
+        // "1.2.3.4:5678" or "[::1]:5678".
+        let host = match peer.rsplit_once(':') {
+            Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+            _ => peer,
+        };
+        return Some(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        );
+    }
+    let entries: Vec<&str> = forwarded_for?.split(',').map(str::trim).collect();
+    entries
+        .len()
+        .checked_sub(trusted_hops)
+        .and_then(|index| entries.get(index))
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| entry.to_string())
+}
+
+/// A W3C `traceparent` for a request that has none: the trace id is the request id's 32 hex
+/// digits when it is a UUID (so logs and traces share an id), the span id comes from `seed`.
+pub fn new_traceparent(request_id: &str, seed: u64) -> String {
+    let hex: String = request_id
+        .chars()
+        .filter(|c| *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let trace_id = if hex.len() == 32
+        && hex.chars().all(|c| c.is_ascii_hexdigit())
+        && hex.chars().any(|c| c != '0')
+    {
+        hex
+    } else {
+        format!(
+            "{:016x}{:016x}",
+            fnv1a(request_id.as_bytes(), 0),
+            fnv1a(request_id.as_bytes(), seed) | 1
+        )
+    };
+    format!(
+        "00-{trace_id}-{:016x}-01",
+        fnv1a(trace_id.as_bytes(), seed) | 1
+    )
+}
+
+/// The trace id of a well-formed `traceparent`.
+pub fn trace_id(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (_, trace, span, _) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (trace.len() == 32 && span.len() == 16 && trace.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| trace.to_string())
+}
+
+/// FNV-1a, mixed with `seed`: enough to make span ids distinct, no dependency needed.
+fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325 ^ seed, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// Formats Unix time in nanoseconds as RFC 3339 UTC with milliseconds,
@@ -132,6 +228,47 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(parsed["user_agent"], "evil\n{\"status\":200}\"");
         assert!(parsed.get("subject").is_none());
+    }
+
+    #[test]
+    fn client_ip_from_peer_or_trusted_hops() {
+        assert_eq!(
+            client_ip(None, Some("10.0.0.7:5555"), 0).as_deref(),
+            Some("10.0.0.7")
+        );
+        assert_eq!(
+            client_ip(None, Some("[::1]:5555"), 0).as_deref(),
+            Some("::1")
+        );
+        let xff = Some("6.6.6.6, 203.0.113.9, 10.0.0.1");
+        assert_eq!(
+            client_ip(xff, Some("10.0.0.2:1"), 1).as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(
+            client_ip(xff, Some("10.0.0.2:1"), 2).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(client_ip(xff, None, 4), None);
+        assert_eq!(client_ip(None, None, 1), None);
+    }
+
+    #[test]
+    fn traceparent_reuses_the_request_id() {
+        let parent = new_traceparent("3F2504E0-4F89-11D3-9A0C-0305E82C3301", 7);
+        assert!(
+            parent.starts_with("00-3f2504e04f8911d39a0c0305e82c3301-"),
+            "{parent}"
+        );
+        assert_eq!(parent.len(), 55);
+        assert_eq!(
+            trace_id(&parent).as_deref(),
+            Some("3f2504e04f8911d39a0c0305e82c3301")
+        );
+        let odd = new_traceparent("not-a-uuid", 7);
+        assert!(trace_id(&odd).is_some(), "{odd}");
+        assert_ne!(new_traceparent("x", 1), new_traceparent("x", 2));
+        assert_eq!(trace_id("garbage"), None);
     }
 
     #[test]

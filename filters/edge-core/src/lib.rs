@@ -28,6 +28,12 @@ pub mod properties {
     pub const GRPC_STATUS: &str = "edge_grpc_status";
     /// The subject auth verified (only ever set by auth).
     pub const SUBJECT: &str = "edge_subject";
+    /// What went wrong when the transcoder answered with an error of its own (e.g. `no_route`).
+    pub const TRANSCODE_ERROR: &str = "edge_transcode_error";
+    /// The cluster a transcoded call went to (the router's `xds.cluster_name` is unset then).
+    pub const UPSTREAM_CLUSTER: &str = "edge_upstream_cluster";
+    /// Milliseconds between dispatching a transcoded call and its response.
+    pub const UPSTREAM_MS: &str = "edge_upstream_ms";
     /// Why auth refused a request (e.g. `token_rejected`).
     pub const AUTH_REASON: &str = "edge_auth_reason";
 }

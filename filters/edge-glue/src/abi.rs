@@ -4,7 +4,7 @@
 //! itself reclaims it.
 #![allow(unsafe_code)]
 
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 use std::fmt;
 use std::ptr::{null, null_mut};
 
@@ -96,6 +96,14 @@ extern "C" {
         results_data: *mut *mut u8,
         results_size: *mut usize,
     ) -> u32;
+    fn proxy_define_metric(
+        metric_type: MetricType,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
 }
@@ -217,6 +225,23 @@ pub fn call_foreign_function(name: &str) -> Result<Option<Vec<u8>>, HostError> {
         // SAFETY: name is live for the call; no arguments; out-pointers owned by `fetch`.
         unsafe { proxy_call_foreign_function(name.as_ptr(), name.len(), null(), 0, data, size) }
     })
+}
+
+pub fn define_metric(metric_type: MetricType, name: &str) -> Result<u32, HostError> {
+    let mut id = 0;
+    // SAFETY: name is live for the call; id is a local the host writes to.
+    check(unsafe { proxy_define_metric(metric_type, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn increment_metric(id: u32, offset: i64) -> Result<(), HostError> {
+    // SAFETY: no pointers involved.
+    check(unsafe { proxy_increment_metric(id, offset) })
+}
+
+pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
+    // SAFETY: no pointers involved.
+    check(unsafe { proxy_record_metric(id, value) })
 }
 
 pub fn resume_http_request() -> Result<(), HostError> {

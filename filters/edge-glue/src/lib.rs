@@ -13,7 +13,7 @@ mod abi;
 
 pub use abi::HostError;
 use edge_core::Status;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
 /// Writes to Envoy's log under the plugin's name; a failure to log is not worth failing a request.
 pub fn log(level: LogLevel, message: &str) {
@@ -106,6 +106,46 @@ pub fn send_json(
 /// for ABI 0.2.1 modules; calling it keeps routing right if the ABI is ever bumped.
 pub fn clear_route_cache() {
     let _ = abi::call_foreign_function("clear_route_cache");
+}
+
+/// Metrics the filters record, each defined once per VM on first use. Failures are logged and
+/// otherwise ignored: a metric must never fail a request.
+#[derive(Default)]
+pub struct Metrics {
+    ids: std::collections::HashMap<String, u32>,
+}
+
+impl Metrics {
+    fn id(&mut self, metric_type: MetricType, name: &str) -> Option<u32> {
+        if let Some(id) = self.ids.get(name) {
+            return Some(*id);
+        }
+        match abi::define_metric(metric_type, name) {
+            Ok(id) => {
+                self.ids.insert(name.to_string(), id);
+                Some(id)
+            }
+            Err(error) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("cannot define metric {name}: {error}"),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn increment(&mut self, name: &str) {
+        if let Some(id) = self.id(MetricType::Counter, name) {
+            let _ = abi::increment_metric(id, 1);
+        }
+    }
+
+    pub fn record(&mut self, name: &str, value: u64) {
+        if let Some(id) = self.id(MetricType::Histogram, name) {
+            let _ = abi::record_metric(id, value);
+        }
+    }
 }
 
 /// Resumes a request paused while waiting for a callout.

@@ -7,6 +7,34 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+
+/// One log line per call, in a span carrying the edge's `x-request-id` and `traceparent`, so a
+/// service's lines join the edge's access log by request id and trace id.
+fn request_log() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+    impl Fn(&http::Request<tonic::body::Body>) -> tracing::Span + Clone,
+> {
+    TraceLayer::new_for_grpc()
+        .make_span_with(|request: &http::Request<tonic::body::Body>| {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            tracing::info_span!(
+                "rpc",
+                method = %request.uri().path(),
+                request_id = %header("x-request-id"),
+                traceparent = %header("traceparent"),
+            )
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+        .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN))
+}
 
 /// A bound listener; binding first lets `LISTEN_ADDR=127.0.0.1:0` pick a free port.
 pub struct Listener {
@@ -57,6 +85,7 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr, "serving");
     println!("listening on {}", listener.local_addr);
     tonic::transport::Server::builder()
+        .layer(request_log())
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener.listener), shutdown)
         .await?;

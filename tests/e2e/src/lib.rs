@@ -247,6 +247,35 @@ impl Edge {
         format!("http://{}", self.services[name].addr)
     }
 
+    /// What a service has logged so far.
+    pub fn service_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// The value of one Prometheus series at Envoy's `/stats/prometheus` (0 when absent).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/stats/prometheus", self.admin_url))
+            .send()
+            .await
+            .expect("admin")
+            .text()
+            .await
+            .expect("metrics");
+        text.lines()
+            .filter(|line| {
+                line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+            })
+            .filter(|line| {
+                labels
+                    .iter()
+                    .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     pub fn envoy_log_text(&self) -> String {
         std::fs::read_to_string(&self.envoy_log).unwrap_or_default()
     }
@@ -372,7 +401,7 @@ fn start_service_at(
             format!("sqlite://{}/{name}.db", dir.display()),
         )
         .env("KEY_DIR", dir.join("keys"))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).expect("service log"));
     for (variable, dependency) in [("CUSTOMER_ADDR", "customer"), ("ITEM_ADDR", "item")] {

@@ -479,12 +479,18 @@ async fn spoofed_identity_never_reaches_a_backend_on_public_routes() {
     let edge = Edge::start_with(Options {
         customize: Box::new(|config| {
             let rules = config.auth["rules"].as_array_mut().unwrap();
-            rules.insert(0, json!({"methods": ["POST"], "path": "/catalog/items", "policy": "public"}));
+            rules.insert(
+                0,
+                json!({"methods": ["POST"], "path": "/catalog/items", "policy": "public"}),
+            );
         }),
         ..Options::default()
     })
     .await;
     let (status, body) = create(&edge, "/catalog/items", &[("x-user-id", GOLDIE_ID)]).await;
     assert_eq!(status, 401, "{body}");
-    assert!(body.contains("no authenticated caller"), "refused by catalog, not the edge: {body}");
+    assert!(
+        body.contains("no authenticated caller"),
+        "refused by catalog, not the edge: {body}"
+    );
 }

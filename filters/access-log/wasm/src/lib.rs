@@ -3,20 +3,31 @@
 //! writes one JSON line to Envoy's log.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use edge_access_log::{logged_path, rfc3339_millis, AccessLogConfig, Record};
+use edge_access_log::metrics::{samples, Sample};
+use edge_access_log::{
+    client_ip, logged_path, new_traceparent, rfc3339_millis, trace_id, AccessLogConfig, Record,
+};
 use edge_core::properties;
 use edge_glue as host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(AccessLogRoot { config: Rc::default() }));
+    proxy_wasm::set_root_context(|_| Box::new(AccessLogRoot {
+        config: Rc::default(),
+        metrics: Rc::default(),
+        requests_seen: Rc::default(),
+    }));
 }}
 
 struct AccessLogRoot {
     config: Rc<AccessLogConfig>,
+    metrics: Rc<RefCell<host::Metrics>>,
+    /// Mixed into generated span ids so that they differ between requests.
+    requests_seen: Rc<RefCell<u64>>,
 }
 
 impl Context for AccessLogRoot {}
@@ -41,6 +52,8 @@ impl RootContext for AccessLogRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(AccessLog {
             config: self.config.clone(),
+            metrics: self.metrics.clone(),
+            requests_seen: self.requests_seen.clone(),
         }))
     }
 
@@ -51,6 +64,8 @@ impl RootContext for AccessLogRoot {
 
 struct AccessLog {
     config: Rc<AccessLogConfig>,
+    metrics: Rc<RefCell<host::Metrics>>,
+    requests_seen: Rc<RefCell<u64>>,
 }
 
 impl Context for AccessLog {}
@@ -68,6 +83,25 @@ fn int_property(path: &[&str]) -> Option<u64> {
 }
 
 impl HttpContext for AccessLog {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // First in the chain: a trace started here reaches the backend through the
+        // transcoder's forwarded headers or the router.
+        if self.config.generate_traceparent && host::request_header("traceparent").is_none() {
+            let seen = {
+                let mut seen = self.requests_seen.borrow_mut();
+                *seen = seen.wrapping_add(1);
+                *seen
+            };
+            let request_id = host::request_header("x-request-id").unwrap_or_default();
+            let parent = new_traceparent(
+                &request_id,
+                seen ^ int_property(&["request", "time"]).unwrap_or_default(),
+            );
+            let _ = host::set_request_header("traceparent", &parent);
+        }
+        Action::Continue
+    }
+
     fn on_log(&mut self) {
         let grpc_status = string_property(&[properties::GRPC_STATUS])
             .or_else(|| host::response_trailer("grpc-status"))
@@ -89,13 +123,31 @@ impl HttpContext for AccessLog {
             grpc_status,
             duration_ms: int_property(&["request", "duration"])
                 .map_or(0.0, |nanos| nanos as f64 / 1e6),
+            upstream_ms: string_property(&[properties::UPSTREAM_MS]).and_then(|ms| ms.parse().ok()),
             bytes_in: int_property(&["request", "total_size"]).unwrap_or_default(),
             bytes_out: int_property(&["response", "total_size"]).unwrap_or_default(),
             subject: string_property(&[properties::SUBJECT]),
             auth_reason: string_property(&[properties::AUTH_REASON]),
             user_agent: host::request_header("user-agent"),
-            upstream_cluster: string_property(&["xds", "cluster_name"]),
+            client_ip: client_ip(
+                host::request_header("x-forwarded-for").as_deref(),
+                string_property(&["source", "address"]).as_deref(),
+                self.config.trusted_xff_hops,
+            ),
+            trace_id: host::request_header("traceparent")
+                .as_deref()
+                .and_then(trace_id),
+            upstream_cluster: string_property(&[properties::UPSTREAM_CLUSTER])
+                .or_else(|| string_property(&["xds", "cluster_name"])),
         };
         host::log(LogLevel::Info, &record.to_json());
+        let transcode_error = string_property(&[properties::TRANSCODE_ERROR]);
+        let mut metrics = self.metrics.borrow_mut();
+        for sample in samples(&record, transcode_error.as_deref()) {
+            match sample {
+                Sample::Count(name) => metrics.increment(&name),
+                Sample::Observe(name, value) => metrics.record(&name, value),
+            }
+        }
     }
 }

@@ -57,6 +57,7 @@ impl RootContext for TranscoderRoot {
         Some(Box::new(TranscoderFilter {
             transcoder: self.transcoder.clone(),
             pending: None,
+            dispatched_at: None,
         }))
     }
 
@@ -78,10 +79,17 @@ struct Pending {
 struct TranscoderFilter {
     transcoder: Option<Rc<Transcoder>>,
     pending: Option<Pending>,
+    /// When the backend call went out (for the access log's `upstream_ms`).
+    dispatched_at: Option<Duration>,
 }
 
 impl TranscoderFilter {
     /// Answers with `status` as JSON; if even that fails, resets so the client never hangs.
+    fn fail(&self, kind: &str, status: &Status) -> Action {
+        let _ = host::set_property(&[properties::TRANSCODE_ERROR], kind.as_bytes());
+        self.reply(status)
+    }
+
     fn reply(&self, status: &Status) -> Action {
         if let Err(error) = host::send_status(status, &[]) {
             host::log(
@@ -104,10 +112,10 @@ impl TranscoderFilter {
             Lookup::Matched { route, bindings } => (route, bindings),
             Lookup::NotFound => {
                 let shown = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
-                return self.reply(&Status::new(
-                    GrpcCode::NotFound,
-                    format!("no route for {method} {shown}"),
-                ));
+                return self.fail(
+                    "no_route",
+                    &Status::new(GrpcCode::NotFound, format!("no route for {method} {shown}")),
+                );
             }
             Lookup::MethodNotAllowed => {
                 return self.reply_method_not_allowed(&method);
@@ -152,6 +160,7 @@ impl TranscoderFilter {
     }
 
     fn reply_method_not_allowed(&self, method: &str) -> Action {
+        let _ = host::set_property(&[properties::TRANSCODE_ERROR], b"method_not_allowed");
         let status = Status::new(
             GrpcCode::Unimplemented,
             format!("method {method} is not allowed on this path"),
@@ -167,6 +176,7 @@ impl TranscoderFilter {
     }
 
     fn reply_too_large(&self, transcoder: &Transcoder) -> Action {
+        let _ = host::set_property(&[properties::TRANSCODE_ERROR], b"body_too_large");
         let status = Status::new(
             GrpcCode::ResourceExhausted,
             format!(
@@ -195,7 +205,7 @@ impl TranscoderFilter {
             body,
         ) {
             Ok(message) => message,
-            Err(status) => return self.reply(&status),
+            Err(status) => return self.fail("bad_request", &status),
         };
         let metadata: Vec<(&str, &[u8])> = pending
             .metadata
@@ -210,7 +220,15 @@ impl TranscoderFilter {
             Some(&message),
             Duration::from_millis(transcoder.config.timeout_ms),
         ) {
-            Ok(_) => Action::Pause,
+            Ok(_) => {
+                let _ =
+                    host::set_property(&[properties::UPSTREAM_CLUSTER], route.cluster.as_bytes());
+                self.dispatched_at = self
+                    .get_current_time()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok();
+                Action::Pause
+            }
             Err(error) => {
                 host::log(
                     LogLevel::Error,
@@ -220,10 +238,10 @@ impl TranscoderFilter {
                         route.cluster
                     ),
                 );
-                self.reply(&Status::new(
-                    GrpcCode::Unavailable,
-                    "the backend is not reachable",
-                ))
+                self.fail(
+                    "backend_unreachable",
+                    &Status::new(GrpcCode::Unavailable, "the backend is not reachable"),
+                )
             }
         }
     }
@@ -235,6 +253,17 @@ impl Context for TranscoderFilter {
             &[properties::GRPC_STATUS],
             status_code.to_string().as_bytes(),
         );
+        if let (Some(sent), Ok(now)) = (
+            self.dispatched_at,
+            self.get_current_time()
+                .duration_since(std::time::UNIX_EPOCH),
+        ) {
+            let upstream_ms = now.saturating_sub(sent).as_secs_f64() * 1000.0;
+            let _ = host::set_property(
+                &[properties::UPSTREAM_MS],
+                format!("{upstream_ms:.3}").as_bytes(),
+            );
+        }
         let Some(transcoder) = self.transcoder.clone() else {
             return;
         };
@@ -268,6 +297,9 @@ impl Context for TranscoderFilter {
                 }
             }
             Err(status) => {
+                if status_code == 0 {
+                    let _ = host::set_property(&[properties::TRANSCODE_ERROR], b"bad_response");
+                }
                 self.reply(&status);
             }
         }

@@ -1,0 +1,132 @@
+//! The metrics each request produces. Envoy's stats have no labels of their own, so each label
+//! is encoded in the stat name as `.edge_<label>.<value>`, and the bootstrap's `stats_tags`
+//! (rendered by edgectl from [`LABELS`]) turns those back into Prometheus labels:
+//! `edge_requests_total.edge_route./catalog/items.edge_method.GET.edge_status_class.2xx`
+//! becomes `envoy_wasmcustom_edge_requests_total{route="/catalog/items",method="GET",status_class="2xx"}`.
+
+use crate::Record;
+
+/// Every label used, in the order they appear in names.
+pub const LABELS: &[&str] = &["route", "method", "status_class", "reason", "kind"];
+
+/// One observation for the proxy-wasm metrics API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sample {
+    /// Add one to a counter.
+    Count(String),
+    /// Record a value in a histogram.
+    Observe(String, u64),
+}
+
+/// A label value that cannot break the name encoding: `.` (the separator) becomes `_`, and
+/// anything outside a small safe set becomes `_` too. Bounded values only: routes are
+/// templates, never raw paths, so a client cannot mint new series.
+fn value(raw: &str) -> String {
+    if raw.is_empty() {
+        return "none".into();
+    }
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "/{}_-:*=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn name(metric: &str, labels: &[(&str, &str)]) -> String {
+    let mut name = metric.to_string();
+    for (label, raw) in labels {
+        name.push_str(&format!(".edge_{label}.{}", value(raw)));
+    }
+    name
+}
+
+/// The samples for one request: request count and latency by route, plus auth denials by
+/// reason and transcoding errors by kind when there were any.
+pub fn samples(record: &Record, transcode_error: Option<&str>) -> Vec<Sample> {
+    let route = record.route.as_deref().unwrap_or("unmatched");
+    let method = if ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+        .contains(&record.method.as_str())
+    {
+        record.method.as_str()
+    } else {
+        "other"
+    };
+    let status_class = match record.status {
+        100..=599 => format!("{}xx", record.status / 100),
+        _ => "none".into(),
+    };
+    let mut samples = vec![
+        Sample::Count(name(
+            "edge_requests_total",
+            &[
+                ("route", route),
+                ("method", method),
+                ("status_class", &status_class),
+            ],
+        )),
+        Sample::Observe(
+            name("edge_request_duration_milliseconds", &[("route", route)]),
+            record.duration_ms.round() as u64,
+        ),
+    ];
+    if let Some(reason) = &record.auth_reason {
+        samples.push(Sample::Count(name(
+            "edge_auth_denials_total",
+            &[("reason", reason)],
+        )));
+    }
+    if let Some(kind) = transcode_error {
+        samples.push(Sample::Count(name(
+            "edge_transcoder_errors_total",
+            &[("kind", kind)],
+        )));
+    }
+    samples
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_encode_bounded_labels() {
+        let record = Record {
+            method: "GET".into(),
+            route: Some("/catalog/items/{id}".into()),
+            status: 404,
+            duration_ms: 3.6,
+            ..Default::default()
+        };
+        assert_eq!(
+            samples(&record, Some("no_route")),
+            vec![
+                Sample::Count(
+                    "edge_requests_total.edge_route./catalog/items/{id}.edge_method.GET.edge_status_class.4xx".into()
+                ),
+                Sample::Observe("edge_request_duration_milliseconds.edge_route./catalog/items/{id}".into(), 4),
+                Sample::Count("edge_transcoder_errors_total.edge_kind.no_route".into()),
+            ]
+        );
+        let odd = Record {
+            method: "BREW".into(),
+            auth_reason: Some("token.rejected\n".into()),
+            ..Default::default()
+        };
+        let names: Vec<Sample> = samples(&odd, None);
+        assert_eq!(
+            names[0],
+            Sample::Count(
+                "edge_requests_total.edge_route.unmatched.edge_method.other.edge_status_class.none"
+                    .into()
+            )
+        );
+        assert_eq!(
+            names[2],
+            Sample::Count("edge_auth_denials_total.edge_reason.token_rejected_".into())
+        );
+    }
+}

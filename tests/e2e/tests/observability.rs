@@ -1,0 +1,214 @@
+//! What the edge tells operators: metrics at Envoy's /stats/prometheus, the request id and
+//! trace context carried to the backends and back, and log lines that cannot be forged.
+
+use edge_e2e::Edge;
+use serde_json::json;
+use std::time::Duration;
+
+const REQUESTS: &str = "edge_requests_total";
+
+#[tokio::test]
+async fn metrics_count_exactly_the_requests_sent() {
+    let edge = Edge::start().await;
+    let ok_list = [
+        ("route", "/catalog/items"),
+        ("method", "GET"),
+        ("status_class", "2xx"),
+    ];
+    let missing = [
+        ("route", "/catalog/items/{id}"),
+        ("method", "GET"),
+        ("status_class", "4xx"),
+    ];
+    let before_ok = edge.metric(REQUESTS, &ok_list).await;
+    let before_missing = edge.metric(REQUESTS, &missing).await;
+    let before_denied = edge
+        .metric("edge_auth_denials_total", &[("reason", "token_missing")])
+        .await;
+    let before_bad = edge
+        .metric("edge_transcoder_errors_total", &[("kind", "bad_request")])
+        .await;
+    let before_latency = edge
+        .metric(
+            "edge_request_duration_milliseconds_count",
+            &[("route", "/catalog/items")],
+        )
+        .await;
+
+    for _ in 0..5 {
+        assert_eq!(
+            edge.http
+                .get(edge.url("/catalog/items"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            edge.http
+                .get(edge.url("/catalog/items/nope"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+    }
+    for _ in 0..2 {
+        let response = edge
+            .http
+            .post(edge.url("/catalog/items"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let token = edge.signin("goldie").await;
+    let response = edge
+        .http
+        .post(edge.url("/catalog/items"))
+        .bearer_auth(&token)
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // on_log runs after the last byte is sent; give Envoy a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(edge.metric(REQUESTS, &ok_list).await - before_ok, 5.0);
+    assert_eq!(edge.metric(REQUESTS, &missing).await - before_missing, 3.0);
+    assert_eq!(
+        edge.metric("edge_auth_denials_total", &[("reason", "token_missing")])
+            .await
+            - before_denied,
+        2.0
+    );
+    assert_eq!(
+        edge.metric("edge_transcoder_errors_total", &[("kind", "bad_request")])
+            .await
+            - before_bad,
+        1.0
+    );
+    // Histograms reach the admin endpoint on Envoy's stats flush (every 5 s by default).
+    let mut latency = 0.0;
+    for _ in 0..40 {
+        latency = edge
+            .metric(
+                "edge_request_duration_milliseconds_count",
+                &[("route", "/catalog/items")],
+            )
+            .await
+            - before_latency;
+        if latency >= 6.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // By route: the five GETs and the malformed POST share the /catalog/items template.
+    assert_eq!(latency, 6.0, "latency histogram by route");
+}
+
+#[tokio::test]
+async fn request_id_and_trace_reach_the_backend_and_come_back() {
+    let edge = Edge::start().await;
+
+    // Chosen by the client: returned, logged at the edge and by catalog.
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = edge
+        .http
+        .get(edge.url("/catalog/items"))
+        .header("x-request-id", "req-observed-1")
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-observed-1");
+
+    // Not chosen: Envoy makes a request id, the edge starts a trace from it.
+    let response = edge
+        .http
+        .get(edge.url("/catalog/items/e0e58243-4138-48e5-8aba-448a8888e2ff"))
+        .send()
+        .await
+        .unwrap();
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    let generated_trace = generated.replace('-', "");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let catalog = edge.service_log("catalog");
+    let line = catalog
+        .lines()
+        .find(|l| l.contains("req-observed-1"))
+        .unwrap_or_else(|| panic!("no catalog line:\n{catalog}"));
+    assert!(line.contains(traceparent), "{line}");
+    let line = catalog
+        .lines()
+        .find(|l| l.contains(&generated))
+        .unwrap_or_else(|| panic!("no catalog line:\n{catalog}"));
+    assert!(
+        line.contains(&format!("traceparent=00-{generated_trace}-")),
+        "{line}"
+    );
+
+    let records = edge.access_log();
+    let given = records
+        .iter()
+        .find(|r| r["request_id"] == "req-observed-1")
+        .unwrap();
+    assert_eq!(given["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(given["client_ip"], "127.0.0.1");
+    assert_eq!(given["upstream_cluster"], "catalog");
+    assert!(
+        given["upstream_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{given}"
+    );
+    let made = records
+        .iter()
+        .find(|r| r["request_id"] == generated.as_str())
+        .unwrap();
+    assert_eq!(made["trace_id"], generated_trace.as_str());
+}
+
+#[tokio::test]
+async fn hostile_header_yields_one_well_formed_line() {
+    let edge = Edge::start().await;
+    let (status, _) = edge
+        .raw_request(
+            "GET",
+            "/catalog/items",
+            &[
+                ("x-request-id", "hostile-1"),
+                ("user-agent", "evil\",\"status\":500}\t{\"x\":\"\\\\"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines: Vec<String> = edge
+        .envoy_log_text()
+        .lines()
+        .filter(|l| l.contains("hostile-1"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let records = edge.access_log();
+    let record = records
+        .iter()
+        .find(|r| r["request_id"] == "hostile-1")
+        .unwrap();
+    assert_eq!(record["status"], 200);
+    assert!(record["user_agent"]
+        .as_str()
+        .unwrap()
+        .starts_with("evil\",\"status\""));
+}
