@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "platform/catalog.proto",
     "platform/customer.proto",
     "platform/item.proto",
+    "platform/telemetry.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

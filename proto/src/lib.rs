@@ -22,6 +22,10 @@ pub mod item {
     tonic::include_proto!("item");
 }
 
+pub mod telemetry {
+    tonic::include_proto!("telemetry");
+}
+
 pub mod google {
     pub mod api {
         tonic::include_proto!("google.api");

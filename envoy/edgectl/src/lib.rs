@@ -117,11 +117,23 @@ impl EdgeConfig {
             serde_json::from_value(transcoder.clone()).map_err(|e| format!("transcoder: {e}"))?;
         edge_transcoder::Transcoder::new(parsed)?;
 
-        edge_access_log::AccessLogConfig::from_json(self.access_log.to_string().as_bytes())?;
+        let mut access_log = self.access_log.clone();
+        if let Some(service) = access_log
+            .pointer("/collector/cluster")
+            .and_then(Value::as_str)
+        {
+            if !self.services.contains_key(service) {
+                return Err(format!(
+                    "access_log.collector.cluster: no service {service:?}"
+                ));
+            }
+            access_log["collector"]["cluster"] = json!(cluster_name(service));
+        }
+        edge_access_log::AccessLogConfig::from_json(access_log.to_string().as_bytes())?;
         Ok(FilterConfigs {
             auth,
             transcoder,
-            access_log: self.access_log.clone(),
+            access_log,
         })
     }
 

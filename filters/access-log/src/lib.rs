@@ -21,6 +21,85 @@ pub struct AccessLogConfig {
     pub trusted_xff_hops: usize,
     /// Start a W3C trace (`traceparent`) for requests that arrive without one.
     pub generate_traceparent: bool,
+    /// Ship lines to a collector over gRPC instead of writing them to Envoy's log.
+    pub collector: Option<CollectorConfig>,
+}
+
+/// Batched shipping to `telemetry.LogCollector/Ship`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// The collector's Envoy cluster (HTTP/2).
+    pub cluster: String,
+    #[serde(default = "default_batch_lines")]
+    pub batch_lines: usize,
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// Lines a worker holds while the collector is slow or down; beyond this they are dropped
+    /// (and counted), so memory stays bounded and requests never wait.
+    #[serde(default = "default_max_buffered_lines")]
+    pub max_buffered_lines: usize,
+    #[serde(default = "default_collector_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_batch_lines() -> usize {
+    100
+}
+fn default_flush_interval_ms() -> u64 {
+    1000
+}
+fn default_max_buffered_lines() -> usize {
+    10_000
+}
+fn default_collector_timeout_ms() -> u64 {
+    2000
+}
+
+/// The `telemetry.LogBatch` message, declared by hand so the filter needs no generated code.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LogBatch {
+    #[prost(string, repeated, tag = "1")]
+    pub lines: Vec<String>,
+}
+
+/// A worker's lines waiting to be shipped: bounded, oldest first.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    lines: std::collections::VecDeque<String>,
+    capacity: usize,
+}
+
+impl LineBuffer {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            lines: std::collections::VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// Queues a line; `false` when the buffer is full and the line was dropped.
+    pub fn push(&mut self, line: String) -> bool {
+        if self.lines.len() >= self.capacity {
+            return false;
+        }
+        self.lines.push_back(line);
+        true
+    }
+
+    /// Takes up to `max` lines, oldest first.
+    pub fn take(&mut self, max: usize) -> Vec<String> {
+        let count = max.min(self.lines.len());
+        self.lines.drain(..count).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
 }
 
 impl Default for AccessLogConfig {
@@ -29,6 +108,7 @@ impl Default for AccessLogConfig {
             include_query: false,
             trusted_xff_hops: 0,
             generate_traceparent: true,
+            collector: None,
         }
     }
 }
@@ -269,6 +349,19 @@ mod tests {
         assert!(trace_id(&odd).is_some(), "{odd}");
         assert_ne!(new_traceparent("x", 1), new_traceparent("x", 2));
         assert_eq!(trace_id("garbage"), None);
+    }
+
+    #[test]
+    fn line_buffer_is_bounded_and_fifo() {
+        let mut buffer = LineBuffer::new(3);
+        for line in ["a", "b", "c"] {
+            assert!(buffer.push(line.into()));
+        }
+        assert!(!buffer.push("d".into()), "full: dropped");
+        assert_eq!(buffer.take(2), ["a", "b"]);
+        assert!(buffer.push("e".into()));
+        assert_eq!(buffer.take(10), ["c", "e"]);
+        assert!(buffer.is_empty());
     }
 
     #[test]

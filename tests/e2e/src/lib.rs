@@ -102,8 +102,19 @@ impl Edge {
         ));
         std::fs::create_dir_all(&dir).expect("create test directory");
 
+        let mut config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("envoy/edge.json");
+        (options.customize)(&mut config);
+        // The platform's services first (in dependency order), then any the test configured.
+        let mut names: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
+        names.extend(
+            config
+                .services
+                .keys()
+                .filter(|n| !SERVICES.contains(&n.as_str()))
+                .cloned(),
+        );
         let mut services = BTreeMap::new();
-        for name in SERVICES {
+        for name in &names {
             let addrs: BTreeMap<String, String> = services
                 .iter()
                 .map(|(n, s): (&String, &Service)| (n.clone(), s.addr.clone()))
@@ -112,8 +123,6 @@ impl Edge {
             services.insert(name.to_string(), service);
         }
 
-        let mut config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("envoy/edge.json");
-        (options.customize)(&mut config);
         let topology = Topology {
             listen_port: 0,
             admin_port: 0,
@@ -401,6 +410,7 @@ fn start_service_at(
             format!("sqlite://{}/{name}.db", dir.display()),
         )
         .env("KEY_DIR", dir.join("keys"))
+        .env("COLLECTOR_FILE", dir.join("collected.log"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).expect("service log"));

@@ -212,3 +212,94 @@ async fn hostile_header_yields_one_well_formed_line() {
         .unwrap()
         .starts_with("evil\",\"status\""));
 }
+
+fn with_collector() -> edge_e2e::Options {
+    edge_e2e::Options {
+        customize: Box::new(|config| {
+            config.services.insert(
+                "log-collector".into(),
+                edgectl::Service {
+                    grpc_service: "telemetry.LogCollector".into(),
+                    port: 50055,
+                    public: false,
+                },
+            );
+            config.access_log["collector"] = json!({"cluster": "log-collector", "flush_interval_ms": 100, "batch_lines": 50, "max_buffered_lines": 20});
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn lines_are_shipped_to_the_collector_in_batches() {
+    let edge = Edge::start_with(with_collector()).await;
+    for index in 0..10 {
+        let response = edge
+            .http
+            .get(edge.url("/catalog/items"))
+            .header("x-request-id", format!("shipped-{index}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let collected = edge.dir.join("collected.log");
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&collected)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"shipped-"))
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lines.len(), 10, "one line per request: {lines:#?}");
+    for line in &lines {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["status"], 200);
+    }
+    assert!(
+        !edge.envoy_log_text().contains("\"shipped-"),
+        "shipped lines do not also go to Envoy's log"
+    );
+}
+
+#[tokio::test]
+async fn a_down_collector_costs_lines_not_requests() {
+    let mut edge = Edge::start_with(with_collector()).await;
+    edge.kill_service("log-collector");
+    let before = edge
+        .metric("edge_access_log_dropped_lines_total", &[])
+        .await;
+    let started = std::time::Instant::now();
+    for _ in 0..60 {
+        let response = edge
+            .http
+            .get(edge.url("/catalog/items"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "requests never wait for the collector"
+    );
+    let mut dropped = 0.0;
+    for _ in 0..50 {
+        dropped = edge
+            .metric("edge_access_log_dropped_lines_total", &[])
+            .await
+            - before;
+        if dropped >= 40.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // 20 lines of buffer at most: of 60 lines, at least 40 were dropped (more as batches fail).
+    assert!(dropped >= 40.0, "dropped {dropped}");
+}

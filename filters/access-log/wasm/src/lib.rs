@@ -5,7 +5,8 @@
 
 use edge_access_log::metrics::{samples, Sample};
 use edge_access_log::{
-    client_ip, logged_path, new_traceparent, rfc3339_millis, trace_id, AccessLogConfig, Record,
+    client_ip, logged_path, new_traceparent, rfc3339_millis, trace_id, AccessLogConfig, LineBuffer,
+    LogBatch, Record,
 };
 use edge_core::properties;
 use edge_glue as host;
@@ -13,6 +14,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -20,6 +22,8 @@ proxy_wasm::main! {{
         config: Rc::default(),
         metrics: Rc::default(),
         requests_seen: Rc::default(),
+        buffer: Rc::default(),
+        shipping: None,
     }));
 }}
 
@@ -28,9 +32,64 @@ struct AccessLogRoot {
     metrics: Rc<RefCell<host::Metrics>>,
     /// Mixed into generated span ids so that they differ between requests.
     requests_seen: Rc<RefCell<u64>>,
+    /// Lines waiting for the collector (only used when one is configured).
+    buffer: Rc<RefCell<LineBuffer>>,
+    /// Lines in the batch being shipped, if one is in flight.
+    shipping: Option<usize>,
 }
 
-impl Context for AccessLogRoot {}
+const SHIPPED: &str = "edge_access_log_shipped_lines_total";
+const DROPPED: &str = "edge_access_log_dropped_lines_total";
+
+impl AccessLogRoot {
+    fn count(&self, name: &str, lines: usize) {
+        let mut metrics = self.metrics.borrow_mut();
+        for _ in 0..lines {
+            metrics.increment(name);
+        }
+    }
+
+    /// Sends the oldest lines as one batch, unless a batch is still in flight.
+    fn flush(&mut self) {
+        let Some(collector) = self.config.collector.clone() else {
+            return;
+        };
+        if self.shipping.is_some() || self.buffer.borrow().is_empty() {
+            return;
+        }
+        let lines = self.buffer.borrow_mut().take(collector.batch_lines);
+        let count = lines.len();
+        let message = prost::Message::encode_to_vec(&LogBatch { lines });
+        let sent = edge_core::grpc_upstream(&collector.cluster)
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|upstream| {
+                self.dispatch_grpc_call(
+                    &upstream,
+                    "telemetry.LogCollector",
+                    "Ship",
+                    Vec::new(),
+                    Some(&message),
+                    Duration::from_millis(collector.timeout_ms),
+                )
+                .map_err(|e| format!("{e:?}"))
+            });
+        match sent {
+            Ok(_) => self.shipping = Some(count),
+            Err(error) => {
+                host::log(LogLevel::Warn, &format!("cannot ship access log: {error}"));
+                self.count(DROPPED, count);
+            }
+        }
+    }
+}
+
+impl Context for AccessLogRoot {
+    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, _response_size: usize) {
+        let count = self.shipping.take().unwrap_or_default();
+        // A failed batch is dropped, not retried: memory stays bounded while the collector is down.
+        self.count(if status_code == 0 { SHIPPED } else { DROPPED }, count);
+    }
+}
 
 impl RootContext for AccessLogRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -39,6 +98,10 @@ impl RootContext for AccessLogRoot {
             .and_then(|bytes| AccessLogConfig::from_json(&bytes))
         {
             Ok(config) => {
+                if let Some(collector) = &config.collector {
+                    *self.buffer.borrow_mut() = LineBuffer::new(collector.max_buffered_lines);
+                    self.set_tick_period(Duration::from_millis(collector.flush_interval_ms));
+                }
                 self.config = Rc::new(config);
                 true
             }
@@ -49,11 +112,16 @@ impl RootContext for AccessLogRoot {
         }
     }
 
+    fn on_tick(&mut self) {
+        self.flush();
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(AccessLog {
             config: self.config.clone(),
             metrics: self.metrics.clone(),
             requests_seen: self.requests_seen.clone(),
+            buffer: self.buffer.clone(),
         }))
     }
 
@@ -66,6 +134,7 @@ struct AccessLog {
     config: Rc<AccessLogConfig>,
     metrics: Rc<RefCell<host::Metrics>>,
     requests_seen: Rc<RefCell<u64>>,
+    buffer: Rc<RefCell<LineBuffer>>,
 }
 
 impl Context for AccessLog {}
@@ -140,7 +209,12 @@ impl HttpContext for AccessLog {
             upstream_cluster: string_property(&[properties::UPSTREAM_CLUSTER])
                 .or_else(|| string_property(&["xds", "cluster_name"])),
         };
-        host::log(LogLevel::Info, &record.to_json());
+        let line = record.to_json();
+        if self.config.collector.is_none() {
+            host::log(LogLevel::Info, &line);
+        } else if !self.buffer.borrow_mut().push(line) {
+            self.metrics.borrow_mut().increment(DROPPED);
+        }
         let transcode_error = string_property(&[properties::TRANSCODE_ERROR]);
         let mut metrics = self.metrics.borrow_mut();
         for sample in samples(&record, transcode_error.as_deref()) {
