@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 
 TARGET=wasm32-wasip1
 OUT=target/filters
-CRATES=(edge-auth-wasm edge-transcoder-wasm edge-access-log-wasm)
+# edge-test-panic-filter is test-only (target/filters/test-panic.wasm): the recovery test's
+# deliberately failing filter. No configuration edgectl renders references it.
+CRATES=(edge-auth-wasm edge-transcoder-wasm edge-access-log-wasm edge-test-panic-filter)
 PACKAGES=()
 for crate in "${CRATES[@]}"; do PACKAGES+=(-p "$crate"); done
 
@@ -30,7 +32,7 @@ fi
 
 mkdir -p "$OUT"
 for crate in "${CRATES[@]}"; do
-  name=${crate%-wasm}; name=${name#edge-}
+  name=${crate%-wasm}; name=${name%-filter}; name=${name#edge-}
   src="target/wasm/$TARGET/wasm/${crate//-/_}.wasm"
   # cp -p keeps the mtime, so Make sees an unchanged filter as up to date.
   cp -p "$src" "$OUT/$name.wasm"

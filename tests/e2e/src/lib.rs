@@ -62,6 +62,8 @@ pub struct Options {
     pub customize: Box<dyn FnOnce(&mut EdgeConfig)>,
     /// Whether the authority is up when Envoy starts (false: the first key fetch fails).
     pub authority_up: bool,
+    /// Changes to the rendered Envoy bootstrap (e.g. an extra test-only filter).
+    pub bootstrap: Box<dyn FnOnce(&mut Value)>,
 }
 
 impl Default for Options {
@@ -69,6 +71,7 @@ impl Default for Options {
         Self {
             customize: Box::new(|_| {}),
             authority_up: true,
+            bootstrap: Box::new(|_| {}),
         }
     }
 }
@@ -132,9 +135,10 @@ impl Edge {
                 .map(|(n, s)| (n.clone(), s.addr.clone()))
                 .collect(),
         };
-        let bootstrap = config
+        let mut bootstrap = config
             .envoy_bootstrap(&topology)
             .expect("render Envoy config");
+        (options.bootstrap)(&mut bootstrap);
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, edgectl::to_yaml(&bootstrap)).expect("write Envoy config");
         let admin_path = dir.join("admin-address");
@@ -245,6 +249,11 @@ impl Edge {
         if let Ok(Some(status)) = self.envoy.try_wait() {
             panic!("Envoy exited with {status}:\n{}", self.envoy_log_text());
         }
+    }
+
+    /// Where the built filters are (`EDGE_WASM_DIR`).
+    pub fn wasm_dir() -> PathBuf {
+        from_env_or("EDGE_WASM_DIR", workspace_root().join("target/filters"))
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,72 @@
+//! A filter that panics must cost a request, not the edge: with `failure_policy: FAIL_RELOAD`
+//! (what edgectl configures for every filter) the crashing request gets a 503, the worker's VM
+//! is replaced after Envoy's backoff, and traffic flows again — never a hang, never fail-open.
+
+use edge_e2e::{Edge, Options};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn a_panicking_filter_costs_one_request_then_recovers() {
+    let wasm = Edge::wasm_dir().join("test-panic.wasm");
+    assert!(wasm.exists(), "{} missing: run `make test`", wasm.display());
+    let edge = Edge::start_with(Options {
+        bootstrap: Box::new(move |bootstrap| {
+            let filters = bootstrap
+                .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
+                .and_then(|f| f.as_array_mut())
+                .expect("http_filters");
+            // Right after the access log, so the crashing request is logged too.
+            let mut panic_filter = filters[1].clone();
+            let config = &mut panic_filter["typed_config"]["config"];
+            config["name"] = json!("test-panic");
+            config["root_id"] = json!("test-panic");
+            config["vm_config"]["vm_id"] = json!("test-panic");
+            config["vm_config"]["code"]["local"]["filename"] = json!(wasm.display().to_string());
+            config["configuration"]["value"] = json!("");
+            assert_eq!(config["failure_policy"], "FAIL_RELOAD", "the policy the product's filters use");
+            panic_filter["name"] = json!("test.panic");
+            filters.insert(1, panic_filter);
+        }),
+        ..Options::default()
+    })
+    .await;
+
+    let started = Instant::now();
+    let (status, _) = edge
+        .raw_request(
+            "GET",
+            "/catalog/items",
+            &[("x-test-panic", "1"), ("x-request-id", "crash-1")],
+            "",
+        )
+        .await;
+    assert_eq!(status, 503, "the crashing request gets an answer");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Inside Envoy's reload backoff (1 s): refused, not waved through (that would be fail-open).
+    let (status, _) = edge.raw_request("GET", "/catalog/items", &[], "").await;
+    assert_eq!(status, 503, "no request skips the filters while the VM reloads");
+
+    // After the backoff a fresh VM serves again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = edge.raw_request("GET", "/catalog/items", &[], "").await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(
+            status, 503,
+            "while reloading: 503, never a success without the filter"
+        );
+        assert!(Instant::now() < deadline, "the edge did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let records = edge.access_log();
+    let crashed: Vec<_> = records
+        .iter()
+        .filter(|r| r["request_id"] == "crash-1")
+        .collect();
+    assert_eq!(crashed.len(), 1, "the crashing request is logged once");
+    assert_eq!(crashed[0]["status"], 503);
+}
