@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub struct AccessLogConfig {
     /// Log the query string as part of `path` (off by default: queries can carry secrets).
     pub include_query: bool,
+    /// Query parameters whose values are replaced by `REDACTED` when queries are logged.
+    pub redact_query_params: Vec<String>,
     /// Proxies in front of Envoy whose `x-forwarded-for` entries are trusted: 0 logs the
     /// peer address; N logs the Nth address from the right of `x-forwarded-for`.
     pub trusted_xff_hops: usize,
@@ -106,6 +108,9 @@ impl Default for AccessLogConfig {
     fn default() -> Self {
         Self {
             include_query: false,
+            redact_query_params: ["access_token", "token", "password", "secret", "code"]
+                .map(String::from)
+                .to_vec(),
             trusted_xff_hops: 0,
             generate_traceparent: true,
             collector: None,
@@ -163,15 +168,30 @@ impl Record {
     }
 }
 
-/// The path to log: without the query string unless configured.
+/// The path to log: without the query string unless configured, and then with the values of
+/// sensitive parameters redacted.
 pub fn logged_path(path: &str, config: &AccessLogConfig) -> String {
-    if config.include_query {
-        path.to_string()
-    } else {
-        path.split_once('?')
-            .map_or(path, |(path, _)| path)
-            .to_string()
+    let Some((path, query)) = path.split_once('?') else {
+        return path.to_string();
+    };
+    if !config.include_query {
+        return path.to_string();
     }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _))
+                if config
+                    .redact_query_params
+                    .iter()
+                    .any(|p| p.eq_ignore_ascii_case(name)) =>
+            {
+                format!("{name}=REDACTED")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
 }
 
 /// The client's address: the peer (without port) with no trusted hops, else the
@@ -370,6 +390,10 @@ mod tests {
         assert_eq!(logged_path("/a?token=secret", &default), "/a");
         let with_query = AccessLogConfig::from_json(br#"{"include_query":true}"#).unwrap();
         assert_eq!(logged_path("/a?b=c", &with_query), "/a?b=c");
+        assert_eq!(
+            logged_path("/a?b=c&access_token=xyz&Password=p", &with_query),
+            "/a?b=c&access_token=REDACTED&Password=REDACTED"
+        );
         assert!(AccessLogConfig::from_json(br#"{"bogus":1}"#).is_err());
         assert!(!AccessLogConfig::from_json(b"").unwrap().include_query);
     }

@@ -247,7 +247,7 @@ async fn grpc_clients_pass_straight_through() {
 
 #[tokio::test]
 async fn one_access_log_line_per_request() {
-    let edge = Edge::start().await;
+    let mut edge = Edge::start().await;
     let http = &edge.http;
     let token = edge.signin("goldie").await;
     let requests = [
@@ -274,18 +274,42 @@ async fn one_access_log_line_per_request() {
             401,
         ),
         ("missing", http.get(edge.url("/catalog/items/nope")), 404),
+        ("forbidden", http.get(edge.url("/no/such/route")), 403),
+        (
+            "malformed",
+            http.post(edge.url("/catalog/items"))
+                .bearer_auth(&token)
+                .body("{"),
+            400,
+        ),
+        (
+            "too-large",
+            http.post(edge.url("/catalog/items"))
+                .bearer_auth(&token)
+                .body(format!(r#"{{"title":"{}"}}"#, "x".repeat(70_000))),
+            413,
+        ),
     ];
     for (id, request, expected) in requests {
         let response = request.header("x-request-id", id).send().await.unwrap();
         assert_eq!(response.status().as_u16(), expected, "{id}");
     }
+    edge.kill_service("catalog");
+    let http = &edge.http;
+    let response = http
+        .get(edge.url("/catalog/items"))
+        .header("x-request-id", "backend-down")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
     // on_log runs after the response is sent: give Envoy a moment to write the last lines.
     let mut records = Vec::new();
     for _ in 0..50 {
         records = edge.access_log();
         if records
             .iter()
-            .filter(|r| r["request_id"] == "missing")
+            .filter(|r| r["request_id"] == "backend-down")
             .count()
             == 1
         {
@@ -327,6 +351,18 @@ async fn one_access_log_line_per_request() {
     let missing = record("missing");
     assert_eq!(missing["status"], 404);
     assert_eq!(missing["grpc_status"], 5);
+    let forbidden = record("forbidden");
+    assert_eq!(forbidden["status"], 403);
+    assert_eq!(forbidden["auth_reason"], "no_matching_rule");
+    let malformed = record("malformed");
+    assert_eq!(malformed["status"], 400);
+    assert_eq!(malformed["route"], "/catalog/items");
+    assert_eq!(malformed["subject"], GOLDIE_ID);
+    assert_eq!(record("too-large")["status"], 413);
+    let down = record("backend-down");
+    assert_eq!(down["status"], 503);
+    assert_eq!(down["grpc_status"], 14);
+    assert_eq!(down["upstream_cluster"], "catalog");
     assert!(
         !edge.envoy_log_text().contains(&token),
         "tokens never reach the log"

@@ -46,7 +46,10 @@ async fn a_panicking_filter_costs_one_request_then_recovers() {
 
     // Inside Envoy's reload backoff (1 s): refused, not waved through (that would be fail-open).
     let (status, _) = edge.raw_request("GET", "/catalog/items", &[], "").await;
-    assert_eq!(status, 503, "no request skips the filters while the VM reloads");
+    assert_eq!(
+        status, 503,
+        "no request skips the filters while the VM reloads"
+    );
 
     // After the backoff a fresh VM serves again.
     let deadline = Instant::now() + Duration::from_secs(10);
