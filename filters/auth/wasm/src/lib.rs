@@ -252,6 +252,10 @@ impl AuthFilter {
                         host::remove_request_header("authorization")?;
                     }
                 }
+                // The headers changed: a route matching on them must see the new values.
+                // Envoy 1.40 recomputes the route itself for ABI 0.2.1 modules; asking keeps
+                // that true if the ABI is ever bumped (Envoy stopped doing it for newer ABIs).
+                host::clear_route_cache();
                 Ok(Action::Continue)
             }
             Outcome::Reject(rejection) => {
