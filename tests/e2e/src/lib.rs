@@ -64,6 +64,8 @@ pub struct Options {
     pub authority_up: bool,
     /// Changes to the rendered Envoy bootstrap (e.g. an extra test-only filter).
     pub bootstrap: Box<dyn FnOnce(&mut Value)>,
+    /// Envoy worker threads (each has its own Wasm VMs).
+    pub workers: usize,
 }
 
 impl Default for Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             customize: Box::new(|_| {}),
             authority_up: true,
             bootstrap: Box::new(|_| {}),
+            workers: 1,
         }
     }
 }
@@ -146,7 +149,8 @@ impl Edge {
         let envoy = Command::new(&envoy_bin)
             .arg("-c")
             .arg(&config_path)
-            .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "info"])
+            .args(["--use-dynamic-base-id", "-l", "info", "--concurrency"])
+            .arg(options.workers.to_string())
             .arg("--admin-address-path")
             .arg(&admin_path)
             .stdout(Stdio::null())

@@ -406,6 +406,8 @@ async fn key_rotation_keeps_old_tokens_until_retired() {
             config.auth["authority"]["refresh_seconds"] = json!(1);
             config.auth["authority"]["min_refresh_seconds"] = json!(1);
         }),
+        // Two workers, two VMs: each must learn every key (fetched by one, shared with the other).
+        workers: 2,
         ..Options::default()
     })
     .await;
