@@ -2,6 +2,7 @@
 
 use crate::config::AuthConfig;
 use jwt_simple::prelude::*;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -94,10 +95,19 @@ impl From<&AuthConfig> for VerifyOptions {
 
 /// Verification keys by `kid`. Each key carries its own algorithm (ES256): the token's `alg`
 /// header must agree with the key, so `none` or HS256-with-the-public-key cannot pass.
-#[derive(Debug, Clone, Default)]
+///
+/// Verified tokens are remembered (at most [`CACHE_ENTRIES`]), so a client reusing its token
+/// costs a map lookup instead of an ECDSA verification; an entry is only used while the token's
+/// `exp` (with the clock skew) has not passed. The cache lives and dies with the key set, so
+/// new keys (a retirement) start from empty.
+#[derive(Debug, Default)]
 pub struct KeySet {
     keys: HashMap<String, ES256PublicKey>,
+    verified: RefCell<HashMap<String, (Identity, u64)>>,
 }
+
+/// How many verified tokens a key set remembers; when full it starts over.
+pub const CACHE_ENTRIES: usize = 1024;
 
 impl KeySet {
     /// Parses a JWKS (RFC 7517). Keys of types this filter cannot verify are skipped, so the
@@ -131,7 +141,10 @@ impl KeySet {
         if keys.is_empty() {
             return Err("JWKS has no ES256 key with a kid".into());
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            verified: RefCell::default(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -148,6 +161,28 @@ impl KeySet {
         if token.len() > options.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
+        let now = options
+            .now
+            .unwrap_or_else(|| Clock::now_since_epoch().as_secs());
+        if let Some((identity, expires_at)) = self.verified.borrow().get(token) {
+            if now.saturating_sub(options.clock_skew_seconds) <= *expires_at {
+                return Ok(identity.clone());
+            }
+        }
+        let (identity, expires_at) = self.verify_signature_and_claims(token, options)?;
+        let mut verified = self.verified.borrow_mut();
+        if verified.len() >= CACHE_ENTRIES {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), (identity.clone(), expires_at));
+        Ok(identity)
+    }
+
+    fn verify_signature_and_claims(
+        &self,
+        token: &str,
+        options: &VerifyOptions,
+    ) -> Result<(Identity, u64), TokenError> {
         let metadata = Token::decode_metadata(token).map_err(|_| TokenError::Malformed)?;
         let kid = metadata.key_id().ok_or(TokenError::MissingKeyId)?;
         let key = self.keys.get(kid).ok_or(TokenError::UnknownKeyId)?;
@@ -181,10 +216,13 @@ impl KeySet {
             .subject
             .filter(|subject| !subject.is_empty())
             .ok_or(TokenError::MissingSubject)?;
-        Ok(Identity {
-            subject,
-            claims: claims.custom,
-        })
+        Ok((
+            Identity {
+                subject,
+                claims: claims.custom,
+            },
+            expires_at.as_secs(),
+        ))
     }
 }
 
@@ -342,6 +380,33 @@ mod tests {
             keys.verify(&no_audience, &with_audience),
             Err(TokenError::Rejected)
         );
+    }
+
+    #[test]
+    fn cached_tokens_still_expire() {
+        let key = signing_key("k1");
+        let keys = KeySet::from_jwks(&jwks(&[&key])).unwrap();
+        let token = key.sign(claims(NOW, 600)).unwrap();
+        assert!(keys.verify(&token, &options()).is_ok());
+        assert!(
+            keys.verify(&token, &options()).is_ok(),
+            "served from the cache"
+        );
+        let later = VerifyOptions {
+            now: Some(NOW + 600 + 61),
+            ..options()
+        };
+        assert_eq!(
+            keys.verify(&token, &later),
+            Err(TokenError::Rejected),
+            "past exp + skew"
+        );
+        // A forged token never enters the cache, however often it is tried.
+        let forged = signing_key("k1").sign(claims(NOW, 600)).unwrap();
+        for _ in 0..2 {
+            assert_eq!(keys.verify(&forged, &options()), Err(TokenError::Rejected));
+        }
+        assert_eq!(keys.verified.borrow().len(), 1);
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct Edge {
 
 static RUN: AtomicUsize = AtomicUsize::new(0);
 
+/// A change to the rendered Envoy bootstrap, given the test's directory.
+pub type BootstrapEdit = Box<dyn FnOnce(&mut Value, &Path)>;
+
 /// How a test wants its edge.
 pub struct Options {
     /// Changes to `envoy/edge.json` for this test only (e.g. a shorter key refresh).
@@ -63,9 +66,13 @@ pub struct Options {
     /// Whether the authority is up when Envoy starts (false: the first key fetch fails).
     pub authority_up: bool,
     /// Changes to the rendered Envoy bootstrap (e.g. an extra test-only filter).
-    pub bootstrap: Box<dyn FnOnce(&mut Value)>,
+    pub bootstrap: BootstrapEdit,
     /// Envoy worker threads (each has its own Wasm VMs).
     pub workers: usize,
+    /// Pin Envoy to this CPU (benchmarks keep it apart from the load generator).
+    pub envoy_cpu: Option<usize>,
+    /// Wait for the auth filter's keys before returning (chains without auth have none).
+    pub wait_for_keys: bool,
 }
 
 impl Default for Options {
@@ -73,8 +80,10 @@ impl Default for Options {
         Self {
             customize: Box::new(|_| {}),
             authority_up: true,
-            bootstrap: Box::new(|_| {}),
+            bootstrap: Box::new(|_, _| {}),
             workers: 1,
+            envoy_cpu: None,
+            wait_for_keys: true,
         }
     }
 }
@@ -141,12 +150,20 @@ impl Edge {
         let mut bootstrap = config
             .envoy_bootstrap(&topology)
             .expect("render Envoy config");
-        (options.bootstrap)(&mut bootstrap);
+        (options.bootstrap)(&mut bootstrap, &dir);
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, edgectl::to_yaml(&bootstrap)).expect("write Envoy config");
         let admin_path = dir.join("admin-address");
         let envoy_log = dir.join("envoy.log");
-        let envoy = Command::new(&envoy_bin)
+        let mut envoy_command = match options.envoy_cpu {
+            Some(cpu) => {
+                let mut pinned = Command::new("taskset");
+                pinned.args(["-c", &cpu.to_string()]).arg(&envoy_bin);
+                pinned
+            }
+            None => Command::new(&envoy_bin),
+        };
+        let envoy = envoy_command
             .arg("-c")
             .arg(&config_path)
             .args(["--use-dynamic-base-id", "-l", "info", "--concurrency"])
@@ -173,7 +190,7 @@ impl Edge {
         if !options.authority_up {
             edge.kill_service("authority");
         }
-        edge.wait_until_ready(&admin_path, options.authority_up)
+        edge.wait_until_ready(&admin_path, options.authority_up && options.wait_for_keys)
             .await;
         edge
     }
@@ -235,8 +252,13 @@ impl Edge {
                 self.http.get(self.url("/catalog/items"))
             };
             let status = request.send().await.map(|r| r.status().as_u16());
-            if matches!(status, Ok(401) if expect_keys) || matches!(status, Ok(200) if !expect_keys)
-            {
+            // Without keys to wait for, any answer means the listener and filters are up.
+            let ready = if expect_keys {
+                matches!(status, Ok(401))
+            } else {
+                status.is_ok()
+            };
+            if ready {
                 break;
             }
             self.check_envoy_alive();
@@ -253,6 +275,11 @@ impl Edge {
         if let Ok(Some(status)) = self.envoy.try_wait() {
             panic!("Envoy exited with {status}:\n{}", self.envoy_log_text());
         }
+    }
+
+    /// Envoy's process id (for CPU time and memory readings).
+    pub fn envoy_pid(&self) -> u32 {
+        self.envoy.id()
     }
 
     /// Where the built filters are (`EDGE_WASM_DIR`).

@@ -11,7 +11,7 @@ async fn a_panicking_filter_costs_one_request_then_recovers() {
     let wasm = Edge::wasm_dir().join("test-panic.wasm");
     assert!(wasm.exists(), "{} missing: run `make test`", wasm.display());
     let edge = Edge::start_with(Options {
-        bootstrap: Box::new(move |bootstrap| {
+        bootstrap: Box::new(move |bootstrap, _| {
             let filters = bootstrap
                 .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
                 .and_then(|f| f.as_array_mut())

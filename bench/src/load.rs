@@ -1,0 +1,163 @@
+//! A closed-loop load generator: a fixed number of connections, each sending its next request
+//! as soon as the previous answer arrived, latencies in an HDR histogram.
+
+use hdrhistogram::Histogram;
+use platform_proto::catalog::{catalog_service_client::CatalogServiceClient, GetItemRequest};
+use std::time::{Duration, Instant};
+
+/// One HTTP request shape and the status a correct edge answers it with.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    pub method: reqwest::Method,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub expect: u16,
+}
+
+/// What one measured run saw.
+#[derive(Debug, Default)]
+pub struct Run {
+    pub requests: u64,
+    pub unexpected: u64,
+    pub elapsed: Duration,
+    pub latency: Option<Histogram<u64>>,
+}
+
+impl Run {
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// A latency percentile in milliseconds.
+    pub fn ms(&self, quantile: f64) -> f64 {
+        self.latency
+            .as_ref()
+            .map_or(0.0, |h| h.value_at_quantile(quantile) as f64 / 1000.0)
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.latency
+            .as_ref()
+            .map_or(0.0, |h| h.max() as f64 / 1000.0)
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, 1 µs to 60 s, 3 significant digits: fixed, valid bounds.
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+fn merge(parts: Vec<(u64, u64, Histogram<u64>)>, elapsed: Duration) -> Run {
+    let mut latency = histogram();
+    let (mut requests, mut unexpected) = (0, 0);
+    for (count, bad, part) in parts {
+        requests += count;
+        unexpected += bad;
+        let _ = latency.add(part);
+    }
+    Run {
+        requests,
+        unexpected,
+        elapsed,
+        latency: Some(latency),
+    }
+}
+
+/// HTTP/1.1 load against `base` (e.g. `http://127.0.0.1:8080`): `connections` clients, each with
+/// one keep-alive connection, for `duration`.
+pub async fn http(
+    base: &str,
+    request: &HttpRequest,
+    connections: usize,
+    duration: Duration,
+) -> Run {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .pool_max_idle_per_host(1)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("HTTP client");
+        let request = request.clone();
+        let url = format!("{base}{}", request.path);
+        tasks.push(tokio::spawn(async move {
+            let mut latency = histogram();
+            let (mut count, mut bad) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                let mut builder = client.request(request.method.clone(), &url);
+                for (name, value) in &request.headers {
+                    builder = builder.header(name, value);
+                }
+                if let Some(body) = &request.body {
+                    builder = builder
+                        .header("content-type", "application/json")
+                        .body(body.clone());
+                }
+                let sent = Instant::now();
+                let ok = match builder.send().await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        response.bytes().await.is_ok() && status == request.expect
+                    }
+                    Err(_) => false,
+                };
+                let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
+                count += 1;
+                bad += u64::from(!ok);
+            }
+            (count, bad, latency)
+        }));
+    }
+    let mut parts = Vec::new();
+    for task in tasks {
+        if let Ok(part) = task.await {
+            parts.push(part);
+        }
+    }
+    merge(parts, started.elapsed())
+}
+
+/// gRPC load straight to catalog (no Envoy): `GetItem` over `connections` HTTP/2 connections.
+pub async fn grpc_get_item(
+    target: &str,
+    item_id: &str,
+    connections: usize,
+    duration: Duration,
+) -> Run {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let mut client = CatalogServiceClient::connect(target.to_string())
+            .await
+            .expect("connect to catalog");
+        let id = item_id.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut latency = histogram();
+            let (mut count, mut bad) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let ok = client
+                    .get_item(GetItemRequest { id: id.clone() })
+                    .await
+                    .is_ok();
+                let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
+                count += 1;
+                bad += u64::from(!ok);
+            }
+            (count, bad, latency)
+        }));
+    }
+    let mut parts = Vec::new();
+    for task in tasks {
+        if let Ok(part) = task.await {
+            parts.push(part);
+        }
+    }
+    merge(parts, started.elapsed())
+}

@@ -1,0 +1,608 @@
+//! `make bench`: the wasm edge measured against Envoy's native filters and against calling
+//! catalog over gRPC directly, in one run on one machine, with the same release-built services.
+//!
+//! Envoy runs one worker pinned to CPU 0; this process (the load) and the services run on CPU 1.
+//! Each round starts every configuration afresh, in rotating order; every run has a warm-up
+//! that is discarded. Reported: medians over rounds with min–max, Envoy CPU µs per request
+//! (the steady figure on these noisy VMs: see shared BENCH-NOTES), RSS before/after.
+//!
+//! `--smoke`: one short round, checks only that every configuration answers correctly.
+//! `--soak N`: N requests through the wasm chain, RSS every 100k; fails on growth > 10% or any
+//! wrong answer.
+
+mod load;
+
+use edge_e2e::{Edge, Options, MOBILE_PHONE_ID};
+use jwt_simple::prelude::*;
+use load::{HttpRequest, Run};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration as StdDuration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Chain {
+    Direct,
+    Native,
+    Wasm,
+    AuthOnly,
+    TranscoderOnly,
+    AccessLogOnly,
+}
+
+impl Chain {
+    fn name(self) -> &'static str {
+        match self {
+            Chain::Direct => "direct gRPC",
+            Chain::Native => "native (jwt_authn + grpc_json_transcoder + file log)",
+            Chain::Wasm => "wasm (access-log + auth + transcoder)",
+            Chain::AuthOnly => "wasm auth alone",
+            Chain::TranscoderOnly => "wasm transcoder alone",
+            Chain::AccessLogOnly => "wasm access-log alone",
+        }
+    }
+
+    /// Which of our filters stay in the chain (None: all of them).
+    fn keep(self) -> Option<&'static [&'static str]> {
+        match self {
+            Chain::AuthOnly => Some(&["edge.auth"]),
+            Chain::TranscoderOnly => Some(&["edge.transcoder", "envoy.filters.http.buffer"]),
+            Chain::AccessLogOnly => Some(&["edge.access-log"]),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Route {
+    HotRead,
+    Write,
+    Reject,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::HotRead => "GET /catalog/items/{id} (token)",
+            Route::Write => "POST /catalog/items (token)",
+            Route::Reject => "POST /catalog/items (no token: 401)",
+        }
+    }
+}
+
+struct Plan {
+    rounds: usize,
+    warmup: StdDuration,
+    measure: StdDuration,
+    /// (chain, route, connections) to run, per round.
+    cases: Vec<(Chain, Route, usize)>,
+}
+
+fn full_plan() -> Plan {
+    let mut cases = Vec::new();
+    for connections in [1, 16, 64] {
+        for chain in [Chain::Direct, Chain::Native, Chain::Wasm] {
+            cases.push((chain, Route::HotRead, connections));
+        }
+    }
+    for chain in [Chain::AuthOnly, Chain::TranscoderOnly, Chain::AccessLogOnly] {
+        cases.push((chain, Route::HotRead, 16));
+    }
+    for route in [Route::Write, Route::Reject] {
+        for chain in [Chain::Native, Chain::Wasm] {
+            cases.push((chain, route, 16));
+        }
+    }
+    Plan {
+        rounds: 3,
+        warmup: StdDuration::from_secs(2),
+        measure: StdDuration::from_secs(5),
+        cases,
+    }
+}
+
+fn smoke_plan() -> Plan {
+    let mut plan = full_plan();
+    plan.cases
+        .retain(|(_, _, connections)| *connections != 1 && *connections != 64);
+    plan.cases.iter_mut().for_each(|case| case.2 = 2);
+    Plan {
+        rounds: 1,
+        warmup: StdDuration::from_millis(200),
+        measure: StdDuration::from_millis(800),
+        cases: plan.cases,
+    }
+}
+
+/// The bench's policy: reads need a token too, so the hot read pays for verification in both
+/// chains (derived from the same edge.json, so the chains enforce the same rules).
+fn bench_config(config: &mut edgectl::EdgeConfig) {
+    if let Some(rules) = config.auth["rules"].as_array_mut() {
+        rules.insert(
+            0,
+            json!({"methods": ["GET"], "path": "/catalog/items/*", "policy": "authenticated"}),
+        );
+    }
+}
+
+fn jwks_from_key_dir(dir: &Path) -> String {
+    let keys = dir.join("keys");
+    let kid = std::fs::read_to_string(keys.join("current")).expect("current key");
+    let pem = std::fs::read_to_string(keys.join(format!("{}.pem", kid.trim()))).expect("key");
+    let key = ES256KeyPair::from_pem(&pem)
+        .expect("ES256 key")
+        .with_key_id(kid.trim());
+    let jwk: Value = serde_json::from_str(&key.public_key().to_jwk()).expect("JWK");
+    json!({ "keys": [jwk] }).to_string()
+}
+
+async fn start(chain: Chain) -> Edge {
+    let root = edge_e2e::workspace_root();
+    Edge::start_with(Options {
+        customize: Box::new(bench_config),
+        envoy_cpu: Some(0),
+        wait_for_keys: matches!(chain, Chain::Native | Chain::Wasm | Chain::AuthOnly),
+        bootstrap: Box::new(move |bootstrap, dir| {
+            let mut config = edgectl::EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
+            bench_config(&mut config);
+            if chain == Chain::Native {
+                let log = dir.join("native-access.log").display().to_string();
+                *bootstrap = config
+                    .native_bootstrap(bootstrap.clone(), &jwks_from_key_dir(dir), &log)
+                    .expect("native bootstrap");
+            } else if let Some(keep) = chain.keep() {
+                let filters = bootstrap
+                    .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
+                    .and_then(Value::as_array_mut)
+                    .expect("http_filters");
+                filters.retain(|f| {
+                    let name = f["name"].as_str().unwrap_or_default();
+                    keep.contains(&name) || name == "envoy.filters.http.router"
+                });
+            }
+        }),
+        ..Options::default()
+    })
+    .await
+}
+
+/// A token for goldie, from the authority directly (chains without the transcoder cannot
+/// route /auth/signin).
+async fn token(edge: &Edge) -> String {
+    use platform_proto::authority::{
+        authority_service_client::AuthorityServiceClient, SigninRequest,
+    };
+    let mut authority = AuthorityServiceClient::connect(edge.service_url("authority"))
+        .await
+        .expect("connect to authority");
+    authority
+        .signin(SigninRequest {
+            name: "goldie".into(),
+        })
+        .await
+        .expect("signin")
+        .into_inner()
+        .access_token
+}
+
+fn request(chain: Chain, route: Route, token: &str) -> HttpRequest {
+    let bearer = vec![("authorization".to_string(), format!("Bearer {token}"))];
+    // Without the transcoder, the router has no route for these paths (404).
+    let transcoded = !matches!(chain, Chain::AuthOnly | Chain::AccessLogOnly);
+    match route {
+        Route::HotRead => HttpRequest {
+            method: reqwest::Method::GET,
+            path: format!("/catalog/items/{MOBILE_PHONE_ID}"),
+            headers: bearer,
+            body: None,
+            expect: if transcoded { 200 } else { 404 },
+        },
+        Route::Write => HttpRequest {
+            method: reqwest::Method::POST,
+            path: "/catalog/items".into(),
+            headers: bearer,
+            body: Some(r#"{"title":"Bench","price":1}"#.into()),
+            expect: 200,
+        },
+        Route::Reject => HttpRequest {
+            method: reqwest::Method::POST,
+            path: "/catalog/items".into(),
+            headers: Vec::new(),
+            body: Some(r#"{"title":"Bench","price":1}"#.into()),
+            expect: 401,
+        },
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map_or("", |(_, rest)| rest)
+        .split(' ')
+        .collect();
+    let field = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Steal as a share of all CPU time since the previous reading (`/proc/stat`).
+fn cpu_totals() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    (values.iter().sum(), values.get(7).copied().unwrap_or(0))
+}
+
+#[derive(Debug)]
+struct Sample {
+    run: Run,
+    envoy_cpu_us_per_request: Option<f64>,
+    rss_kb: Option<(u64, u64)>,
+    steal_percent: f64,
+}
+
+async fn measure(
+    edge: &Edge,
+    chain: Chain,
+    route: Route,
+    connections: usize,
+    plan: &Plan,
+    token: &str,
+) -> Sample {
+    let ticks_per_second = 100.0; // CLK_TCK on Linux
+    let catalog = edge.service_url("catalog");
+    let direct = |duration| load::grpc_get_item(&catalog, MOBILE_PHONE_ID, connections, duration);
+    let http = request(chain, route, token);
+    if chain == Chain::Direct {
+        direct(plan.warmup).await;
+    } else {
+        load::http(&edge.base_url, &http, connections, plan.warmup).await;
+    }
+    let pid = edge.envoy_pid();
+    let (rss_before, ticks_before, totals_before) = (rss_kb(pid), cpu_ticks(pid), cpu_totals());
+    let run = if chain == Chain::Direct {
+        direct(plan.measure).await
+    } else {
+        load::http(&edge.base_url, &http, connections, plan.measure).await
+    };
+    let (ticks_after, totals_after) = (cpu_ticks(pid), cpu_totals());
+    let all = totals_after.0.saturating_sub(totals_before.0).max(1) as f64;
+    let steal_percent = 100.0 * totals_after.1.saturating_sub(totals_before.1) as f64 / all;
+    let envoy = chain != Chain::Direct;
+    Sample {
+        envoy_cpu_us_per_request: envoy.then(|| {
+            (ticks_after - ticks_before) as f64 / ticks_per_second * 1e6
+                / run.requests.max(1) as f64
+        }),
+        rss_kb: envoy.then(|| (rss_before, rss_kb(pid))),
+        run,
+        steal_percent,
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+type Results = BTreeMap<(Route, usize, Chain), Vec<Sample>>;
+
+fn spread(samples: &[Sample], value: impl Fn(&Sample) -> f64) -> (f64, f64, f64) {
+    let mut values: Vec<f64> = samples.iter().map(value).collect();
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(0.0, f64::max);
+    (median(&mut values), min, max)
+}
+
+fn report(results: &Results, plan: &Plan) -> (String, Value) {
+    let mut out = String::new();
+    let _ = writeln!(out, "| route | conns | configuration | req/s median (min–max) | p50 ms | p90 ms | p99 ms | max ms | Envoy CPU s / 10k req | Envoy RSS MB before→after | steal % |");
+    let _ = writeln!(
+        out,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let mut json_rows = Vec::new();
+    for ((route, connections, chain), samples) in results {
+        let (rps, rps_min, rps_max) = spread(samples, |s| s.run.rps());
+        let p = |q: f64| spread(samples, |s| s.run.ms(q)).0;
+        let max = spread(samples, |s| s.run.max_ms()).0;
+        let cpu = samples
+            .iter()
+            .any(|s| s.envoy_cpu_us_per_request.is_some())
+            .then(|| spread(samples, |s| s.envoy_cpu_us_per_request.unwrap_or(0.0)).0);
+        let rss = samples
+            .first()
+            .and_then(|s| s.rss_kb)
+            .zip(samples.last().and_then(|s| s.rss_kb));
+        let steal = spread(samples, |s| s.steal_percent).0;
+        let _ = writeln!(
+            out,
+            "| {} | {connections} | {} | {rps:.0} ({rps_min:.0}–{rps_max:.0}) | {:.2} | {:.2} | {:.2} | {max:.1} | {} | {} | {steal:.0} |",
+            route.name(),
+            chain.name(),
+            p(0.5),
+            p(0.9),
+            p(0.99),
+            cpu.map_or("–".into(), |us| format!("{:.2}", us / 100.0)),
+            rss.map_or("–".into(), |((before, _), (_, after))| format!("{:.0}→{:.0}", before as f64 / 1024.0, after as f64 / 1024.0)),
+        );
+        json_rows.push(json!({
+            "route": route.name(), "connections": connections, "configuration": chain.name(),
+            "rps_median": rps, "rps_min": rps_min, "rps_max": rps_max,
+            "p50_ms": p(0.5), "p90_ms": p(0.9), "p99_ms": p(0.99), "max_ms": max,
+            "envoy_cpu_us_per_request": cpu, "steal_percent": steal,
+            "rounds": samples.len(),
+            "unexpected_answers": samples.iter().map(|s| s.run.unexpected).sum::<u64>(),
+        }));
+    }
+    let get = |route, connections, chain| results.get(&(route, connections, chain));
+    let ratio = |numerator: Option<f64>, denominator: Option<f64>| match (numerator, denominator) {
+        (Some(n), Some(d)) if d > 0.0 => format!("{:.2}", n / d),
+        _ => "–".into(),
+    };
+    let rps = |route, connections, chain| {
+        get(route, connections, chain).map(|s| spread(s, |x| x.run.rps()).0)
+    };
+    let quantile = |route, connections, chain, q: f64| {
+        get(route, connections, chain).map(|s| spread(s, |x| x.run.ms(q)).0)
+    };
+    let cpu = |route, connections, chain| {
+        get(route, connections, chain)
+            .map(|s| spread(s, |x| x.envoy_cpu_us_per_request.unwrap_or(0.0)).0)
+    };
+    let _ = writeln!(out, "\n| ratio | value | target |\n|---|---:|---|");
+    for connections in [16, 64] {
+        let _ = writeln!(
+            out,
+            "| wasm / native throughput, hot read, {connections} conns | {} | ≥ 0.95 |",
+            ratio(
+                rps(Route::HotRead, connections, Chain::Wasm),
+                rps(Route::HotRead, connections, Chain::Native)
+            )
+        );
+        let _ = writeln!(
+            out,
+            "| wasm / native p99, hot read, {connections} conns | {} | ≤ 1.2 |",
+            ratio(
+                quantile(Route::HotRead, connections, Chain::Wasm, 0.99),
+                quantile(Route::HotRead, connections, Chain::Native, 0.99)
+            )
+        );
+        let _ = writeln!(
+            out,
+            "| wasm / native Envoy CPU per request, hot read, {connections} conns | {} | |",
+            ratio(
+                cpu(Route::HotRead, connections, Chain::Wasm),
+                cpu(Route::HotRead, connections, Chain::Native)
+            )
+        );
+    }
+    for connections in [1, 16] {
+        let _ = writeln!(
+            out,
+            "| edge (wasm) / direct p50, hot read, {connections} conns | {} | ≤ 2 |",
+            ratio(
+                quantile(Route::HotRead, connections, Chain::Wasm, 0.5),
+                quantile(Route::HotRead, connections, Chain::Direct, 0.5)
+            )
+        );
+    }
+    for route in [Route::Write, Route::Reject] {
+        let _ = writeln!(
+            out,
+            "| wasm / native throughput, {} | {} | |",
+            route.name(),
+            ratio(rps(route, 16, Chain::Wasm), rps(route, 16, Chain::Native))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nRounds: {}; each run {} s warm-up (discarded) + {} s measured.",
+        plan.rounds,
+        plan.warmup.as_secs_f64(),
+        plan.measure.as_secs_f64()
+    );
+    (out, json!({ "rows": json_rows }))
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    format!("{cores} vCPU ({model}), {memory}")
+}
+
+fn wasm_sizes() -> String {
+    ["auth", "transcoder", "access-log"]
+        .iter()
+        .map(|name| {
+            let size = std::fs::metadata(Edge::wasm_dir().join(format!("{name}.wasm")))
+                .map_or(0, |m| m.len());
+            format!("{name}.wasm {:.0} KiB", size as f64 / 1024.0)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
+    let mut chains: Vec<Chain> = plan.cases.iter().map(|c| c.0).collect();
+    chains.sort();
+    chains.dedup();
+    let mut results: Results = BTreeMap::new();
+    for round in 0..plan.rounds {
+        // Rotate the order each round, so no configuration always runs on a warmer machine.
+        let mut order = chains.clone();
+        let shift = round % order.len();
+        order.rotate_left(shift);
+        for chain in order {
+            let edge = start(chain).await;
+            let token = token(&edge).await;
+            for &(case_chain, route, connections) in &plan.cases {
+                if case_chain != chain {
+                    continue;
+                }
+                let sample = measure(&edge, chain, route, connections, &plan, &token).await;
+                eprintln!(
+                    "round {} {:<55} {:<38} c={connections:<3} {:>7.0} req/s p50 {:.2} ms p99 {:.2} ms{}",
+                    round + 1,
+                    chain.name(),
+                    route.name(),
+                    sample.run.rps(),
+                    sample.run.ms(0.5),
+                    sample.run.ms(0.99),
+                    sample.envoy_cpu_us_per_request.map_or(String::new(), |us| format!(" envoy {us:.0} µs/req")),
+                );
+                results
+                    .entry((route, connections, chain))
+                    .or_default()
+                    .push(sample);
+            }
+        }
+    }
+    let wrong: Vec<String> = results
+        .iter()
+        .filter(|(_, samples)| {
+            samples
+                .iter()
+                .any(|s| s.run.unexpected > 0 || s.run.requests == 0)
+        })
+        .map(|((route, connections, chain), samples)| {
+            let bad: u64 = samples.iter().map(|s| s.run.unexpected).sum();
+            format!(
+                "{} / {} / {connections} conns: {bad} unexpected answers",
+                chain.name(),
+                route.name()
+            )
+        })
+        .collect();
+    let (table, json) = report(&results, &plan);
+    println!("{table}");
+    if !wrong.is_empty() {
+        return Err(format!(
+            "some configurations answered wrongly:\n{}",
+            wrong.join("\n")
+        ));
+    }
+    if smoke {
+        println!(
+            "bench smoke: {} configurations answered correctly",
+            results.len()
+        );
+        return Ok(());
+    }
+    let dir = edge_e2e::workspace_root().join("bench");
+    let when = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let text = format!(
+        "# Benchmark results\n\nWritten by `make bench` on {when}.\n\nMachine: {}. Envoy 1.40.0, one worker pinned to CPU 0; load generator (closed loop, HTTP/1.1 keep-alive or h2 gRPC) and release-built services on CPU 1; loopback only. Filters: {}.\n\n{table}",
+        machine(),
+        wasm_sizes()
+    );
+    std::fs::write(dir.join("RESULTS.md"), text).map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&json).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+    println!("wrote bench/RESULTS.md and bench/results.json");
+    Ok(())
+}
+
+async fn soak(total: u64) -> Result<(), String> {
+    let edge = start(Chain::Wasm).await;
+    let token = token(&edge).await;
+    let request = request(Chain::Wasm, Route::HotRead, &token);
+    let (mut sent, mut next_mark, mut baseline) = (0u64, 100_000u64, None::<u64>);
+    while sent < total {
+        let run = load::http(&edge.base_url, &request, 16, StdDuration::from_secs(5)).await;
+        if run.unexpected > 0 {
+            return Err(format!(
+                "{} wrong answers after {sent} requests",
+                run.unexpected
+            ));
+        }
+        sent += run.requests;
+        while sent >= next_mark && next_mark <= total {
+            let rss = rss_kb(edge.envoy_pid());
+            let growth = baseline.map_or(0.0, |b| 100.0 * (rss as f64 - b as f64) / b as f64);
+            println!(
+                "{next_mark:>9} requests: Envoy RSS {:.1} MB ({growth:+.1}% since warm-up)",
+                rss as f64 / 1024.0
+            );
+            if let Some(base) = baseline {
+                if rss as f64 > base as f64 * 1.10 {
+                    return Err(format!("Envoy RSS grew {growth:.1}% after warm-up"));
+                }
+            } else {
+                baseline = Some(rss);
+            }
+            next_mark += 100_000;
+        }
+    }
+    println!("soak: {sent} requests, all answered correctly");
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("--smoke") => bench(smoke_plan(), true).await,
+        Some("--soak") => {
+            soak(
+                args.get(1)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1_000_000),
+            )
+            .await
+        }
+        None => bench(full_plan(), false).await,
+        Some(other) => Err(format!("unknown argument {other}; use --smoke or --soak N")),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
