@@ -84,14 +84,24 @@ struct TranscoderFilter {
 }
 
 impl TranscoderFilter {
-    /// Answers with `status` as JSON; if even that fails, resets so the client never hangs.
+    /// A transcoding error of `kind` (recorded for metrics), answered with `status`.
     fn fail(&self, kind: &str, status: &Status) -> Action {
-        let _ = host::set_property(&[properties::TRANSCODE_ERROR], kind.as_bytes());
-        self.reply(status)
+        self.fail_with(status.http_status(), kind, status)
     }
 
+    /// The same with an HTTP status the gRPC code does not imply (405, 413).
+    fn fail_with(&self, http_status: u16, kind: &str, status: &Status) -> Action {
+        let _ = host::set_property(&[properties::TRANSCODE_ERROR], kind.as_bytes());
+        self.answer(http_status, status)
+    }
+
+    /// Answers with `status` as JSON; if even that fails, resets so the client never hangs.
     fn reply(&self, status: &Status) -> Action {
-        if let Err(error) = host::send_status(status, &[]) {
+        self.answer(status.http_status(), status)
+    }
+
+    fn answer(&self, http_status: u16, status: &Status) -> Action {
+        if let Err(error) = host::send_json(http_status, status.to_json().as_bytes(), &[]) {
             host::log(
                 LogLevel::Error,
                 &format!("cannot send local reply: {error}"),
@@ -160,38 +170,24 @@ impl TranscoderFilter {
     }
 
     fn reply_method_not_allowed(&self, method: &str) -> Action {
-        let _ = host::set_property(&[properties::TRANSCODE_ERROR], b"method_not_allowed");
-        let status = Status::new(
-            GrpcCode::Unimplemented,
-            format!("method {method} is not allowed on this path"),
-        );
-        if let Err(error) = host::send_json(405, status.to_json().as_bytes(), &[]) {
-            host::log(
-                LogLevel::Error,
-                &format!("cannot send local reply: {error}"),
-            );
-            host::reset_request();
-        }
-        Action::Pause
+        let message = format!("method {method} is not allowed on this path");
+        self.fail_with(
+            405,
+            "method_not_allowed",
+            &Status::new(GrpcCode::Unimplemented, message),
+        )
     }
 
     fn reply_too_large(&self, transcoder: &Transcoder) -> Action {
-        let _ = host::set_property(&[properties::TRANSCODE_ERROR], b"body_too_large");
-        let status = Status::new(
-            GrpcCode::ResourceExhausted,
-            format!(
-                "request body exceeds {} bytes",
-                transcoder.config.max_body_bytes
-            ),
+        let message = format!(
+            "request body exceeds {} bytes",
+            transcoder.config.max_body_bytes
         );
-        if let Err(error) = host::send_json(413, status.to_json().as_bytes(), &[]) {
-            host::log(
-                LogLevel::Error,
-                &format!("cannot send local reply: {error}"),
-            );
-            host::reset_request();
-        }
-        Action::Pause
+        self.fail_with(
+            413,
+            "body_too_large",
+            &Status::new(GrpcCode::ResourceExhausted, message),
+        )
     }
 
     fn call_backend(&mut self, transcoder: &Transcoder, pending: &Pending, body: &[u8]) -> Action {
@@ -310,8 +306,15 @@ impl Context for TranscoderFilter {
 /// wire, and Envoy may append a `{details}` suffix (e.g. `{via_upstream}`) of its own.
 fn backend_message(message: Option<String>) -> String {
     let message = message.unwrap_or_default();
+    let envoy_details = |at: usize| {
+        message[at + 1..message.len() - 1]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_')
+    };
     let trimmed = match message.rfind('{') {
-        Some(at) if message.ends_with('}') && at > 0 => message[..at].trim_end(),
+        Some(at) if at > 0 && message.ends_with('}') && envoy_details(at) => {
+            message[..at].trim_end()
+        }
         _ => message.trim_end(),
     };
     edge_core::percent_decode(trimmed, false).unwrap_or_else(|| trimmed.to_string())
