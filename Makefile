@@ -18,7 +18,7 @@ run: build config ## Start the services and Envoy on localhost:8080; Ctrl-C stop
 	./envoy/run-local.sh
 
 test: build lint ## Every test: unit tests, the end-to-end suite against the real Envoy, a bench smoke run.
-	cargo test --workspace --locked
+	cargo test --workspace --locked --no-fail-fast
 	# The benchmark harness, briefly: checks every configuration answers correctly, not speed.
 	cargo run -q --locked -p edge-bench -- --smoke
 
