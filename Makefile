@@ -20,18 +20,18 @@ run: build config ## Start the services and Envoy on localhost:8080; Ctrl-C stop
 test: build lint ## Every test: unit tests, the end-to-end suite against the real Envoy, a bench smoke run.
 	cargo test --workspace --locked --no-fail-fast
 	# The benchmark harness, briefly: checks every configuration answers correctly, not speed.
-	cargo run -q --locked -p edge-bench -- --smoke
+	$(BIN_DIR)/edge-bench --smoke
 
 # Benchmarks use release-built services (and the same .wasm files).
 bench: export EDGE_BIN_DIR := $(CURDIR)/target/release
 bench: envoy wasm ## The wasm edge vs Envoy's native filters vs direct gRPC: writes bench/RESULTS.md.
-	cargo build --release --locked --bins
-	taskset -c 1 cargo run -q --release --locked -p edge-bench
+	cargo build --release --workspace --locked --bins
+	taskset -c 1 target/release/edge-bench
 
 soak: export EDGE_BIN_DIR := $(CURDIR)/target/release
 soak: envoy wasm ## 1,000,000 requests through the wasm chain; fails on RSS growth or any wrong answer.
-	cargo build --release --locked --bins
-	taskset -c 1 cargo run -q --release --locked -p edge-bench -- --soak 1000000
+	cargo build --release --workspace --locked --bins
+	taskset -c 1 target/release/edge-bench --soak 1000000
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
 build: envoy wasm services

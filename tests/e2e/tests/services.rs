@@ -100,3 +100,72 @@ fn unusable_database_fails_fast_and_says_why() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn every_service_serves_health_and_reflection() {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let edge = Edge::start().await;
+    for (service, grpc_name) in [
+        ("authority", "authority.AuthorityService"),
+        ("catalog", "catalog.CatalogService"),
+        ("customer", "customer.CustomerService"),
+        ("item", "item.ItemService"),
+    ] {
+        let channel = tonic::transport::Endpoint::from_shared(edge.service_url(service))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel.clone());
+        let status = health
+            .check(HealthCheckRequest {
+                service: grpc_name.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service}");
+
+        let mut reflection = ServerReflectionClient::new(channel);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers
+            .message()
+            .await
+            .unwrap()
+            .expect("a reflection answer");
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("{service}: unexpected reflection answer");
+        };
+        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        let mut expected = vec![
+            grpc_name,
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+        ];
+        if service == "authority" {
+            expected.push("authority.KeyAdminService");
+        }
+        expected.sort();
+        assert_eq!(
+            names, expected,
+            "{service} describes exactly what it serves"
+        );
+    }
+}
