@@ -49,20 +49,48 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
-fn merge(parts: Vec<(u64, u64, Histogram<u64>)>, elapsed: Duration) -> Run {
-    let mut latency = histogram();
-    let (mut requests, mut unexpected) = (0, 0);
-    for (count, bad, part) in parts {
-        requests += count;
-        unexpected += bad;
-        let _ = latency.add(part);
+/// What one connection saw.
+struct Tally {
+    requests: u64,
+    unexpected: u64,
+    latency: Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            requests: 0,
+            unexpected: 0,
+            latency: histogram(),
+        }
     }
-    Run {
-        requests,
-        unexpected,
-        elapsed,
-        latency: Some(latency),
+
+    fn record(&mut self, sent: Instant, ok: bool) {
+        let _ = self
+            .latency
+            .record(sent.elapsed().as_micros().max(1) as u64);
+        self.requests += 1;
+        self.unexpected += u64::from(!ok);
     }
+}
+
+/// Waits for every connection's task and adds up what they saw.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Tally>>, started: Instant) -> Run {
+    let mut run = Run {
+        latency: Some(histogram()),
+        ..Run::default()
+    };
+    for task in tasks {
+        if let Ok(tally) = task.await {
+            run.requests += tally.requests;
+            run.unexpected += tally.unexpected;
+            if let Some(latency) = run.latency.as_mut() {
+                let _ = latency.add(tally.latency);
+            }
+        }
+    }
+    run.elapsed = started.elapsed();
+    run
 }
 
 /// HTTP/1.1 load against `base` (e.g. `http://127.0.0.1:8080`): `connections` clients, each with
@@ -86,8 +114,7 @@ pub async fn http(
         let request = request.clone();
         let url = format!("{base}{}", request.path);
         tasks.push(tokio::spawn(async move {
-            let mut latency = histogram();
-            let (mut count, mut bad) = (0u64, 0u64);
+            let mut tally = Tally::new();
             while Instant::now() < deadline {
                 let mut builder = client.request(request.method.clone(), &url);
                 for (name, value) in &request.headers {
@@ -106,20 +133,12 @@ pub async fn http(
                     }
                     Err(_) => false,
                 };
-                let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
-                count += 1;
-                bad += u64::from(!ok);
+                tally.record(sent, ok);
             }
-            (count, bad, latency)
+            tally
         }));
     }
-    let mut parts = Vec::new();
-    for task in tasks {
-        if let Ok(part) = task.await {
-            parts.push(part);
-        }
-    }
-    merge(parts, started.elapsed())
+    gather(tasks, started).await
 }
 
 /// gRPC load straight to catalog (no Envoy): `GetItem` over `connections` HTTP/2 connections.
@@ -138,26 +157,17 @@ pub async fn grpc_get_item(
             .expect("connect to catalog");
         let id = item_id.to_string();
         tasks.push(tokio::spawn(async move {
-            let mut latency = histogram();
-            let (mut count, mut bad) = (0u64, 0u64);
+            let mut tally = Tally::new();
             while Instant::now() < deadline {
                 let sent = Instant::now();
                 let ok = client
                     .get_item(GetItemRequest { id: id.clone() })
                     .await
                     .is_ok();
-                let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
-                count += 1;
-                bad += u64::from(!ok);
+                tally.record(sent, ok);
             }
-            (count, bad, latency)
+            tally
         }));
     }
-    let mut parts = Vec::new();
-    for task in tasks {
-        if let Ok(part) = task.await {
-            parts.push(part);
-        }
-    }
-    merge(parts, started.elapsed())
+    gather(tasks, started).await
 }
