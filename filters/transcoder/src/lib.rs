@@ -57,6 +57,9 @@ impl Route {
 pub enum Lookup<'a> {
     Matched {
         route: &'a Route,
+        /// The route's position in [`Transcoder::routes`], for callers that keep it across
+        /// callbacks instead of a borrow.
+        index: usize,
         /// Field path and decoded value of every path variable.
         bindings: Vec<(String, String)>,
     },
@@ -172,10 +175,14 @@ impl Transcoder {
     pub fn lookup(&self, http_method: &str, path: &str) -> Lookup<'_> {
         let path = path.split_once('?').map_or(path, |(path, _)| path);
         let mut path_matched = false;
-        for route in &self.routes {
+        for (index, route) in self.routes.iter().enumerate() {
             if let Some(bindings) = route.template.matches(path) {
                 if route.http_method.eq_ignore_ascii_case(http_method) {
-                    return Lookup::Matched { route, bindings };
+                    return Lookup::Matched {
+                        route,
+                        index,
+                        bindings,
+                    };
                 }
                 path_matched = true;
             }

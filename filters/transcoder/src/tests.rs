@@ -25,7 +25,17 @@ fn transcoder() -> Transcoder {
 
 fn matched<'a>(t: &'a Transcoder, method: &str, path: &str) -> (&'a Route, Vec<(String, String)>) {
     match t.lookup(method, path) {
-        Lookup::Matched { route, bindings } => (route, bindings),
+        Lookup::Matched {
+            route,
+            index,
+            bindings,
+        } => {
+            assert!(
+                std::ptr::eq(&t.routes()[index], route),
+                "index names the route"
+            );
+            (route, bindings)
+        }
         other => panic!("{method} {path}: {other:?}"),
     }
 }

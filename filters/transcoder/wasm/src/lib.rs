@@ -118,8 +118,12 @@ impl TranscoderFilter {
         }
         let method = host::request_header(":method").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
-        let (route, bindings) = match transcoder.lookup(&method, &path) {
-            Lookup::Matched { route, bindings } => (route, bindings),
+        let (route, index, bindings) = match transcoder.lookup(&method, &path) {
+            Lookup::Matched {
+                route,
+                index,
+                bindings,
+            } => (route, index, bindings),
             Lookup::NotFound => {
                 let shown = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
                 return self.fail(
@@ -133,11 +137,6 @@ impl TranscoderFilter {
         };
         let _ = host::set_property(&[properties::ROUTE], route.template.as_str().as_bytes());
         let _ = host::set_property(&[properties::GRPC_METHOD], route.grpc_path().as_bytes());
-        let index = transcoder
-            .routes()
-            .iter()
-            .position(|r| std::ptr::eq(r, route))
-            .unwrap_or_default();
         let metadata = transcoder
             .config
             .forward_headers
