@@ -12,7 +12,7 @@ export ENVOY_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: run test build wasm services toolchain envoy config lint bench soak clean
+.PHONY: run test build wasm services toolchain envoy config lint bench soak fuzz clean
 
 run: build config ## Start the services and Envoy on localhost:8080; Ctrl-C stops them.
 	./envoy/run-local.sh
@@ -32,6 +32,11 @@ soak: export EDGE_BIN_DIR := $(CURDIR)/target/release
 soak: envoy wasm ## 1,000,000 requests through the wasm chain; fails on RSS growth or any wrong answer.
 	cargo build --release --workspace --locked --bins
 	taskset -c 1 target/release/edge-bench --soak 1000000
+
+# `make test` runs each property 256 times; this runs them far longer (FUZZ_CASES each).
+FUZZ_CASES ?= 200000
+fuzz: ## The transcoder's property tests (path matcher, request building) with many more cases.
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --locked -p edge-transcoder --test properties
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
 build: envoy wasm services

@@ -23,7 +23,9 @@ pub struct EdgeConfig {
     /// The auth filter's configuration; `authority.cluster` names a service above.
     pub auth: Value,
     /// The transcoder's configuration without `descriptor_set` and `services`, which are
-    /// derived (the platform descriptor set; every public service).
+    /// derived: every public service, and the platform's descriptor set unless
+    /// `descriptor_set_file` names a `FileDescriptorSet` file (relative to the working
+    /// directory), e.g. one that `buf build` or `protoc --include_imports` wrote for new APIs.
     pub transcoder: Map<String, Value>,
     pub access_log: Value,
 }
@@ -100,10 +102,19 @@ impl EdgeConfig {
         edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;
 
         let mut transcoder = self.transcoder.clone();
+        let descriptor_set = match transcoder.remove("descriptor_set_file") {
+            None => platform_proto::FILE_DESCRIPTOR_SET.to_vec(),
+            Some(Value::String(path)) => std::fs::read(&path)
+                .map_err(|e| format!("transcoder.descriptor_set_file {path}: {e}"))?,
+            Some(other) => {
+                return Err(format!(
+                    "transcoder.descriptor_set_file must be a path, not {other}"
+                ))
+            }
+        };
         transcoder.insert(
             "descriptor_set".into(),
-            json!(base64::engine::general_purpose::STANDARD
-                .encode(platform_proto::FILE_DESCRIPTOR_SET)),
+            json!(base64::engine::general_purpose::STANDARD.encode(descriptor_set)),
         );
         let exposed: Map<String, Value> = self
             .services
@@ -140,30 +151,7 @@ impl EdgeConfig {
     /// The Envoy bootstrap for a local (non-mesh) edge.
     pub fn envoy_bootstrap(&self, topology: &Topology) -> Result<Value, String> {
         let filters = self.filter_configs(str::to_string)?;
-        let wasm = |name: &str, config: &Value| {
-            json!({
-                "name": format!("edge.{name}"),
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": {
-                        "name": name,
-                        "root_id": name,
-                        "vm_config": {
-                            "vm_id": name,
-                            "runtime": "envoy.wasm.runtime.v8",
-                            "code": { "local": { "filename": format!("{}/{name}.wasm", topology.wasm_dir) } }
-                        },
-                        "configuration": {
-                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                            "value": config.to_string()
-                        },
-                        // A crashed VM is replaced (after a 1 s backoff) instead of failing
-                        // every later request on the worker, and never fails open.
-                        "failure_policy": "FAIL_RELOAD"
-                    }
-                }
-            })
-        };
+        let wasm = |name: &str, config: &Value| wasm_filter(name, &topology.wasm_dir, config);
         let mut routes: Vec<Value> = self
             .services
             .iter()
@@ -192,6 +180,15 @@ impl EdgeConfig {
                 { "header": { "key": "content-type", "value": "application/json" } }
             ]
         }));
+        // Every stream to a backend ends within the transcoder's deadline (plus a second for
+        // the backend's own DEADLINE_EXCEEDED to arrive first): gRPC streams opened by a Wasm
+        // filter carry grpc-timeout but have no deadline of Envoy's own.
+        let timeout_ms = self
+            .transcoder
+            .get("timeout_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(10_000);
+        let max_stream_duration = format!("{}s", timeout_ms.div_ceil(1000) + 1);
         let mut clusters = Vec::new();
         for name in self.services.keys() {
             let addr = topology
@@ -209,7 +206,8 @@ impl EdgeConfig {
                 "typed_extension_protocol_options": {
                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                         "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": { "http2_protocol_options": {} }
+                        "explicit_http_config": { "http2_protocol_options": {} },
+                        "common_http_protocol_options": { "max_stream_duration": max_stream_duration }
                     }
                 },
                 "load_assignment": {
@@ -248,21 +246,8 @@ impl EdgeConfig {
                                 wasm("access-log", &filters.access_log),
                                 wasm("auth", &filters.auth),
                                 wasm("transcoder", &filters.transcoder),
-                                // Holds request headers until the transcoder, which keeps the
-                                // body and answers locally, is done (proxy-wasm cannot pause
-                                // headers and still see the body). A backstop limit only: the
-                                // transcoder refuses large bodies first.
-                                {
-                                    "name": "envoy.filters.http.buffer",
-                                    "typed_config": {
-                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
-                                        "max_request_bytes": 1048576
-                                    }
-                                },
-                                {
-                                    "name": "envoy.filters.http.router",
-                                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
-                                }
+                                buffer_filter(),
+                                router_filter()
                             ]
                         }
                     }] }]
@@ -399,6 +384,53 @@ impl EdgeConfig {
 
 /// Turns the labels the access-log filter encodes in its metric names (`.edge_<label>.<value>`)
 /// into Prometheus labels.
+/// One of our filters as an Envoy HTTP filter: `<wasm_dir>/<name>.wasm` with its JSON
+/// configuration, in the V8 runtime.
+pub fn wasm_filter(name: &str, wasm_dir: &str, config: &Value) -> Value {
+    json!({
+        "name": format!("edge.{name}"),
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name,
+                "root_id": name,
+                "vm_config": {
+                    "vm_id": name,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": format!("{wasm_dir}/{name}.wasm") } }
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": config.to_string()
+                },
+                // A crashed VM is replaced (after a 1 s backoff) instead of failing every
+                // later request on the worker, and never fails open.
+                "failure_policy": "FAIL_RELOAD"
+            }
+        }
+    })
+}
+
+/// Holds request headers until the transcoder, which keeps the body and answers locally, is
+/// done (proxy-wasm cannot pause headers and still see the body). Its limit is a backstop
+/// only: the transcoder refuses large bodies first.
+pub fn buffer_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": 1048576
+        }
+    })
+}
+
+pub fn router_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+    })
+}
+
 pub fn stats_config() -> Value {
     let tags: Vec<Value> = edge_access_log::metrics::LABELS
         .iter()
@@ -449,5 +481,29 @@ mod tests {
             .filter_configs(str::to_string)
             .unwrap_err()
             .contains("nobody"));
+    }
+
+    #[test]
+    fn descriptor_set_can_come_from_a_file() {
+        let mut config = EdgeConfig::load(&repo_file("envoy/edge.json")).unwrap();
+        let file = std::env::temp_dir().join(format!("edgectl-fds-{}.bin", std::process::id()));
+        std::fs::write(&file, platform_proto::FILE_DESCRIPTOR_SET).unwrap();
+        config.transcoder.insert(
+            "descriptor_set_file".into(),
+            json!(file.display().to_string()),
+        );
+        let filters = config.filter_configs(str::to_string).unwrap();
+        assert!(filters.transcoder.get("descriptor_set_file").is_none());
+        assert_eq!(
+            filters.transcoder["descriptor_set"],
+            json!(base64::engine::general_purpose::STANDARD
+                .encode(platform_proto::FILE_DESCRIPTOR_SET))
+        );
+        std::fs::write(&file, b"not a descriptor set").unwrap();
+        let error = config.filter_configs(str::to_string).unwrap_err();
+        assert!(error.contains("FileDescriptorSet"), "{error}");
+        std::fs::remove_file(&file).unwrap();
+        let error = config.filter_configs(str::to_string).unwrap_err();
+        assert!(error.contains("descriptor_set_file"), "{error}");
     }
 }

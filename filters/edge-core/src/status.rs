@@ -81,6 +81,8 @@ impl GrpcCode {
 pub struct Status {
     pub code: GrpcCode,
     pub message: String,
+    /// `google.protobuf.Any` details already in their JSON form (`{"@type": …, …}`).
+    pub details: Vec<serde_json::Value>,
 }
 
 impl Status {
@@ -88,7 +90,13 @@ impl Status {
         Self {
             code,
             message: message.into(),
+            details: Vec::new(),
         }
+    }
+
+    pub fn with_details(mut self, details: Vec<serde_json::Value>) -> Self {
+        self.details = details;
+        self
     }
 
     pub fn http_status(&self) -> u16 {
@@ -98,7 +106,11 @@ impl Status {
     /// The response body. serde_json escapes the message, so nothing a backend or client put
     /// in it can break the JSON.
     pub fn to_json(&self) -> String {
-        json!({ "code": self.code.number(), "message": self.message }).to_string()
+        let mut body = json!({ "code": self.code.number(), "message": self.message });
+        if !self.details.is_empty() {
+            body["details"] = serde_json::Value::Array(self.details.clone());
+        }
+        body.to_string()
     }
 }
 
@@ -154,5 +166,16 @@ mod tests {
             json!({"code": 5, "message": "item \"42\"\nnot found"})
         );
         assert_eq!(status.http_status(), 404);
+    }
+
+    #[test]
+    fn details_appear_only_when_present() {
+        let detail = json!({"@type": "type.googleapis.com/x.Info", "reason": "r"});
+        let status = Status::new(GrpcCode::Aborted, "m").with_details(vec![detail.clone()]);
+        let parsed: serde_json::Value = serde_json::from_str(&status.to_json()).unwrap();
+        assert_eq!(
+            parsed,
+            json!({"code": 10, "message": "m", "details": [detail]})
+        );
     }
 }

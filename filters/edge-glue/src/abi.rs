@@ -104,6 +104,18 @@ extern "C" {
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_grpc_send(
+        token: u32,
+        message_data: *const u8,
+        message_size: usize,
+        end_stream: u32,
+    ) -> u32;
+    fn proxy_grpc_cancel(token: u32) -> u32;
+    fn proxy_get_status(
+        return_code: *mut u32,
+        return_message_data: *mut *mut u8,
+        return_message_size: *mut usize,
+    ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
 }
@@ -242,6 +254,34 @@ pub fn increment_metric(id: u32, offset: i64) -> Result<(), HostError> {
 pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
     // SAFETY: no pointers involved.
     check(unsafe { proxy_record_metric(id, value) })
+}
+
+pub fn grpc_send(token: u32, message: &[u8], end_stream: bool) -> Result<(), HostError> {
+    // SAFETY: message is live for the call.
+    check(unsafe {
+        proxy_grpc_send(
+            token,
+            message.as_ptr(),
+            message.len(),
+            u32::from(end_stream),
+        )
+    })
+}
+
+pub fn grpc_cancel(token: u32) -> Result<(), HostError> {
+    // SAFETY: no pointers involved.
+    check(unsafe { proxy_grpc_cancel(token) })
+}
+
+/// The status code and message of the gRPC call or stream being closed.
+pub fn grpc_status() -> Result<(u32, String), HostError> {
+    let mut code = 0;
+    let message = fetch(|data, size| {
+        // SAFETY: out-pointers point to locals owned by `fetch` and this frame.
+        unsafe { proxy_get_status(&mut code, data, size) }
+    })?
+    .unwrap_or_default();
+    Ok((code, String::from_utf8_lossy(&message).into_owned()))
 }
 
 pub fn resume_http_request() -> Result<(), HostError> {

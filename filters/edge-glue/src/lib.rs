@@ -58,9 +58,36 @@ pub fn request_body(size: usize) -> Result<Vec<u8>, HostError> {
     Ok(abi::get_buffer(BufferType::HttpRequestBody, 0, size)?.unwrap_or_default())
 }
 
-/// The message of the gRPC call response being delivered (inside `on_grpc_call_response`).
-pub fn grpc_call_response_body(size: usize) -> Result<Vec<u8>, HostError> {
+/// The message just received on a gRPC call or stream (inside its callback).
+pub fn grpc_received_message(size: usize) -> Result<Vec<u8>, HostError> {
     Ok(abi::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)?.unwrap_or_default())
+}
+
+/// One value of the gRPC call's response metadata: `initial` (headers) inside
+/// `on_grpc_call_response_header_metadata`, else trailing inside
+/// `on_grpc_call_response_trailing_metadata`.
+pub fn grpc_call_metadata(initial: bool, name: &str) -> Option<String> {
+    let map = if initial {
+        MapType::GrpcReceiveInitialMetadata
+    } else {
+        MapType::GrpcReceiveTrailingMetadata
+    };
+    abi::get_header(map, name).unwrap_or(None)
+}
+
+/// Sends the one message of a unary call over a gRPC stream and half-closes it.
+pub fn grpc_send_last(token: u32, message: &[u8]) -> Result<(), HostError> {
+    abi::grpc_send(token, message, true)
+}
+
+/// Abandons a gRPC stream (its callbacks will not come).
+pub fn grpc_cancel(token: u32) {
+    let _ = abi::grpc_cancel(token);
+}
+
+/// The status code and (raw) message of the gRPC stream being closed.
+pub fn grpc_status() -> (u32, String) {
+    abi::grpc_status().unwrap_or((2, String::new()))
 }
 
 /// The plugin configuration, read once per VM in `on_configure`.
@@ -97,7 +124,17 @@ pub fn send_json(
     body: &[u8],
     extra_headers: &[(&str, &str)],
 ) -> Result<(), HostError> {
-    let mut headers = vec![("content-type", "application/json")];
+    send_body(http_status, "application/json", body, extra_headers)
+}
+
+/// Answers the request locally with a body of `content_type`.
+pub fn send_body(
+    http_status: u16,
+    content_type: &str,
+    body: &[u8],
+    extra_headers: &[(&str, &str)],
+) -> Result<(), HostError> {
+    let mut headers = vec![("content-type", content_type)];
     headers.extend_from_slice(extra_headers);
     abi::send_local_response(u32::from(http_status), &headers, body)
 }

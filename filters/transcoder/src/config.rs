@@ -12,7 +12,7 @@ pub struct TranscoderConfig {
     /// Services exposed over HTTP, by full name, with the Envoy cluster (HTTP/2) serving each.
     /// Annotated services not listed here get no route, so internal services never leak.
     pub services: BTreeMap<String, String>,
-    /// Deadline for each backend call.
+    /// Deadline for each backend call (a client's shorter `grpc-timeout` wins).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Larger request bodies are refused with 413 before reaching a backend.
@@ -21,6 +21,21 @@ pub struct TranscoderConfig {
     /// Request headers passed to the backend as gRPC metadata.
     #[serde(default = "default_forward_headers")]
     pub forward_headers: Vec<String>,
+    /// gRPC response metadata (initial or trailing) returned to HTTP clients as headers.
+    #[serde(default)]
+    pub response_headers: Vec<String>,
+    /// `+` in a query string is a space, as in HTML forms and grpc-gateway (Envoy's
+    /// `query_param_unescape_plus`).
+    #[serde(default = "enabled")]
+    pub query_plus_as_space: bool,
+    /// A query parameter naming no field is refused with 400 instead of ignored (grpc-gateway
+    /// ignores it; Envoy's native filter refuses it unless `ignore_unknown_query_parameters`).
+    #[serde(default)]
+    pub reject_unknown_query_parameters: bool,
+    /// A JSON body field naming no field is refused with 400 instead of dropped (Mercari's
+    /// gateway and grpc-gateway drop it, so clients and servers evolve independently).
+    #[serde(default)]
+    pub reject_unknown_json_fields: bool,
     #[serde(default)]
     pub print: PrintOptions,
 }
@@ -34,6 +49,8 @@ pub struct PrintOptions {
     /// Print fields that hold their default value (0, "", false) instead of omitting them.
     pub always_print_primitive_fields: bool,
     pub always_print_enums_as_ints: bool,
+    /// Indented, multi-line JSON.
+    pub add_whitespace: bool,
 }
 
 impl Default for PrintOptions {
@@ -42,10 +59,57 @@ impl Default for PrintOptions {
             preserve_proto_field_names: true,
             always_print_primitive_fields: false,
             always_print_enums_as_ints: false,
+            add_whitespace: false,
         }
     }
 }
 
+/// Headers that describe one HTTP hop, never the call: forwarding them as gRPC metadata would
+/// confuse the backend's HTTP/2 stack (RFC 9110 §7.6.1, and gRPC's own reserved names).
+const NOT_METADATA: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "content-type",
+];
+
+impl TranscoderConfig {
+    /// Refuses header lists that cannot work, naming the offending entry.
+    pub fn check_headers(&self) -> Result<(), String> {
+        for (list, names) in [
+            ("forward_headers", &self.forward_headers),
+            ("response_headers", &self.response_headers),
+        ] {
+            for name in names {
+                let valid = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !valid {
+                    return Err(format!("{list}: {name:?} is not a lowercase header name"));
+                }
+                if NOT_METADATA.contains(&name.as_str()) || name.starts_with("grpc-") {
+                    return Err(format!(
+                        "{list}: {name:?} is hop-by-hop or reserved by gRPC and is never forwarded"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn enabled() -> bool {
+    true
+}
 fn default_timeout_ms() -> u64 {
     10_000
 }

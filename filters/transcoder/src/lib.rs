@@ -13,8 +13,66 @@ pub mod template;
 use base64::Engine;
 pub use config::{PrintOptions, TranscoderConfig};
 use edge_core::{GrpcCode, Status};
-use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, MessageDescriptor, Value};
+use message::JsonInput;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value,
+};
+use std::time::Duration;
 use template::PathTemplate;
+
+/// How a request or response body is encoded on the HTTP side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    /// The binary protobuf message itself (`application/x-protobuf`): HTTP clients that have
+    /// the generated code skip JSON on both sides, and use the same routes.
+    Protobuf,
+}
+
+impl Encoding {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Json => "application/json",
+            Encoding::Protobuf => "application/x-protobuf",
+        }
+    }
+
+    /// The encoding a media type names (parameters such as `charset` ignored).
+    fn of_media_type(media_type: &str) -> Option<Encoding> {
+        let essence = media_type.split(';').next().unwrap_or_default().trim();
+        if essence.eq_ignore_ascii_case("application/json")
+            || essence.to_ascii_lowercase().ends_with("+json")
+        {
+            Some(Encoding::Json)
+        } else if essence.eq_ignore_ascii_case("application/x-protobuf")
+            || essence.eq_ignore_ascii_case("application/protobuf")
+        {
+            Some(Encoding::Protobuf)
+        } else {
+            None
+        }
+    }
+}
+
+/// `google.rpc.Status`, as carried in `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<RpcAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
 
 /// What the request body fills (`body` of the `HttpRule`).
 #[derive(Debug, Clone)]
@@ -70,6 +128,8 @@ pub enum Lookup<'a> {
 
 pub struct Transcoder {
     routes: Vec<Route>,
+    /// Kept to render error details (`google.protobuf.Any`) of any type the set defines.
+    pool: DescriptorPool,
     pub config: TranscoderConfig,
 }
 
@@ -77,6 +137,7 @@ impl Transcoder {
     /// Builds the route table; any problem (bad descriptor, bad template, a listed service
     /// missing, two identical bindings) is an error saying what is wrong.
     pub fn new(config: TranscoderConfig) -> Result<Self, String> {
+        config.check_headers()?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(config.descriptor_set.trim())
             .map_err(|e| format!("descriptor_set is not base64: {e}"))?;
@@ -141,10 +202,15 @@ impl Transcoder {
                             format!("{context}: response_body {name:?} is not in the response")
                         })?),
                     };
-                    if routes.iter().any(|r: &Route| {
-                        r.http_method == http_method && r.template.as_str() == template.as_str()
+                    if let Some(other) = routes.iter().find(|r: &&Route| {
+                        r.http_method == http_method && r.template.shape() == template.shape()
                     }) {
-                        return Err(format!("{context}: {http_method} {path} is bound twice"));
+                        return Err(format!(
+                            "{context}: {http_method} {path} is ambiguous: {} {} ({}) matches the same requests",
+                            other.http_method,
+                            other.template.as_str(),
+                            other.grpc_path()
+                        ));
                     }
                     routes.push(Route {
                         http_method,
@@ -164,7 +230,11 @@ impl Transcoder {
         }
         // Most specific first; the sort is stable, so equal ones keep descriptor order.
         routes.sort_by_key(|route| std::cmp::Reverse(route.template.specificity()));
-        Ok(Self { routes, config })
+        Ok(Self {
+            routes,
+            pool,
+            config,
+        })
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -194,7 +264,45 @@ impl Transcoder {
         }
     }
 
-    /// The serialized request message: JSON body first, then query parameters, then path
+    /// The encoding of a request body from its `Content-Type` (none: JSON); `None` when the
+    /// type is unsupported (415), or binary protobuf where the body target is not a message.
+    pub fn request_encoding(&self, route: &Route, content_type: Option<&str>) -> Option<Encoding> {
+        let encoding = match content_type.map(str::trim) {
+            None | Some("") => Encoding::Json,
+            Some(media_type) => Encoding::of_media_type(media_type)?,
+        };
+        let binary_target_ok = match &route.body {
+            BodyTarget::Field(field) => {
+                matches!(field.kind(), Kind::Message(_)) && !field.is_list() && !field.is_map()
+            }
+            BodyTarget::None | BodyTarget::Whole => true,
+        };
+        (encoding == Encoding::Json || binary_target_ok).then_some(encoding)
+    }
+
+    /// The encoding of the response: what `Accept` asks for, else the request's own binary
+    /// encoding, else JSON (also when `response_body` names a field that is not a message).
+    pub fn response_encoding(
+        &self,
+        route: &Route,
+        accept: Option<&str>,
+        request: Option<Encoding>,
+    ) -> Encoding {
+        let asked =
+            accept.and_then(|accept| accept.split(',').filter_map(Encoding::of_media_type).next());
+        let wanted = asked.or(request).unwrap_or(Encoding::Json);
+        let binary_ok = route
+            .response_body
+            .as_ref()
+            .is_none_or(|field| matches!(field.kind(), Kind::Message(_)) && !field.is_list());
+        if wanted == Encoding::Protobuf && binary_ok {
+            Encoding::Protobuf
+        } else {
+            Encoding::Json
+        }
+    }
+
+    /// The serialized request message: body first, then query parameters, then path
     /// variables (which win, as in grpc-gateway).
     pub fn request_message(
         &self,
@@ -202,41 +310,134 @@ impl Transcoder {
         bindings: &[(String, String)],
         query: Option<&str>,
         body: &[u8],
+        encoding: Encoding,
     ) -> Result<Vec<u8>, Status> {
         let mut request = DynamicMessage::new(route.input.clone());
-        match &route.body {
-            BodyTarget::None => {}
-            BodyTarget::Whole => message::merge_json(&mut request, body)?,
-            BodyTarget::Field(field) => message::merge_json_field(&mut request, field, body)?,
+        let input = JsonInput {
+            deny_unknown_fields: self.config.reject_unknown_json_fields,
+        };
+        match (&route.body, encoding) {
+            (BodyTarget::None, _) => {}
+            (BodyTarget::Whole, Encoding::Json) => message::merge_json(&mut request, body, input)?,
+            (BodyTarget::Whole, Encoding::Protobuf) => message::merge_protobuf(&mut request, body)?,
+            (BodyTarget::Field(field), Encoding::Json) => {
+                message::merge_json_field(&mut request, field, body, input)?
+            }
+            (BodyTarget::Field(field), Encoding::Protobuf) => {
+                message::merge_protobuf_field(&mut request, field, body)?
+            }
         }
-        if let Some(query) = query {
-            let body_field = match &route.body {
-                BodyTarget::Whole => return finish(request, bindings),
-                BodyTarget::Field(field) => Some(field.name()),
-                BodyTarget::None => None,
-            };
-            for (key, value) in message::query_pairs(query)? {
-                let top = key.split('.').next().unwrap_or_default();
-                let bound = bindings.iter().any(|(path, _)| path == &key)
-                    || body_field.is_some_and(|name| name == top);
-                if !bound {
-                    message::set_query_field(&mut request, &key, &value)?;
-                }
+        let pairs = match query {
+            Some(query) => message::query_pairs(query, self.config.query_plus_as_space)?,
+            None => Vec::new(),
+        };
+        let body_field = match &route.body {
+            BodyTarget::Whole => None,
+            BodyTarget::Field(field) => Some(field.name()),
+            BodyTarget::None => None,
+        };
+        for (key, value) in pairs {
+            let top = key.split('.').next().unwrap_or_default();
+            let bound = bindings.iter().any(|(path, _)| path == &key)
+                || body_field.is_some_and(|name| name == top);
+            // With `body: "*"` every field comes from the body: a query parameter has no field.
+            let known = !bound
+                && !matches!(route.body, BodyTarget::Whole)
+                && message::set_query_field(&mut request, &key, &value)?;
+            if !known && !bound && self.config.reject_unknown_query_parameters {
+                return Err(Status::new(
+                    GrpcCode::InvalidArgument,
+                    format!("unknown query parameter {key:?}"),
+                ));
             }
         }
         finish(request, bindings)
     }
 
-    /// The JSON body for a successful response message.
-    pub fn response_json(&self, route: &Route, message: &[u8]) -> Result<Vec<u8>, Status> {
+    /// The body for a successful response message.
+    pub fn response_body(
+        &self,
+        route: &Route,
+        message: &[u8],
+        encoding: Encoding,
+    ) -> Result<Vec<u8>, Status> {
+        if encoding == Encoding::Protobuf && route.response_body.is_none() {
+            return Ok(message.to_vec());
+        }
         let response = DynamicMessage::decode(route.output.clone(), message).map_err(|e| {
             Status::new(
                 GrpcCode::Internal,
                 format!("backend sent an undecodable response: {e}"),
             )
         })?;
-        message::to_json(&response, route.response_body.as_ref(), &self.config.print)
+        match (encoding, &route.response_body) {
+            (Encoding::Protobuf, Some(field)) => match response.get_field(field).as_message() {
+                Some(inner) => Ok(prost::Message::encode_to_vec(inner)),
+                None => Ok(Vec::new()),
+            },
+            _ => message::to_json(&response, route.response_body.as_ref(), &self.config.print),
+        }
     }
+
+    /// The error a backend returned, as clients see it: from `grpc-status-details-bin` (a
+    /// base64 `google.rpc.Status`, details included) when present and valid, else from the
+    /// status code and message.
+    pub fn backend_error(&self, code: u32, message: String, details_bin: Option<&str>) -> Status {
+        let decoded = details_bin.and_then(|encoded| {
+            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(encoded.trim().trim_end_matches('='))
+                .ok()?;
+            <RpcStatus as prost::Message>::decode(bytes.as_slice()).ok()
+        });
+        match decoded {
+            Some(status) => {
+                let details = status
+                    .details
+                    .iter()
+                    .map(|any| {
+                        message::any_to_json(
+                            &self.pool,
+                            &any.type_url,
+                            &any.value,
+                            &self.config.print,
+                        )
+                    })
+                    .collect();
+                let number = u32::try_from(status.code).unwrap_or(code);
+                Status::new(GrpcCode::from_number(number), status.message).with_details(details)
+            }
+            None => Status::new(GrpcCode::from_number(code), message),
+        }
+    }
+
+    /// The deadline of a backend call: the configured one, or the client's `grpc-timeout`
+    /// when that is shorter.
+    pub fn call_timeout(&self, grpc_timeout: Option<&str>) -> Duration {
+        let configured = Duration::from_millis(self.config.timeout_ms);
+        grpc_timeout
+            .and_then(parse_grpc_timeout)
+            .map_or(configured, |client| client.min(configured))
+    }
+}
+
+/// `grpc-timeout` (`1..=8` digits and a unit: H, M, S, m, u, n), per the gRPC HTTP/2 spec.
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let unit = value.chars().last()?;
+    let digits = &value[..value.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(amount.checked_mul(3600)?),
+        'M' => Duration::from_secs(amount.checked_mul(60)?),
+        'S' => Duration::from_secs(amount),
+        'm' => Duration::from_millis(amount),
+        'u' => Duration::from_micros(amount),
+        'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

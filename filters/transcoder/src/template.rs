@@ -139,6 +139,25 @@ impl PathTemplate {
         self.variables.iter().map(|v| v.field_path.as_str())
     }
 
+    /// The template with variable names erased (`/v1/{id}` and `/v1/{name}` are both
+    /// `/v1/*`): two routes of one HTTP method with the same shape match the same requests.
+    pub fn shape(&self) -> String {
+        let mut shape = String::new();
+        for segment in &self.segments {
+            shape.push('/');
+            shape.push_str(match segment {
+                Segment::Literal(literal) => literal,
+                Segment::One => "*",
+                Segment::Rest => "**",
+            });
+        }
+        if let Some(verb) = &self.verb {
+            shape.push(':');
+            shape.push_str(verb);
+        }
+        shape
+    }
+
     /// Orders templates so that the most specific is tried first: more literal segments,
     /// then more segments, then no trailing `**`.
     pub fn specificity(&self) -> (usize, usize, bool) {
@@ -274,6 +293,17 @@ mod tests {
                 "{bad} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn shape_ignores_variable_names_only() {
+        let shape = |t: &str| PathTemplate::parse(t).unwrap().shape();
+        assert_eq!(shape("/v1/{id}"), shape("/v1/{name}"));
+        assert_eq!(shape("/v1/{id}"), shape("/v1/*"));
+        assert_eq!(shape("/v1/{name=a/*}"), shape("/v1/a/{x}"));
+        assert_ne!(shape("/v1/{id}"), shape("/v1/{id}:run"));
+        assert_ne!(shape("/v1/{id}"), shape("/v1/{id=**}"));
+        assert_ne!(shape("/v1/a"), shape("/v1/*"));
     }
 
     #[test]

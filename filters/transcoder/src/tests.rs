@@ -101,6 +101,7 @@ fn request_from_body_and_path() {
             &bindings,
             None,
             br#"{"title":"Desk","price":"1500","unknown":1}"#,
+            Encoding::Json,
         )
         .unwrap();
     let request = CreateItemRequest::decode(bytes.as_slice()).unwrap();
@@ -108,7 +109,7 @@ fn request_from_body_and_path() {
 
     let (route, bindings) = matched(&t, "GET", "/catalog/items/it%2D1");
     let bytes = t
-        .request_message(route, &bindings, Some("id=ignored"), b"")
+        .request_message(route, &bindings, Some("id=ignored"), b"", Encoding::Json)
         .unwrap();
     assert_eq!(GetItemRequest::decode(bytes.as_slice()).unwrap().id, "it-1");
 }
@@ -118,7 +119,9 @@ fn bad_json_is_invalid_argument() {
     let t = transcoder();
     let (route, bindings) = matched(&t, "POST", "/catalog/items");
     for body in [&b"{"[..], b"{\"price\":\"abc\"}", b"[1]", b"{} trailing"] {
-        let status = t.request_message(route, &bindings, None, body).unwrap_err();
+        let status = t
+            .request_message(route, &bindings, None, body, Encoding::Json)
+            .unwrap_err();
         assert_eq!(
             status.code,
             GrpcCode::InvalidArgument,
@@ -149,9 +152,11 @@ fn response_uses_proto_names_int64_strings_and_omits_defaults() {
             Item::default(),
         ],
     };
-    let json: serde_json::Value =
-        serde_json::from_slice(&t.response_json(route, &response.encode_to_vec()).unwrap())
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(
+        &t.response_body(route, &response.encode_to_vec(), Encoding::Json)
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         json,
         json!({"items": [
@@ -159,7 +164,9 @@ fn response_uses_proto_names_int64_strings_and_omits_defaults() {
             {}
         ]})
     );
-    let garbage = t.response_json(route, &[0xff, 0xff, 0xff]).unwrap_err();
+    let garbage = t
+        .response_body(route, &[0xff, 0xff, 0xff], Encoding::Json)
+        .unwrap_err();
     assert_eq!(garbage.code, GrpcCode::Internal);
 }
 
@@ -172,4 +179,413 @@ fn configuration_errors_name_the_problem() {
     let mut bad = config(&[]);
     bad.descriptor_set = "%%%".into();
     assert!(Transcoder::new(bad).err().unwrap().contains("base64"));
+}
+
+mod kitchen_api {
+    //! The test-only kitchen API: every feature of google.api.http.
+    use super::*;
+    use kitchen::v1::{Color, Inner, Sink};
+
+    fn kitchen_config(extra: serde_json::Value) -> TranscoderConfig {
+        let mut config = json!({
+            "descriptor_set": base64::engine::general_purpose::STANDARD.encode(kitchen::FILE_DESCRIPTOR_SET),
+            "services": {"kitchen.v1.Kitchen": "kitchen", "kitchen.v1.Extras": "kitchen"},
+        });
+        if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+            config.extend(extra.clone());
+        }
+        serde_json::from_value(config).unwrap()
+    }
+
+    fn kitchen(extra: serde_json::Value) -> Transcoder {
+        Transcoder::new(kitchen_config(extra)).unwrap()
+    }
+
+    /// Transcodes a request and decodes what the backend would receive.
+    fn sink(
+        t: &Transcoder,
+        method: &str,
+        path_and_query: &str,
+        body: &str,
+    ) -> Result<Sink, Status> {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let (route, bindings) = matched(t, method, path);
+        let bytes = t.request_message(route, &bindings, query, body.as_bytes(), Encoding::Json)?;
+        Ok(Sink::decode(bytes.as_slice()).unwrap())
+    }
+
+    #[test]
+    fn every_binding_kind_routes() {
+        let t = kitchen(json!({}));
+        let cases = [
+            ("GET", "/v1/sinks/a", "Get"),
+            ("GET", "/v1/shelves/s/sinks/a", "Get"),
+            ("GET", "/v1/sinks", "List"),
+            ("POST", "/v1/sinks", "Create"),
+            ("PATCH", "/v1/sinks/a", "Update"),
+            ("PUT", "/v1/sinks/a", "Replace"),
+            ("DELETE", "/v1/sinks/a", "Delete"),
+            ("GET", "/v1/rooms/r/sinks/a", "Named"),
+            ("GET", "/v1/files/a/b/c", "Files"),
+            ("GET", "/v1/inner/n/level/3", "Nested"),
+            ("POST", "/v1/sinks/a:wash", "Wash"),
+            ("GET", "/v1/sinks/a/tags", "Tags"),
+            ("SEARCH", "/v1/sinks:search", "Search"),
+        ];
+        for (method, path, expected) in cases {
+            match t.lookup(method, path) {
+                Lookup::Matched { route, .. } => {
+                    assert_eq!(route.method, expected, "{method} {path}")
+                }
+                other => panic!("{method} {path}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            t.lookup("POST", "/v1/sinks/a"),
+            Lookup::MethodNotAllowed
+        ));
+        assert!(matches!(t.lookup("GET", "/v2/sinks"), Lookup::NotFound));
+        assert!(matches!(
+            t.lookup("POST", "/v1/sinks:dry"),
+            Lookup::NotFound
+        ));
+    }
+
+    #[test]
+    fn path_variables_fill_nested_and_multi_segment_fields() {
+        let t = kitchen(json!({}));
+        let named = sink(&t, "GET", "/v1/rooms/r1/sinks/k%2F1", "").unwrap();
+        assert_eq!(named.name, "rooms/r1/sinks/k%2F1");
+        let files = sink(&t, "GET", "/v1/files/a/b%20c/d", "").unwrap();
+        assert_eq!(files.path, "a/b c/d");
+        let nested = sink(&t, "GET", "/v1/inner/bob/level/7", "").unwrap();
+        assert_eq!(
+            nested.inner,
+            Some(Inner {
+                name: "bob".into(),
+                level: 7,
+                child: None
+            })
+        );
+        let bad_level = sink(&t, "GET", "/v1/inner/bob/level/seven", "").unwrap_err();
+        assert_eq!(bad_level.code, GrpcCode::InvalidArgument);
+    }
+
+    #[test]
+    fn query_parameters_map_to_fields_of_every_kind() {
+        let t = kitchen(json!({}));
+        let s = sink(
+            &t,
+            "GET",
+            "/v1/sinks?int32_value=-3&int64Value=9007199254740993&uint64_value=18446744073709551615\
+             &double_value=2.5&float_value=1.25&bool_value=true&bytes_value=aGk%3D&color=GREEN\
+             &inner.name=in&inner.child.level=2&tags=a&tags=b+c&numbers=1&numbers=2&colors=RED&colors=2\
+             &created_at=2024-01-02T03:04:05Z&ttl=1.5s&update_mask=a,b.c&maybe_count=4\
+             &maybe_note=hi&text=t&camelCaseName=cc&sint_value=-9&fixed_value=5&unknown=1",
+            "",
+        )
+        .unwrap();
+        assert_eq!(s.int32_value, -3);
+        assert_eq!(s.int64_value, 9_007_199_254_740_993);
+        assert_eq!(s.uint64_value, u64::MAX);
+        assert_eq!(
+            (s.double_value, s.float_value, s.bool_value),
+            (2.5, 1.25, true)
+        );
+        assert_eq!(s.bytes_value, b"hi");
+        assert_eq!(s.color, Color::Green as i32);
+        let inner = s.inner.unwrap();
+        assert_eq!(inner.name, "in");
+        assert_eq!(inner.child.unwrap().level, 2);
+        assert_eq!(s.tags, ["a", "b c"]);
+        assert_eq!(s.numbers, [1, 2]);
+        assert_eq!(s.colors, [Color::Red as i32, Color::Green as i32]);
+        assert_eq!(s.created_at.unwrap().seconds, 1_704_164_645);
+        let ttl = s.ttl.unwrap();
+        assert_eq!((ttl.seconds, ttl.nanos), (1, 500_000_000));
+        assert_eq!(s.update_mask.unwrap().paths, ["a", "b.c"]);
+        assert_eq!(s.maybe_count, Some(4));
+        assert_eq!(s.maybe_note.as_deref(), Some("hi"));
+        assert_eq!(s.choice, Some(kitchen::v1::sink::Choice::Text("t".into())));
+        assert_eq!(
+            (s.camel_case_name.as_str(), s.sint_value, s.fixed_value),
+            ("cc", -9, 5)
+        );
+    }
+
+    #[test]
+    fn bad_query_values_are_invalid_argument_naming_the_field() {
+        let t = kitchen(json!({}));
+        for query in [
+            "int32_value=x",
+            "int32_value=4294967296",
+            "bool_value=yes",
+            "color=PURPLE",
+            "created_at=yesterday",
+            "counts=1",
+            "tags.x=1",
+            "int32_value=%zz",
+        ] {
+            let status = sink(&t, "GET", &format!("/v1/sinks?{query}"), "").unwrap_err();
+            assert_eq!(status.code, GrpcCode::InvalidArgument, "{query}");
+            let field = query.split(['=', '.']).next().unwrap();
+            assert!(
+                status.message.contains(field) || status.message.contains("malformed"),
+                "{query}: {}",
+                status.message
+            );
+        }
+    }
+
+    #[test]
+    fn plus_and_unknown_parameters_are_configurable() {
+        let literal_plus = kitchen(json!({"query_plus_as_space": false}));
+        assert_eq!(
+            sink(&literal_plus, "GET", "/v1/sinks?tags=a+b", "")
+                .unwrap()
+                .tags,
+            ["a+b"]
+        );
+        let strict = kitchen(json!({"reject_unknown_query_parameters": true}));
+        let status = sink(&strict, "GET", "/v1/sinks?nope=1", "").unwrap_err();
+        assert_eq!(status.message, "unknown query parameter \"nope\"");
+        // With body "*" the body fills every field: no query parameter can bind.
+        assert!(sink(&strict, "POST", "/v1/sinks?id=1", "{}").is_err());
+        assert_eq!(
+            sink(&kitchen(json!({})), "POST", "/v1/sinks?id=1", "{}")
+                .unwrap()
+                .id,
+            ""
+        );
+    }
+
+    #[test]
+    fn json_bodies_accept_both_names_and_unknown_fields_are_configurable() {
+        let t = kitchen(json!({}));
+        let s = sink(
+            &t,
+            "POST",
+            "/v1/sinks",
+            r#"{"camelCaseName":"a","int64_value":"5","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!((s.camel_case_name.as_str(), s.int64_value), ("a", 5));
+        let strict = kitchen(json!({"reject_unknown_json_fields": true}));
+        let status = sink(&strict, "POST", "/v1/sinks", r#"{"extra":1}"#).unwrap_err();
+        assert!(status.message.contains("extra"), "{}", status.message);
+        // body: "inner" — the JSON is the Inner message; path variables still apply.
+        let s = sink(&t, "PATCH", "/v1/sinks/k", r#"{"name":"n","level":2}"#).unwrap();
+        assert_eq!((s.id.as_str(), s.inner.unwrap().level), ("k", 2));
+        // Path variables win over the body.
+        assert_eq!(
+            sink(&t, "PUT", "/v1/sinks/path", r#"{"id":"body"}"#)
+                .unwrap()
+                .id,
+            "path"
+        );
+        let status = sink(&t, "POST", "/v1/sinks", r#"{"id":"a","int32_value":"x"}"#).unwrap_err();
+        assert!(
+            status.message.contains("field int32_value:"),
+            "{}",
+            status.message
+        );
+        let status = sink(
+            &t,
+            "POST",
+            "/v1/sinks",
+            r#"{"inner":{"child":{"level":true}}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            status.message.contains("field inner.child.level:"),
+            "{}",
+            status.message
+        );
+    }
+
+    #[test]
+    fn binary_protobuf_clients_use_the_same_routes() {
+        let t = kitchen(json!({}));
+        let (create, _) = matched(&t, "POST", "/v1/sinks");
+        assert_eq!(
+            t.request_encoding(create, Some("application/x-protobuf")),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(
+            t.request_encoding(create, Some("application/json; charset=utf-8")),
+            Some(Encoding::Json)
+        );
+        assert_eq!(t.request_encoding(create, None), Some(Encoding::Json));
+        assert_eq!(t.request_encoding(create, Some("text/plain")), None);
+        let sent = Sink {
+            id: "p".into(),
+            int64_value: 7,
+            ..Sink::default()
+        };
+        let bytes = t
+            .request_message(create, &[], None, &sent.encode_to_vec(), Encoding::Protobuf)
+            .unwrap();
+        assert_eq!(Sink::decode(bytes.as_slice()).unwrap(), sent);
+        let garbage = t.request_message(create, &[], None, &[0xff, 0xff], Encoding::Protobuf);
+        assert_eq!(garbage.unwrap_err().code, GrpcCode::InvalidArgument);
+
+        assert_eq!(
+            t.response_encoding(create, Some("application/x-protobuf"), None),
+            Encoding::Protobuf
+        );
+        assert_eq!(
+            t.response_encoding(create, None, Some(Encoding::Protobuf)),
+            Encoding::Protobuf
+        );
+        assert_eq!(
+            t.response_encoding(create, Some("application/json"), Some(Encoding::Protobuf)),
+            Encoding::Json
+        );
+        assert_eq!(
+            t.response_body(create, &sent.encode_to_vec(), Encoding::Protobuf)
+                .unwrap(),
+            sent.encode_to_vec()
+        );
+        // response_body: "tags" is not a message: JSON whatever the client asks.
+        let (tags, _) = matched(&t, "GET", "/v1/sinks/a/tags");
+        assert_eq!(
+            t.response_encoding(tags, Some("application/x-protobuf"), None),
+            Encoding::Json
+        );
+        let (inner, _) = matched(&t, "GET", "/v1/sinks/a/inner");
+        let with_inner = Sink {
+            inner: Some(Inner {
+                name: "i".into(),
+                ..Inner::default()
+            }),
+            ..Sink::default()
+        };
+        let body = t
+            .response_body(inner, &with_inner.encode_to_vec(), Encoding::Protobuf)
+            .unwrap();
+        assert_eq!(Inner::decode(body.as_slice()).unwrap().name, "i");
+    }
+
+    #[test]
+    fn print_options_shape_the_response() {
+        let sample = Sink {
+            camel_case_name: "c".into(),
+            color: Color::Red as i32,
+            tags: vec!["t".into()],
+            ..Sink::default()
+        };
+        let render = |print: serde_json::Value, path: &str| {
+            let t = kitchen(json!({"print": print}));
+            let (route, _) = matched(&t, "GET", path);
+            let body = t
+                .response_body(route, &sample.encode_to_vec(), Encoding::Json)
+                .unwrap();
+            String::from_utf8(body).unwrap()
+        };
+        let default: serde_json::Value =
+            serde_json::from_str(&render(json!({}), "/v1/sinks")).unwrap();
+        assert_eq!(
+            default,
+            json!({"camel_case_name": "c", "color": "RED", "tags": ["t"]})
+        );
+        let camel: serde_json::Value = serde_json::from_str(&render(
+            json!({"preserve_proto_field_names": false, "always_print_enums_as_ints": true}),
+            "/v1/sinks",
+        ))
+        .unwrap();
+        assert_eq!(
+            camel,
+            json!({"camelCaseName": "c", "color": 1, "tags": ["t"]})
+        );
+        let all: serde_json::Value = serde_json::from_str(&render(
+            json!({"always_print_primitive_fields": true}),
+            "/v1/sinks",
+        ))
+        .unwrap();
+        assert_eq!(all["int64_value"], json!("0"));
+        assert_eq!(all["bool_value"], json!(false));
+        assert!(render(json!({"add_whitespace": true}), "/v1/sinks").contains("\n  "));
+        assert_eq!(render(json!({}), "/v1/sinks/a/tags"), r#"["t"]"#);
+    }
+
+    #[test]
+    fn backend_errors_carry_decoded_details() {
+        use kitchen::v1::ErrorInfo;
+        let t = kitchen(json!({}));
+        let info = ErrorInfo {
+            reason: "R".into(),
+            domain: "d".into(),
+            ..ErrorInfo::default()
+        };
+        let status = RpcStatus {
+            code: 10,
+            message: "conflict".into(),
+            details: vec![
+                RpcAny {
+                    type_url: "type.googleapis.com/kitchen.v1.ErrorInfo".into(),
+                    value: info.encode_to_vec(),
+                },
+                RpcAny {
+                    type_url: "type.googleapis.com/not.Known".into(),
+                    value: vec![1, 2],
+                },
+            ],
+        };
+        let header =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.encode_to_vec());
+        let error = t.backend_error(10, "ignored".into(), Some(&header));
+        let body: serde_json::Value = serde_json::from_str(&error.to_json()).unwrap();
+        assert_eq!(
+            body,
+            json!({"code": 10, "message": "conflict", "details": [
+                {"@type": "type.googleapis.com/kitchen.v1.ErrorInfo", "reason": "R", "domain": "d"},
+                {"@type": "type.googleapis.com/not.Known", "value": "AQI="},
+            ]})
+        );
+        let plain = t.backend_error(5, "gone".into(), Some("!!not base64"));
+        assert_eq!(plain, Status::new(GrpcCode::NotFound, "gone"));
+    }
+
+    #[test]
+    fn ambiguous_and_unworkable_configurations_are_refused() {
+        // Two services binding the same shape: refused, naming both.
+        let mut config = kitchen_config(json!({}));
+        config
+            .services
+            .insert("kitchen.v1.Shadow".into(), "kitchen".into());
+        let error = Transcoder::new(config.clone()).err().unwrap();
+        assert!(
+            error.contains("ambiguous") && error.contains("/v1/sinks/{id}"),
+            "{error}"
+        );
+        config.services.remove("kitchen.v1.Shadow");
+        config.forward_headers = vec!["connection".into()];
+        assert!(Transcoder::new(config.clone())
+            .err()
+            .unwrap()
+            .contains("hop-by-hop"));
+        config.forward_headers = vec!["X-Upper".into()];
+        assert!(Transcoder::new(config.clone())
+            .err()
+            .unwrap()
+            .contains("lowercase"));
+        config.forward_headers = vec![];
+        config.response_headers = vec!["grpc-status".into()];
+        assert!(Transcoder::new(config).is_err());
+    }
+
+    #[test]
+    fn grpc_timeout_shortens_the_deadline_only() {
+        let t = kitchen(json!({"timeout_ms": 2000}));
+        assert_eq!(t.call_timeout(None), Duration::from_secs(2));
+        assert_eq!(t.call_timeout(Some("500m")), Duration::from_millis(500));
+        assert_eq!(t.call_timeout(Some("1H")), Duration::from_secs(2));
+        assert_eq!(t.call_timeout(Some("100u")), Duration::from_micros(100));
+        for bad in ["", "m", "123456789S", "5x", "-1S", "1.5S"] {
+            assert_eq!(t.call_timeout(Some(bad)), Duration::from_secs(2), "{bad:?}");
+        }
+    }
 }

@@ -6,7 +6,10 @@
 //! (default `target/filters`), Envoy from `ENVOY_BIN`; `make test` builds and sets them all.
 //! A missing piece fails the test with a message; nothing is skipped.
 
+mod envoy;
+
 use edgectl::{EdgeConfig, Topology};
+pub use envoy::{envoy_binary, EnvoyProcess};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -23,6 +26,17 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A directory for one test's files, removed by the caller when it passes.
+pub fn test_dir(kind: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "{kind}-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("create test directory");
+    dir
 }
 
 fn from_env_or(variable: &str, default: PathBuf) -> PathBuf {
@@ -46,11 +60,10 @@ struct Service {
 
 pub struct Edge {
     services: BTreeMap<String, Service>,
-    envoy: Child,
+    envoy: EnvoyProcess,
     pub dir: PathBuf,
     pub base_url: String,
     pub admin_url: String,
-    envoy_log: PathBuf,
     pub http: reqwest::Client,
 }
 
@@ -100,23 +113,10 @@ impl Edge {
         let root = workspace_root();
         let bin_dir = from_env_or("EDGE_BIN_DIR", root.join("target/debug"));
         let wasm_dir = from_env_or("EDGE_WASM_DIR", root.join("target/filters"));
-        let envoy_bin = require(
-            &from_env_or(
-                "ENVOY_BIN",
-                root.join("target/tools/envoy-1.40.0/envoy/_bin/envoy"),
-            ),
-            "envoy",
-        );
         for filter in ["auth", "transcoder", "access-log"] {
             require(&wasm_dir.join(format!("{filter}.wasm")), "filter");
         }
-        let dir = std::env::temp_dir().join(format!(
-            "edge-e2e-{}-{}",
-            std::process::id(),
-            RUN.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("create test directory");
-
+        let dir = test_dir("edge-e2e");
         let mut config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("envoy/edge.json");
         (options.customize)(&mut config);
         // The platform's services first (in dependency order), then any the test configured.
@@ -151,95 +151,33 @@ impl Edge {
             .envoy_bootstrap(&topology)
             .expect("render Envoy config");
         (options.bootstrap)(&mut bootstrap, &dir);
-        let config_path = dir.join("envoy.yaml");
-        std::fs::write(&config_path, edgectl::to_yaml(&bootstrap)).expect("write Envoy config");
-        let admin_path = dir.join("admin-address");
-        let envoy_log = dir.join("envoy.log");
-        let mut envoy_command = match options.envoy_cpu {
-            Some(cpu) => {
-                let mut pinned = Command::new("taskset");
-                pinned.args(["-c", &cpu.to_string()]).arg(&envoy_bin);
-                pinned
-            }
-            None => Command::new(&envoy_bin),
-        };
-        let envoy = envoy_command
-            .arg("-c")
-            .arg(&config_path)
-            .args(["--use-dynamic-base-id", "-l", "info", "--concurrency"])
-            .arg(options.workers.to_string())
-            .arg("--admin-address-path")
-            .arg(&admin_path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&envoy_log).expect("create Envoy log"))
-            .spawn()
-            .expect("start envoy");
-
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("HTTP client");
+        if !options.authority_up {
+            let authority = services.get_mut("authority").expect("authority");
+            let _ = authority.child.kill();
+            let _ = authority.child.wait();
+        }
+        let mut envoy =
+            EnvoyProcess::start(&bootstrap, &dir, options.workers, options.envoy_cpu, &http).await;
+        let port = envoy.listener_ports(&http).await["ingress"];
         let mut edge = Edge {
             services,
+            base_url: format!("http://127.0.0.1:{port}"),
+            admin_url: envoy.admin_url.clone(),
             envoy,
             dir,
-            base_url: String::new(),
-            admin_url: String::new(),
-            envoy_log,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()
-                .expect("HTTP client"),
+            http,
         };
-        if !options.authority_up {
-            edge.kill_service("authority");
-        }
-        edge.wait_until_ready(&admin_path, options.authority_up && options.wait_for_keys)
+        edge.wait_until_ready(options.authority_up && options.wait_for_keys)
             .await;
         edge
     }
 
-    async fn wait_until_ready(&mut self, admin_path: &Path, expect_keys: bool) {
+    async fn wait_until_ready(&mut self, expect_keys: bool) {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let admin = loop {
-            if let Ok(address) = std::fs::read_to_string(admin_path) {
-                if !address.trim().is_empty() {
-                    break address.trim().to_string();
-                }
-            }
-            self.check_envoy_alive();
-            assert!(
-                Instant::now() < deadline,
-                "Envoy did not start:\n{}",
-                self.envoy_log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        self.admin_url = format!("http://{admin}");
-        let port = loop {
-            let listeners: Option<Value> = async {
-                self.http
-                    .get(format!("{}/listeners?format=json", self.admin_url))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()
-            }
-            .await;
-            let port = listeners.as_ref().and_then(|l| {
-                l.pointer("/listener_statuses/0/local_address/socket_address/port_value")?
-                    .as_u64()
-            });
-            if let Some(port) = port.filter(|p| *p != 0) {
-                break port;
-            }
-            self.check_envoy_alive();
-            assert!(
-                Instant::now() < deadline,
-                "Envoy has no listener:\n{}",
-                self.envoy_log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        self.base_url = format!("http://127.0.0.1:{port}");
         // Keys loaded: a bad token is refused with 401 (before: 503, keys unavailable). Without
         // an authority, ready means the public routes answer.
         loop {
@@ -261,7 +199,7 @@ impl Edge {
             if ready {
                 break;
             }
-            self.check_envoy_alive();
+            self.envoy.check_alive();
             assert!(
                 Instant::now() < deadline,
                 "the edge never became ready (last: {status:?}):\n{}",
@@ -271,15 +209,9 @@ impl Edge {
         }
     }
 
-    fn check_envoy_alive(&mut self) {
-        if let Ok(Some(status)) = self.envoy.try_wait() {
-            panic!("Envoy exited with {status}:\n{}", self.envoy_log_text());
-        }
-    }
-
     /// Envoy's process id (for CPU time and memory readings).
     pub fn envoy_pid(&self) -> u32 {
-        self.envoy.id()
+        self.envoy.pid()
     }
 
     /// Where the built filters are (`EDGE_WASM_DIR`).
@@ -326,7 +258,7 @@ impl Edge {
     }
 
     pub fn envoy_log_text(&self) -> String {
-        std::fs::read_to_string(&self.envoy_log).unwrap_or_default()
+        self.envoy.log_text()
     }
 
     /// Every access-log record Envoy has written so far.
@@ -484,8 +416,6 @@ fn start_service_at(
 
 impl Drop for Edge {
     fn drop(&mut self) {
-        let _ = self.envoy.kill();
-        let _ = self.envoy.wait();
         for service in self.services.values_mut() {
             let _ = service.child.kill();
             let _ = service.child.wait();

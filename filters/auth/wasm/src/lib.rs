@@ -129,7 +129,7 @@ impl AuthRoot {
     }
 
     fn publish_keys(&mut self, config: &AuthConfig, response_size: usize) -> Result<(), String> {
-        let body = host::grpc_call_response_body(response_size).map_err(|e| e.to_string())?;
+        let body = host::grpc_received_message(response_size).map_err(|e| e.to_string())?;
         let response =
             ListPublicKeysResponse::decode(body.as_slice()).map_err(|e| e.to_string())?;
         // Parse before publishing: a bad JWKS must not replace good keys anywhere.

@@ -11,7 +11,7 @@
 
 use edge_core::{properties, GrpcCode, Status};
 use edge_glue as host;
-use edge_transcoder::{Lookup, Transcoder, TranscoderConfig};
+use edge_transcoder::{Encoding, Lookup, Transcoder, TranscoderConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
@@ -58,6 +58,9 @@ impl RootContext for TranscoderRoot {
             transcoder: self.transcoder.clone(),
             pending: None,
             dispatched_at: None,
+            response_metadata: Vec::new(),
+            status_details: None,
+            response_message: None,
         }))
     }
 
@@ -74,6 +77,9 @@ struct Pending {
     /// Headers to pass as gRPC metadata, read at headers time: Envoy no longer exposes the
     /// request headers to a filter once it let them continue.
     metadata: Vec<(String, String)>,
+    request_encoding: Encoding,
+    response_encoding: Encoding,
+    timeout: Duration,
 }
 
 struct TranscoderFilter {
@@ -81,6 +87,12 @@ struct TranscoderFilter {
     pending: Option<Pending>,
     /// When the backend call went out (for the access log's `upstream_ms`).
     dispatched_at: Option<Duration>,
+    /// The backend's metadata named in `response_headers`, returned as HTTP headers.
+    response_metadata: Vec<(String, String)>,
+    /// `grpc-status-details-bin` from the backend's trailers, if any.
+    status_details: Option<String>,
+    /// The backend's response message, kept until the stream closes with its status.
+    response_message: Option<Result<Vec<u8>, host::HostError>>,
 }
 
 impl TranscoderFilter {
@@ -101,7 +113,15 @@ impl TranscoderFilter {
     }
 
     fn answer(&self, http_status: u16, status: &Status) -> Action {
-        if let Err(error) = host::send_json(http_status, status.to_json().as_bytes(), &[]) {
+        let mut headers: Vec<(&str, &str)> = self
+            .response_metadata
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        if http_status == 401 {
+            headers.push(("www-authenticate", "Bearer"));
+        }
+        if let Err(error) = host::send_json(http_status, status.to_json().as_bytes(), &headers) {
             host::log(
                 LogLevel::Error,
                 &format!("cannot send local reply: {error}"),
@@ -143,11 +163,36 @@ impl TranscoderFilter {
             .iter()
             .filter_map(|name| host::request_header(name).map(|value| (name.clone(), value)))
             .collect();
+        let content_type = (!content_type.is_empty()).then_some(content_type.as_str());
+        let request_encoding = if end_of_stream {
+            Some(Encoding::Json)
+        } else {
+            transcoder.request_encoding(route, content_type)
+        };
+        let Some(request_encoding) = request_encoding else {
+            let message = format!(
+                "content type {:?} is not supported here: send application/json or application/x-protobuf",
+                content_type.unwrap_or_default()
+            );
+            return self.fail_with(
+                415,
+                "unsupported_media_type",
+                &Status::new(GrpcCode::InvalidArgument, message),
+            );
+        };
+        let accept = host::request_header("accept");
         let pending = Pending {
             route: index,
             bindings,
             query: path.split_once('?').map(|(_, q)| q.to_string()),
             metadata,
+            request_encoding,
+            response_encoding: transcoder.response_encoding(
+                route,
+                accept.as_deref(),
+                content_type.and(Some(request_encoding)),
+            ),
+            timeout: transcoder.call_timeout(host::request_header("grpc-timeout").as_deref()),
         };
         if end_of_stream {
             let action = self.call_backend(transcoder, &pending, &[]);
@@ -198,24 +243,33 @@ impl TranscoderFilter {
             &pending.bindings,
             pending.query.as_deref(),
             body,
+            pending.request_encoding,
         ) {
             Ok(message) => message,
             Err(status) => return self.fail("bad_request", &status),
         };
-        let metadata: Vec<(&str, &[u8])> = pending
+        // The deadline travels as grpc-timeout, which the backend enforces; the cluster's
+        // max_stream_duration bounds a backend that ignores it.
+        let deadline = format!("{}m", pending.timeout.as_millis().max(1));
+        let mut metadata: Vec<(&str, &[u8])> = pending
             .metadata
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes()))
             .collect();
-        match self.dispatch_grpc_call(
-            &route.upstream,
-            &route.service,
-            &route.method,
-            metadata,
-            Some(&message),
-            Duration::from_millis(transcoder.config.timeout_ms),
-        ) {
-            Ok(_) => {
+        metadata.push(("grpc-timeout", deadline.as_bytes()));
+        // A stream rather than dispatch_grpc_call: Envoy hands a unary call's response
+        // metadata to nobody, and the response headers and grpc-status-details-bin are needed.
+        let opened = self
+            .open_grpc_stream(&route.upstream, &route.service, &route.method, metadata)
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|token| {
+                host::grpc_send_last(token, &message).map_err(|e| {
+                    host::grpc_cancel(token);
+                    e.to_string()
+                })
+            });
+        match opened {
+            Ok(()) => {
                 let _ =
                     host::set_property(&[properties::UPSTREAM_CLUSTER], route.cluster.as_bytes());
                 self.dispatched_at = self
@@ -242,51 +296,108 @@ impl TranscoderFilter {
     }
 }
 
+impl TranscoderFilter {
+    fn keep_response_metadata(&mut self, initial: bool) {
+        let Some(transcoder) = self.transcoder.clone() else {
+            return;
+        };
+        for name in &transcoder.config.response_headers {
+            if let Some(value) = host::grpc_call_metadata(initial, name) {
+                self.response_metadata.push((name.clone(), value));
+            }
+        }
+        if !initial {
+            self.status_details = host::grpc_call_metadata(false, "grpc-status-details-bin");
+        }
+    }
+}
+
 impl Context for TranscoderFilter {
-    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
+    fn on_grpc_stream_initial_metadata(&mut self, _token_id: u32, _num_elements: u32) {
+        self.keep_response_metadata(true);
+    }
+
+    fn on_grpc_stream_message(&mut self, _token_id: u32, message_size: usize) {
+        // A unary method answers once; anything after the first message is ignored.
+        if self.response_message.is_none() {
+            self.response_message = Some(host::grpc_received_message(message_size));
+        }
+    }
+
+    fn on_grpc_stream_trailing_metadata(&mut self, _token_id: u32, _num_elements: u32) {
+        self.keep_response_metadata(false);
+    }
+
+    fn on_grpc_stream_close(&mut self, _token_id: u32, status_code: u32) {
         let _ = host::set_property(
             &[properties::GRPC_STATUS],
             status_code.to_string().as_bytes(),
         );
-        if let (Some(sent), Ok(now)) = (
+        let elapsed = match (
             self.dispatched_at,
             self.get_current_time()
                 .duration_since(std::time::UNIX_EPOCH),
         ) {
-            let upstream_ms = now.saturating_sub(sent).as_secs_f64() * 1000.0;
-            let _ = host::set_property(
-                &[properties::UPSTREAM_MS],
-                format!("{upstream_ms:.3}").as_bytes(),
-            );
-        }
+            (Some(sent), Ok(now)) => now.saturating_sub(sent),
+            _ => Duration::ZERO,
+        };
+        let _ = host::set_property(
+            &[properties::UPSTREAM_MS],
+            format!("{:.3}", elapsed.as_secs_f64() * 1000.0).as_bytes(),
+        );
         let Some(transcoder) = self.transcoder.clone() else {
             return;
         };
         let Some(pending) = self.pending.take() else {
             return;
         };
+        // Whatever the backend or Envoy said when the deadline passed (tonic says CANCELLED,
+        // a reset stream UNAVAILABLE), the client's call ran out of time: DEADLINE_EXCEEDED,
+        // as a gRPC client's own timer would report.
+        let status_code = if status_code != 0 && elapsed >= pending.timeout {
+            GrpcCode::DeadlineExceeded.number()
+        } else {
+            status_code
+        };
         let route = transcoder.routes().get(pending.route);
-        let outcome = match (status_code, route) {
-            (0, Some(route)) => host::grpc_call_response_body(response_size)
-                .map_err(|e| {
-                    Status::new(
-                        GrpcCode::Internal,
-                        format!("cannot read backend response: {e}"),
-                    )
-                })
-                .and_then(|body| transcoder.response_json(route, &body)),
-            (0, None) => Err(Status::new(GrpcCode::Internal, "route table changed")),
-            (code, _) => {
-                let (_, message) = self.get_grpc_status();
-                Err(Status::new(
-                    GrpcCode::from_number(code),
-                    backend_message(message),
+        let outcome = match (status_code, route, self.response_message.take()) {
+            (0, Some(route), Some(Ok(body))) => {
+                transcoder.response_body(route, &body, pending.response_encoding)
+            }
+            (0, Some(_), Some(Err(error))) => Err(Status::new(
+                GrpcCode::Internal,
+                format!("cannot read backend response: {error}"),
+            )),
+            (0, Some(_), None) => Err(Status::new(
+                GrpcCode::Internal,
+                "the backend closed the call without a response",
+            )),
+            (0, None, _) => Err(Status::new(GrpcCode::Internal, "route table changed")),
+            (code, _, _) if code == GrpcCode::DeadlineExceeded.number() => Err(Status::new(
+                GrpcCode::DeadlineExceeded,
+                format!(
+                    "the backend did not answer within {} ms",
+                    pending.timeout.as_millis()
+                ),
+            )),
+            (code, _, _) => {
+                let (_, message) = host::grpc_status();
+                Err(transcoder.backend_error(
+                    code,
+                    backend_message(&message),
+                    self.status_details.as_deref(),
                 ))
             }
         };
         match outcome {
-            Ok(json) => {
-                if let Err(error) = host::send_json(200, &json, &[]) {
+            Ok(body) => {
+                let headers: Vec<(&str, &str)> = self
+                    .response_metadata
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .collect();
+                let content_type = pending.response_encoding.content_type();
+                if let Err(error) = host::send_body(200, content_type, &body, &headers) {
                     host::log(LogLevel::Error, &format!("cannot send response: {error}"));
                     host::reset_request();
                 }
@@ -303,8 +414,7 @@ impl Context for TranscoderFilter {
 
 /// The backend's message as users should read it: `grpc-message` is percent-encoded on the
 /// wire, and Envoy may append a `{details}` suffix (e.g. `{via_upstream}`) of its own.
-fn backend_message(message: Option<String>) -> String {
-    let message = message.unwrap_or_default();
+fn backend_message(message: &str) -> String {
     let envoy_details = |at: usize| {
         message[at + 1..message.len() - 1]
             .chars()

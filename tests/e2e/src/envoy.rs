@@ -1,0 +1,178 @@
+//! One Envoy process with a given bootstrap, on ports the OS picks: started, waited for
+//! (admin address, then every listener's port), and killed on drop.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct EnvoyProcess {
+    child: Child,
+    log: PathBuf,
+    pub admin_url: String,
+}
+
+/// The Envoy binary (`ENVOY_BIN`, default where `make envoy` installs it).
+pub fn envoy_binary() -> PathBuf {
+    crate::require(
+        &crate::from_env_or(
+            "ENVOY_BIN",
+            crate::workspace_root().join("target/tools/envoy-1.40.0/envoy/_bin/envoy"),
+        ),
+        "envoy",
+    )
+}
+
+impl EnvoyProcess {
+    /// Writes `bootstrap` into `dir` and starts Envoy on it with `workers` worker threads
+    /// (pinned to `cpu` if given); returns once the admin interface answers.
+    pub async fn start(
+        bootstrap: &Value,
+        dir: &Path,
+        workers: usize,
+        cpu: Option<usize>,
+        http: &reqwest::Client,
+    ) -> Self {
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, edgectl::to_yaml(bootstrap)).expect("write Envoy config");
+        let admin_path = dir.join("admin-address");
+        let log = dir.join("envoy.log");
+        let binary = envoy_binary();
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut pinned = Command::new("taskset");
+                pinned.args(["-c", &cpu.to_string()]).arg(&binary);
+                pinned
+            }
+            None => Command::new(&binary),
+        };
+        let child = command
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--use-dynamic-base-id", "-l", "info", "--concurrency"])
+            .arg(workers.to_string())
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create Envoy log"))
+            .spawn()
+            .expect("start envoy");
+        let mut envoy = EnvoyProcess {
+            child,
+            log,
+            admin_url: String::new(),
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let admin = loop {
+            if let Ok(address) = std::fs::read_to_string(&admin_path) {
+                if !address.trim().is_empty() {
+                    break address.trim().to_string();
+                }
+            }
+            envoy.wait_a_little(deadline, "Envoy did not start").await;
+        };
+        envoy.admin_url = format!("http://{admin}");
+        // The admin address file is written before the admin listener accepts.
+        while http.get(&envoy.admin_url).send().await.is_err() {
+            envoy
+                .wait_a_little(deadline, "Envoy's admin never answered")
+                .await;
+        }
+        envoy
+    }
+
+    /// Starts Envoy on a bootstrap it must refuse; returns its log once it has exited.
+    pub async fn refuses(bootstrap: &Value, dir: &Path) -> String {
+        let config_path = dir.join("refused.yaml");
+        std::fs::write(&config_path, edgectl::to_yaml(bootstrap)).expect("write Envoy config");
+        let output = tokio::time::timeout(
+            STARTUP_TIMEOUT,
+            tokio::process::Command::new(envoy_binary())
+                .arg("-c")
+                .arg(&config_path)
+                .args(["--use-dynamic-base-id", "-l", "info", "--concurrency", "1"])
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("Envoy should exit on a bad configuration, not serve")
+        .expect("run envoy");
+        assert!(!output.status.success(), "Envoy accepted the configuration");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    async fn wait_a_little(&mut self, deadline: Instant, what: &str) {
+        self.check_alive();
+        assert!(Instant::now() < deadline, "{what}:\n{}", self.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// The port of every listener by name, once all of them are bound.
+    pub async fn listener_ports(
+        &mut self,
+        http: &reqwest::Client,
+    ) -> std::collections::BTreeMap<String, u16> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let listeners: Option<Value> = async {
+                http.get(format!("{}/listeners?format=json", self.admin_url))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()
+            }
+            .await;
+            let ports: Option<std::collections::BTreeMap<String, u16>> = listeners
+                .as_ref()
+                .and_then(|l| l.get("listener_statuses")?.as_array())
+                .filter(|statuses| !statuses.is_empty())
+                .and_then(|statuses| {
+                    statuses
+                        .iter()
+                        .map(|status| {
+                            let name = status.get("name")?.as_str()?.to_string();
+                            let port = status
+                                .pointer("/local_address/socket_address/port_value")?
+                                .as_u64()
+                                .and_then(|p| u16::try_from(p).ok())
+                                .filter(|p| *p != 0)?;
+                            Some((name, port))
+                        })
+                        .collect()
+                });
+            if let Some(ports) = ports {
+                return ports;
+            }
+            self.wait_a_little(deadline, "Envoy has no listener").await;
+        }
+    }
+
+    pub fn check_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            // The end of the log says why; the start is Envoy listing its extensions.
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+            panic!("Envoy exited with {status}:\n{tail}");
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for EnvoyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

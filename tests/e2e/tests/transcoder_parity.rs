@@ -1,0 +1,644 @@
+//! Differential test of our wasm transcoder against Envoy's native `grpc_json_transcoder`, both
+//! in one Envoy 1.40, both in front of the same echo backend (the test-only kitchen API, which
+//! exercises every google.api.http feature). Each request is sent to both listeners; statuses
+//! and JSON bodies (parsed) must match, except for the deliberate differences each listed with
+//! its reason. What the native filter cannot do (binary protobuf clients, response metadata as
+//! headers, 415) is tested on its own below.
+
+use base64::Engine;
+use edge_e2e::{test_dir, EnvoyProcess};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+struct Parity {
+    envoy: EnvoyProcess,
+    ports: BTreeMap<String, u16>,
+    http: reqwest::Client,
+    dir: std::path::PathBuf,
+    backend: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Parity {
+    fn drop(&mut self) {
+        self.backend.abort();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+const MAX_BODY: usize = 65536;
+const BACKEND_TIMEOUT_MS: u64 = 3000;
+
+fn listener(name: &str, filters: Vec<Value>) -> Value {
+    json!({
+        "name": name,
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        "filter_chains": [{ "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "route_config": { "virtual_hosts": [{
+                    "name": name, "domains": ["*"],
+                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "kitchen", "timeout": "10s" } }]
+                }] },
+                "http_filters": filters
+            }
+        }] }]
+    })
+}
+
+/// Our transcoder's configuration for the kitchen backend (cluster `kitchen`).
+fn our_config(descriptor: &str) -> Value {
+    json!({
+        "descriptor_set": descriptor,
+        "services": { "kitchen.v1.Kitchen": "kitchen", "kitchen.v1.Extras": "kitchen" },
+        "max_body_bytes": MAX_BODY,
+        "timeout_ms": BACKEND_TIMEOUT_MS,
+        "forward_headers": ["x-kitchen-tag"],
+        "response_headers": [kitchen::SERVED_BY_HEADER],
+    })
+}
+
+impl Parity {
+    async fn start() -> Parity {
+        let dir = test_dir("transcoder-parity");
+        let backend_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind echo backend");
+        let backend_addr = backend_listener.local_addr().expect("backend address");
+        let backend = tokio::spawn(async move {
+            kitchen::serve(backend_listener)
+                .await
+                .expect("echo backend");
+        });
+        let descriptor =
+            base64::engine::general_purpose::STANDARD.encode(kitchen::FILE_DESCRIPTOR_SET);
+        let ours = our_config(&descriptor);
+        let native = json!({
+            "name": "envoy.filters.http.grpc_json_transcoder",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+                "proto_descriptor_bin": descriptor,
+                "services": ["kitchen.v1.Kitchen"],
+                "print_options": { "preserve_proto_field_names": true },
+                "convert_grpc_status": true,
+                "query_param_unescape_plus": true,
+                "ignore_unknown_query_parameters": true,
+                "max_request_body_size": MAX_BODY,
+                "request_validation_options": { "reject_unknown_method": true }
+            }
+        });
+        let wasm_dir = edge_e2e::Edge::wasm_dir().display().to_string();
+        let bootstrap = json!({
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+            "static_resources": {
+                "listeners": [
+                    listener("wasm", vec![
+                        edgectl::wasm_filter("transcoder", &wasm_dir, &ours),
+                        edgectl::buffer_filter(),
+                        edgectl::router_filter(),
+                    ]),
+                    listener("native", vec![native, edgectl::router_filter()]),
+                ],
+                "clusters": [{
+                    "name": "kitchen",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": { "http2_protocol_options": {} }
+                        }
+                    },
+                    "load_assignment": { "cluster_name": "kitchen", "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                        "socket_address": { "address": "127.0.0.1", "port_value": backend_addr.port() }
+                    } } }] }] }
+                }]
+            }
+        });
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .expect("HTTP client");
+        let mut envoy = EnvoyProcess::start(&bootstrap, &dir, 1, None, &http).await;
+        let ports = envoy.listener_ports(&http).await;
+        assert_eq!(ports.len(), 2, "both listeners: {ports:?}");
+        Parity {
+            envoy,
+            ports,
+            http,
+            dir,
+            backend,
+        }
+    }
+
+    async fn send(&self, listener: &str, case: &Case) -> Answer {
+        let url = format!("http://127.0.0.1:{}{}", self.ports[listener], case.path);
+        let method = reqwest::Method::from_bytes(case.method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, url);
+        for (name, value) in case.headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = &case.body {
+            request = request.body(body.clone());
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            // A reset (no HTTP answer at all) is recorded as status 0, so it is compared too.
+            Err(error) => {
+                return Answer {
+                    status: 0,
+                    json: None,
+                    text: format!("no answer: {error:?}"),
+                }
+            }
+        };
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        Answer {
+            status,
+            json: serde_json::from_slice(&bytes).ok(),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+}
+
+struct Answer {
+    status: u16,
+    json: Option<Value>,
+    text: String,
+}
+
+/// What the two transcoders are expected to do with one request.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// Same status, same JSON body.
+    Same,
+    /// Same status; the native filter answers in plain text where we answer with a
+    /// google.rpc.Status JSON body (checked to be one).
+    SameStatusOursJson,
+    /// A deliberate difference: what we answer (status and, if given, body), and why.
+    Differs {
+        status: u16,
+        body: Option<fn() -> Value>,
+        why: &'static str,
+    },
+}
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    headers: &'static [(&'static str, &'static str)],
+    body: Option<String>,
+    expect: Expect,
+}
+
+fn case(name: &'static str, method: &'static str, path: &str) -> Case {
+    Case {
+        name,
+        method,
+        path: path.to_string(),
+        headers: &[],
+        body: None,
+        expect: Expect::Same,
+    }
+}
+
+impl Case {
+    fn json(mut self, body: Value) -> Case {
+        self.body = Some(body.to_string());
+        self.headers = &[("content-type", "application/json")];
+        self
+    }
+    fn raw(mut self, body: &str) -> Case {
+        self.body = Some(body.to_string());
+        self.headers = &[("content-type", "application/json")];
+        self
+    }
+    fn headers(mut self, headers: &'static [(&'static str, &'static str)]) -> Case {
+        self.headers = headers;
+        self
+    }
+    fn expect(mut self, expect: Expect) -> Case {
+        self.expect = expect;
+        self
+    }
+}
+
+fn fault(code: i32, message: &str, with_details: bool) -> Value {
+    json!({ "code": code, "message": message, "with_details": with_details })
+}
+
+fn cases() -> Vec<Case> {
+    let text_error = Expect::SameStatusOursJson;
+    vec![
+        // Path bindings.
+        case("get by id", "GET", "/v1/sinks/s1"),
+        case("additional binding", "GET", "/v1/shelves/sh/sinks/s1"),
+        case("id with %20", "GET", "/v1/sinks/a%20b"),
+        case("id with %2F", "GET", "/v1/sinks/a%2Fb"),
+        case("id with UTF-8", "GET", "/v1/sinks/caf%C3%A9"),
+        case("id with reserved %3A", "GET", "/v1/sinks/a%3Ab"),
+        case("multi-segment variable", "GET", "/v1/rooms/r1/sinks/s1"),
+        case("multi-segment keeps %2F", "GET", "/v1/rooms/r%2F1/sinks/s1"),
+        case("** variable", "GET", "/v1/files/a/b/c.txt"),
+        case("** variable, one segment", "GET", "/v1/files/a"),
+        case("nested path fields", "GET", "/v1/inner/bob/level/7"),
+        case("custom verb", "POST", "/v1/sinks/s1:wash").json(json!({"tags": ["x"]})),
+        case("custom method", "SEARCH", "/v1/sinks:search").json(json!({"name": "n"})),
+        case("delete", "DELETE", "/v1/sinks/s1"),
+        // Query parameters.
+        case("list, no query", "GET", "/v1/sinks"),
+        case("int32", "GET", "/v1/sinks?int32_value=-42"),
+        case("int64 beyond 2^53", "GET", "/v1/sinks?int64_value=9007199254740993"),
+        case("uint64 max", "GET", "/v1/sinks?uint64_value=18446744073709551615"),
+        case("double", "GET", "/v1/sinks?double_value=2.5"),
+        case("float", "GET", "/v1/sinks?float_value=1.25"),
+        case("bool", "GET", "/v1/sinks?bool_value=true"),
+        case("bytes (base64)", "GET", "/v1/sinks?bytes_value=aGVsbG8%3D"),
+        case("enum by name", "GET", "/v1/sinks?color=GREEN"),
+        case("enum by number", "GET", "/v1/sinks?color=1"),
+        case("nested field", "GET", "/v1/sinks?inner.name=in"),
+        case("deeply nested field", "GET", "/v1/sinks?inner.child.level=3"),
+        case("repeated strings", "GET", "/v1/sinks?tags=a&tags=b"),
+        case("repeated ints", "GET", "/v1/sinks?numbers=1&numbers=2&numbers=3"),
+        case("repeated enums", "GET", "/v1/sinks?colors=RED&colors=GREEN"),
+        case("timestamp", "GET", "/v1/sinks?created_at=2024-01-02T03:04:05Z"),
+        case("duration", "GET", "/v1/sinks?ttl=1.5s"),
+        case("field mask", "GET", "/v1/sinks?update_mask=a,b.c"),
+        case("Int32Value wrapper", "GET", "/v1/sinks?maybe_count=4"),
+        case("StringValue wrapper", "GET", "/v1/sinks?maybe_note=hi"),
+        case("oneof member", "GET", "/v1/sinks?number=5"),
+        case("json_name in query", "GET", "/v1/sinks?camelCaseName=cc"),
+        case("sint32 and fixed64", "GET", "/v1/sinks?sint_value=-9&fixed_value=5"),
+        case("+ is a space", "GET", "/v1/sinks?name=a+b"),
+        case("%20 is a space", "GET", "/v1/sinks?name=a%20b"),
+        case("%2B is a plus", "GET", "/v1/sinks?name=a%2Bb"),
+        case("unknown parameter ignored", "GET", "/v1/sinks?nope=1&name=n"),
+        case("query and path together", "GET", "/v1/sinks/s1?name=n&color=RED"),
+        // JSON bodies.
+        case("create, full body", "POST", "/v1/sinks").json(json!({
+            "id": "s1", "int32_value": 1, "int64_value": "12345678901234", "double_value": 0.5,
+            "bool_value": true, "bytes_value": "aGk=", "color": "RED", "tags": ["a", "b"],
+            "numbers": [1, 2], "counts": {"x": 1, "y": 2}, "inner": {"name": "i", "child": {"level": 2}},
+            "created_at": "2024-01-02T03:04:05.500Z", "ttl": "3s", "update_mask": "a,b",
+            "maybe_count": 0, "maybe_note": "", "text": "t"
+        })),
+        case("create, json names", "POST", "/v1/sinks").json(json!({"camelCaseName": "c", "int32Value": 3})),
+        case("create, int64 as number", "POST", "/v1/sinks").json(json!({"int64_value": 42})),
+        case("create, enum as number", "POST", "/v1/sinks").json(json!({"color": 2})),
+        case("create, empty object", "POST", "/v1/sinks").json(json!({})),
+        case("create, null field", "POST", "/v1/sinks").json(json!({"name": null})),
+        case("update, body is one field", "PATCH", "/v1/sinks/s1").json(json!({"name": "n", "level": 4})),
+        case("replace, path wins over body", "PUT", "/v1/sinks/path")
+            .json(json!({"id": "body", "name": "n"}))
+            .expect(Expect::Differs {
+                status: 200,
+                body: Some(|| json!({"id": "path", "name": "n"})),
+                why: "the URL names the resource: a body field must not redirect the call to \
+                      another one (grpc-gateway's rule); the native filter lets the body win",
+            }),
+        case("metadata forwarded", "GET", "/v1/sinks/s1").headers(&[("x-kitchen-tag", "t1")]),
+        // Backend errors (convert_grpc_status).
+        case("NOT_FOUND", "POST", "/v1/faults").json(fault(5, "no such sink", false)),
+        case("INVALID_ARGUMENT", "POST", "/v1/faults").json(fault(3, "bad sink", false)),
+        case("ALREADY_EXISTS", "POST", "/v1/faults").json(fault(6, "exists", false)),
+        case("PERMISSION_DENIED", "POST", "/v1/faults").json(fault(7, "no", false)),
+        case("RESOURCE_EXHAUSTED", "POST", "/v1/faults").json(fault(8, "slow down", false)),
+        case("FAILED_PRECONDITION", "POST", "/v1/faults").json(fault(9, "not now", false)),
+        case("UNIMPLEMENTED", "POST", "/v1/faults").json(fault(12, "later", false)),
+        case("INTERNAL", "POST", "/v1/faults").json(fault(13, "oops", false)),
+        case("UNAVAILABLE", "POST", "/v1/faults").json(fault(14, "down", false)),
+        case("UNAUTHENTICATED", "POST", "/v1/faults").json(fault(16, "who are you", false)),
+        case("message with UTF-8 and quotes", "POST", "/v1/faults").json(fault(5, "caf\u{e9} \"x\"", false)),
+        // Requests that must not reach the backend.
+        case("unknown path", "GET", "/v2/nothing").expect(text_error),
+        case("unknown custom verb", "POST", "/v1/sinks:dry").expect(text_error),
+        case("malformed JSON", "POST", "/v1/sinks").raw("{\"id\":").expect(text_error),
+        case("JSON array for a message", "POST", "/v1/sinks").raw("[1,2]").expect(text_error),
+        case("wrong JSON type", "POST", "/v1/sinks").raw("{\"int32_value\":\"x\"}").expect(text_error),
+        case("bad timestamp in body", "POST", "/v1/sinks").raw("{\"created_at\":\"yesterday\"}").expect(text_error),
+        case("bad nested JSON", "PATCH", "/v1/sinks/s1").raw("{\"level\":true}").expect(text_error),
+        case("bad int in query", "GET", "/v1/sinks?int32_value=x").expect(text_error),
+        case("int32 overflow in query", "GET", "/v1/sinks?int32_value=4294967296").expect(text_error),
+        case("bad enum in query", "GET", "/v1/sinks?color=PURPLE").expect(text_error),
+        case("bool as 1", "GET", "/v1/sinks?bool_value=1"),
+        case("bool as TRUE", "GET", "/v1/sinks?bool_value=TRUE"),
+        case("bool as yes", "GET", "/v1/sinks?bool_value=yes").expect(Expect::Differs {
+            status: 400,
+            body: None,
+            why: "a typo should not set a flag: booleans are Go's strconv.ParseBool forms, as \
+                  in grpc-gateway; the native filter reads \"yes\" as true",
+        }),
+        case("bool as banana", "GET", "/v1/sinks?bool_value=banana").expect(text_error),
+        case("bad int in path", "GET", "/v1/inner/bob/level/x").expect(text_error),
+        case("body over the limit", "POST", "/v1/sinks")
+            .raw(&format!("{{\"name\":\"{}\"}}", "x".repeat(MAX_BODY + 10)))
+            .expect(text_error),
+    ]
+}
+
+#[tokio::test]
+async fn wasm_transcoder_matches_envoys_native_transcoder() {
+    let parity = Parity::start().await;
+    let cases = cases();
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    let mut problems = Vec::new();
+    for case in &cases {
+        let ours = parity.send("wasm", case).await;
+        let native = parity.send("native", case).await;
+        let describe = |what: &str| {
+            format!(
+                "{} ({} {}): {what}\n  ours   {} {}\n  native {} {}",
+                case.name,
+                case.method,
+                case.path,
+                ours.status,
+                ours.text,
+                native.status,
+                native.text
+            )
+        };
+        match case.expect {
+            Expect::Same => {
+                if ours.status != native.status || ours.json != native.json || ours.json.is_none() {
+                    problems.push(describe("differ"));
+                }
+            }
+            Expect::SameStatusOursJson => {
+                let ours_is_status = ours.json.as_ref().is_some_and(|body| {
+                    body["code"].is_u64() && body["message"].as_str().is_some_and(|m| !m.is_empty())
+                });
+                if ours.status != native.status || !ours_is_status {
+                    problems.push(describe(
+                        "status differs, or ours is not a google.rpc.Status",
+                    ));
+                }
+            }
+            Expect::Differs { status, body, why } => {
+                let ours_as_documented =
+                    ours.status == status && body.is_none_or(|body| ours.json == Some(body()));
+                let still_different = ours.status != native.status || ours.json != native.json;
+                if !ours_as_documented || !still_different {
+                    problems.push(describe(&format!(
+                        "expected the documented difference: {why}"
+                    )));
+                }
+            }
+        }
+    }
+    let mut parity = parity;
+    parity.envoy.check_alive();
+    assert!(
+        problems.is_empty(),
+        "{} of {} cases:\n{}",
+        problems.len(),
+        cases.len(),
+        problems.join("\n"),
+    );
+}
+
+// What only ours does (the native filter cannot, or crashes): tested against ours alone.
+
+impl Parity {
+    fn ours(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports["wasm"])
+    }
+}
+
+#[tokio::test]
+async fn status_details_and_response_metadata_reach_http_clients() {
+    // Not in the shared table: in our runs Envoy 1.40's native transcoder crashed the whole
+    // Envoy (SIGSEGV) on this response (trailers-only, grpc-status-details-bin with an
+    // ErrorInfo whose type is in the descriptor set).
+    let parity = Parity::start().await;
+    let response = parity
+        .http
+        .post(parity.ours("/v1/faults"))
+        .json(&fault(10, "conflict", true))
+        .send()
+        .await
+        .expect("fault");
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        json!({"code": 10, "message": "conflict", "details": [{
+            "@type": "type.googleapis.com/kitchen.v1.ErrorInfo",
+            "reason": "FAULT_INJECTED", "domain": "kitchen.test", "metadata": {"sink": ""}
+        }]})
+    );
+
+    let ok = parity
+        .http
+        .get(parity.ours("/v1/sinks/s1"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.headers()[kitchen::SERVED_BY_HEADER],
+        "echo",
+        "response metadata → header"
+    );
+
+    let unauthenticated = parity
+        .http
+        .post(parity.ours("/v1/faults"))
+        .json(&fault(16, "who are you", false))
+        .send()
+        .await
+        .expect("fault");
+    assert_eq!(unauthenticated.status(), 401);
+    assert_eq!(unauthenticated.headers()["www-authenticate"], "Bearer");
+}
+
+#[tokio::test]
+async fn response_body_selects_any_field() {
+    let parity = Parity::start().await;
+    for (path, expected) in [
+        ("/v1/sinks/s1/tags?tags=a&tags=b", json!(["a", "b"])),
+        ("/v1/sinks/s1/tags", json!([])),
+        (
+            "/v1/sinks/s1/inner?inner.name=x&inner.level=2",
+            json!({"name": "x", "level": 2}),
+        ),
+    ] {
+        let response = parity.http.get(parity.ours(path)).send().await.expect(path);
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.json::<Value>().await.expect("JSON"),
+            expected,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn binary_protobuf_clients_share_the_routes() {
+    use kitchen::v1::{Inner, Sink};
+    use prost::Message;
+    let parity = Parity::start().await;
+    let sent = Sink {
+        id: "from-body".into(),
+        int64_value: i64::MAX,
+        inner: Some(Inner {
+            name: "i".into(),
+            ..Inner::default()
+        }),
+        ..Sink::default()
+    };
+    let response = parity
+        .http
+        .put(parity.ours("/v1/sinks/from-path?name=from-query"))
+        .header("content-type", "application/x-protobuf")
+        .body(sent.encode_to_vec())
+        .send()
+        .await
+        .expect("protobuf PUT");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-protobuf");
+    let received = Sink::decode(response.bytes().await.expect("body")).expect("a Sink");
+    // body "*": the query does not bind; the path variable wins over the body.
+    assert_eq!(
+        received,
+        Sink {
+            id: "from-path".into(),
+            ..sent.clone()
+        }
+    );
+
+    // JSON in, protobuf out (Accept), and the reverse.
+    let response = parity
+        .http
+        .get(parity.ours("/v1/sinks/s2?int32_value=5"))
+        .header("accept", "application/x-protobuf")
+        .send()
+        .await
+        .expect("GET");
+    let received = Sink::decode(response.bytes().await.expect("body")).expect("a Sink");
+    assert_eq!((received.id.as_str(), received.int32_value), ("s2", 5));
+    let response = parity
+        .http
+        .post(parity.ours("/v1/sinks"))
+        .header("content-type", "application/protobuf")
+        .header("accept", "application/json")
+        .body(sent.encode_to_vec())
+        .send()
+        .await
+        .expect("POST");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["int64_value"], json!(i64::MAX.to_string()));
+
+    // A body that is not a Sink: 400 with a Status body, the backend never called.
+    let garbage = parity
+        .http
+        .post(parity.ours("/v1/sinks"))
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0xff, 0xff, 0xff])
+        .send()
+        .await
+        .expect("garbage");
+    assert_eq!(garbage.status(), 400);
+    let body: Value = garbage.json().await.expect("JSON error");
+    assert_eq!(body["code"], 3);
+}
+
+#[tokio::test]
+async fn unsupported_media_types_are_refused_with_415() {
+    let parity = Parity::start().await;
+    for content_type in [
+        "text/plain",
+        "application/xml",
+        "multipart/form-data; boundary=x",
+    ] {
+        let response = parity
+            .http
+            .post(parity.ours("/v1/sinks"))
+            .header("content-type", content_type)
+            .body("id=1")
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), 415, "{content_type}");
+        let body: Value = response.json().await.expect("JSON error");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not supported")),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deadlines_come_from_the_client_or_the_configuration() {
+    let parity = Parity::start().await;
+    let slow = || json!({"code": 0, "delay_ms": 8000});
+    // The client's grpc-timeout, shorter than the configured deadline, wins.
+    let started = std::time::Instant::now();
+    let response = parity
+        .http
+        .post(parity.ours("/v1/faults"))
+        .header("grpc-timeout", "300m")
+        .json(&slow())
+        .send()
+        .await
+        .expect("slow call");
+    let client_deadline = started.elapsed();
+    assert_eq!(
+        response.status(),
+        504,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    assert!(
+        client_deadline < std::time::Duration::from_millis(2000),
+        "{client_deadline:?}"
+    );
+    // Without one, the configured deadline applies.
+    let started = std::time::Instant::now();
+    let response = parity
+        .http
+        .post(parity.ours("/v1/faults"))
+        .json(&slow())
+        .send()
+        .await
+        .expect("slow call");
+    let configured = started.elapsed();
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["code"], 4, "{body}");
+    assert!(
+        configured >= std::time::Duration::from_millis(BACKEND_TIMEOUT_MS - 100)
+            && configured < std::time::Duration::from_millis(BACKEND_TIMEOUT_MS + 2000),
+        "{configured:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_refused_at_load_saying_why() {
+    let dir = test_dir("transcoder-refused");
+    let descriptor = base64::engine::general_purpose::STANDARD.encode(kitchen::FILE_DESCRIPTOR_SET);
+    let mut ambiguous = our_config(&descriptor);
+    ambiguous["services"]["kitchen.v1.Shadow"] = json!("kitchen");
+    let wasm_dir = edge_e2e::Edge::wasm_dir().display().to_string();
+    let bootstrap = json!({
+        "static_resources": {
+            "listeners": [listener("wasm", vec![
+                edgectl::wasm_filter("transcoder", &wasm_dir, &ambiguous),
+                edgectl::router_filter(),
+            ])],
+            "clusters": [{ "name": "kitchen", "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": { "cluster_name": "kitchen", "endpoints": [] } }]
+        }
+    });
+    let log = EnvoyProcess::refuses(&bootstrap, &dir).await;
+    assert!(
+        log.contains("GET /v1/sinks/{name} is ambiguous: GET /v1/sinks/{id} (/kitchen.v1.Kitchen/Get) matches the same requests"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
