@@ -317,6 +317,12 @@ fn cases() -> Vec<Case> {
         // Requests that must not reach the backend.
         case("unknown path", "GET", "/v2/nothing").expect(text_error),
         case("unknown custom verb", "POST", "/v1/sinks:dry").expect(text_error),
+        case("wrong method for a known path", "POST", "/v1/sinks/s1").expect(Expect::Differs {
+            status: 405,
+            body: None,
+            why: "the path exists with other methods: 405 tells the client what is wrong; \
+                  the native filter says 404",
+        }),
         case("malformed JSON", "POST", "/v1/sinks").raw("{\"id\":").expect(text_error),
         case("JSON array for a message", "POST", "/v1/sinks").raw("[1,2]").expect(text_error),
         case("wrong JSON type", "POST", "/v1/sinks").raw("{\"int32_value\":\"x\"}").expect(text_error),
