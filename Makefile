@@ -12,7 +12,7 @@ export ENVOY_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: run test build wasm services toolchain envoy config lint bench soak fuzz clean
+.PHONY: run test build wasm services toolchain envoy config lint bench soak profile fuzz clean
 
 run: build config ## Start the services and Envoy on localhost:8080; Ctrl-C stops them.
 	./envoy/run-local.sh
@@ -29,9 +29,16 @@ bench: envoy wasm ## The wasm edge vs Envoy's native filters vs direct gRPC: wri
 	taskset -c 1 target/release/edge-bench
 
 soak: export EDGE_BIN_DIR := $(CURDIR)/target/release
-soak: envoy wasm ## 1,000,000 requests through the wasm chain; fails on RSS growth or any wrong answer.
+soak: envoy wasm ## 1,000,000 requests through the wasm chain; fails on RSS growth or any wrong answer (bench/SOAK.md).
 	cargo build --release --workspace --locked --bins
 	taskset -c 1 target/release/edge-bench --soak 1000000
+
+profile: export EDGE_BIN_DIR := $(CURDIR)/target/release
+profile: envoy wasm ## Where the time goes: perf on Envoy (bench/PROFILE.md), callgrind on the filters' cores.
+	cargo build --release --workspace --locked --bins
+	taskset -c 1 target/release/edge-bench --perf
+	valgrind --tool=callgrind --callgrind-out-file=target/callgrind.out target/release/edge-bench --core-hot 20000
+	callgrind_annotate --inclusive=no target/callgrind.out | head -40 > bench/CALLGRIND.txt
 
 # `make test` runs each property 256 times; this runs them far longer (FUZZ_CASES each).
 FUZZ_CASES ?= 200000

@@ -10,6 +10,7 @@
 //! `--soak N`: N requests through the wasm chain, RSS every 100k; fails on growth > 10% or any
 //! wrong answer.
 
+mod core_costs;
 mod load;
 
 use edge_e2e::{Edge, Options, MOBILE_PHONE_ID};
@@ -90,14 +91,17 @@ fn full_plan() -> Plan {
         cases.push((chain, Route::HotRead, 16));
     }
     for route in [Route::Write, Route::Reject] {
-        for chain in [Chain::Native, Chain::Wasm] {
-            cases.push((chain, route, 16));
+        for connections in [1, 16, 64] {
+            for chain in [Chain::Native, Chain::Wasm] {
+                cases.push((chain, route, connections));
+            }
         }
     }
+    // 24 cases × 3 rounds × 5 s, plus a fresh Envoy per chain and round: about 7 minutes.
     Plan {
         rounds: 3,
-        warmup: StdDuration::from_secs(2),
-        measure: StdDuration::from_secs(5),
+        warmup: StdDuration::from_secs(1),
+        measure: StdDuration::from_secs(4),
         cases,
     }
 }
@@ -410,12 +414,17 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
         );
     }
     for route in [Route::Write, Route::Reject] {
-        let _ = writeln!(
-            out,
-            "| wasm / native throughput, {} | {} | |",
-            route.name(),
-            ratio(rps(route, 16, Chain::Wasm), rps(route, 16, Chain::Native))
-        );
+        for connections in [1, 16, 64] {
+            let _ = writeln!(
+                out,
+                "| wasm / native throughput, {}, {connections} conns | {} | |",
+                route.name(),
+                ratio(
+                    rps(route, connections, Chain::Wasm),
+                    rps(route, connections, Chain::Native)
+                )
+            );
+        }
     }
     let _ = writeln!(
         out,
@@ -425,6 +434,21 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
         plan.measure.as_secs_f64()
     );
     (out, json!({ "rows": json_rows }))
+}
+
+/// The host-side costs of the filters' pure cores, as a Markdown table.
+fn core_table(timings: &[core_costs::Timing]) -> String {
+    let mut table =
+        String::from("| filter core, natively on the host (one call) | µs |\n|---|---|\n");
+    for timing in timings {
+        let _ = writeln!(
+            table,
+            "| {} | {:.2} |",
+            timing.name,
+            timing.ns_per_call / 1000.0
+        );
+    }
+    table
 }
 
 fn machine() -> String {
@@ -532,10 +556,12 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    let cores = core_costs::profile(100_000, true)?;
     let text = format!(
-        "# Benchmark results\n\nWritten by `make bench` on {when}.\n\nMachine: {}. Envoy 1.40.0, one worker pinned to CPU 0; load generator (closed loop, HTTP/1.1 keep-alive or h2 gRPC) and release-built services on CPU 1; loopback only. Filters: {}.\n\n{table}",
+        "# Benchmark results\n\nWritten by `make bench` on {when}.\n\nMachine: {}. Envoy 1.40.0, one worker pinned to CPU 0; load generator (closed loop, HTTP/1.1 keep-alive or h2 gRPC) and release-built services on CPU 1; loopback only. Filters: {}.\n\n{table}\n## The filters' own Rust, natively\n\nThe pure cores on the same inputs as the hot read (release build, host CPU; inside V8 expect a few times more). Compare with the Envoy CPU per request above: what is not here is Envoy's (host calls, the gRPC callout, the local reply).\n\n{}",
         machine(),
-        wasm_sizes()
+        wasm_sizes(),
+        core_table(&cores)
     );
     std::fs::write(dir.join("RESULTS.md"), text).map_err(|e| e.to_string())?;
     std::fs::write(
@@ -552,33 +578,135 @@ async fn soak(total: u64) -> Result<(), String> {
     let token = token(&edge).await;
     let request = request(Chain::Wasm, Route::HotRead, &token);
     let (mut sent, mut next_mark, mut baseline) = (0u64, 100_000u64, None::<u64>);
-    while sent < total {
+    let started = std::time::Instant::now();
+    let mut report =
+        String::from("| requests | Envoy RSS MB | since warm-up |\n|---:|---:|---:|\n");
+    let outcome = loop {
+        if sent >= total {
+            break Ok(());
+        }
         let run = load::http(&edge.base_url, &request, 16, StdDuration::from_secs(5)).await;
+        sent += run.requests;
         if run.unexpected > 0 {
-            return Err(format!(
-                "{} wrong answers after {sent} requests",
+            break Err(format!(
+                "{} wrong answers by {sent} requests",
                 run.unexpected
             ));
         }
-        sent += run.requests;
+        let mut grew = None;
         while sent >= next_mark && next_mark <= total {
             let rss = rss_kb(edge.envoy_pid());
             let growth = baseline.map_or(0.0, |b| 100.0 * (rss as f64 - b as f64) / b as f64);
-            println!(
-                "{next_mark:>9} requests: Envoy RSS {:.1} MB ({growth:+.1}% since warm-up)",
+            let line = format!(
+                "| {next_mark} | {:.1} | {growth:+.1}% |",
                 rss as f64 / 1024.0
             );
-            if let Some(base) = baseline {
-                if rss as f64 > base as f64 * 1.10 {
-                    return Err(format!("Envoy RSS grew {growth:.1}% after warm-up"));
+            println!("{line}");
+            report.push_str(&line);
+            report.push('\n');
+            match baseline {
+                Some(base) if rss as f64 > base as f64 * 1.10 => {
+                    grew = Some(format!("Envoy RSS grew {growth:.1}% after warm-up"));
                 }
-            } else {
-                baseline = Some(rss);
+                Some(_) => {}
+                None => baseline = Some(rss),
             }
             next_mark += 100_000;
         }
+        if let Some(error) = grew {
+            break Err(error);
+        }
+    };
+    let verdict = match &outcome {
+        Ok(()) => format!("**Passed**: {sent} requests, every one answered correctly; RSS within 10% of the first reading."),
+        Err(error) => format!("**Failed**: {error}."),
+    };
+    let text = format!(
+        "# Soak\n\nWritten by `make soak`: the hot read through the wasm chain, 16 connections, {:.0} s. Machine: {}.\n\n{verdict}\n\n{report}",
+        started.elapsed().as_secs_f64(),
+        machine()
+    );
+    std::fs::write(edge_e2e::workspace_root().join("bench/SOAK.md"), text)
+        .map_err(|e| e.to_string())?;
+    println!("wrote bench/SOAK.md");
+    outcome
+}
+
+/// Where Envoy's CPU goes under the hot read, by `perf` (sampling the pinned Envoy): by
+/// shared object (the Envoy binary, the V8-compiled Wasm in anonymous memory, libc, the
+/// kernel) and by symbol, for the wasm chain and the native one. Writes bench/PROFILE.md.
+async fn perf_profile(seconds: u64) -> Result<(), String> {
+    let mut text = String::from(
+        "# Where Envoy's CPU goes (perf)\n\nWritten by `make profile`: the hot read (16 connections) through each chain, `perf record -g` on the Envoy process for a fixed time. Code that V8 compiled from our .wasm has no symbols: it shows as anonymous memory (`[unknown]`/`//anon`/`[JIT]`).\n",
+    );
+    for chain in [Chain::Wasm, Chain::Native] {
+        let edge = start(chain).await;
+        let token = token(&edge).await;
+        let request = request(chain, Route::HotRead, &token);
+        load::http(&edge.base_url, &request, 16, StdDuration::from_secs(1)).await;
+        let data = edge_e2e::workspace_root().join(format!("target/perf-{chain:?}.data"));
+        let recorder = std::process::Command::new("perf")
+            .args(["record", "-F", "499", "-g", "-o"])
+            .arg(&data)
+            .args([
+                "-p",
+                &edge.envoy_pid().to_string(),
+                "--",
+                "sleep",
+                &seconds.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("perf record: {e} (install linux-perf)"))?;
+        let run = load::http(
+            &edge.base_url,
+            &request,
+            16,
+            StdDuration::from_secs(seconds),
+        )
+        .await;
+        let recorded = recorder.wait_with_output().map_err(|e| e.to_string())?;
+        if !recorded.status.success() {
+            return Err(format!("perf record failed ({})", recorded.status));
+        }
+        let report = |sort: &str| {
+            std::process::Command::new("perf")
+                .args([
+                    "report",
+                    "--no-children",
+                    "--stdio",
+                    "-g",
+                    "none",
+                    "--percent-limit",
+                    "1",
+                    "--sort",
+                    sort,
+                    "-i",
+                ])
+                .arg(&data)
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .map_err(|e| e.to_string())
+        };
+        let _ = write!(
+            text,
+            "\n## {}\n\n{:.0} req/s while sampled.\n\nBy shared object:\n\n```\n{}\n```\n\nBy symbol (≥ 1%):\n\n```\n{}\n```\n",
+            chain.name(),
+            run.rps(),
+            report("dso")?,
+            report("dso,symbol")?
+        );
     }
-    println!("soak: {sent} requests, all answered correctly");
+    let path = edge_e2e::workspace_root().join("bench/PROFILE.md");
+    std::fs::write(&path, text).map_err(|e| e.to_string())?;
+    println!("wrote bench/PROFILE.md");
     Ok(())
 }
 
@@ -587,6 +715,14 @@ async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
         Some("--smoke") => bench(smoke_plan(), true).await,
+        Some("--perf") => perf_profile(8).await,
+        // --core-hot leaves out the uncached ES256 verification (for callgrind: per-request
+        // paths only).
+        Some(mode @ ("--core" | "--core-hot")) => core_costs::profile(
+            args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200_000),
+            mode == "--core",
+        )
+        .map(|timings| println!("{}", core_table(&timings))),
         Some("--soak") => {
             soak(
                 args.get(1)
@@ -596,7 +732,9 @@ async fn main() -> std::process::ExitCode {
             .await
         }
         None => bench(full_plan(), false).await,
-        Some(other) => Err(format!("unknown argument {other}; use --smoke or --soak N")),
+        Some(other) => Err(format!(
+            "unknown argument {other}; use --smoke, --core [N], --core-hot [N], --perf or --soak N"
+        )),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

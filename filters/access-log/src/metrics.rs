@@ -18,28 +18,38 @@ pub enum Sample {
     Observe(String, u64),
 }
 
-/// A label value that cannot break the name encoding: `.` (the separator) becomes `_`, and
-/// anything outside a small safe set becomes `_` too. Bounded values only: routes are
+/// Appends a label value that cannot break the name encoding: `.` (the separator) becomes
+/// `_`, and anything outside a small safe set becomes `_` too. Bounded values only: routes are
 /// templates, never raw paths, so a client cannot mint new series.
-fn value(raw: &str) -> String {
+fn push_value(name: &mut String, raw: &str) {
     if raw.is_empty() {
-        return "none".into();
+        name.push_str("none");
+        return;
     }
-    raw.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "/{}_-:*=".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    name.extend(raw.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || matches!(c, '/' | '{' | '}' | '_' | '-' | ':' | '*' | '=') {
+            c
+        } else {
+            '_'
+        }
+    }));
 }
 
+/// Built in one buffer: this runs for every request.
 fn name(metric: &str, labels: &[(&str, &str)]) -> String {
-    let mut name = metric.to_string();
+    let mut name = String::with_capacity(
+        metric.len()
+            + labels
+                .iter()
+                .map(|(l, v)| l.len() + v.len() + 8)
+                .sum::<usize>(),
+    );
+    name.push_str(metric);
     for (label, raw) in labels {
-        name.push_str(&format!(".edge_{label}.{}", value(raw)));
+        name.push_str(".edge_");
+        name.push_str(label);
+        name.push('.');
+        push_value(&mut name, raw);
     }
     name
 }
@@ -55,9 +65,13 @@ pub fn samples(record: &Record, transcode_error: Option<&str>) -> Vec<Sample> {
     } else {
         "other"
     };
-    let status_class = match record.status {
-        100..=599 => format!("{}xx", record.status / 100),
-        _ => "none".into(),
+    let status_class = match record.status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "none",
     };
     let mut samples = vec![
         Sample::Count(name(
@@ -65,7 +79,7 @@ pub fn samples(record: &Record, transcode_error: Option<&str>) -> Vec<Sample> {
             &[
                 ("route", route),
                 ("method", method),
-                ("status_class", &status_class),
+                ("status_class", status_class),
             ],
         )),
         Sample::Observe(

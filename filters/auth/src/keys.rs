@@ -5,6 +5,7 @@ use jwt_simple::prelude::*;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::rc::Rc;
 
 /// Why a token was refused. The text is what clients read in `error_description`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,11 +69,12 @@ pub struct Identity {
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The checks applied besides the signature.
+/// The checks applied besides the signature. Borrowed from the configuration: built for every
+/// request, it must not allocate.
 #[derive(Debug, Clone, Default)]
-pub struct VerifyOptions {
-    pub issuer: Option<String>,
-    pub audiences: Vec<String>,
+pub struct VerifyOptions<'a> {
+    pub issuer: Option<&'a str>,
+    pub audiences: &'a [String],
     pub max_lifetime_seconds: Option<u64>,
     pub clock_skew_seconds: u64,
     pub max_token_bytes: usize,
@@ -80,11 +82,11 @@ pub struct VerifyOptions {
     pub now: Option<u64>,
 }
 
-impl From<&AuthConfig> for VerifyOptions {
-    fn from(config: &AuthConfig) -> Self {
+impl<'a> From<&'a AuthConfig> for VerifyOptions<'a> {
+    fn from(config: &'a AuthConfig) -> Self {
         Self {
-            issuer: config.issuer.clone(),
-            audiences: config.audiences.clone(),
+            issuer: config.issuer.as_deref(),
+            audiences: &config.audiences,
             max_lifetime_seconds: config.max_lifetime_seconds,
             clock_skew_seconds: config.clock_skew_seconds,
             max_token_bytes: config.max_token_bytes,
@@ -103,7 +105,8 @@ impl From<&AuthConfig> for VerifyOptions {
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: HashMap<String, ES256PublicKey>,
-    verified: RefCell<HashMap<String, (Identity, u64)>>,
+    /// Shared, so a cache hit costs a reference count rather than a copy of every claim.
+    verified: RefCell<HashMap<String, (Rc<Identity>, u64)>>,
 }
 
 /// How many verified tokens a key set remembers; when full it starts over.
@@ -157,7 +160,11 @@ impl KeySet {
 
     /// Verifies the signature with the key named by `kid`, then `exp` (required), `nbf`, `iat`
     /// and `iss` with the configured clock skew.
-    pub fn verify(&self, token: &str, options: &VerifyOptions) -> Result<Identity, TokenError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        options: &VerifyOptions<'_>,
+    ) -> Result<Rc<Identity>, TokenError> {
         if token.len() > options.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
@@ -170,18 +177,19 @@ impl KeySet {
             }
         }
         let (identity, expires_at) = self.verify_signature_and_claims(token, options)?;
+        let identity = Rc::new(identity);
         let mut verified = self.verified.borrow_mut();
         if verified.len() >= CACHE_ENTRIES {
             verified.clear();
         }
-        verified.insert(token.to_string(), (identity.clone(), expires_at));
+        verified.insert(token.to_string(), (Rc::clone(&identity), expires_at));
         Ok(identity)
     }
 
     fn verify_signature_and_claims(
         &self,
         token: &str,
-        options: &VerifyOptions,
+        options: &VerifyOptions<'_>,
     ) -> Result<(Identity, u64), TokenError> {
         let metadata = Token::decode_metadata(token).map_err(|_| TokenError::Malformed)?;
         let kid = metadata.key_id().ok_or(TokenError::MissingKeyId)?;
@@ -190,7 +198,7 @@ impl KeySet {
             allowed_issuers: options
                 .issuer
                 .as_ref()
-                .map(|issuer| HashSet::from([issuer.clone()])),
+                .map(|issuer| HashSet::from([issuer.to_string()])),
             allowed_audiences: (!options.audiences.is_empty())
                 .then(|| options.audiences.iter().cloned().collect()),
             time_tolerance: Some(Duration::from_secs(options.clock_skew_seconds)),
@@ -244,10 +252,10 @@ mod tests {
         serde_json::json!({ "keys": keys }).to_string()
     }
 
-    fn options() -> VerifyOptions {
+    fn options() -> VerifyOptions<'static> {
         VerifyOptions {
-            issuer: Some("authority".into()),
-            audiences: Vec::new(),
+            issuer: Some("authority"),
+            audiences: &[],
             max_lifetime_seconds: Some(86_400),
             clock_skew_seconds: 60,
             max_token_bytes: 8192,
@@ -360,8 +368,9 @@ mod tests {
     fn audience_and_custom_claims() {
         let key = signing_key("k1");
         let keys = KeySet::from_jwks(&jwks(&[&key])).unwrap();
+        let edge = ["edge".to_string()];
         let with_audience = VerifyOptions {
-            audiences: vec!["edge".into()],
+            audiences: &edge,
             ..options()
         };
         let custom = serde_json::json!({"scope": "items:read items:write"});

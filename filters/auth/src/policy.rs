@@ -184,12 +184,13 @@ pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'
             www_authenticate: None,
         });
     };
-    let Identity { subject, claims } = match keys.verify(token, &config.into()) {
+    let identity = match keys.verify(token, &config.into()) {
         Ok(identity) => identity,
         Err(error) => return Outcome::Reject(Rejection::unauthenticated(error)),
     };
+    let Identity { subject, claims } = identity.as_ref();
     if let Some(rule) = rule {
-        if rule.deny_subjects.iter().any(|denied| denied == &subject) {
+        if rule.deny_subjects.iter().any(|denied| denied == subject) {
             return Outcome::Reject(Rejection::denied(
                 "subject_denied",
                 "the caller is not allowed to perform this action",
@@ -213,7 +214,7 @@ pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'
         .filter_map(|(claim, header)| Some((header.clone(), claim_text(claims.get(claim)?)?)))
         .collect();
     Outcome::Allow {
-        subject: Some(subject),
+        subject: Some(subject.clone()),
         forward,
     }
 }

@@ -5,7 +5,6 @@ use crate::StartupError;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
@@ -95,7 +94,14 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .layer(request_log())
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener.listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener.listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: a gRPC response is several small writes
+/// (headers, message, trailers), and Nagle plus the peer's delayed ACK can hold the last one
+/// back by 40 ms.
+fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -113,6 +113,8 @@ pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), tonic::trans
     tonic::transport::Server::builder()
         .add_service(KitchenServer::new(Echo))
         .add_service(ExtrasServer::new(Echo))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .serve_with_incoming(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        )
         .await
 }
