@@ -12,30 +12,34 @@ export ENVOY_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: run test build wasm services toolchain envoy config lint bench soak profile fuzz clean
+.PHONY: run test build wasm services toolchain envoy config digests lint bench soak profile fuzz images cluster deploy istio-check clean
 
 run: build config ## Start the services and Envoy on localhost:8080; Ctrl-C stops them.
 	./envoy/run-local.sh
 
-test: build lint ## Every test: unit tests, the end-to-end suite against the real Envoy, a bench smoke run.
+test: build lint istio-check ## Every test: unit tests, the end-to-end suite against the real Envoy, a bench smoke run.
 	cargo test --workspace --locked --no-fail-fast
+	# Part of the suite again, with the filter configuration Istio would apply (from the
+	# rendered WasmPlugins, Istio's cluster names).
+	EDGE_FILTER_CONFIG=istio cargo test --locked -p edge-e2e --test edge --test auth --test observability
 	# The benchmark harness, briefly: checks every configuration answers correctly, not speed.
 	$(BIN_DIR)/edge-bench --smoke
 
 # Benchmarks use release-built services (and the same .wasm files).
 bench: export EDGE_BIN_DIR := $(CURDIR)/target/release
+RELEASE_BINS := -p authority -p catalog -p customer -p item -p edge-bench
 bench: envoy wasm ## The wasm edge vs Envoy's native filters vs direct gRPC: writes bench/RESULTS.md.
-	cargo build --release --workspace --locked --bins
+	cargo build --release --locked $(RELEASE_BINS)
 	taskset -c 1 target/release/edge-bench
 
 soak: export EDGE_BIN_DIR := $(CURDIR)/target/release
 soak: envoy wasm ## 1,000,000 requests through the wasm chain; fails on RSS growth or any wrong answer (bench/SOAK.md).
-	cargo build --release --workspace --locked --bins
+	cargo build --release --locked $(RELEASE_BINS)
 	taskset -c 1 target/release/edge-bench --soak 1000000
 
 profile: export EDGE_BIN_DIR := $(CURDIR)/target/release
 profile: envoy wasm ## Where the time goes: perf on Envoy (bench/PROFILE.md), callgrind on the filters' cores.
-	cargo build --release --workspace --locked --bins
+	cargo build --release --locked $(RELEASE_BINS)
 	taskset -c 1 target/release/edge-bench --perf
 	valgrind --tool=callgrind --callgrind-out-file=target/callgrind.out target/release/edge-bench --core-hot 20000
 	callgrind_annotate --inclusive=no target/callgrind.out | head -40 > bench/CALLGRIND.txt
@@ -62,8 +66,58 @@ wasm: toolchain ## The three filters as .wasm files in target/filters.
 services:
 	cargo build --workspace --locked --bins
 
-config: ## Render envoy/envoy.yaml from envoy/edge.json (the source of truth).
+config: ## Render envoy/envoy.yaml and istio/*.yaml from envoy/edge.json (the source of truth).
 	cargo run -q --locked -p edgectl -- render
+
+digests: wasm ## Pin the built filters' sha256 in istio/base/wasm-digests.json (then make config).
+	cargo run -q --locked -p edgectl -- digests
+
+# Kubernetes: these need Docker, kind and istioctl, which `make test` never does (it validates
+# the manifests instead). Each says so and stops when a tool is missing.
+REGISTRY ?= localhost:5001/edge
+TAG ?= 0.1.0
+SERVICES := authority catalog customer item
+FILTERS := access-log auth transcoder
+need = @command -v $(1) >/dev/null || { echo "make $@ needs $(1), which this machine does not have: install it, or use make run / make test"; exit 1; }
+
+images: wasm ## Service images and the filters' OCI images, pushed to $(REGISTRY) (needs Docker).
+	$(call need,docker)
+	for s in $(SERVICES); do docker build -f services/Dockerfile --build-arg SERVICE=$$s -t $(REGISTRY)/$$s:$(TAG) . && docker push $(REGISTRY)/$$s:$(TAG) || exit 1; done
+	for f in $(FILTERS); do docker build -f filters/Dockerfile --build-arg FILTER=$$f -t $(REGISTRY)/filter-$$f:$(TAG) . && docker push $(REGISTRY)/filter-$$f:$(TAG) || exit 1; done
+	cargo run -q --locked -p edgectl -- digests
+	cargo run -q --locked -p edgectl -- render
+
+cluster: ## A kind cluster with a local registry on localhost:5001 and Istio in ambient mode.
+	$(call need,docker)
+	$(call need,kind)
+	$(call need,istioctl)
+	docker inspect kind-registry >/dev/null 2>&1 || docker run -d --restart=always -p 127.0.0.1:5001:5000 --network bridge --name kind-registry registry:2
+	kind get clusters | grep -qx edge || kind create cluster --config istio/kind.yaml
+	docker network connect kind kind-registry 2>/dev/null || true
+	docker exec edge-control-plane sh -c 'mkdir -p /etc/containerd/certs.d/localhost:5001 && printf "[host.\"http://kind-registry:5000\"]\n" > /etc/containerd/certs.d/localhost:5001/hosts.toml'
+	istioctl install -y --set profile=ambient --set components.ingressGateways[0].name=istio-ingressgateway --set components.ingressGateways[0].enabled=true --set 'components.ingressGateways[0].k8s.service.type=NodePort' --set 'components.ingressGateways[0].k8s.service.ports[0].name=http2' --set 'components.ingressGateways[0].k8s.service.ports[0].port=80' --set 'components.ingressGateways[0].k8s.service.ports[0].targetPort=8080' --set 'components.ingressGateways[0].k8s.service.ports[0].nodePort=30080'
+
+deploy: ## Apply istio/ (kubectl apply -k); then curl http://127.0.0.1:8080 as with make run.
+	$(call need,kubectl)
+	kubectl apply -k istio/
+
+# Schema validation of istio/: Istio resources against Istio's CRD schemas
+# (@kubernetes-models/istio, from npm), everything else against Kubernetes' own
+# (kubernetes-validate, from PyPI); the postgres overlay as kustomize builds it. Tools are
+# installed once into target/tools/istio-validate.
+ISTIO_TOOLS := $(CURDIR)/target/tools/istio-validate
+ISTIO_FILES := $(addprefix istio/base/,namespaces.yaml services.yaml gateway.yaml wasmplugins.yaml envoyfilter.yaml)
+istio-check:
+	@test -d $(ISTIO_TOOLS)/node_modules/@kubernetes-models/istio || { mkdir -p $(ISTIO_TOOLS) && cp istio/validate/package.json $(ISTIO_TOOLS)/ && npm install --silent --no-audit --no-fund --prefix $(ISTIO_TOOLS); }
+	@test -d $(ISTIO_TOOLS)/python/kubernetes_validate || pip3 install --quiet --disable-pip-version-check --target $(ISTIO_TOOLS)/python kubernetes-validate==1.37.0
+	cp istio/validate/validate.mjs $(ISTIO_TOOLS)/
+	node $(ISTIO_TOOLS)/validate.mjs $(ISTIO_FILES)
+	PYTHONPATH=$(ISTIO_TOOLS)/python python3 -m kubernetes_validate --strict --quiet istio/base/namespaces.yaml istio/base/services.yaml
+	# The postgres overlay as kustomize builds it (kubectl's kustomize; not part of a fresh machine).
+	@if command -v kubectl >/dev/null; then kubectl kustomize istio/overlays/postgres > $(ISTIO_TOOLS)/postgres.yaml && PYTHONPATH=$(ISTIO_TOOLS)/python python3 -m kubernetes_validate --strict --quiet $(ISTIO_TOOLS)/postgres.yaml && echo "istio/overlays/postgres: builds and validates"; else echo "NOTE: kubectl is not installed, so istio/overlays/postgres was not built (the base was validated)"; fi
+	# The checks can fail: an invalid phase must be refused.
+	sed 's/phase: "AUTHN"/phase: "BOGUS"/' istio/base/wasmplugins.yaml > $(ISTIO_TOOLS)/broken.yaml
+	! node $(ISTIO_TOOLS)/validate.mjs $(ISTIO_TOOLS)/broken.yaml 2>/dev/null
 
 lint:
 	cargo fmt --all -- --check

@@ -97,11 +97,12 @@ fn full_plan() -> Plan {
             }
         }
     }
-    // 24 cases × 3 rounds × 5 s, plus a fresh Envoy per chain and round: about 7 minutes.
+    // 24 cases × 3 rounds × 3 s, plus a fresh edge per chain and round: about 4 minutes, so
+    // that `make bench` with its release build stays under 10 minutes on a fresh machine.
     Plan {
         rounds: 3,
-        warmup: StdDuration::from_secs(1),
-        measure: StdDuration::from_secs(4),
+        warmup: StdDuration::from_millis(500),
+        measure: StdDuration::from_millis(2500),
         cases,
     }
 }

@@ -1,28 +1,47 @@
-//! `edgectl render [EDGE_JSON]`: writes envoy/envoy.yaml from envoy/edge.json.
+//! `edgectl render [EDGE_JSON]`: writes envoy/envoy.yaml and the Istio manifests in istio/
+//! from envoy/edge.json (run from the repository root).
 //! `edgectl check [EDGE_JSON]`: validates the configuration without writing anything.
+//! `edgectl digests`: writes istio/base/wasm-digests.json from the built target/filters/*.wasm.
 
-use edgectl::{render_local_envoy, EdgeConfig};
+use edgectl::{load_digests, render_local_envoy, EdgeConfig};
 use std::path::Path;
 use std::process::ExitCode;
 
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
 fn run(args: &[String]) -> Result<(), String> {
     let command = args.first().map(String::as_str).unwrap_or("render");
+    if command == "digests" {
+        let digests = edgectl::wasm_digests(Path::new("target/filters"))?;
+        let text = serde_json::to_string_pretty(&digests).map_err(|e| e.to_string())?;
+        return write(
+            Path::new("istio/base/wasm-digests.json"),
+            &format!("{text}\n"),
+        );
+    }
     let source = args.get(1).map_or("envoy/edge.json", String::as_str);
     let config = EdgeConfig::load(Path::new(source))?;
     let rendered = render_local_envoy(&config)?;
+    let istio = config.render_istio(&load_digests(Path::new("istio/base/wasm-digests.json"))?)?;
     match command {
         "check" => {
             println!("{source}: ok");
             Ok(())
         }
         "render" => {
-            let target = Path::new(source).with_file_name("envoy.yaml");
-            std::fs::write(&target, rendered)
-                .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
-            println!("wrote {}", target.display());
+            write(&Path::new(source).with_file_name("envoy.yaml"), &rendered)?;
+            for (file, text) in &istio {
+                write(&Path::new("istio/base").join(file), text)?;
+            }
             Ok(())
         }
-        other => Err(format!("unknown command {other:?}; use render or check")),
+        other => Err(format!(
+            "unknown command {other:?}; use render, check or digests"
+        )),
     }
 }
 

@@ -150,6 +150,9 @@ impl Edge {
         let mut bootstrap = config
             .envoy_bootstrap(&topology)
             .expect("render Envoy config");
+        if std::env::var("EDGE_FILTER_CONFIG").as_deref() == Ok("istio") {
+            as_in_istio(&mut bootstrap, &config);
+        }
         (options.bootstrap)(&mut bootstrap, &dir);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
@@ -361,6 +364,86 @@ impl Edge {
             .as_str()
             .unwrap_or_else(|| panic!("no token in {response}"))
             .to_string()
+    }
+}
+
+/// The Envoy cluster name of a service in this run: the service's name locally, Istio's
+/// `outbound|PORT||HOST` when the suite runs with the Istio-rendered configuration.
+pub fn cluster_name(service: &str) -> String {
+    if std::env::var("EDGE_FILTER_CONFIG").as_deref() == Ok("istio") {
+        let config =
+            EdgeConfig::load(&workspace_root().join("envoy/edge.json")).expect("edge.json");
+        config.istio_cluster(service)
+    } else {
+        service.to_string()
+    }
+}
+
+/// Makes the local bootstrap run what Istio would: each filter's configuration taken from the
+/// rendered WasmPlugin objects (`istio/wasmplugins.yaml`, kept identical by edgectl's
+/// freshness test), and clusters named as Istio names them (`outbound|PORT||HOST`), which is
+/// what those configurations call. `make test` runs part of the suite this way.
+fn as_in_istio(bootstrap: &mut Value, config: &EdgeConfig) {
+    let digests = edgectl::load_digests(&workspace_root().join("istio/base/wasm-digests.json"))
+        .expect("istio/base/wasm-digests.json");
+    let objects = config.istio_objects(&digests).expect("render istio/");
+    let plugin_configs: BTreeMap<String, String> = objects["wasmplugins.yaml"]
+        .iter()
+        .filter(|object| object["kind"] == "WasmPlugin")
+        .map(|plugin| {
+            (
+                plugin["spec"]["pluginName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                plugin["spec"]["pluginConfig"].to_string(),
+            )
+        })
+        .collect();
+    let filters = bootstrap
+        .pointer_mut(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters",
+        )
+        .and_then(Value::as_array_mut)
+        .expect("http_filters");
+    for filter in filters.iter_mut() {
+        let Some(config) = filter.pointer_mut("/typed_config/config") else {
+            continue;
+        };
+        let name = config["name"].as_str().unwrap_or_default().to_string();
+        let plugin = plugin_configs
+            .get(&name)
+            .unwrap_or_else(|| panic!("no WasmPlugin for filter {name}"));
+        config["configuration"]["value"] = Value::String(plugin.clone());
+    }
+    let renamed: BTreeMap<String, String> = config
+        .services
+        .keys()
+        .map(|name| (name.clone(), config.istio_cluster(name)))
+        .collect();
+    let rename = |value: &mut Value| {
+        if let Some(istio) = value.as_str().and_then(|name| renamed.get(name)) {
+            *value = Value::String(istio.clone());
+        }
+    };
+    if let Some(clusters) = bootstrap
+        .pointer_mut("/static_resources/clusters")
+        .and_then(Value::as_array_mut)
+    {
+        for cluster in clusters {
+            rename(&mut cluster["name"]);
+            rename(&mut cluster["load_assignment"]["cluster_name"]);
+        }
+    }
+    if let Some(routes) = bootstrap
+        .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/route_config/virtual_hosts/0/routes")
+        .and_then(Value::as_array_mut)
+    {
+        for route in routes {
+            if let Some(cluster) = route.pointer_mut("/route/cluster") {
+                rename(cluster);
+            }
+        }
     }
 }
 

@@ -362,7 +362,7 @@ async fn one_access_log_line_per_request() {
     let down = record("backend-down");
     assert_eq!(down["status"], 503);
     assert_eq!(down["grpc_status"], 14);
-    assert_eq!(down["upstream_cluster"], "catalog");
+    assert_eq!(down["upstream_cluster"], edge_e2e::cluster_name("catalog"));
     assert!(
         !edge.envoy_log_text().contains(&token),
         "tokens never reach the log"

@@ -166,7 +166,7 @@ async fn request_id_and_trace_reach_the_backend_and_come_back() {
         .unwrap();
     assert_eq!(given["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(given["client_ip"], "127.0.0.1");
-    assert_eq!(given["upstream_cluster"], "catalog");
+    assert_eq!(given["upstream_cluster"], edge_e2e::cluster_name("catalog"));
     assert!(
         given["upstream_ms"].as_f64().is_some_and(|ms| ms > 0.0),
         "{given}"
@@ -222,6 +222,7 @@ fn with_collector() -> edge_e2e::Options {
                     grpc_service: "telemetry.LogCollector".into(),
                     port: 50055,
                     public: false,
+                    ..Default::default()
                 },
             );
             config.access_log["collector"] = json!({"cluster": "log-collector", "flush_interval_ms": 100, "batch_lines": 50, "max_buffered_lines": 20});

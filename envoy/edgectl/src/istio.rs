@@ -1,0 +1,357 @@
+//! The Istio manifests under `istio/`, rendered from the same `envoy/edge.json` as the local
+//! Envoy: one namespace per service (ambient mode, no sidecars), each service's Deployment and
+//! Service, the ingress Gateway and VirtualService, and the three filters both as WasmPlugins
+//! and as an EnvoyFilter alternative. Filter configurations are [`EdgeConfig::filter_configs`]
+//! with Istio's cluster names, so the mesh runs exactly what the local tests run.
+
+use crate::{EdgeConfig, FilterConfigs};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// `istio` in `envoy/edge.json`: where images live and which gateway runs the filters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IstioSettings {
+    /// Image registry and repository prefix, e.g. `localhost:5001/edge` (kind's local registry).
+    pub registry: String,
+    /// Tag of the service images and the filters' OCI images.
+    pub tag: String,
+    /// Namespace and `istio` label of the ingress gateway.
+    pub gateway_namespace: String,
+    pub gateway_selector: String,
+    /// Hosts the Gateway accepts.
+    pub hosts: Vec<String>,
+}
+
+/// The filters, in chain order, with the WasmPlugin phase Istio places each in.
+pub const FILTERS: [(&str, &str); 3] = [
+    ("access-log", "STATS"),
+    ("auth", "AUTHN"),
+    ("transcoder", "AUTHZ"),
+];
+
+/// The sha256 of each filter's `.wasm` (`istio/base/wasm-digests.json`, written by
+/// `make images`): WasmPlugins pin them.
+pub type Digests = BTreeMap<String, String>;
+
+/// Rendered files, by path under `istio/`.
+pub type Files = BTreeMap<&'static str, String>;
+
+/// The objects of each rendered file.
+pub type Objects = BTreeMap<&'static str, Vec<Value>>;
+
+fn fqdn(name: &str) -> String {
+    format!("{name}.{name}.svc.cluster.local")
+}
+
+impl EdgeConfig {
+    fn istio(&self) -> Result<&IstioSettings, String> {
+        self.istio
+            .as_ref()
+            .ok_or_else(|| "envoy/edge.json has no \"istio\" section".to_string())
+    }
+
+    /// Istio's name for the cluster of a service: `outbound|PORT||HOST`.
+    pub fn istio_cluster(&self, service: &str) -> String {
+        let port = self.services.get(service).map_or(0, |s| s.port);
+        format!("outbound|{port}||{}", fqdn(service))
+    }
+
+    /// The filters' configurations as they run in the mesh.
+    pub fn istio_filter_configs(&self) -> Result<FilterConfigs, String> {
+        self.filter_configs(|service| self.istio_cluster(service))
+    }
+
+    /// Every file under `istio/` that edgectl owns.
+    pub fn render_istio(&self, digests: &Digests) -> Result<Files, String> {
+        Ok(self
+            .istio_objects(digests)?
+            .into_iter()
+            .map(|(file, objects)| (file, documents(&objects)))
+            .collect())
+    }
+
+    /// The Kubernetes objects of each file under `istio/`.
+    pub fn istio_objects(&self, digests: &Digests) -> Result<Objects, String> {
+        let filters = self.istio_filter_configs()?;
+        let mut files = Objects::new();
+        files.insert("namespaces.yaml", self.namespaces());
+        files.insert("services.yaml", self.workloads()?);
+        files.insert("gateway.yaml", self.gateway()?);
+        files.insert("wasmplugins.yaml", self.wasm_plugins(&filters, digests)?);
+        files.insert("envoyfilter.yaml", vec![self.envoy_filter(&filters)?]);
+        Ok(files)
+    }
+
+    fn namespaces(&self) -> Vec<Value> {
+        self.services
+            .keys()
+            .map(|name| {
+                json!({
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {
+                        "name": name,
+                        // ztunnel carries the traffic (mTLS, L4 policy); no sidecars.
+                        "labels": { "istio.io/dataplane-mode": "ambient" }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn workloads(&self) -> Result<Vec<Value>, String> {
+        let istio = self.istio()?;
+        let mut objects = Vec::new();
+        for (name, service) in &self.services {
+            let port = service.port;
+            let mut env =
+                vec![json!({ "name": "LISTEN_ADDR", "value": format!("0.0.0.0:{port}") })];
+            for dependency in &service.calls {
+                let called = self
+                    .services
+                    .get(dependency)
+                    .ok_or_else(|| format!("services.{name}.calls: no service {dependency:?}"))?;
+                env.push(json!({
+                    "name": format!("{}_ADDR", dependency.to_ascii_uppercase()),
+                    "value": format!("http://{}:{}", fqdn(dependency), called.port)
+                }));
+            }
+            if service.database {
+                // SQLite on the volume; the postgres overlay replaces it.
+                env.push(
+                    json!({ "name": "DATABASE_URL", "value": format!("sqlite:///data/{name}.db") }),
+                );
+            }
+            for (variable, value) in &service.cluster_env {
+                env.push(json!({ "name": variable, "value": value }));
+            }
+            let volume = service.volume || service.database;
+            let labels = json!({ "app": name });
+            if volume {
+                objects.push(json!({
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": { "name": "data", "namespace": name },
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": { "requests": { "storage": "1Gi" } }
+                    }
+                }));
+            }
+            let probe = |initial: u32| {
+                json!({
+                    "grpc": { "port": port, "service": service.grpc_service },
+                    "initialDelaySeconds": initial,
+                    "periodSeconds": 10
+                })
+            };
+            objects.push(json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": { "name": name, "namespace": name, "labels": labels },
+                "spec": {
+                    // One writer per SQLite file; scale out on PostgreSQL (the postgres overlay).
+                    "replicas": 1,
+                    "strategy": { "type": "Recreate" },
+                    "selector": { "matchLabels": labels },
+                    "template": {
+                        "metadata": { "labels": labels },
+                        "spec": {
+                            "securityContext": {
+                                "runAsNonRoot": true,
+                                "runAsUser": 65532,
+                                "runAsGroup": 65532,
+                                "fsGroup": 65532,
+                                "seccompProfile": { "type": "RuntimeDefault" }
+                            },
+                            "containers": [{
+                                "name": name,
+                                "image": format!("{}/{name}:{}", istio.registry, istio.tag),
+                                "ports": [{ "name": "grpc", "containerPort": port, "protocol": "TCP" }],
+                                "env": env,
+                                "readinessProbe": probe(1),
+                                "livenessProbe": probe(10),
+                                "resources": {
+                                    "requests": { "cpu": "50m", "memory": "64Mi" },
+                                    "limits": { "memory": "256Mi" }
+                                },
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": false,
+                                    "readOnlyRootFilesystem": true,
+                                    "capabilities": { "drop": ["ALL"] }
+                                },
+                                "volumeMounts": if volume { json!([{ "name": "data", "mountPath": "/data" }]) } else { json!([]) }
+                            }],
+                            "volumes": if volume { json!([{ "name": "data", "persistentVolumeClaim": { "claimName": "data" } }]) } else { json!([]) }
+                        }
+                    }
+                }
+            }));
+            objects.push(json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": { "name": name, "namespace": name, "labels": labels },
+                "spec": {
+                    "selector": labels,
+                    "ports": [{ "name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "grpc" }]
+                }
+            }));
+        }
+        Ok(objects)
+    }
+
+    fn gateway(&self) -> Result<Vec<Value>, String> {
+        let istio = self.istio()?;
+        let public: Vec<(&String, &crate::Service)> =
+            self.services.iter().filter(|(_, s)| s.public).collect();
+        // gRPC clients go straight to their service; JSON routes are answered by the
+        // transcoder at the gateway, and only need a route for the filters to run on.
+        let mut routes: Vec<Value> = public
+            .iter()
+            .map(|(name, service)| {
+                json!({
+                    "name": format!("{name}-grpc"),
+                    "match": [{ "uri": { "prefix": format!("/{}/", service.grpc_service) } }],
+                    "route": [{ "destination": { "host": fqdn(name), "port": { "number": service.port } } }]
+                })
+            })
+            .collect();
+        if let Some((name, service)) = public.iter().find(|(name, _)| name.as_str() == "catalog") {
+            routes.push(json!({
+                "name": "transcoded",
+                "match": [{ "uri": { "prefix": "/" } }],
+                "route": [{ "destination": { "host": fqdn(name), "port": { "number": service.port } } }]
+            }));
+        }
+        Ok(vec![
+            json!({
+                "apiVersion": "networking.istio.io/v1beta1",
+                "kind": "Gateway",
+                "metadata": { "name": "edge", "namespace": istio.gateway_namespace },
+                "spec": {
+                    "selector": { "istio": istio.gateway_selector },
+                    "servers": [{
+                        "port": { "number": 80, "name": "http", "protocol": "HTTP" },
+                        "hosts": istio.hosts
+                    }]
+                }
+            }),
+            json!({
+                "apiVersion": "networking.istio.io/v1beta1",
+                "kind": "VirtualService",
+                "metadata": { "name": "edge", "namespace": istio.gateway_namespace },
+                "spec": {
+                    "hosts": istio.hosts,
+                    "gateways": ["edge"],
+                    "http": routes
+                }
+            }),
+        ])
+    }
+
+    fn wasm_plugins(
+        &self,
+        filters: &FilterConfigs,
+        digests: &Digests,
+    ) -> Result<Vec<Value>, String> {
+        let istio = self.istio()?;
+        let mut objects = Vec::new();
+        for (priority, (name, phase)) in FILTERS.iter().enumerate() {
+            let digest = digests
+                .get(*name)
+                .ok_or_else(|| format!("istio/base/wasm-digests.json has no digest for {name}"))?;
+            let spec = json!({
+                "selector": { "matchLabels": { "istio": istio.gateway_selector } },
+                "url": format!("oci://{}/filter-{name}:{}", istio.registry, istio.tag),
+                "sha256": digest,
+                "phase": phase,
+                // Higher runs first within a phase.
+                "priority": 10 - i64::try_from(priority).unwrap_or(0),
+                "imagePullPolicy": "IfNotPresent",
+                "pluginName": name,
+                "pluginConfig": filter_config(filters, name),
+                // A crashed or missing filter fails requests rather than letting them through
+                // unchecked (Istio has no FAIL_RELOAD; a crashed VM is restarted by Istio).
+                "failStrategy": "FAIL_CLOSE"
+            });
+            objects.push(json!({
+                "apiVersion": "extensions.istio.io/v1alpha1",
+                "kind": "WasmPlugin",
+                "metadata": { "name": format!("edge-{name}"), "namespace": istio.gateway_namespace },
+                "spec": spec
+            }));
+        }
+        // WasmPlugins cannot add Envoy's own buffer filter, which the transcoder needs right
+        // before the router (see the README: proxy-wasm cannot pause headers and read a body).
+        objects.push(self.envoy_filter_of("edge-buffer", vec![patch(crate::buffer_filter())])?);
+        Ok(objects)
+    }
+
+    /// The alternative to the WasmPlugins: the same three filters and the buffer filter as
+    /// one EnvoyFilter, with the .wasm files mounted into the gateway.
+    fn envoy_filter(&self, filters: &FilterConfigs) -> Result<Value, String> {
+        let mut patches: Vec<Value> = FILTERS
+            .iter()
+            .map(|(name, _)| {
+                let mut filter =
+                    crate::wasm_filter(name, WASM_MOUNT, &filter_config(filters, name));
+                // Istio restarts crashed VMs itself; fail closed meanwhile.
+                filter["typed_config"]["config"]["failure_policy"] = json!("FAIL_CLOSED");
+                patch(filter)
+            })
+            .collect();
+        patches.push(patch(crate::buffer_filter()));
+        self.envoy_filter_of("edge-filters", patches)
+    }
+
+    fn envoy_filter_of(&self, name: &str, patches: Vec<Value>) -> Result<Value, String> {
+        let istio = self.istio()?;
+        Ok(json!({
+            "apiVersion": "networking.istio.io/v1alpha3",
+            "kind": "EnvoyFilter",
+            "metadata": { "name": name, "namespace": istio.gateway_namespace },
+            "spec": {
+                "workloadSelector": { "labels": { "istio": istio.gateway_selector } },
+                "configPatches": patches
+            }
+        }))
+    }
+}
+
+/// Where the EnvoyFilter variant expects the .wasm files inside the gateway pod.
+pub const WASM_MOUNT: &str = "/etc/istio/extensions";
+
+fn filter_config(filters: &FilterConfigs, name: &str) -> Value {
+    match name {
+        "auth" => filters.auth.clone(),
+        "transcoder" => filters.transcoder.clone(),
+        _ => filters.access_log.clone(),
+    }
+}
+
+/// An HTTP filter inserted before the router, in the gateway's listeners. Patches are applied
+/// in order, so the filters keep the local chain's order.
+fn patch(value: Value) -> Value {
+    json!({
+        "applyTo": "HTTP_FILTER",
+        "match": {
+            "context": "GATEWAY",
+            "listener": { "filterChain": { "filter": {
+                "name": "envoy.filters.network.http_connection_manager",
+                "subFilter": { "name": "envoy.filters.http.router" }
+            } } }
+        },
+        "patch": { "operation": "INSERT_BEFORE", "value": value }
+    })
+}
+
+fn documents(objects: &[Value]) -> String {
+    let mut text = String::from(crate::GENERATED_NOTICE);
+    for object in objects {
+        text.push_str("---\n");
+        text.push_str(&crate::to_yaml(object));
+    }
+    text
+}
