@@ -12,7 +12,7 @@ export ENVOY_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: run test build wasm services toolchain envoy config digests lint bench soak profile fuzz images cluster deploy istio-check clean
+.PHONY: run test build wasm services toolchain envoy config digests lint bench soak profile fuzz images cluster deploy istio-check postgres policy clean
 
 run: build config ## Start the services and Envoy on localhost:8080; Ctrl-C stops them.
 	./envoy/run-local.sh
@@ -50,7 +50,10 @@ fuzz: ## The transcoder's property tests (path matcher, request building) with m
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --locked -p edge-transcoder --test properties
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
-build: envoy wasm services
+build: envoy wasm services postgres
+
+postgres: ## Debian's PostgreSQL server, for the end-to-end test on PostgreSQL (not started).
+	./services/install-postgres.sh
 
 toolchain:
 	./filters/install-wasm-toolchain.sh
@@ -68,6 +71,9 @@ services:
 
 config: ## Render envoy/envoy.yaml and istio/*.yaml from envoy/edge.json (the source of truth).
 	cargo run -q --locked -p edgectl -- render
+
+policy: ## Push envoy/edge.json's filter configuration (policy) to the running `make run` Envoy, live.
+	cargo run -q --locked -p edgectl -- policy apply
 
 digests: wasm ## Pin the built filters' sha256 in istio/base/wasm-digests.json (then make config).
 	cargo run -q --locked -p edgectl -- digests

@@ -38,6 +38,9 @@ start item
 start authority
 start catalog
 
+# The filters' configuration comes from .run/xds, which Envoy watches: `make policy` changes it
+# live.
+"$BIN/edgectl" policy apply >/dev/null
 "$ENVOY" -c envoy/envoy.yaml --use-dynamic-base-id --concurrency 2 -l info 2> .run/envoy.log &
 pids+=($!)
 for _ in $(seq 1 100); do

@@ -68,6 +68,11 @@ pub struct Topology {
     pub wasm_dir: String,
     /// `host:port` of each service by short name.
     pub service_addrs: BTreeMap<String, String>,
+    /// Where Envoy watches the filters' configurations (ECDS files, see [`xds_files`]); `None`
+    /// puts them inline in the bootstrap, fixed for the life of the process.
+    ///
+    /// [`xds_files`]: EdgeConfig::xds_files
+    pub xds_dir: Option<String>,
 }
 
 impl Topology {
@@ -77,6 +82,7 @@ impl Topology {
             listen_port: 8080,
             admin_port: 9901,
             wasm_dir: "target/filters".into(),
+            xds_dir: Some(LOCAL_XDS_DIR.into()),
             service_addrs: config
                 .services
                 .iter()
@@ -169,7 +175,10 @@ impl EdgeConfig {
     /// The Envoy bootstrap for a local (non-mesh) edge.
     pub fn envoy_bootstrap(&self, topology: &Topology) -> Result<Value, String> {
         let filters = self.filter_configs(str::to_string)?;
-        let wasm = |name: &str, config: &Value| wasm_filter(name, &topology.wasm_dir, config);
+        let wasm = |name: &str, config: &Value| match &topology.xds_dir {
+            Some(dir) => discovered_filter(name, dir),
+            None => wasm_filter(name, &topology.wasm_dir, config),
+        };
         let mut routes: Vec<Value> = self
             .services
             .iter()
@@ -237,6 +246,8 @@ impl EdgeConfig {
             }));
         }
         Ok(json!({
+            // xDS (the filters' ECDS files) needs the node named.
+            "node": { "id": "edge", "cluster": "edge" },
             "stats_config": stats_config(),
             "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.admin_port } } },
             "static_resources": {
@@ -402,6 +413,67 @@ impl EdgeConfig {
 
 /// Turns the labels the access-log filter encodes in its metric names (`.edge_<label>.<value>`)
 /// into Prometheus labels.
+/// Where `make run`'s Envoy watches the filters' configurations (relative to the repository).
+pub const LOCAL_XDS_DIR: &str = ".run/xds";
+
+impl EdgeConfig {
+    /// The filters' configurations as ECDS files (`DiscoveryResponse`s with one
+    /// `TypedExtensionConfig` each), by file name: what a bootstrap with `xds_dir` watches.
+    pub fn xds_files(&self, wasm_dir: &str) -> Result<Vec<(String, String)>, String> {
+        let filters = self.filter_configs(str::to_string)?;
+        Ok([
+            ("access-log", &filters.access_log),
+            ("auth", &filters.auth),
+            ("transcoder", &filters.transcoder),
+        ]
+        .into_iter()
+        .map(|(name, config)| {
+            let filter = wasm_filter(name, wasm_dir, config);
+            let response = json!({
+                "resources": [{
+                    "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                    "name": filter["name"],
+                    "typed_config": filter["typed_config"]
+                }]
+            });
+            (format!("{name}.json"), response.to_string())
+        })
+        .collect())
+    }
+}
+
+/// Writes ECDS files so that Envoy sees each change whole: into a temporary file, then renamed
+/// over the watched one (Envoy reloads on moves into the watched directory).
+pub fn write_xds(dir: &Path, files: &[(String, String)]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (name, content) in files {
+        let staged = dir.join(format!(".{name}.new"));
+        std::fs::write(&staged, content)
+            .map_err(|e| format!("cannot write {}: {e}", staged.display()))?;
+        std::fs::rename(&staged, dir.join(name))
+            .map_err(|e| format!("cannot replace {name} in {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// One of our filters, its configuration discovered from `<dir>/<name>.json` (ECDS over a
+/// watched file): changing the file reconfigures the running Envoy.
+pub fn discovered_filter(name: &str, dir: &str) -> Value {
+    json!({
+        "name": format!("edge.{name}"),
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {
+                    "path": format!("{dir}/{name}.json"),
+                    "watched_directory": { "path": dir }
+                },
+                "resource_api_version": "V3"
+            },
+            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
+        }
+    })
+}
+
 /// One of our filters as an Envoy HTTP filter: `<wasm_dir>/<name>.wasm` with its JSON
 /// configuration, in the V8 runtime.
 pub fn wasm_filter(name: &str, wasm_dir: &str, config: &Value) -> Value {

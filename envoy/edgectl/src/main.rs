@@ -2,6 +2,8 @@
 //! from envoy/edge.json (run from the repository root).
 //! `edgectl check [EDGE_JSON]`: validates the configuration without writing anything.
 //! `edgectl digests`: writes istio/base/wasm-digests.json from the built target/filters/*.wasm.
+//! `edgectl policy apply [EDGE_JSON]`: pushes the filters' configuration (policy included) to
+//! the running local Envoy, through the ECDS files it watches in .run/xds; nothing restarts.
 
 use edgectl::{load_digests, render_local_envoy, EdgeConfig};
 use std::path::Path;
@@ -23,6 +25,21 @@ fn run(args: &[String]) -> Result<(), String> {
             &format!("{text}\n"),
         );
     }
+    if command == "policy" {
+        if args.get(1).map(String::as_str) != Some("apply") {
+            return Err("use: edgectl policy apply [EDGE_JSON]".into());
+        }
+        let source = args.get(2).map_or("envoy/edge.json", String::as_str);
+        let config = EdgeConfig::load(Path::new(source))?;
+        let topology = edgectl::Topology::local(&config);
+        let files = config.xds_files(&topology.wasm_dir)?;
+        edgectl::write_xds(Path::new(edgectl::LOCAL_XDS_DIR), &files)?;
+        println!(
+            "applied {source} to {} (Envoy reloads it; nothing restarts)",
+            edgectl::LOCAL_XDS_DIR
+        );
+        return Ok(());
+    }
     let source = args.get(1).map_or("envoy/edge.json", String::as_str);
     let config = EdgeConfig::load(Path::new(source))?;
     let rendered = render_local_envoy(&config)?;
@@ -40,7 +57,7 @@ fn run(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         other => Err(format!(
-            "unknown command {other:?}; use render, check or digests"
+            "unknown command {other:?}; use render, check, digests or policy apply"
         )),
     }
 }

@@ -7,9 +7,11 @@
 //! A missing piece fails the test with a message; nothing is skipped.
 
 mod envoy;
+mod postgres;
 
 use edgectl::{EdgeConfig, Topology};
 pub use envoy::{envoy_binary, EnvoyProcess};
+pub use postgres::Postgres;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -58,8 +60,18 @@ struct Service {
     addr: String,
 }
 
+/// A service never outlives its test, even when the test fails before the edge is up.
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub struct Edge {
     services: BTreeMap<String, Service>,
+    /// Services whose database is not their SQLite file (kept for restarts).
+    database_urls: BTreeMap<String, String>,
     envoy: EnvoyProcess,
     pub dir: PathBuf,
     pub base_url: String,
@@ -86,6 +98,11 @@ pub struct Options {
     pub envoy_cpu: Option<usize>,
     /// Wait for the auth filter's keys before returning (chains without auth have none).
     pub wait_for_keys: bool,
+    /// `DATABASE_URL` of a service instead of its SQLite file (e.g. PostgreSQL).
+    pub database_urls: BTreeMap<String, String>,
+    /// Envoy discovers the filters' configurations from watched files (ECDS), so that
+    /// [`Edge::apply`] changes them live; otherwise they are inline in the bootstrap.
+    pub live_config: bool,
 }
 
 impl Default for Options {
@@ -97,6 +114,8 @@ impl Default for Options {
             workers: 1,
             envoy_cpu: None,
             wait_for_keys: true,
+            database_urls: BTreeMap::new(),
+            live_config: false,
         }
     }
 }
@@ -134,7 +153,8 @@ impl Edge {
                 .iter()
                 .map(|(n, s): (&String, &Service)| (n.clone(), s.addr.clone()))
                 .collect();
-            let service = start_service_at(&bin_dir, name, &dir, &addrs, "127.0.0.1:0");
+            let database = options.database_urls.get(name).map(String::as_str);
+            let service = start_service_at(&bin_dir, name, &dir, &addrs, "127.0.0.1:0", database);
             services.insert(name.to_string(), service);
         }
 
@@ -146,7 +166,16 @@ impl Edge {
                 .iter()
                 .map(|(n, s)| (n.clone(), s.addr.clone()))
                 .collect(),
+            xds_dir: options
+                .live_config
+                .then(|| dir.join("xds").display().to_string()),
         };
+        if let Some(xds) = &topology.xds_dir {
+            let files = config
+                .xds_files(&topology.wasm_dir)
+                .expect("render ECDS files");
+            edgectl::write_xds(Path::new(xds), &files).expect("write ECDS files");
+        }
         let mut bootstrap = config
             .envoy_bootstrap(&topology)
             .expect("render Envoy config");
@@ -168,6 +197,7 @@ impl Edge {
         let port = envoy.listener_ports(&http).await["ingress"];
         let mut edge = Edge {
             services,
+            database_urls: options.database_urls,
             base_url: format!("http://127.0.0.1:{port}"),
             admin_url: envoy.admin_url.clone(),
             envoy,
@@ -210,6 +240,20 @@ impl Edge {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Pushes a new filter configuration to the running Envoy (an edge started with
+    /// `live_config`), as `edgectl policy apply` does for `make run`.
+    pub fn apply(&self, config: &EdgeConfig) {
+        let files = config
+            .xds_files(&Self::wasm_dir().display().to_string())
+            .expect("render ECDS files");
+        edgectl::write_xds(&self.dir.join("xds"), &files).expect("write ECDS files");
+    }
+
+    /// A service's process id.
+    pub fn service_pid(&self, name: &str) -> u32 {
+        self.services[name].child.id()
     }
 
     /// Envoy's process id (for CPU time and memory readings).
@@ -292,7 +336,8 @@ impl Edge {
             .iter()
             .map(|(n, s)| (n.clone(), s.addr.clone()))
             .collect();
-        let service = start_service_at(&bin_dir, name, &self.dir, &others, &addr);
+        let database = self.database_urls.get(name).map(String::as_str);
+        let service = start_service_at(&bin_dir, name, &self.dir, &others, &addr, database);
         self.services.insert(name.to_string(), service);
     }
 
@@ -455,15 +500,14 @@ fn start_service_at(
     dir: &Path,
     started: &BTreeMap<String, String>,
     listen_addr: &str,
+    database_url: Option<&str>,
 ) -> Service {
     let binary = require(&bin_dir.join(name), "service binary");
     let mut command = Command::new(binary);
+    let sqlite = format!("sqlite://{}/{name}.db", dir.display());
     command
         .env("LISTEN_ADDR", listen_addr)
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/{name}.db", dir.display()),
-        )
+        .env("DATABASE_URL", database_url.unwrap_or(&sqlite))
         .env("KEY_DIR", dir.join("keys"))
         .env("COLLECTOR_FILE", dir.join("collected.log"))
         .env("RUST_LOG", "info")
