@@ -21,7 +21,7 @@ test: build lint istio-check ## Every test: unit tests, the end-to-end suite aga
 	cargo test --workspace --locked --no-fail-fast
 	# Part of the suite again, with the filter configuration Istio would apply (from the
 	# rendered WasmPlugins, Istio's cluster names).
-	EDGE_FILTER_CONFIG=istio cargo test --locked -p edge-e2e --test edge --test auth --test observability
+	EDGE_FILTER_CONFIG=istio cargo test --locked -p edge-e2e --test edge --test auth --test observability --test recovery --test services --test postgres
 	# The benchmark harness, briefly: checks every configuration answers correctly, not speed.
 	$(BIN_DIR)/edge-bench --smoke
 
@@ -85,9 +85,11 @@ TAG ?= 0.1.0
 SERVICES := authority catalog customer item
 FILTERS := access-log auth transcoder
 need = @command -v $(1) >/dev/null || { echo "make $@ needs $(1), which this machine does not have: install it, or use make run / make test"; exit 1; }
+need_docker = @docker info >/dev/null 2>&1 || { echo "make $@ needs a running Docker daemon, which this machine does not have: start one, or use make run / make test"; exit 1; }
 
 images: wasm ## Service images and the filters' OCI images, pushed to $(REGISTRY) (needs Docker).
 	$(call need,docker)
+	$(need_docker)
 	for s in $(SERVICES); do docker build -f services/Dockerfile --build-arg SERVICE=$$s -t $(REGISTRY)/$$s:$(TAG) . && docker push $(REGISTRY)/$$s:$(TAG) || exit 1; done
 	for f in $(FILTERS); do docker build -f filters/Dockerfile --build-arg FILTER=$$f -t $(REGISTRY)/filter-$$f:$(TAG) . && docker push $(REGISTRY)/filter-$$f:$(TAG) || exit 1; done
 	cargo run -q --locked -p edgectl -- digests
@@ -95,6 +97,7 @@ images: wasm ## Service images and the filters' OCI images, pushed to $(REGISTRY
 
 cluster: ## A kind cluster with a local registry on localhost:5001 and Istio in ambient mode.
 	$(call need,docker)
+	$(need_docker)
 	$(call need,kind)
 	$(call need,istioctl)
 	docker inspect kind-registry >/dev/null 2>&1 || docker run -d --restart=always -p 127.0.0.1:5001:5000 --network bridge --name kind-registry registry:2

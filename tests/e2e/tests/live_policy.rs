@@ -110,7 +110,23 @@ async fn policy_changes_live_under_load_without_failures_or_restarts() {
     }
     edge.apply(&config);
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A broken configuration (the filter refuses it in on_configure) is rejected by Envoy,
+    // which keeps the last good one: the policy above stays, and nothing fails.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut broken = config
+        .xds_files(&Edge::wasm_dir().display().to_string())
+        .expect("ECDS");
+    for (name, content) in broken.iter_mut() {
+        if name == "auth.json" {
+            let mut response: serde_json::Value = serde_json::from_str(content).expect("ECDS JSON");
+            response["resources"][0]["typed_config"]["config"]["configuration"]["value"] =
+                json!("{\"rules\": \"not a list\"}");
+            *content = response.to_string();
+        }
+    }
+    edgectl::write_xds(&edge.dir.join("xds"), &broken).expect("write broken ECDS");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
     *stop.lock().expect("stop flag") = true;
     let reads = anonymous_reads.await.expect("reads");
     let writes = goldie_writes.await.expect("writes");
@@ -148,6 +164,25 @@ async fn policy_changes_live_under_load_without_failures_or_restarts() {
         reads.len() + writes.len() > 200,
         "enough load: {} requests",
         reads.len() + writes.len()
+    );
+
+    let stats = edge
+        .http
+        .get(format!("{}/stats?filter=config_fail", edge.admin_url))
+        .send()
+        .await
+        .expect("admin")
+        .text()
+        .await
+        .expect("stats");
+    let rejected: u64 = stats
+        .lines()
+        .filter(|line| line.contains("edge.auth"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        rejected >= 1,
+        "Envoy rejected the broken configuration:\n{stats}"
     );
 
     // Nothing restarted.

@@ -62,8 +62,8 @@ fn our_config(descriptor: &str) -> Value {
 }
 
 impl Parity {
+    /// Both transcoders in front of the kitchen echo backend.
     async fn start() -> Parity {
-        let dir = test_dir("transcoder-parity");
         let backend_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind echo backend");
@@ -73,6 +73,15 @@ impl Parity {
                 .await
                 .expect("echo backend");
         });
+        Self::start_in_front_of(backend_addr, backend).await
+    }
+
+    /// Both transcoders in front of `backend_addr`, served by the task `backend`.
+    async fn start_in_front_of(
+        backend_addr: std::net::SocketAddr,
+        backend: tokio::task::JoinHandle<()>,
+    ) -> Parity {
+        let dir = test_dir("transcoder-parity");
         let descriptor =
             base64::engine::general_purpose::STANDARD.encode(kitchen::FILE_DESCRIPTOR_SET);
         let ours = our_config(&descriptor);
@@ -647,4 +656,88 @@ async fn a_bad_configuration_is_refused_at_load_saying_why() {
         "{log}"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A gRPC server written against raw HTTP/2 (tonic always answers errors trailers-only): it
+/// sends response headers first and the error status only in the trailers, after no message
+/// (`/kitchen.v1.Kitchen/Get`) or after a message (`/kitchen.v1.Kitchen/List`).
+async fn serve_errors_in_trailers(listener: tokio::net::TcpListener) {
+    while let Ok((socket, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let Ok(mut connection) = h2::server::handshake(socket).await else {
+                return;
+            };
+            while let Some(Ok((request, mut respond))) = connection.accept().await {
+                tokio::spawn(async move {
+                    let path = request.uri().path().to_string();
+                    let mut body = request.into_body();
+                    while let Some(Ok(chunk)) = body.data().await {
+                        let _ = body.flow_control().release_capacity(chunk.len());
+                    }
+                    let headers = http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/grpc")
+                        .body(())
+                        .expect("response headers");
+                    let Ok(mut stream) = respond.send_response(headers, false) else {
+                        return;
+                    };
+                    let mut trailers = http::HeaderMap::new();
+                    if path.ends_with("/List") {
+                        // One framed message (an empty Sink), then the error.
+                        let _ =
+                            stream.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), false);
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("10"));
+                        trailers.insert(
+                            "grpc-message",
+                            http::HeaderValue::from_static("aborted%20late"),
+                        );
+                    } else {
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("9"));
+                        trailers
+                            .insert("grpc-message", http::HeaderValue::from_static("not%20now"));
+                    }
+                    let _ = stream.send_trailers(trailers);
+                });
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn errors_in_trailers_after_headers_match_the_native_transcoder() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind raw backend");
+    let addr = listener.local_addr().expect("address");
+    let backend = tokio::spawn(serve_errors_in_trailers(listener));
+    let parity = Parity::start_in_front_of(addr, backend).await;
+    let error = json!({"code": 9, "message": "not now"});
+    let after_headers = case("error after headers", "GET", "/v1/sinks/s1");
+    for listener in ["wasm", "native"] {
+        let answer = parity.send(listener, &after_headers).await;
+        assert_eq!(
+            (answer.status, answer.json),
+            (400, Some(error.clone())),
+            "{listener}: {}",
+            answer.text
+        );
+    }
+    // A deliberate difference: after a message, ours still reports the error; the native
+    // filter answers with the status but renders the partial message ({}) and drops the error.
+    let after_message = case("error after a message", "GET", "/v1/sinks");
+    let ours = parity.send("wasm", &after_message).await;
+    assert_eq!(
+        (ours.status, ours.json),
+        (409, Some(json!({"code": 10, "message": "aborted late"}))),
+        "ours: {}",
+        ours.text
+    );
+    let native = parity.send("native", &after_message).await;
+    assert_eq!(
+        (native.status, native.json),
+        (409, Some(json!({}))),
+        "native: {}",
+        native.text
+    );
 }
