@@ -97,12 +97,13 @@ fn full_plan() -> Plan {
             }
         }
     }
-    // 24 cases × 3 rounds × 3 s, plus a fresh edge per chain and round: about 4 minutes, so
-    // that `make bench` with its release build stays under 10 minutes on a fresh machine.
+    // 24 cases × 3 rounds × 2.5 s, plus a fresh edge per chain and round: under 4 minutes, so
+    // that `make bench` with its wasm and release builds stays under 10 minutes on a fresh
+    // machine.
     Plan {
         rounds: 3,
         warmup: StdDuration::from_millis(500),
-        measure: StdDuration::from_millis(2500),
+        measure: StdDuration::from_millis(2000),
         cases,
     }
 }

@@ -111,6 +111,7 @@ extern "C" {
         end_stream: u32,
     ) -> u32;
     fn proxy_grpc_cancel(token: u32) -> u32;
+    fn proxy_grpc_close(token: u32) -> u32;
     fn proxy_get_status(
         return_code: *mut u32,
         return_message_data: *mut *mut u8,
@@ -266,6 +267,11 @@ pub fn grpc_send(token: u32, message: &[u8], end_stream: bool) -> Result<(), Hos
             u32::from(end_stream),
         )
     })
+}
+
+pub fn grpc_close(token: u32) -> Result<(), HostError> {
+    // SAFETY: no pointers involved.
+    check(unsafe { proxy_grpc_close(token) })
 }
 
 pub fn grpc_cancel(token: u32) -> Result<(), HostError> {

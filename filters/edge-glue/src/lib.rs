@@ -75,9 +75,13 @@ pub fn grpc_call_metadata(initial: bool, name: &str) -> Option<String> {
     abi::get_header(map, name).unwrap_or(None)
 }
 
-/// Sends the one message of a unary call over a gRPC stream and half-closes it.
+/// Sends the one message of a unary call over a gRPC stream and closes our side. The close
+/// matters beyond the end-of-stream flag: Envoy frees a Wasm gRPC stream's state when it closes
+/// remotely only if the filter closed it locally (`proxy_grpc_close`); without it every call
+/// left its stream behind (Envoy's RSS grew ~10 MB per 100k requests in the soak).
 pub fn grpc_send_last(token: u32, message: &[u8]) -> Result<(), HostError> {
-    abi::grpc_send(token, message, true)
+    abi::grpc_send(token, message, true)?;
+    abi::grpc_close(token)
 }
 
 /// Abandons a gRPC stream (its callbacks will not come).
