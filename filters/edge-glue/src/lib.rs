@@ -64,8 +64,8 @@ pub fn grpc_received_message(size: usize) -> Result<Vec<u8>, HostError> {
 }
 
 /// One value of the gRPC call's response metadata: `initial` (headers) inside
-/// `on_grpc_call_response_header_metadata`, else trailing inside
-/// `on_grpc_call_response_trailing_metadata`.
+/// `on_grpc_stream_initial_metadata`, else trailing inside
+/// `on_grpc_stream_trailing_metadata`.
 pub fn grpc_call_metadata(initial: bool, name: &str) -> Option<String> {
     let map = if initial {
         MapType::GrpcReceiveInitialMetadata

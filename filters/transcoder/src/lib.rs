@@ -94,7 +94,7 @@ pub struct Route {
     pub service: String,
     pub method: String,
     pub cluster: String,
-    /// `cluster` encoded for `dispatch_grpc_call` (see `edge_core::grpc_upstream`).
+    /// `cluster` encoded as the gRPC upstream argument (see `edge_core::grpc_upstream`).
     pub upstream: String,
     pub body: BodyTarget,
     /// `response_body`: render only this field of the response.

@@ -1,5 +1,5 @@
 //! proxy-wasm glue of the transcoder: matches the HTTP request to a route, builds the gRPC
-//! request, calls the backend with `dispatch_grpc_call` and answers the client locally with
+//! request, calls the backend over a one-message gRPC stream and answers the client locally with
 //! JSON. Calling out (rather than rewriting the request in place) is what works for every
 //! method in Envoy 1.40: a GET has no body to replace, and the HTTP status cannot be set from
 //! gRPC trailers on the response path. gRPC clients (`application/grpc`) pass through to the
@@ -196,7 +196,7 @@ impl TranscoderFilter {
         };
         if end_of_stream {
             let action = self.call_backend(transcoder, &pending, &[]);
-            // The response arrives in on_grpc_call_response, which needs the route.
+            // The response arrives in on_grpc_stream_close, which needs the route.
             self.pending = Some(pending);
             return action;
         }
