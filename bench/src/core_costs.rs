@@ -108,6 +108,8 @@ pub fn profile(iterations: u32, uncached_es256: bool) -> Result<Vec<Timing>, Str
         path: &path,
         authorization: &authorization,
         cookies: &[],
+        client: edge_auth::Client::Http,
+        cors_preflight: false,
     };
     let allowed =
         |outcome: &edge_auth::Outcome| matches!(outcome, edge_auth::Outcome::Allow { .. });

@@ -225,6 +225,11 @@ impl EdgeConfig {
                 "route": [{ "destination": { "host": fqdn(name), "port": { "number": service.port } } }]
             }));
         }
+        if let Some(cors) = &self.cors {
+            for route in &mut routes {
+                route["corsPolicy"] = cors.istio_policy();
+            }
+        }
         Ok(vec![
             json!({
                 "apiVersion": "networking.istio.io/v1beta1",

@@ -14,7 +14,9 @@ use std::path::Path;
 
 pub use yaml::to_yaml;
 
+mod cors;
 mod istio;
+pub use cors::CorsSettings;
 pub use istio::{Digests, Files, IstioSettings, Objects, FILTERS, WASM_MOUNT};
 
 /// `envoy/edge.json`.
@@ -31,6 +33,9 @@ pub struct EdgeConfig {
     /// directory), e.g. one that `buf build` or `protoc --include_imports` wrote for new APIs.
     pub transcoder: Map<String, Value>,
     pub access_log: Value,
+    /// Browser origins allowed to call the edge; none when absent.
+    #[serde(default)]
+    pub cors: Option<CorsSettings>,
     /// Where the Istio manifests put images and filters (see `istio/`).
     #[serde(default)]
     pub istio: Option<IstioSettings>,
@@ -104,7 +109,12 @@ impl EdgeConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let config: Self =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(cors) = &config.cors {
+            cors.check()?;
+        }
+        Ok(config)
     }
 
     /// Renders each filter's configuration with `cluster_name` naming a service's cluster,
@@ -123,7 +133,6 @@ impl EdgeConfig {
             return Err(format!("auth.authority.cluster: no service {key_source:?}"));
         }
         auth["authority"]["cluster"] = json!(cluster_name(&key_source));
-        edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;
 
         let mut transcoder = self.transcoder.clone();
         let descriptor_set = match transcoder.remove("descriptor_set_file") {
@@ -147,10 +156,23 @@ impl EdgeConfig {
             .map(|(name, service)| (service.grpc_service.clone(), json!(cluster_name(name))))
             .collect();
         transcoder.insert("services".into(), Value::Object(exposed));
+        if self.cors.is_some() {
+            // In Istio the CORS filter runs after the Wasm filters: preflights must reach it.
+            transcoder.insert("pass_cors_preflights".into(), json!(true));
+        }
         let transcoder = Value::Object(transcoder);
         let parsed: edge_transcoder::TranscoderConfig =
             serde_json::from_value(transcoder.clone()).map_err(|e| format!("transcoder: {e}"))?;
-        edge_transcoder::Transcoder::new(parsed)?;
+        let served = edge_transcoder::Transcoder::new(parsed)?.served_routes();
+        // Auth answers 404/405 for what no route serves: the table comes from the same
+        // descriptor set and services as the transcoder's, so the two cannot disagree.
+        if auth.get("routes").is_none() {
+            auth["routes"] = served
+                .into_iter()
+                .map(|(method, path)| json!({ "method": method, "path": path }))
+                .collect();
+        }
+        edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;
 
         let mut access_log = self.access_log.clone();
         if let Some(service) = access_log
@@ -245,6 +267,24 @@ impl EdgeConfig {
                 }
             }));
         }
+        let mut virtual_host = json!({ "name": "edge", "domains": ["*"], "routes": routes });
+        let mut http_filters = vec![wasm("access-log", &filters.access_log)];
+        if let Some(cors) = &self.cors {
+            // Before auth and the transcoder: Envoy's CORS filter answers preflights itself,
+            // and only adds its headers to replies of filters after it.
+            http_filters.push(json!({
+                "name": "envoy.filters.http.cors",
+                "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" }
+            }));
+            virtual_host["typed_per_filter_config"] =
+                json!({ "envoy.filters.http.cors": cors.envoy_policy() });
+        }
+        http_filters.extend([
+            wasm("auth", &filters.auth),
+            wasm("transcoder", &filters.transcoder),
+            buffer_filter(),
+            router_filter(),
+        ]);
         Ok(json!({
             // xDS (the filters' ECDS files) needs the node named.
             "node": { "id": "edge", "cluster": "edge" },
@@ -269,15 +309,9 @@ impl EdgeConfig {
                             "always_set_request_id_in_response": true,
                             "route_config": {
                                 "name": "edge",
-                                "virtual_hosts": [{ "name": "edge", "domains": ["*"], "routes": routes }]
+                                "virtual_hosts": [virtual_host]
                             },
-                            "http_filters": [
-                                wasm("access-log", &filters.access_log),
-                                wasm("auth", &filters.auth),
-                                wasm("transcoder", &filters.transcoder),
-                                buffer_filter(),
-                                router_filter()
-                            ]
+                            "http_filters": http_filters
                         }
                     }] }]
                 }],
@@ -312,7 +346,7 @@ impl EdgeConfig {
         let requirement_rules: Vec<Value> = auth
             .rules
             .iter()
-            .filter(|rule| rule.policy == edge_auth::policy::Policy::Authenticated)
+            .filter(|rule| rule.policy == edge_auth::config::Policy::Authenticated)
             .map(|rule| {
                 let pattern = rule.path.as_str();
                 let path_match = match pattern

@@ -1,7 +1,7 @@
 //! The auth filter's configuration, as JSON in the Wasm plugin's `configuration`.
 
-use crate::policy::{PathPattern, Policy};
-use serde::Deserialize;
+use edge_core::PathTemplate;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +42,33 @@ pub struct AuthConfig {
     /// The policy for requests no rule matches (default `deny`: fail closed).
     #[serde(default = "default_unmatched_policy")]
     pub unmatched_policy: Policy,
+    /// Every route the edge serves (`edgectl` renders them from the transcoder's bindings and
+    /// the public gRPC methods). A request no rule matches gets 404 when no route has its path,
+    /// 405 when only its method is wrong, and `unmatched_policy` otherwise. Empty: every
+    /// unmatched request gets `unmatched_policy`.
+    #[serde(default)]
+    pub routes: Vec<ServedRoute>,
+}
+
+/// What a matching rule requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// No token needed (signup, signin, public reads).
+    Public,
+    /// A valid token is needed, with the rule's required claims, and the subject must not be
+    /// on the rule's deny list.
+    Authenticated,
+    /// Nobody, token or not.
+    Deny,
+}
+
+/// One route of the edge: an HTTP method and a path template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServedRoute {
+    pub method: String,
+    pub path: PathTemplate,
 }
 
 /// The authority service, reached with `dispatch_grpc_call`.
@@ -75,8 +102,10 @@ pub struct Rule {
     /// HTTP methods this rule applies to; empty means any.
     #[serde(default)]
     pub methods: Vec<String>,
-    /// Path pattern: literal segments, `*` for one segment, `**` (last) for any rest.
-    pub path: PathPattern,
+    /// A path template without variables: literal segments, `*` for one segment, `**`
+    /// (last) for any rest, an optional `:verb`.
+    #[serde(deserialize_with = "template_without_variables")]
+    pub path: PathTemplate,
     pub policy: Policy,
     /// The access control list: subjects refused this action even with a valid token.
     #[serde(default)]
@@ -118,6 +147,19 @@ impl AuthConfig {
         }
         Ok(config)
     }
+}
+
+fn template_without_variables<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<PathTemplate, D::Error> {
+    let template = PathTemplate::deserialize(deserializer)?;
+    if template.field_paths().next().is_some() {
+        return Err(serde::de::Error::custom(format!(
+            "policy path {:?}: use '*' or '**' instead of variables",
+            template.as_str()
+        )));
+    }
+    Ok(template)
 }
 
 fn default_clock_skew_seconds() -> u64 {
@@ -175,7 +217,17 @@ mod tests {
         assert!(AuthConfig::from_json(no_rules)
             .unwrap_err()
             .contains("no rules"));
-        let bad_policy = br#"{"authority":{"cluster":"a"},"rules":[{"path":"/","policy":"open"}]}"#;
+        let bad_policy =
+            br#"{"authority":{"cluster":"a"},"rules":[{"path":"/a","policy":"open"}]}"#;
         assert!(AuthConfig::from_json(bad_policy).is_err());
+        for bad_path in ["catalog", "/a/**/b", "/a/b*", "/a/{id}"] {
+            let json = format!(
+                r#"{{"authority":{{"cluster":"a"}},"rules":[{{"path":"{bad_path}","policy":"public"}}]}}"#
+            );
+            assert!(
+                AuthConfig::from_json(json.as_bytes()).is_err(),
+                "{bad_path}"
+            );
+        }
     }
 }

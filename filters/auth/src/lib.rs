@@ -10,7 +10,8 @@ pub mod config;
 pub mod keys;
 pub mod policy;
 
-pub use config::AuthConfig;
+pub use config::{AuthConfig, Policy};
+pub use edge_core::Client;
 pub use keys::{KeySet, TokenError};
 pub use policy::{authorize, Outcome, Rejection, Request};
 

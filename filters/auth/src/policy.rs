@@ -1,109 +1,24 @@
 //! Route policy: which rule a request falls under, and the decision for it.
 
-use crate::config::{AuthConfig, Rule};
+use crate::config::{AuthConfig, Policy, Rule};
 use crate::keys::{Identity, KeySet, TokenError};
-use edge_core::{GrpcCode, Status};
-use serde::Deserialize;
-
-/// What a matching rule requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Policy {
-    /// No token needed (signup, signin, public reads).
-    Public,
-    /// A valid token is needed, with the rule's required claims, and the subject must not be
-    /// on the rule's deny list.
-    Authenticated,
-    /// Nobody, token or not.
-    Deny,
-}
-
-/// A path pattern over `/`-separated segments: a literal, `*` (exactly one segment) or `**`
-/// (any number of segments, only last). Matching is exact otherwise, so `/catalog/items` does
-/// not match `/catalog/items/` nor `/Catalog/items`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathPattern {
-    segments: Vec<Segment>,
-    source: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    One,
-    Rest,
-}
-
-impl PathPattern {
-    pub fn parse(source: &str) -> Result<Self, String> {
-        let rest = source
-            .strip_prefix('/')
-            .ok_or_else(|| format!("path pattern {source:?} must start with '/'"))?;
-        let parts: Vec<&str> = rest.split('/').collect();
-        let mut segments = Vec::with_capacity(parts.len());
-        for (index, part) in parts.iter().enumerate() {
-            segments.push(match *part {
-                "**" if index + 1 == parts.len() => Segment::Rest,
-                "**" => return Err(format!("path pattern {source:?}: '**' must be last")),
-                "*" => Segment::One,
-                literal if literal.contains('*') => {
-                    return Err(format!(
-                        "path pattern {source:?}: '*' must be a whole segment"
-                    ))
-                }
-                literal => Segment::Literal(literal.to_string()),
-            });
-        }
-        Ok(Self {
-            segments,
-            source: source.to_string(),
-        })
-    }
-
-    /// Matches a path (without query string).
-    pub fn matches(&self, path: &str) -> bool {
-        let Some(rest) = path.strip_prefix('/') else {
-            return false;
-        };
-        let mut parts = rest.split('/');
-        for segment in &self.segments {
-            match segment {
-                Segment::Rest => return true,
-                Segment::One => match parts.next() {
-                    Some(part) if !part.is_empty() => {}
-                    _ => return false,
-                },
-                Segment::Literal(literal) => match parts.next() {
-                    Some(part) if part == literal => {}
-                    _ => return false,
-                },
-            }
-        }
-        parts.next().is_none()
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-}
-
-impl<'de> Deserialize<'de> for PathPattern {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let source = String::deserialize(deserializer)?;
-        PathPattern::parse(&source).map_err(serde::de::Error::custom)
-    }
-}
+use edge_core::{match_route, Client, GrpcCode, LocalReply, RouteMatch};
 
 /// What the filter knows about a request when it decides.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
     pub method: &'a str,
-    /// The path without the query string, after Envoy's normalization.
+    /// `:path` as Envoy normalized it; a query string is ignored.
     pub path: &'a str,
     /// Every `Authorization` header value the client sent.
     pub authorization: &'a [String],
     /// Every `Cookie` header value the client sent.
     pub cookies: &'a [String],
+    /// gRPC clients are told an unknown method is UNIMPLEMENTED, as a gRPC server would.
+    pub client: Client,
+    /// A CORS preflight: no credentials by design, so it passes to Envoy's CORS filter, which
+    /// Istio places after the Wasm filters.
+    pub cors_preflight: bool,
 }
 
 /// The decision for one request.
@@ -118,43 +33,94 @@ pub enum Outcome {
     Reject(Rejection),
 }
 
-/// A refused request: the status clients get, and a short reason for logs and metrics
+/// A refused request: the reply clients get, and a short reason for logs and metrics
 /// (never the token itself).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
-    pub status: Status,
+    pub reply: LocalReply,
     pub reason: &'static str,
-    /// `WWW-Authenticate` header for 401 answers (RFC 6750).
-    pub www_authenticate: Option<String>,
 }
 
 impl Rejection {
     fn unauthenticated(error: TokenError) -> Self {
         let description = error.to_string();
+        // RFC 6750's challenge: why the token was refused, unless there was none.
+        let challenge = match error {
+            TokenError::Missing => "Bearer".to_string(),
+            _ => format!("Bearer error=\"invalid_token\", error_description=\"{description}\""),
+        };
         Self {
-            www_authenticate: Some(match error {
-                TokenError::Missing => "Bearer".to_string(),
-                _ => format!("Bearer error=\"invalid_token\", error_description=\"{description}\""),
-            }),
-            status: Status::new(GrpcCode::Unauthenticated, description),
+            reply: LocalReply::error(GrpcCode::Unauthenticated, description)
+                .with_header("www-authenticate", challenge),
             reason: error.reason(),
         }
     }
 
     fn denied(reason: &'static str, message: &str) -> Self {
         Self {
-            status: Status::new(GrpcCode::PermissionDenied, message),
+            reply: LocalReply::error(GrpcCode::PermissionDenied, message),
             reason,
-            www_authenticate: None,
         }
+    }
+
+    /// A request that no rule covers and no route of the edge serves: 404, or 405 when the
+    /// path is served with other methods.
+    fn unrouted(request: &Request<'_>, allow: Option<String>) -> Self {
+        let path = request
+            .path
+            .split_once('?')
+            .map_or(request.path, |(path, _)| path);
+        let (reply, reason) = match (request.client, allow) {
+            (Client::Grpc, _) => (
+                LocalReply::error(GrpcCode::Unimplemented, format!("unknown method {path}")),
+                "no_route",
+            ),
+            (Client::Http, None) => (
+                LocalReply::error(
+                    GrpcCode::NotFound,
+                    format!("no route for {} {path}", request.method),
+                ),
+                "no_route",
+            ),
+            (Client::Http, Some(allow)) => (
+                LocalReply::error(
+                    GrpcCode::Unimplemented,
+                    format!("method {} is not allowed on {path}", request.method),
+                )
+                .with_http_status(405)
+                .with_header("allow", allow),
+                "method_not_allowed",
+            ),
+        };
+        Self { reply, reason }
     }
 }
 
 /// Decides one request: finds the first matching rule, verifies the token if the rule needs
-/// one, and applies the rule's deny list. `keys` is `None` until the first JWKS fetch
-/// succeeded: protected routes then answer 503 (fail closed, never open).
+/// one, and applies the rule's deny list. A request no rule matches is 404/405 when no route
+/// of the edge serves it, else `unmatched_policy` decides. `keys` is `None` until the first
+/// JWKS fetch succeeded: protected routes then answer 503 (fail closed, never open).
 pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'_>) -> Outcome {
+    if request.cors_preflight {
+        return Outcome::Allow {
+            subject: None,
+            forward: Vec::new(),
+        };
+    }
     let rule = matching_rule(config, request);
+    if rule.is_none() && !config.routes.is_empty() {
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| (route.method.as_str(), &route.path));
+        match match_route(routes, request.method, request.path) {
+            RouteMatch::Found(_) => {}
+            RouteMatch::MethodNotAllowed { allow } => {
+                return Outcome::Reject(Rejection::unrouted(request, Some(allow)))
+            }
+            RouteMatch::NotFound => return Outcome::Reject(Rejection::unrouted(request, None)),
+        }
+    }
     match rule.map_or(config.unmatched_policy, |rule| rule.policy) {
         Policy::Public => {
             return Outcome::Allow {
@@ -179,9 +145,8 @@ pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'
     };
     let Some(keys) = keys else {
         return Outcome::Reject(Rejection {
-            status: Status::new(GrpcCode::Unavailable, "signing keys are not available yet"),
+            reply: LocalReply::error(GrpcCode::Unavailable, "signing keys are not available yet"),
             reason: "keys_unavailable",
-            www_authenticate: None,
         });
     };
     let identity = match keys.verify(token, &config.into()) {
@@ -296,7 +261,7 @@ fn matching_rule<'c>(config: &'c AuthConfig, request: &Request<'_>) -> Option<&'
                 .methods
                 .iter()
                 .any(|method| method.eq_ignore_ascii_case(request.method)))
-            && rule.path.matches(path)
+            && rule.path.is_match(path)
     })
 }
 
@@ -322,33 +287,6 @@ fn bearer_token(values: &[String]) -> Result<&str, TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn patterns_match_segments_exactly() {
-        let cases = [
-            ("/auth/signin", "/auth/signin", true),
-            ("/auth/signin", "/auth/signin/", false),
-            ("/auth/signin", "/Auth/signin", false),
-            ("/catalog/items/*", "/catalog/items/42", true),
-            ("/catalog/items/*", "/catalog/items/", false),
-            ("/catalog/items/*", "/catalog/items/42/x", false),
-            ("/catalog/**", "/catalog", true),
-            ("/catalog/**", "/catalog/items/42", true),
-            ("/catalog/**", "/catalogue", false),
-            ("/**", "/anything/at/all", true),
-        ];
-        for (pattern, path, expected) in cases {
-            let pattern = PathPattern::parse(pattern).unwrap();
-            assert_eq!(pattern.matches(path), expected, "{pattern:?} vs {path}");
-        }
-    }
-
-    #[test]
-    fn malformed_patterns_are_rejected() {
-        for bad in ["catalog", "/a/**/b", "/a/b*"] {
-            assert!(PathPattern::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn bearer_extraction() {
@@ -427,6 +365,8 @@ mod tests {
                         path,
                         authorization,
                         cookies,
+                        client: Client::Http,
+                        cors_preflight: false,
                     },
                 )
             }
@@ -512,14 +452,80 @@ mod tests {
                     path: "/items",
                     authorization: &token,
                     cookies: &[],
+                    client: Client::Http,
+                    cors_preflight: false,
                 },
             );
             match outcome {
-                Outcome::Reject(r) => assert_eq!(r.status.http_status(), 503),
+                Outcome::Reject(r) => assert_eq!(r.reply.http_status, 503),
                 other => panic!("{other:?}"),
             }
             f.config.unmatched_policy = Policy::Public;
             assert_eq!(reason(&f.decide("GET", "/elsewhere", &[], &[])), "allowed");
+        }
+
+        #[test]
+        fn unmatched_requests_the_edge_does_not_serve_are_404_or_405() {
+            let mut f = fixture();
+            f.config.routes = [
+                ("GET", "/things"),
+                ("POST", "/things"),
+                ("DELETE", "/things/*"),
+                ("POST", "/pkg.Service/Method"),
+            ]
+            .into_iter()
+            .map(|(method, path)| crate::config::ServedRoute {
+                method: method.into(),
+                path: edge_core::PathTemplate::parse(path).unwrap(),
+            })
+            .collect();
+            let reply = |method: &str, path: &str, client: Client| match authorize(
+                &f.config,
+                Some(&f.keys),
+                &Request {
+                    method,
+                    path,
+                    authorization: &[],
+                    cookies: &[],
+                    client,
+                    cors_preflight: false,
+                },
+            ) {
+                Outcome::Reject(rejection) => (rejection.reason, rejection.reply),
+                other => panic!("{other:?}"),
+            };
+
+            let (reason, not_found) = reply("GET", "/no/such/route?x=1", Client::Http);
+            assert_eq!(reason, "no_route");
+            assert_eq!(not_found.http_status, 404);
+            assert_eq!(not_found.status.message, "no route for GET /no/such/route");
+
+            let (reason, wrong_method) = reply("PUT", "/things", Client::Http);
+            assert_eq!(reason, "method_not_allowed");
+            assert_eq!(wrong_method.http_status, 405);
+            assert_eq!(
+                wrong_method.headers,
+                vec![("allow".to_string(), "GET, POST".to_string())]
+            );
+
+            let (_, unknown_grpc) = reply("POST", "/pkg.Service/Nope", Client::Grpc);
+            assert_eq!(unknown_grpc.status.code, GrpcCode::Unimplemented);
+
+            // Served, but no rule covers it: still denied by default.
+            assert_eq!(
+                reply("DELETE", "/things/1", Client::Http).0,
+                "no_matching_rule"
+            );
+            assert_eq!(
+                reply("POST", "/pkg.Service/Method", Client::Grpc).0,
+                "no_matching_rule"
+            );
+            // A rule decides before the route table does.
+            assert_eq!(reason_of(&f, "GET", "/public/anything"), "allowed");
+        }
+
+        fn reason_of(f: &Fixture, method: &str, path: &str) -> &'static str {
+            reason(&f.decide(method, path, &[], &[]))
         }
     }
 }

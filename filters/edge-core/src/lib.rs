@@ -5,13 +5,25 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod path_template;
 mod percent;
+mod reply;
+mod routes;
 mod status;
 mod upstream;
 
+pub use path_template::PathTemplate;
 pub use percent::percent_decode;
+pub use reply::{Client, LocalReply, WireReply};
+pub use routes::{match_route, RouteMatch};
 pub use status::{GrpcCode, Status};
 pub use upstream::grpc_upstream;
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. It carries
+/// no credentials by design, and Envoy's CORS filter answers it.
+pub fn is_cors_preflight(method: &str, origin: Option<&str>, request_method: Option<&str>) -> bool {
+    method == "OPTIONS" && origin.is_some() && request_method.is_some()
+}
 
 /// Metadata/header carrying the verified subject from the auth filter to the backends.
 /// Clients can never set it: the auth filter removes any client-sent copy on every request.

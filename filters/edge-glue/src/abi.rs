@@ -117,11 +117,11 @@ extern "C" {
         return_message_data: *mut *mut u8,
         return_message_size: *mut usize,
     ) -> u32;
-    fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
 }
 
-/// `proxy_continue_stream`/`proxy_close_stream` stream type of the HTTP request.
+/// `proxy_close_stream` stream type of the HTTP request.
 const STREAM_HTTP_REQUEST: u32 = 0;
 
 fn check(status: u32) -> Result<(), HostError> {
@@ -216,6 +216,7 @@ pub fn send_local_response(
     status_code: u32,
     headers: &[(&str, &str)],
     body: &[u8],
+    grpc_status: Option<u32>,
 ) -> Result<(), HostError> {
     let headers = serialize_pairs(headers);
     // SAFETY: body and the serialized headers are live for the call; no details string.
@@ -228,7 +229,7 @@ pub fn send_local_response(
             body.len(),
             headers.as_ptr(),
             headers.len(),
-            -1,
+            grpc_status.map_or(-1, |code| code as i32),
         )
     })
 }
@@ -290,9 +291,12 @@ pub fn grpc_status() -> Result<(u32, String), HostError> {
     Ok((code, String::from_utf8_lossy(&message).into_owned()))
 }
 
-pub fn resume_http_request() -> Result<(), HostError> {
-    // SAFETY: no pointers involved.
-    check(unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) })
+/// Envoy's clock (wall time since the Unix epoch, in nanoseconds).
+pub fn current_time_nanos() -> Result<u64, HostError> {
+    let mut nanos = 0;
+    // SAFETY: the out-pointer points to a local of this frame.
+    check(unsafe { proxy_get_current_time_nanoseconds(&mut nanos) })?;
+    Ok(nanos)
 }
 
 pub fn reset_http_request() -> Result<(), HostError> {

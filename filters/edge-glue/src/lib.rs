@@ -12,7 +12,7 @@
 mod abi;
 
 pub use abi::HostError;
-use edge_core::Status;
+use edge_core::{Client, GrpcCode, LocalReply};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
 /// Writes to Envoy's log under the plugin's name; a failure to log is not worth failing a request.
@@ -89,9 +89,20 @@ pub fn grpc_cancel(token: u32) {
     let _ = abi::grpc_cancel(token);
 }
 
-/// The status code and (raw) message of the gRPC stream being closed.
-pub fn grpc_status() -> (u32, String) {
-    abi::grpc_status().unwrap_or((2, String::new()))
+/// The (raw) message of the gRPC call or stream being closed; its code comes with the
+/// callback itself.
+pub fn grpc_message() -> String {
+    abi::grpc_status()
+        .map(|(_, message)| message)
+        .unwrap_or_default()
+}
+
+/// Envoy's clock as time since the Unix epoch (the SDK's `get_current_time` panics on a host
+/// error); `None` if Envoy would not say.
+pub fn now() -> Option<std::time::Duration> {
+    abi::current_time_nanos()
+        .ok()
+        .map(std::time::Duration::from_nanos)
 }
 
 /// The plugin configuration, read once per VM in `on_configure`.
@@ -109,26 +120,29 @@ pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), HostError> {
     abi::set_property(path, value)
 }
 
-/// Answers the request locally with `status` as `google.rpc.Status` JSON. Returns the error when
-/// Envoy refuses (e.g. the response has already started); the caller then resets the stream
-/// rather than leave it hanging.
-pub fn send_status(status: &Status, extra_headers: &[(&str, &str)]) -> Result<(), HostError> {
-    let mut headers = vec![("content-type", "application/json")];
-    headers.extend_from_slice(extra_headers);
-    abi::send_local_response(
-        u32::from(status.http_status()),
+/// Answers the request locally with `reply`, shaped for `client` (JSON, or a gRPC status).
+/// When Envoy refuses (e.g. the response has already started), resets the stream rather than
+/// leave the client hanging.
+pub fn send_reply(reply: &LocalReply, client: Client) {
+    let wire = reply.to_wire(client);
+    let headers: Vec<(&str, &str)> = wire
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let sent = abi::send_local_response(
+        u32::from(wire.http_status),
         &headers,
-        status.to_json().as_bytes(),
-    )
-}
-
-/// Answers the request locally with a JSON body.
-pub fn send_json(
-    http_status: u16,
-    body: &[u8],
-    extra_headers: &[(&str, &str)],
-) -> Result<(), HostError> {
-    send_body(http_status, "application/json", body, extra_headers)
+        &wire.body,
+        wire.grpc_status.map(GrpcCode::number),
+    );
+    if let Err(error) = sent {
+        log(
+            LogLevel::Error,
+            &format!("cannot send local reply: {error}"),
+        );
+        reset_request();
+    }
 }
 
 /// Answers the request locally with a body of `content_type`.
@@ -140,7 +154,7 @@ pub fn send_body(
 ) -> Result<(), HostError> {
     let mut headers = vec![("content-type", content_type)];
     headers.extend_from_slice(extra_headers);
-    abi::send_local_response(u32::from(http_status), &headers, body)
+    abi::send_local_response(u32::from(http_status), &headers, body, None)
 }
 
 /// Asks Envoy to recompute the route after a header change. Envoy 1.40 still does it by itself
@@ -187,11 +201,6 @@ impl Metrics {
             let _ = abi::record_metric(id, value);
         }
     }
-}
-
-/// Resumes a request paused while waiting for a callout.
-pub fn resume_request() -> Result<(), HostError> {
-    abi::resume_http_request()
 }
 
 /// Last resort when a local reply could not be sent: reset the stream, so the client sees an

@@ -38,6 +38,11 @@ pub struct TranscoderConfig {
     pub reject_unknown_json_fields: bool,
     #[serde(default)]
     pub print: PrintOptions,
+    /// Let CORS preflights through to Envoy's CORS filter after this one (Istio places it
+    /// after every WasmPlugin). `edgectl` sets it when `cors` is configured; otherwise a
+    /// preflight is answered 404/405 like any request no route serves.
+    #[serde(default)]
+    pub pass_cors_preflights: bool,
 }
 
 /// How responses are rendered (the names of Envoy's `print_options`).

@@ -8,17 +8,17 @@
 
 pub mod config;
 mod message;
-pub mod template;
+mod outcome;
 
 use base64::Engine;
 pub use config::{PrintOptions, TranscoderConfig};
-use edge_core::{GrpcCode, Status};
+use edge_core::{Client, GrpcCode, PathTemplate, RouteMatch, Status};
 use message::JsonInput;
+pub use outcome::{Failure, FinishedCall};
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value,
 };
 use std::time::Duration;
-use template::PathTemplate;
 
 /// How a request or response body is encoded on the HTTP side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,12 @@ impl Encoding {
             None
         }
     }
+}
+
+fn is_multipart(media_type: &str) -> bool {
+    media_type
+        .get(..10)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("multipart/"))
 }
 
 /// `google.rpc.Status`, as carried in `grpc-status-details-bin`.
@@ -121,8 +127,10 @@ pub enum Lookup<'a> {
         /// Field path and decoded value of every path variable.
         bindings: Vec<(String, String)>,
     },
-    /// The path matches a route, but not with this method (405).
-    MethodNotAllowed,
+    /// The path matches a route, but not with this method (405); `allow` lists the methods.
+    MethodNotAllowed {
+        allow: String,
+    },
     NotFound,
 }
 
@@ -241,35 +249,74 @@ impl Transcoder {
         &self.routes
     }
 
+    /// Every (method, path template) the edge serves for these services, most specific first:
+    /// each HTTP binding (as its shape, variables erased) and each gRPC method as
+    /// `POST /package.Service/Method` (gRPC clients pass through). The auth filter tells 404
+    /// from 405 from 403 with this table.
+    pub fn served_routes(&self) -> Vec<(String, String)> {
+        let http = self
+            .routes
+            .iter()
+            .map(|route| (route.http_method.clone(), route.template.shape()));
+        let grpc = self
+            .config
+            .services
+            .keys()
+            .filter_map(|name| self.pool.get_service_by_name(name))
+            .flat_map(|service| {
+                service
+                    .methods()
+                    .map(|method| {
+                        let path = format!("/{}/{}", service.full_name(), method.name());
+                        ("POST".to_string(), path)
+                    })
+                    .collect::<Vec<_>>()
+            });
+        http.chain(grpc).collect()
+    }
+
+    /// Requests this filter leaves to the router: gRPC clients (passed through to their
+    /// service), and CORS preflights when the CORS filter after it answers them.
+    pub fn passes_through(&self, client: Client, cors_preflight: bool) -> bool {
+        client == Client::Grpc || (cors_preflight && self.config.pass_cors_preflights)
+    }
+
     /// Finds the route for a request; `path` may carry a query string.
     pub fn lookup(&self, http_method: &str, path: &str) -> Lookup<'_> {
-        let path = path.split_once('?').map_or(path, |(path, _)| path);
-        let mut path_matched = false;
-        for (index, route) in self.routes.iter().enumerate() {
-            if let Some(bindings) = route.template.matches(path) {
-                if route.http_method.eq_ignore_ascii_case(http_method) {
-                    return Lookup::Matched {
+        let table = self
+            .routes
+            .iter()
+            .map(|route| (route.http_method.as_str(), &route.template));
+        match edge_core::match_route(table, http_method, path) {
+            RouteMatch::Found(index) => {
+                let route = &self.routes[index];
+                let path = path.split_once('?').map_or(path, |(path, _)| path);
+                match route.template.matches(path) {
+                    Some(bindings) => Lookup::Matched {
                         route,
                         index,
                         bindings,
-                    };
+                    },
+                    // The path matched, but a variable's value is not valid percent-encoding.
+                    None => Lookup::NotFound,
                 }
-                path_matched = true;
             }
-        }
-        if path_matched {
-            Lookup::MethodNotAllowed
-        } else {
-            Lookup::NotFound
+            RouteMatch::MethodNotAllowed { allow } => Lookup::MethodNotAllowed { allow },
+            RouteMatch::NotFound => Lookup::NotFound,
         }
     }
 
-    /// The encoding of a request body from its `Content-Type` (none: JSON); `None` when the
-    /// type is unsupported (415), or binary protobuf where the body target is not a message.
+    /// The encoding of a request body from its `Content-Type`: the protobuf types are binary,
+    /// `multipart/*` (a form upload, never JSON) is unsupported (`None`: 415), and anything else
+    /// — none, `application/json`, curl's default `application/x-www-form-urlencoded`,
+    /// `text/plain` — is read as JSON, as Envoy's transcoder and grpc-gateway do. `None` too for
+    /// binary protobuf where the body target is not a message.
     pub fn request_encoding(&self, route: &Route, content_type: Option<&str>) -> Option<Encoding> {
-        let encoding = match content_type.map(str::trim) {
-            None | Some("") => Encoding::Json,
-            Some(media_type) => Encoding::of_media_type(media_type)?,
+        let media_type = content_type.unwrap_or_default().trim();
+        let encoding = match Encoding::of_media_type(media_type) {
+            Some(encoding) => encoding,
+            None if is_multipart(media_type) => return None,
+            None => Encoding::Json,
         };
         let binary_target_ok = match &route.body {
             BodyTarget::Field(field) => {

@@ -2,7 +2,7 @@
 //! rendering a response message as proto3 JSON.
 
 use crate::config::PrintOptions;
-use crate::template::percent_decode;
+use edge_core::percent_decode;
 use edge_core::{GrpcCode, Status};
 use prost_reflect::{
     DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,

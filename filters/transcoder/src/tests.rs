@@ -1,7 +1,9 @@
 //! Host tests of the transcoder core against the platform's real descriptor set.
 
 use super::*;
-use platform_proto::catalog::{CreateItemRequest, GetItemRequest, Item, ListItemsResponse};
+use platform_proto::catalog::{
+    CreateItemRequest, GetItemRequest, GetItemResponse, Item, ListItemsResponse,
+};
 use prost::Message;
 use serde_json::json;
 
@@ -80,11 +82,11 @@ fn lookup_distinguishes_unknown_path_from_wrong_method() {
     assert!(matches!(t.lookup("GET", "/nope"), Lookup::NotFound));
     assert!(matches!(
         t.lookup("DELETE", "/catalog/items/1"),
-        Lookup::MethodNotAllowed
+        Lookup::MethodNotAllowed { allow } if allow == "GET"
     ));
     assert!(matches!(
         t.lookup("PUT", "/auth/signup"),
-        Lookup::MethodNotAllowed
+        Lookup::MethodNotAllowed { .. }
     ));
     let (route, bindings) = matched(&t, "GET", "/catalog/items/abc?x=1");
     assert_eq!(route.method, "GetItem");
@@ -245,7 +247,7 @@ mod kitchen_api {
         }
         assert!(matches!(
             t.lookup("POST", "/v1/sinks/a"),
-            Lookup::MethodNotAllowed
+            Lookup::MethodNotAllowed { .. }
         ));
         assert!(matches!(t.lookup("GET", "/v2/sinks"), Lookup::NotFound));
         assert!(matches!(
@@ -419,7 +421,18 @@ mod kitchen_api {
             Some(Encoding::Json)
         );
         assert_eq!(t.request_encoding(create, None), Some(Encoding::Json));
-        assert_eq!(t.request_encoding(create, Some("text/plain")), None);
+        // Whatever is not protobuf or a form upload is read as JSON (curl -d's default too).
+        for json in ["text/plain", "application/x-www-form-urlencoded", ""] {
+            assert_eq!(
+                t.request_encoding(create, Some(json)),
+                Some(Encoding::Json),
+                "{json}"
+            );
+        }
+        assert_eq!(
+            t.request_encoding(create, Some("multipart/form-data; boundary=x")),
+            None
+        );
         let sent = Sink {
             id: "p".into(),
             int64_value: 7,
@@ -587,5 +600,90 @@ mod kitchen_api {
         for bad in ["", "m", "123456789S", "5x", "-1S", "1.5S"] {
             assert_eq!(t.call_timeout(Some(bad)), Duration::from_secs(2), "{bad:?}");
         }
+    }
+}
+
+mod finished_calls {
+    use super::*;
+    use crate::FinishedCall;
+    use std::time::Duration;
+
+    fn call<'a>(grpc_status: u32, response: Option<Result<&'a [u8], &'a str>>) -> FinishedCall<'a> {
+        FinishedCall {
+            grpc_status,
+            grpc_message: "item%20gone {via_upstream}",
+            details_bin: None,
+            response,
+            elapsed: Duration::from_millis(5),
+            timeout: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn each_way_a_call_ends() {
+        let t = transcoder();
+        let (route, _) = matched(&t, "GET", "/catalog/items/abc");
+        let item = GetItemResponse {
+            item: Some(Item {
+                id: "abc".into(),
+                ..Item::default()
+            }),
+        }
+        .encode_to_vec();
+
+        let body = t
+            .finish_call(route, Encoding::Json, call(0, Some(Ok(&item))))
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            json!({"item": {"id": "abc"}})
+        );
+
+        let silent = t
+            .finish_call(route, Encoding::Json, call(0, None))
+            .unwrap_err();
+        assert_eq!(
+            (silent.reply.http_status, silent.kind),
+            (500, Some("bad_response"))
+        );
+
+        let gone = t
+            .finish_call(route, Encoding::Json, call(5, None))
+            .unwrap_err();
+        assert_eq!(gone.reply.http_status, 404);
+        assert_eq!(gone.reply.status.message, "item gone");
+        assert_eq!(gone.kind, None);
+
+        let late = FinishedCall {
+            elapsed: Duration::from_millis(100),
+            ..call(1, None)
+        };
+        let late = t.finish_call(route, Encoding::Json, late).unwrap_err();
+        assert_eq!(late.reply.http_status, 504);
+        assert_eq!(
+            late.reply.status.message,
+            "the backend did not answer within 100 ms"
+        );
+
+        let unauthenticated = t
+            .finish_call(route, Encoding::Json, call(16, None))
+            .unwrap_err();
+        assert_eq!(
+            unauthenticated.reply.headers,
+            vec![("www-authenticate".to_string(), "Bearer".to_string())]
+        );
+    }
+}
+
+#[test]
+fn served_routes_cover_bindings_and_grpc_methods() {
+    let served = transcoder().served_routes();
+    let has = |method: &str, path: &str| served.iter().any(|(m, p)| m == method && p == path);
+    assert!(has("GET", "/catalog/items/*"));
+    assert!(has("POST", "/catalog/items"));
+    assert!(has("POST", "/catalog.CatalogService/GetItem"));
+    assert!(has("POST", "/authority.AuthorityService/Signin"));
+    for (_, path) in &served {
+        assert!(edge_core::PathTemplate::parse(path).is_ok(), "{path}");
     }
 }

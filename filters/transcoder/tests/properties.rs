@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use edge_core::GrpcCode;
-use edge_transcoder::template::PathTemplate;
+use edge_core::PathTemplate;
 use edge_transcoder::{Encoding, Lookup, Transcoder, TranscoderConfig};
 use kitchen::v1::{Inner, Sink};
 use proptest::prelude::*;

@@ -69,17 +69,24 @@ pub async fn serve(
             .await;
     }
     // Reflection describes exactly what this server serves (the descriptor set is the whole
-    // platform's), plus health and reflection themselves.
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(platform_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name("grpc.health.v1.Health")
-        .with_service_name("grpc.reflection.v1.ServerReflection");
-    for name in service_names {
-        reflection = reflection.with_service_name(*name);
-    }
-    let reflection = reflection.build_v1()?;
-    let routes = routes.add_service(health).add_service(reflection);
+    // platform's), plus health and reflection themselves; in both versions, v1 and the
+    // v1alpha that Postman, Evans and older grpcurl still ask for.
+    let reflection = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(platform_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+        for name in service_names {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
+    let routes = routes
+        .add_service(health)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
 
     let mut terminate = signal(SignalKind::terminate())?;
     let shutdown = async move {

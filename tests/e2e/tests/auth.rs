@@ -264,15 +264,23 @@ async fn attack_suite() {
         ("path trick //", vec![], "/catalog//items", 401),
         ("path trick /./", vec![], "/catalog/./items", 401),
         ("path trick /../", vec![], "/catalog/x/../items", 401),
-        ("path trick case", vec![], "/Catalog/items", 403),
-        ("path trick %2F", vec![], "/%2Fcatalog/items", 403),
+        // Paths no rule and no route knows: refused before any backend, as unknown (404).
+        ("path trick case", vec![], "/Catalog/items", 404),
+        ("path trick %2F", vec![], "/%2Fcatalog/items", 404),
         (
             "path trick escaped separator",
             vec![],
             "/catalog%2Fitems",
+            404,
+        ),
+        ("path trick trailing slash", vec![], "/catalog/items/", 404),
+        // A route the edge serves that no rule covers: denied by default.
+        (
+            "served but unruled",
+            vec![],
+            "/authority.AuthorityService/ListPublicKeys",
             403,
         ),
-        ("path trick trailing slash", vec![], "/catalog/items/", 403),
     ];
     for (name, headers, path, expected) in &header_cases {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();

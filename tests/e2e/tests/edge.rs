@@ -123,10 +123,19 @@ async fn errors_are_google_rpc_status_json() {
 
     let cases: Vec<(reqwest::RequestBuilder, u16, u64)> = vec![
         (http.get(edge.url("/catalog/items/no-such-item")), 404, 5),
-        // Outside every auth rule: refused before anything else looks at it (fail closed).
-        (http.get(edge.url("/no/such/route")), 403, 7),
+        // No route of the edge serves these: 404, or 405 for a known path (as grpc-gateway
+        // and Envoy's routes answer), before any backend is involved.
+        (http.get(edge.url("/no/such/route")), 404, 5),
         (
             http.delete(edge.url(&format!("/catalog/items/{MOBILE_PHONE_ID}"))),
+            405,
+            12,
+        ),
+        (http.delete(edge.url("/catalog/items")), 405, 12),
+        // Served (a gRPC method of a public service), but no rule covers it: denied.
+        (
+            http.post(edge.url("/authority.AuthorityService/ListPublicKeys"))
+                .json(&json!({})),
             403,
             7,
         ),
@@ -274,7 +283,12 @@ async fn one_access_log_line_per_request() {
             401,
         ),
         ("missing", http.get(edge.url("/catalog/items/nope")), 404),
-        ("forbidden", http.get(edge.url("/no/such/route")), 403),
+        (
+            "forbidden",
+            http.post(edge.url("/authority.AuthorityService/ListPublicKeys"))
+                .json(&json!({})),
+            403,
+        ),
         (
             "malformed",
             http.post(edge.url("/catalog/items"))

@@ -300,6 +300,13 @@ fn cases() -> Vec<Case> {
         case("create, int64 as number", "POST", "/v1/sinks").json(json!({"int64_value": 42})),
         case("create, enum as number", "POST", "/v1/sinks").json(json!({"color": 2})),
         case("create, empty object", "POST", "/v1/sinks").json(json!({})),
+        // curl -d sends its own default type: both transcoders read the body as JSON.
+        case("create, curl's form content type", "POST", "/v1/sinks")
+            .json(json!({"name": "from curl", "int32_value": 7}))
+            .headers(&[("content-type", "application/x-www-form-urlencoded")]),
+        case("create, no content type", "POST", "/v1/sinks")
+            .json(json!({"name": "bare"}))
+            .headers(&[]),
         case("create, null field", "POST", "/v1/sinks").json(json!({"name": null})),
         case("update, body is one field", "PATCH", "/v1/sinks/s1").json(json!({"name": "n", "level": 4})),
         case("replace, path wins over body", "PUT", "/v1/sinks/path")
@@ -563,29 +570,37 @@ async fn binary_protobuf_clients_share_the_routes() {
 }
 
 #[tokio::test]
-async fn unsupported_media_types_are_refused_with_415() {
+async fn only_form_uploads_are_refused_with_415() {
     let parity = Parity::start().await;
-    for content_type in [
-        "text/plain",
-        "application/xml",
-        "multipart/form-data; boundary=x",
-    ] {
+    let response = parity
+        .http
+        .post(parity.ours("/v1/sinks"))
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body("--x\r\n\r\n--x--\r\n")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 415);
+    let body: Value = response.json().await.expect("JSON error");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not supported")),
+        "{body}"
+    );
+    // Any other type is read as JSON, so what is not JSON is a 400 naming the problem.
+    for content_type in ["text/plain", "application/xml"] {
         let response = parity
             .http
             .post(parity.ours("/v1/sinks"))
             .header("content-type", content_type)
-            .body("id=1")
+            .body("<id>1</id>")
             .send()
             .await
             .expect("POST");
-        assert_eq!(response.status(), 415, "{content_type}");
+        assert_eq!(response.status(), 400, "{content_type}");
         let body: Value = response.json().await.expect("JSON error");
-        assert!(
-            body["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("not supported")),
-            "{body}"
-        );
+        assert_eq!(body["code"], 3, "{content_type}: {body}");
     }
 }
 

@@ -11,7 +11,7 @@
 use edge_auth::{
     authorize, AuthConfig, KeySet, ListPublicKeysResponse, Outcome, Request, TokenError,
 };
-use edge_core::properties;
+use edge_core::{properties, Client, GrpcCode, LocalReply};
 use edge_glue as host;
 use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -211,7 +211,7 @@ struct AuthFilter {
 }
 
 impl AuthFilter {
-    fn decide(&self, config: &AuthConfig) -> Result<Outcome, host::HostError> {
+    fn decide(&self, config: &AuthConfig, client: Client) -> Result<Outcome, host::HostError> {
         let method = host::request_header(":method").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
         let authorization = host::request_header_values("authorization")?;
@@ -220,6 +220,12 @@ impl AuthFilter {
         } else {
             host::request_header_values("cookie")?
         };
+        let cors_preflight = method == "OPTIONS"
+            && edge_core::is_cors_preflight(
+                &method,
+                host::request_header("origin").as_deref(),
+                host::request_header("access-control-request-method").as_deref(),
+            );
         let keys = self.state.borrow().keys.clone();
         Ok(authorize(
             config,
@@ -229,17 +235,19 @@ impl AuthFilter {
                 path: &path,
                 authorization: &authorization,
                 cookies: &cookies,
+                client,
+                cors_preflight,
             },
         ))
     }
 
-    fn apply(&self, config: &AuthConfig) -> Result<Action, host::HostError> {
+    fn apply(&self, config: &AuthConfig, client: Client) -> Result<Action, host::HostError> {
         // A client must never choose its identity: drop its copies before anything else.
         host::remove_request_header(&config.subject_header)?;
         for header in config.forward_claims.values() {
             host::remove_request_header(header)?;
         }
-        match self.decide(config)? {
+        match self.decide(config, client)? {
             Outcome::Allow { subject, forward } => {
                 if let Some(subject) = subject {
                     host::set_request_header(&config.subject_header, &subject)?;
@@ -263,12 +271,7 @@ impl AuthFilter {
                     self.state.borrow_mut().refresh_wanted = true;
                 }
                 host::set_property(&[properties::AUTH_REASON], rejection.reason.as_bytes())?;
-                let challenge = rejection.www_authenticate.as_deref();
-                let headers: Vec<(&str, &str)> = challenge
-                    .map(|c| ("www-authenticate", c))
-                    .into_iter()
-                    .collect();
-                host::send_status(&rejection.status, &headers)?;
+                host::send_reply(&rejection.reply, client);
                 Ok(Action::Pause)
             }
         }
@@ -284,17 +287,14 @@ impl HttpContext for AuthFilter {
             host::reset_request();
             return Action::Pause;
         };
-        match self.apply(&config) {
+        let client = Client::of_content_type(host::request_header("content-type").as_deref());
+        match self.apply(&config, client) {
             Ok(action) => action,
             Err(error) => {
                 host::log(LogLevel::Error, &format!("auth failed closed: {error}"));
-                let status = edge_core::Status::new(
-                    edge_core::GrpcCode::Internal,
-                    "authentication could not be performed",
-                );
-                if host::send_status(&status, &[]).is_err() {
-                    host::reset_request();
-                }
+                let reply =
+                    LocalReply::error(GrpcCode::Internal, "authentication could not be performed");
+                host::send_reply(&reply, client);
                 Action::Pause
             }
         }

@@ -9,9 +9,9 @@
 //! `on_headers` for why.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use edge_core::{properties, GrpcCode, Status};
+use edge_core::{properties, Client};
 use edge_glue as host;
-use edge_transcoder::{Encoding, Lookup, Transcoder, TranscoderConfig};
+use edge_transcoder::{Encoding, Failure, FinishedCall, Lookup, Transcoder, TranscoderConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
@@ -85,7 +85,7 @@ struct Pending {
 struct TranscoderFilter {
     transcoder: Option<Rc<Transcoder>>,
     pending: Option<Pending>,
-    /// When the backend call went out (for the access log's `upstream_ms`).
+    /// When the backend call went out (for the access log's `upstream_ms`), by Envoy's clock.
     dispatched_at: Option<Duration>,
     /// The backend's metadata named in `response_headers`, returned as HTTP headers.
     response_metadata: Vec<(String, String)>,
@@ -96,47 +96,31 @@ struct TranscoderFilter {
 }
 
 impl TranscoderFilter {
-    /// A transcoding error of `kind` (recorded for metrics), answered with `status`.
-    fn fail(&self, kind: &str, status: &Status) -> Action {
-        self.fail_with(status.http_status(), kind, status)
-    }
-
-    /// The same with an HTTP status the gRPC code does not imply (405, 413).
-    fn fail_with(&self, http_status: u16, kind: &str, status: &Status) -> Action {
-        let _ = host::set_property(&[properties::TRANSCODE_ERROR], kind.as_bytes());
-        self.answer(http_status, status)
-    }
-
-    /// Answers with `status` as JSON; if even that fails, resets so the client never hangs.
-    fn reply(&self, status: &Status) -> Action {
-        self.answer(status.http_status(), status)
-    }
-
-    fn answer(&self, http_status: u16, status: &Status) -> Action {
-        let mut headers: Vec<(&str, &str)> = self
-            .response_metadata
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        if http_status == 401 {
-            headers.push(("www-authenticate", "Bearer"));
+    /// The one way this filter answers with an error: the reply, with the backend's
+    /// `response_headers` metadata, and the kind recorded for the access log and metrics.
+    fn fail(&self, failure: Failure) -> Action {
+        if let Some(kind) = failure.kind {
+            let _ = host::set_property(&[properties::TRANSCODE_ERROR], kind.as_bytes());
         }
-        if let Err(error) = host::send_json(http_status, status.to_json().as_bytes(), &headers) {
-            host::log(
-                LogLevel::Error,
-                &format!("cannot send local reply: {error}"),
-            );
-            host::reset_request();
-        }
+        let mut reply = failure.reply;
+        reply.headers.extend(self.response_metadata.iter().cloned());
+        host::send_reply(&reply, Client::Http);
         Action::Pause
     }
 
     fn on_headers(&mut self, transcoder: &Transcoder, end_of_stream: bool) -> Action {
         let content_type = host::request_header("content-type").unwrap_or_default();
-        if content_type.starts_with("application/grpc") {
+        let method = host::request_header(":method").unwrap_or_default();
+        let client = Client::of_content_type(Some(&content_type));
+        let preflight = method == "OPTIONS"
+            && edge_core::is_cors_preflight(
+                &method,
+                host::request_header("origin").as_deref(),
+                host::request_header("access-control-request-method").as_deref(),
+            );
+        if transcoder.passes_through(client, preflight) {
             return Action::Continue;
         }
-        let method = host::request_header(":method").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
         let (route, index, bindings) = match transcoder.lookup(&method, &path) {
             Lookup::Matched {
@@ -144,15 +128,9 @@ impl TranscoderFilter {
                 index,
                 bindings,
             } => (route, index, bindings),
-            Lookup::NotFound => {
-                let shown = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
-                return self.fail(
-                    "no_route",
-                    &Status::new(GrpcCode::NotFound, format!("no route for {method} {shown}")),
-                );
-            }
-            Lookup::MethodNotAllowed => {
-                return self.reply_method_not_allowed(&method);
+            Lookup::NotFound => return self.fail(Failure::no_route(&method, &path)),
+            Lookup::MethodNotAllowed { allow } => {
+                return self.fail(Failure::method_not_allowed(&method, &allow))
             }
         };
         let _ = host::set_property(&[properties::ROUTE], route.template.as_str().as_bytes());
@@ -170,15 +148,9 @@ impl TranscoderFilter {
             transcoder.request_encoding(route, content_type)
         };
         let Some(request_encoding) = request_encoding else {
-            let message = format!(
-                "content type {:?} is not supported here: send application/json or application/x-protobuf",
-                content_type.unwrap_or_default()
-            );
-            return self.fail_with(
-                415,
-                "unsupported_media_type",
-                &Status::new(GrpcCode::InvalidArgument, message),
-            );
+            return self.fail(Failure::unsupported_media_type(
+                content_type.unwrap_or_default(),
+            ));
         };
         let accept = host::request_header("accept");
         let pending = Pending {
@@ -203,7 +175,7 @@ impl TranscoderFilter {
         let declared_length =
             host::request_header("content-length").and_then(|v| v.parse::<usize>().ok());
         if declared_length.is_some_and(|length| length > transcoder.config.max_body_bytes) {
-            return self.reply_too_large(transcoder);
+            return self.fail(Failure::body_too_large(transcoder.config.max_body_bytes));
         }
         self.pending = Some(pending);
         // Let the headers go on: proxy-wasm turns a pause here into StopAllIteration, after
@@ -213,30 +185,10 @@ impl TranscoderFilter {
         Action::Continue
     }
 
-    fn reply_method_not_allowed(&self, method: &str) -> Action {
-        let message = format!("method {method} is not allowed on this path");
-        self.fail_with(
-            405,
-            "method_not_allowed",
-            &Status::new(GrpcCode::Unimplemented, message),
-        )
-    }
-
-    fn reply_too_large(&self, transcoder: &Transcoder) -> Action {
-        let message = format!(
-            "request body exceeds {} bytes",
-            transcoder.config.max_body_bytes
-        );
-        self.fail_with(
-            413,
-            "body_too_large",
-            &Status::new(GrpcCode::ResourceExhausted, message),
-        )
-    }
-
     fn call_backend(&mut self, transcoder: &Transcoder, pending: &Pending, body: &[u8]) -> Action {
+        // The index came from this transcoder's own lookup.
         let Some(route) = transcoder.routes().get(pending.route) else {
-            return self.reply(&Status::new(GrpcCode::Internal, "route table changed"));
+            return self.fail(Failure::backend_unreachable());
         };
         let message = match transcoder.request_message(
             route,
@@ -246,7 +198,7 @@ impl TranscoderFilter {
             pending.request_encoding,
         ) {
             Ok(message) => message,
-            Err(status) => return self.fail("bad_request", &status),
+            Err(status) => return self.fail(Failure::bad_request(status)),
         };
         // The deadline travels as grpc-timeout, which the backend enforces; the cluster's
         // max_stream_duration bounds a backend that ignores it.
@@ -272,10 +224,7 @@ impl TranscoderFilter {
             Ok(()) => {
                 let _ =
                     host::set_property(&[properties::UPSTREAM_CLUSTER], route.cluster.as_bytes());
-                self.dispatched_at = self
-                    .get_current_time()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .ok();
+                self.dispatched_at = host::now();
                 Action::Pause
             }
             Err(error) => {
@@ -287,10 +236,7 @@ impl TranscoderFilter {
                         route.cluster
                     ),
                 );
-                self.fail(
-                    "backend_unreachable",
-                    &Status::new(GrpcCode::Unavailable, "the backend is not reachable"),
-                )
+                self.fail(Failure::backend_unreachable())
             }
         }
     }
@@ -333,63 +279,43 @@ impl Context for TranscoderFilter {
             &[properties::GRPC_STATUS],
             status_code.to_string().as_bytes(),
         );
-        let elapsed = match (
-            self.dispatched_at,
-            self.get_current_time()
-                .duration_since(std::time::UNIX_EPOCH),
-        ) {
-            (Some(sent), Ok(now)) => now.saturating_sub(sent),
+        let elapsed = match (self.dispatched_at, host::now()) {
+            (Some(sent), Some(now)) => now.saturating_sub(sent),
             _ => Duration::ZERO,
         };
         let _ = host::set_property(
             &[properties::UPSTREAM_MS],
             format!("{:.3}", elapsed.as_secs_f64() * 1000.0).as_bytes(),
         );
-        let Some(transcoder) = self.transcoder.clone() else {
+        let (Some(transcoder), Some(pending)) = (self.transcoder.clone(), self.pending.take())
+        else {
             return;
         };
-        let Some(pending) = self.pending.take() else {
+        let Some(route) = transcoder.routes().get(pending.route) else {
             return;
         };
-        // Whatever the backend or Envoy said when the deadline passed (tonic says CANCELLED,
-        // a reset stream UNAVAILABLE), the client's call ran out of time: DEADLINE_EXCEEDED,
-        // as a gRPC client's own timer would report.
-        let status_code = if status_code != 0 && elapsed >= pending.timeout {
-            GrpcCode::DeadlineExceeded.number()
+        let grpc_message = if status_code == 0 {
+            String::new()
         } else {
-            status_code
+            host::grpc_message()
         };
-        let route = transcoder.routes().get(pending.route);
-        let outcome = match (status_code, route, self.response_message.take()) {
-            (0, Some(route), Some(Ok(body))) => {
-                transcoder.response_body(route, &body, pending.response_encoding)
-            }
-            (0, Some(_), Some(Err(error))) => Err(Status::new(
-                GrpcCode::Internal,
-                format!("cannot read backend response: {error}"),
-            )),
-            (0, Some(_), None) => Err(Status::new(
-                GrpcCode::Internal,
-                "the backend closed the call without a response",
-            )),
-            (0, None, _) => Err(Status::new(GrpcCode::Internal, "route table changed")),
-            (code, _, _) if code == GrpcCode::DeadlineExceeded.number() => Err(Status::new(
-                GrpcCode::DeadlineExceeded,
-                format!(
-                    "the backend did not answer within {} ms",
-                    pending.timeout.as_millis()
-                ),
-            )),
-            (code, _, _) => {
-                let (_, message) = host::grpc_status();
-                Err(transcoder.backend_error(
-                    code,
-                    backend_message(&message),
-                    self.status_details.as_deref(),
-                ))
-            }
+        let response = self.response_message.take();
+        let response_error = match &response {
+            Some(Err(error)) => error.to_string(),
+            _ => String::new(),
         };
-        match outcome {
+        let call = FinishedCall {
+            grpc_status: status_code,
+            grpc_message: &grpc_message,
+            details_bin: self.status_details.as_deref(),
+            response: response.as_ref().map(|read| match read {
+                Ok(body) => Ok(body.as_slice()),
+                Err(_) => Err(response_error.as_str()),
+            }),
+            elapsed,
+            timeout: pending.timeout,
+        };
+        match transcoder.finish_call(route, pending.response_encoding, call) {
             Ok(body) => {
                 let headers: Vec<(&str, &str)> = self
                     .response_metadata
@@ -402,31 +328,11 @@ impl Context for TranscoderFilter {
                     host::reset_request();
                 }
             }
-            Err(status) => {
-                if status_code == 0 {
-                    let _ = host::set_property(&[properties::TRANSCODE_ERROR], b"bad_response");
-                }
-                self.reply(&status);
+            Err(failure) => {
+                self.fail(failure);
             }
         }
     }
-}
-
-/// The backend's message as users should read it: `grpc-message` is percent-encoded on the
-/// wire, and Envoy may append a `{details}` suffix (e.g. `{via_upstream}`) of its own.
-fn backend_message(message: &str) -> String {
-    let envoy_details = |at: usize| {
-        message[at + 1..message.len() - 1]
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '_')
-    };
-    let trimmed = match message.rfind('{') {
-        Some(at) if at > 0 && message.ends_with('}') && envoy_details(at) => {
-            message[..at].trim_end()
-        }
-        _ => message.trim_end(),
-    };
-    edge_core::percent_decode(trimmed, false).unwrap_or_else(|| trimmed.to_string())
 }
 
 impl HttpContext for TranscoderFilter {
@@ -447,19 +353,14 @@ impl HttpContext for TranscoderFilter {
         }
         if body_size > transcoder.config.max_body_bytes {
             self.pending = None;
-            return self.reply_too_large(&transcoder);
+            return self.fail(Failure::body_too_large(transcoder.config.max_body_bytes));
         }
         if !end_of_stream {
             return Action::Pause;
         }
         let body = match host::request_body(body_size) {
             Ok(body) => body,
-            Err(error) => {
-                return self.reply(&Status::new(
-                    GrpcCode::Internal,
-                    format!("cannot read request body: {error}"),
-                ))
-            }
+            Err(error) => return self.fail(Failure::unreadable_body(&error.to_string())),
         };
         let Some(pending) = self.pending.take() else {
             return Action::Continue;

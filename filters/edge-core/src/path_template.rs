@@ -1,4 +1,6 @@
-//! `google.api.http` path templates (see `google/api/http.proto`):
+//! The one path grammar of the edge: `google.api.http` path templates (see
+//! `google/api/http.proto`). The transcoder binds variables with it; auth policy rules and the
+//! table of routes the edge serves are templates too (auth's without variables).
 //!
 //! ```text
 //! Template = "/" Segments [ Verb ] ;
@@ -8,7 +10,7 @@
 //! Verb     = ":" LITERAL ;
 //! ```
 
-pub use edge_core::percent_decode;
+use crate::percent_decode;
 
 /// One segment of a template, with variables already expanded into their segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,10 +172,14 @@ impl PathTemplate {
         (literals, self.segments.len(), !open_ended)
     }
 
-    /// Matches a path (no query string). On success returns each variable's field path and
-    /// its percent-decoded value (`%2F` stays encoded in multi-segment variables, so a value's
-    /// own slashes cannot be confused with the separators).
-    pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+    /// Whether a path (no query string) matches, without decoding anything: the cheap check
+    /// for policies and the route table.
+    pub fn is_match(&self, path: &str) -> bool {
+        self.segments_of(path).is_some()
+    }
+
+    /// The path's segments when it matches the template's literals, `*`s and `**`.
+    fn segments_of<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
         let path = path.strip_prefix('/')?;
         let path = match &self.verb {
             Some(verb) => path.strip_suffix(verb.as_str())?.strip_suffix(':')?,
@@ -183,10 +189,7 @@ impl PathTemplate {
         let mut index = 0;
         for segment in &self.segments {
             match segment {
-                Segment::Rest => {
-                    index = parts.len();
-                    break;
-                }
+                Segment::Rest => return Some(parts),
                 Segment::One => match parts.get(index) {
                     Some(part) if !part.is_empty() => {}
                     _ => return None,
@@ -198,9 +201,14 @@ impl PathTemplate {
             }
             index += 1;
         }
-        if index != parts.len() {
-            return None;
-        }
+        (index == parts.len()).then_some(parts)
+    }
+
+    /// Matches a path (no query string). On success returns each variable's field path and
+    /// its percent-decoded value (`%2F` stays encoded in multi-segment variables, so a value's
+    /// own slashes cannot be confused with the separators).
+    pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let parts = self.segments_of(path)?;
         let mut bindings = Vec::with_capacity(self.variables.len());
         for variable in &self.variables {
             let end = variable.end.unwrap_or(parts.len()).min(parts.len());
@@ -213,6 +221,13 @@ impl PathTemplate {
             bindings.push((variable.field_path.clone(), value));
         }
         Some(bindings)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PathTemplate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        PathTemplate::parse(&source).map_err(serde::de::Error::custom)
     }
 }
 
@@ -272,6 +287,31 @@ mod tests {
             None
         );
         assert_eq!(bindings("/v1/*/x", "/v1/anything/x"), pairs(&[]));
+    }
+
+    #[test]
+    fn plain_templates_match_segments_exactly() {
+        let cases = [
+            ("/auth/signin", "/auth/signin", true),
+            ("/auth/signin", "/auth/signin/", false),
+            ("/auth/signin", "/Auth/signin", false),
+            ("/catalog/items/*", "/catalog/items/42", true),
+            ("/catalog/items/*", "/catalog/items/", false),
+            ("/catalog/items/*", "/catalog/items/42/x", false),
+            ("/catalog/*/reviews", "/catalog/42/reviews", true),
+            ("/catalog/*/reviews", "/catalog//reviews", false),
+            ("/catalog/**", "/catalog", true),
+            ("/catalog/**", "/catalog/items/42", true),
+            ("/catalog/**", "/catalogue", false),
+            ("/**", "/anything/at/all", true),
+            ("/items/*:purchase", "/items/42:purchase", true),
+            ("/items/*:purchase", "/items/42", false),
+            ("/items/{id}", "/items/%zz", true),
+        ];
+        for (template, path, expected) in cases {
+            let parsed = PathTemplate::parse(template).unwrap();
+            assert_eq!(parsed.is_match(path), expected, "{template} vs {path}");
+        }
     }
 
     #[test]

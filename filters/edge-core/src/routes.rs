@@ -1,0 +1,105 @@
+//! Which route of a table (HTTP method + path template) a request hits, or why none does: an
+//! unknown path is 404, a known path with another method is 405 with the methods it allows —
+//! what grpc-gateway and Envoy's routes tell clients. The transcoder and auth's table of the
+//! routes the edge serves both decide with this.
+
+use crate::PathTemplate;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// The index of the first route whose method and template match.
+    Found(usize),
+    /// Some template matches the path, none with this method; `allow` is the `Allow` header.
+    MethodNotAllowed {
+        allow: String,
+    },
+    NotFound,
+}
+
+/// Finds the first route for `method` and `path` (a query string is ignored). Put the most
+/// specific templates first: the first match wins.
+pub fn match_route<'r>(
+    routes: impl IntoIterator<Item = (&'r str, &'r PathTemplate)>,
+    method: &str,
+    path: &str,
+) -> RouteMatch {
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    let mut allowed: Vec<&str> = Vec::new();
+    for (index, (route_method, template)) in routes.into_iter().enumerate() {
+        if !template.is_match(path) {
+            continue;
+        }
+        if route_method.eq_ignore_ascii_case(method) {
+            return RouteMatch::Found(index);
+        }
+        if !allowed.iter().any(|m| m.eq_ignore_ascii_case(route_method)) {
+            allowed.push(route_method);
+        }
+    }
+    if allowed.is_empty() {
+        RouteMatch::NotFound
+    } else {
+        RouteMatch::MethodNotAllowed {
+            allow: allowed
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Vec<(&'static str, PathTemplate)> {
+        [
+            ("GET", "/items/count"),
+            ("GET", "/items/{id}"),
+            ("DELETE", "/items/{id}"),
+            ("get", "/items"),
+            ("POST", "/items"),
+            ("POST", "/items/{id}:purchase"),
+        ]
+        .into_iter()
+        .map(|(method, path)| (method, PathTemplate::parse(path).unwrap()))
+        .collect()
+    }
+
+    fn find(method: &str, path: &str) -> RouteMatch {
+        let table = table();
+        match_route(table.iter().map(|(m, t)| (*m, t)), method, path)
+    }
+
+    #[test]
+    fn first_matching_route_wins() {
+        assert_eq!(find("GET", "/items/count"), RouteMatch::Found(0));
+        assert_eq!(find("GET", "/items/42"), RouteMatch::Found(1));
+        assert_eq!(find("delete", "/items/42?force=1"), RouteMatch::Found(2));
+        assert_eq!(find("POST", "/items/42:purchase"), RouteMatch::Found(5));
+    }
+
+    #[test]
+    fn known_path_with_another_method_lists_the_allowed_ones() {
+        assert_eq!(
+            find("PUT", "/items/42"),
+            RouteMatch::MethodNotAllowed {
+                allow: "GET, DELETE".into()
+            }
+        );
+        assert_eq!(
+            find("DELETE", "/items"),
+            RouteMatch::MethodNotAllowed {
+                allow: "GET, POST".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_not_found() {
+        for path in ["/no/such/route", "/items/", "/Items", "/items/4/2", "/"] {
+            assert_eq!(find("GET", path), RouteMatch::NotFound, "{path}");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! How a transcoded request ends: every error the transcoder answers itself, and the finished
+//! backend call turned into the client's response. The glue only sends what these decide.
+
+use crate::{Encoding, Route, Transcoder};
+use edge_core::{percent_decode, GrpcCode, LocalReply, Status};
+use std::time::Duration;
+
+/// An error reply, and the kind it is counted under in metrics and the access log
+/// (`None` for errors the backend itself returned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reply: LocalReply,
+    pub kind: Option<&'static str>,
+}
+
+impl Failure {
+    fn local(kind: &'static str, reply: LocalReply) -> Self {
+        Self {
+            reply,
+            kind: Some(kind),
+        }
+    }
+
+    pub fn no_route(method: &str, path: &str) -> Self {
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        Self::local(
+            "no_route",
+            LocalReply::error(GrpcCode::NotFound, format!("no route for {method} {path}")),
+        )
+    }
+
+    pub fn method_not_allowed(method: &str, allow: &str) -> Self {
+        Self::local(
+            "method_not_allowed",
+            LocalReply::error(
+                GrpcCode::Unimplemented,
+                format!("method {method} is not allowed on this path"),
+            )
+            .with_http_status(405)
+            .with_header("allow", allow),
+        )
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::local(
+            "unsupported_media_type",
+            LocalReply::error(
+                GrpcCode::InvalidArgument,
+                format!(
+                    "content type {content_type:?} is not supported here: send JSON or application/x-protobuf"
+                ),
+            )
+            .with_http_status(415),
+        )
+    }
+
+    pub fn body_too_large(max_body_bytes: usize) -> Self {
+        Self::local(
+            "body_too_large",
+            LocalReply::error(
+                GrpcCode::ResourceExhausted,
+                format!("request body exceeds {max_body_bytes} bytes"),
+            )
+            .with_http_status(413),
+        )
+    }
+
+    /// The request could not be turned into the backend's message.
+    pub fn bad_request(status: Status) -> Self {
+        Self::local("bad_request", LocalReply::new(status))
+    }
+
+    pub fn backend_unreachable() -> Self {
+        Self::local(
+            "backend_unreachable",
+            LocalReply::error(GrpcCode::Unavailable, "the backend is not reachable"),
+        )
+    }
+
+    /// Envoy would not hand over the request body.
+    pub fn unreadable_body(error: &str) -> Self {
+        Self::local(
+            "bad_request",
+            LocalReply::error(
+                GrpcCode::Internal,
+                format!("cannot read request body: {error}"),
+            ),
+        )
+    }
+
+    fn bad_response(message: String) -> Self {
+        Self::local(
+            "bad_response",
+            LocalReply::error(GrpcCode::Internal, message),
+        )
+    }
+
+    fn from_backend(status: Status) -> Self {
+        let mut reply = LocalReply::new(status);
+        if reply.status.code == GrpcCode::Unauthenticated {
+            reply = reply.with_header("www-authenticate", "Bearer");
+        }
+        Self { reply, kind: None }
+    }
+}
+
+/// What the glue saw of a finished backend call.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedCall<'a> {
+    /// The status the stream closed with.
+    pub grpc_status: u32,
+    /// `grpc-message` as received (percent-encoded, maybe with an Envoy `{details}` suffix).
+    pub grpc_message: &'a str,
+    /// `grpc-status-details-bin`, if the backend sent it.
+    pub details_bin: Option<&'a str>,
+    /// The response message, or why it could not be read; `None` when none came.
+    pub response: Option<Result<&'a [u8], &'a str>>,
+    /// Time from dispatch to close, and the deadline the call had.
+    pub elapsed: Duration,
+    pub timeout: Duration,
+}
+
+impl Transcoder {
+    /// The client's response body for a finished call, or the error reply. Whatever a failed
+    /// call says once its deadline has passed (tonic says CANCELLED, a reset stream UNAVAILABLE)
+    /// is DEADLINE_EXCEEDED, as a gRPC client's own timer would report.
+    pub fn finish_call(
+        &self,
+        route: &Route,
+        encoding: Encoding,
+        call: FinishedCall<'_>,
+    ) -> Result<Vec<u8>, Failure> {
+        if call.grpc_status == GrpcCode::Ok.number() {
+            return match call.response {
+                Some(Ok(message)) => self
+                    .response_body(route, message, encoding)
+                    .map_err(|status| Failure::bad_response(status.message)),
+                Some(Err(error)) => Err(Failure::bad_response(format!(
+                    "cannot read backend response: {error}"
+                ))),
+                None => Err(Failure::bad_response(
+                    "the backend closed the call without a response".into(),
+                )),
+            };
+        }
+        if call.elapsed >= call.timeout || call.grpc_status == GrpcCode::DeadlineExceeded.number() {
+            return Err(Failure::from_backend(Status::new(
+                GrpcCode::DeadlineExceeded,
+                format!(
+                    "the backend did not answer within {} ms",
+                    call.timeout.as_millis()
+                ),
+            )));
+        }
+        Err(Failure::from_backend(self.backend_error(
+            call.grpc_status,
+            backend_message(call.grpc_message),
+            call.details_bin,
+        )))
+    }
+}
+
+/// The backend's message as users should read it: `grpc-message` is percent-encoded on the
+/// wire, and Envoy may append a `{details}` suffix (e.g. `{via_upstream}`) of its own.
+fn backend_message(message: &str) -> String {
+    let envoy_details = |at: usize| {
+        message[at + 1..message.len() - 1]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_')
+    };
+    let trimmed = match message.rfind('{') {
+        Some(at) if at > 0 && message.ends_with('}') && envoy_details(at) => {
+            message[..at].trim_end()
+        }
+        _ => message.trim_end(),
+    };
+    percent_decode(trimmed, false).unwrap_or_else(|| trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_messages_lose_envoys_suffix_and_encoding() {
+        assert_eq!(backend_message("item%20not found"), "item not found");
+        assert_eq!(
+            backend_message("upstream connect error {via_upstream}"),
+            "upstream connect error"
+        );
+        // A backend's own braces are its message.
+        assert_eq!(backend_message("bad {Field}"), "bad {Field}");
+        assert_eq!(backend_message("{only}"), "{only}");
+        assert_eq!(backend_message("100%"), "100%");
+    }
+
+    #[test]
+    fn local_failures_carry_their_http_status_and_kind() {
+        let cases = [
+            (Failure::no_route("GET", "/x?y=1"), 404, "no_route"),
+            (
+                Failure::method_not_allowed("PUT", "GET, POST"),
+                405,
+                "method_not_allowed",
+            ),
+            (
+                Failure::unsupported_media_type("multipart/form-data"),
+                415,
+                "unsupported_media_type",
+            ),
+            (Failure::body_too_large(10), 413, "body_too_large"),
+            (Failure::backend_unreachable(), 503, "backend_unreachable"),
+        ];
+        for (failure, status, kind) in cases {
+            assert_eq!(failure.reply.http_status, status, "{kind}");
+            assert_eq!(failure.kind, Some(kind));
+        }
+        assert_eq!(
+            Failure::no_route("GET", "/x?y=1").reply.status.message,
+            "no route for GET /x"
+        );
+        assert_eq!(
+            Failure::method_not_allowed("PUT", "GET, POST")
+                .reply
+                .headers,
+            vec![("allow".to_string(), "GET, POST".to_string())]
+        );
+    }
+}
