@@ -12,9 +12,12 @@ export ENVOY_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: run test build wasm services toolchain envoy config digests lint bench soak profile fuzz images cluster deploy istio-check postgres policy clean
+.PHONY: help run test build wasm services toolchain envoy config digests lint bench soak profile fuzz images cluster deploy istio-check postgres policy clean
 
-run: build config ## Start the services and Envoy on localhost:8080; Ctrl-C stops them.
+help: ## This list.
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+run: envoy wasm services config ## Start the services and Envoy on localhost:8080; Ctrl-C stops them.
 	./envoy/run-local.sh
 
 test: build lint istio-check ## Every test: unit tests, the end-to-end suite against the real Envoy, a bench smoke run.
@@ -72,8 +75,10 @@ services:
 config: ## Render envoy/envoy.yaml and istio/*.yaml from envoy/edge.json (the source of truth).
 	cargo run -q --locked -p edgectl -- render
 
-policy: ## Push envoy/edge.json's filter configuration (policy) to the running `make run` Envoy, live.
-	cargo run -q --locked -p edgectl -- policy apply
+# CONFIG=FILE applies another edge.json (e.g. a copy with a changed rule) instead.
+CONFIG ?= envoy/edge.json
+policy: ## Apply envoy/edge.json's filter configuration to the running `make run` Envoy, live (CONFIG=FILE for another).
+	@cargo run -q --locked -p edgectl -- policy apply $(CONFIG)
 
 digests: wasm ## Pin the built filters' sha256 in istio/base/wasm-digests.json (then make config).
 	cargo run -q --locked -p edgectl -- digests

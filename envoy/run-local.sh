@@ -1,69 +1,87 @@
 #!/usr/bin/env bash
 # `make run`: starts the four services and Envoy (envoy/envoy.yaml) on loopback, prints the
-# walkthrough, and stops everything on Ctrl-C. Data lives in .run/data (SQLite files and the
-# authority's signing key) and survives restarts; logs go to .run/*.log.
-set -euo pipefail
+# README's walkthrough, and stops everything on Ctrl-C. The services are supervised as
+# Kubernetes would: one that exits is started again after a backoff (1 s, doubling to 30 s,
+# back to 1 s once it has run for a minute) while Envoy and the others keep serving. Data
+# lives in .run/data (SQLite files and the authority's signing key) and survives restarts;
+# logs go to .run/*.log, each service's current pid to .run/<name>.pid.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 ENVOY=${ENVOY_BIN:?set by make}
 BIN=${EDGE_BIN_DIR:-target/debug}
+SERVICES=(customer item authority catalog)
 mkdir -p .run/data
 
-pids=()
+supervisors=()
+envoy_pid=
 stop() {
   trap - INT TERM EXIT
   echo
   echo "stopping..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for pid in "${supervisors[@]}" $envoy_pid; do kill -TERM "$pid" 2>/dev/null; done
+  wait 2>/dev/null
 }
 trap 'stop; exit 0' INT TERM
 trap stop EXIT
 
-start() { # name: waits for the service's "listening on" line
-  local name=$1
-  : > ".run/$name.out"
-  "$BIN/$name" > ".run/$name.out" 2> ".run/$name.log" &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    grep -q '^listening on' ".run/$name.out" && { echo "  $name: $(cat ".run/$name.out")"; return; }
-    kill -0 "${pids[-1]}" 2>/dev/null || { echo "$name failed to start:"; cat ".run/$name.log"; exit 1; }
-    sleep 0.1
+# Runs one service until told to stop, starting it again whenever it exits.
+supervise() {
+  local name=$1 delay=1 pid started status
+  # Ctrl-C is the main script's to handle; it sends TERM, which stops the service first.
+  trap '' INT
+  trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 0' TERM
+  while :; do
+    started=$SECONDS
+    : > ".run/$name.out"
+    # Its own session: Ctrl-C reaches only this script, which stops everything in order.
+    setsid "$BIN/$name" > ".run/$name.out" 2>> ".run/$name.log" &
+    pid=$!
+    echo "$pid" > ".run/$name.pid"
+    wait "$pid" 2>/dev/null
+    status=$?
+    ((SECONDS - started >= 60)) && delay=1
+    echo "edge: $name exited (status $status); restarting it in ${delay}s (log: .run/$name.log)"
+    sleep "$delay" & wait $!
+    delay=$((delay * 2 > 30 ? 30 : delay * 2))
   done
-  echo "$name did not start in 10 s; see .run/$name.log"; exit 1
 }
 
 echo "starting services (logs in .run/):"
-start customer
-start item
-start authority
-start catalog
+for name in "${SERVICES[@]}"; do
+  supervise "$name" &
+  supervisors+=($!)
+  # The next service may call this one: wait for its "listening on" line.
+  for _ in $(seq 1 100); do
+    grep -q '^listening on' ".run/$name.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -q '^listening on' ".run/$name.out" 2>/dev/null \
+    || { echo "$name did not start in 10 s:"; tail -5 ".run/$name.log"; exit 1; }
+  echo "  $name: $(cat ".run/$name.out")"
+done
 
 # The filters' configuration comes from .run/xds, which Envoy watches: `make policy` changes it
 # live.
 "$BIN/edgectl" policy apply >/dev/null
-"$ENVOY" -c envoy/envoy.yaml --use-dynamic-base-id --concurrency 2 -l info 2> .run/envoy.log &
-pids+=($!)
+setsid "$ENVOY" -c envoy/envoy.yaml --use-dynamic-base-id --concurrency 2 -l info 2> .run/envoy.log &
+envoy_pid=$!
 for _ in $(seq 1 100); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST -H 'authorization: Bearer x' localhost:8080/catalog/items || true)
+  code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST -H 'authorization: Bearer x' localhost:8080/catalog/items)
   [[ $code == 401 ]] && break
-  kill -0 "${pids[-1]}" 2>/dev/null || { echo "envoy failed to start:"; tail -20 .run/envoy.log; exit 1; }
+  kill -0 "$envoy_pid" 2>/dev/null || { echo "envoy failed to start:"; tail -20 .run/envoy.log; exit 1; }
   sleep 0.1
 done
 [[ ${code:-} == 401 ]] || { echo "the edge did not become ready; see .run/envoy.log"; exit 1; }
 
-cat <<'TXT'
-
-The edge is up at http://localhost:8080 (Envoy admin: http://localhost:9901).
-Try, in another terminal:
-
-  curl -s -XPOST -d '{"name":"gopher"}' localhost:8080/auth/signup
-  TOKEN=$(curl -s -XPOST -d '{"name":"gopher"}' localhost:8080/auth/signin | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-  curl -s -XPOST -H "authorization: bearer $TOKEN" -d '{"title":"Keyboard","price":30000}' localhost:8080/catalog/items
-  curl -s localhost:8080/catalog/items
-  curl -s localhost:8080/catalog/items/e0e58243-4138-48e5-8aba-448a8888e2ff
-
-Access log: grep access-log .run/envoy.log    Stop: Ctrl-C
-TXT
-wait -n "${pids[@]}" || true
-echo "a process exited unexpectedly; see .run/*.log"
+echo
+echo "The edge is up at http://localhost:8080 (Envoy admin: http://localhost:9901)."
+echo "Try, in another terminal (README.md, \"Walkthrough\"):"
+echo
+# One source for the banner and the README: its walkthrough block, printed as it stands.
+awk '/^## Walkthrough/ { section = 1 } section && /^```sh/ { inside = 1; next }
+     inside && /^```/ { exit } inside { print "  " $0 }' README.md
+echo
+echo "Stop: Ctrl-C. A service that crashes is restarted; Envoy and the others keep serving."
+wait "$envoy_pid"
+echo "envoy exited unexpectedly; see .run/envoy.log"
 exit 1

@@ -218,7 +218,10 @@ impl EdgeConfig {
                 })
             })
             .collect();
-        if let Some((name, service)) = public.iter().find(|(name, _)| name.as_str() == "catalog") {
+        if let Some((name, service)) = self
+            .transcoded_route_service()
+            .and_then(|name| public.iter().find(|(n, _)| n.as_str() == name))
+        {
             routes.push(json!({
                 "name": "transcoded",
                 "match": [{ "uri": { "prefix": "/" } }],

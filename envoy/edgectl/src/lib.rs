@@ -16,8 +16,10 @@ pub use yaml::to_yaml;
 
 mod cors;
 mod istio;
+mod live;
 pub use cors::CorsSettings;
 pub use istio::{Digests, Files, IstioSettings, Objects, FILTERS, WASM_MOUNT};
+pub use live::apply_policy;
 
 /// `envoy/edge.json`.
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +108,16 @@ pub struct FilterConfigs {
 }
 
 impl EdgeConfig {
+    /// The service the catch-all route of transcoded requests names: nothing is sent there
+    /// (the transcoder answers every such request), but Envoy and Istio want a destination.
+    pub fn transcoded_route_service(&self) -> Option<&str> {
+        let public = || self.services.iter().filter(|(_, s)| s.public);
+        public()
+            .find(|(name, _)| name.as_str() == "catalog")
+            .or_else(|| public().next())
+            .map(|(name, _)| name.as_str())
+    }
+
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -219,16 +231,15 @@ impl EdgeConfig {
                 })
             })
             .collect();
-        routes.push(json!({
-            "match": { "prefix": "/" },
-            "direct_response": {
-                "status": 404,
-                "body": { "inline_string": "{\"code\":5,\"message\":\"not found\"}" }
-            },
-            "response_headers_to_add": [
-                { "header": { "key": "content-type", "value": "application/json" } }
-            ]
-        }));
+        // JSON requests are answered by the filters, but need a route for them to run on: a
+        // real one (Envoy's CORS filter ignores direct responses), to the same service as the
+        // Istio VirtualService's catch-all.
+        if let Some(name) = self.transcoded_route_service() {
+            routes.push(json!({
+                "match": { "prefix": "/" },
+                "route": { "cluster": name, "timeout": "30s" }
+            }));
+        }
         // Every stream to a backend ends within the transcoder's deadline (plus a second for
         // the backend's own DEADLINE_EXCEEDED to arrive first): gRPC streams opened by a Wasm
         // filter carry grpc-timeout but have no deadline of Envoy's own.

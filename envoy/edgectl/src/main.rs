@@ -3,7 +3,8 @@
 //! `edgectl check [EDGE_JSON]`: validates the configuration without writing anything.
 //! `edgectl digests`: writes istio/base/wasm-digests.json from the built target/filters/*.wasm.
 //! `edgectl policy apply [EDGE_JSON]`: pushes the filters' configuration (policy included) to
-//! the running local Envoy, through the ECDS files it watches in .run/xds; nothing restarts.
+//! the running local Envoy, through the ECDS files it watches in .run/xds, and waits until
+//! Envoy has taken it (or says it refused it); nothing restarts.
 
 use edgectl::{load_digests, render_local_envoy, EdgeConfig};
 use std::path::Path;
@@ -32,12 +33,14 @@ fn run(args: &[String]) -> Result<(), String> {
         let source = args.get(2).map_or("envoy/edge.json", String::as_str);
         let config = EdgeConfig::load(Path::new(source))?;
         let topology = edgectl::Topology::local(&config);
-        let files = config.xds_files(&topology.wasm_dir)?;
-        edgectl::write_xds(Path::new(edgectl::LOCAL_XDS_DIR), &files)?;
-        println!(
-            "applied {source} to {} (Envoy reloads it; nothing restarts)",
-            edgectl::LOCAL_XDS_DIR
-        );
+        let outcome = edgectl::apply_policy(
+            &config,
+            &topology.wasm_dir,
+            Path::new(edgectl::LOCAL_XDS_DIR),
+            &format!("127.0.0.1:{}", topology.admin_port),
+            std::time::Duration::from_secs(10),
+        )?;
+        println!("{source}: {outcome}");
         return Ok(());
     }
     let source = args.get(1).map_or("envoy/edge.json", String::as_str);

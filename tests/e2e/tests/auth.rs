@@ -463,6 +463,31 @@ async fn grpc_clients_are_held_to_the_same_policy() {
     };
     let refused = client.create_item(request()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // A gRPC client reads the plain message (tonic percent-decodes grpc-message), not JSON.
+    assert_eq!(refused.message(), "a bearer token is required");
+
+    // A method no route serves is UNIMPLEMENTED for gRPC clients, as a gRPC server says.
+    let mut grpc = tonic::client::Grpc::new(
+        tonic::transport::Endpoint::from_shared(edge.base_url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    grpc.ready().await.unwrap();
+    let unknown = grpc
+        .unary::<_, CreateItemRequest, tonic_prost::ProstCodec<_, CreateItemRequest>>(
+            tonic::Request::new(request()),
+            http::uri::PathAndQuery::from_static("/catalog.CatalogService/NoSuchMethod"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::Unimplemented, "{unknown:?}");
+    assert_eq!(
+        unknown.message(),
+        "unknown method /catalog.CatalogService/NoSuchMethod"
+    );
 
     let token = edge.signin("goldie").await;
     let mut authorized = tonic::Request::new(request());

@@ -158,6 +158,7 @@ async fn every_service_serves_health_and_reflection() {
             grpc_name,
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
         ];
         if service == "authority" {
             expected.push("authority.KeyAdminService");
@@ -166,6 +167,41 @@ async fn every_service_serves_health_and_reflection() {
         assert_eq!(
             names, expected,
             "{service} describes exactly what it serves"
+        );
+
+        // The same through v1alpha, which Postman, Evans and older grpcurl ask for.
+        use tonic_reflection::pb::v1alpha as alpha;
+        let mut old = alpha::server_reflection_client::ServerReflectionClient::new(
+            tonic::transport::Endpoint::from_shared(edge.service_url(service))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+        let request = alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                    grpc_name.to_string(),
+                ),
+            ),
+        };
+        let answer = old
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner()
+            .message()
+            .await
+            .unwrap()
+            .expect("a v1alpha reflection answer");
+        assert!(
+            matches!(
+                answer.message_response,
+                Some(alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(ref files))
+                    if !files.file_descriptor_proto.is_empty()
+            ),
+            "{service}: v1alpha describes {grpc_name}: {answer:?}"
         );
     }
 }
