@@ -16,8 +16,13 @@ async fn a_panicking_filter_costs_one_request_then_recovers() {
                 .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
                 .and_then(|f| f.as_array_mut())
                 .expect("http_filters");
-            // Right after the access log, so the crashing request is logged too.
-            let mut panic_filter = filters[1].clone();
+            // A copy of auth's Wasm filter, right after the access log, so the crashing
+            // request is logged too.
+            let auth = filters
+                .iter()
+                .find(|filter| filter["name"] == "edge.auth")
+                .expect("the auth filter");
+            let mut panic_filter = auth.clone();
             let config = &mut panic_filter["typed_config"]["config"];
             config["name"] = json!("test-panic");
             config["root_id"] = json!("test-panic");
