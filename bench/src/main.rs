@@ -4,7 +4,8 @@
 //! Envoy runs one worker pinned to CPU 0; this process (the load) and the services run on CPU 1.
 //! Each round starts every configuration afresh, in rotating order; every run has a warm-up
 //! that is discarded. Reported: medians over rounds with min–max, Envoy CPU µs per request
-//! (the steady figure on these noisy VMs: see shared BENCH-NOTES), RSS before/after.
+//! (the steady figure on these noisy VMs: whole-machine throughput moves by ±25% between runs,
+//! Envoy's CPU per request does not), RSS before/after.
 //!
 //! `--smoke`: one short round, checks only that every configuration answers correctly.
 //! `--soak N`: N requests through the wasm chain, RSS every 100k; fails on growth > 10% or any

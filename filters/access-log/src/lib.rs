@@ -95,10 +95,6 @@ impl LineBuffer {
         self.lines.drain(..count).collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.lines.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }

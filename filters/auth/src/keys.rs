@@ -48,7 +48,7 @@ impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             TokenError::Missing => "a bearer token is required",
-            TokenError::Ambiguous => "more than one Authorization header",
+            TokenError::Ambiguous => "more than one token (Authorization headers or token cookies)",
             TokenError::NotBearer => "the Authorization scheme must be Bearer",
             TokenError::Malformed => "the token is malformed",
             TokenError::TooLarge => "the token is too large",

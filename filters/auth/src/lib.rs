@@ -9,11 +9,13 @@
 pub mod config;
 pub mod keys;
 pub mod policy;
+pub mod refresh;
 
 pub use config::{AuthConfig, Policy};
 pub use edge_core::Client;
 pub use keys::{KeySet, TokenError};
 pub use policy::{authorize, Outcome, Rejection, Request};
+pub use refresh::KeyRefresh;
 
 /// The response of `authority.AuthorityService/ListPublicKeys`, declared by hand so that the
 /// filter needs no generated code: field 1 is the JWKS as JSON.

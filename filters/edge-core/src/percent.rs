@@ -11,8 +11,12 @@ pub fn percent_decode(text: &str, keep_slash: bool) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            let byte = u8::from_str_radix(hex, 16).ok()?;
+            // Two hex digits exactly: `from_str_radix` alone would also take `+A`.
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let byte = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
             if keep_slash && byte == b'/' {
                 out.extend_from_slice(&bytes[i..i + 3]);
             } else {
@@ -40,7 +44,7 @@ mod tests {
             percent_decode("%e2%9c%93", false).as_deref(),
             Some("\u{2713}")
         );
-        for bad in ["%", "%2", "%zz", "%ff"] {
+        for bad in ["%", "%2", "%zz", "%ff", "%+A", "%-1", "a%+2b"] {
             assert_eq!(percent_decode(bad, false), None, "{bad}");
         }
     }

@@ -1,4 +1,5 @@
-//! The `upstream` argument of proxy-wasm's `dispatch_grpc_call`.
+//! The `upstream` argument of proxy-wasm's gRPC callouts (`dispatch_grpc_call` for auth's key
+//! fetch, `open_grpc_stream` for the transcoder's backend calls).
 //!
 //! Envoy first tries to parse that argument as a serialized `envoy.config.core.v3.GrpcService`
 //! and only treats it as a cluster name when parsing fails. Some plain names parse: the bytes

@@ -16,7 +16,7 @@ use edge_core::{Client, GrpcCode, PathTemplate, RouteMatch, Status};
 use message::JsonInput;
 pub use outcome::{Failure, FinishedCall};
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value,
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor,
 };
 use std::time::Duration;
 
@@ -114,6 +114,92 @@ impl Route {
     pub fn grpc_path(&self) -> String {
         format!("/{}/{}", self.service, self.method)
     }
+
+    /// One `HttpRule` (or additional binding) of `method`, served by `cluster`.
+    fn from_rule(
+        method: &MethodDescriptor,
+        rule: &DynamicMessage,
+        cluster: &str,
+    ) -> Result<Self, String> {
+        let (http_method, path) =
+            http_pattern(rule).ok_or("google.api.http rule has no pattern")?;
+        let template = PathTemplate::parse(&path)?;
+        let input = method.input();
+        if let Some(field_path) = template.field_paths().find(|f| !resolves(&input, f)) {
+            return Err(format!(
+                "path variable {{{field_path}}} names no singular scalar field of {}",
+                input.full_name()
+            ));
+        }
+        let body = match string_field(rule, "body").as_str() {
+            "" => BodyTarget::None,
+            "*" => BodyTarget::Whole,
+            name => BodyTarget::Field(
+                input
+                    .get_field_by_name(name)
+                    .ok_or_else(|| format!("body field {name:?} is not in the request"))?,
+            ),
+        };
+        let output = method.output();
+        let response_body = match string_field(rule, "response_body").as_str() {
+            "" => None,
+            name => Some(
+                output
+                    .get_field_by_name(name)
+                    .ok_or_else(|| format!("response_body {name:?} is not in the response"))?,
+            ),
+        };
+        Ok(Route {
+            http_method,
+            template,
+            service: method.parent_service().full_name().to_string(),
+            method: method.name().to_string(),
+            cluster: cluster.to_string(),
+            upstream: edge_core::grpc_upstream(cluster)?,
+            body,
+            response_body,
+            input,
+            output,
+        })
+    }
+
+    /// Two routes of one HTTP method whose templates have the same shape match the same
+    /// requests.
+    fn overlaps(&self, other: &Route) -> bool {
+        self.http_method == other.http_method && self.template.shape() == other.template.shape()
+    }
+}
+
+/// A method's `google.api.http` rule and its `additional_bindings`; none when unannotated.
+/// Streaming methods cannot be transcoded and are refused.
+fn http_rules(
+    method: &MethodDescriptor,
+    http: &prost_reflect::ExtensionDescriptor,
+) -> Result<Vec<DynamicMessage>, String> {
+    let options = method.options();
+    if !options.has_extension(http) {
+        return Ok(Vec::new());
+    }
+    if method.is_client_streaming() || method.is_server_streaming() {
+        return Err(format!(
+            "{}: streaming methods cannot be transcoded",
+            method.full_name()
+        ));
+    }
+    let Some(rule) = options.get_extension(http).as_message().cloned() else {
+        return Ok(Vec::new());
+    };
+    let additional: Vec<DynamicMessage> = rule
+        .get_field_by_name("additional_bindings")
+        .and_then(|v| {
+            v.as_list().map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_message().cloned())
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    Ok(std::iter::once(rule).chain(additional).collect())
 }
 
 /// The result of looking a request up in the route table.
@@ -154,85 +240,27 @@ impl Transcoder {
         let http = pool
             .get_extension_by_name("google.api.http")
             .ok_or("descriptor_set lacks google/api/annotations.proto (google.api.http)")?;
-        let mut routes = Vec::new();
+        let mut routes: Vec<Route> = Vec::new();
         for (service_name, cluster) in &config.services {
             let service = pool
                 .get_service_by_name(service_name)
                 .ok_or_else(|| format!("service {service_name} is not in descriptor_set"))?;
             for method in service.methods() {
-                let options = method.options();
-                if !options.has_extension(&http) {
-                    continue;
-                }
-                if method.is_client_streaming() || method.is_server_streaming() {
-                    return Err(format!(
-                        "{}: streaming methods cannot be transcoded",
-                        method.full_name()
-                    ));
-                }
-                let rule = options.get_extension(&http);
-                let Some(rule) = rule.as_message() else {
-                    continue;
-                };
-                let mut rules = vec![rule.clone()];
-                if let Some(additional) = rule
-                    .get_field_by_name("additional_bindings")
-                    .and_then(|v| v.as_list().map(<[Value]>::to_vec))
-                {
-                    rules.extend(additional.iter().filter_map(|v| v.as_message().cloned()));
-                }
-                for rule in &rules {
+                for rule in http_rules(&method, &http)? {
                     let context = format!("{} ({})", method.full_name(), service_name);
-                    let (http_method, path) = http_pattern(rule)
-                        .ok_or_else(|| format!("{context}: google.api.http rule has no pattern"))?;
-                    let template =
-                        PathTemplate::parse(&path).map_err(|e| format!("{context}: {e}"))?;
-                    for field_path in template.field_paths() {
-                        if !resolves(&method.input(), field_path) {
-                            return Err(format!(
-                                "{context}: path variable {{{field_path}}} names no singular scalar field of {}",
-                                method.input().full_name()
-                            ));
-                        }
-                    }
-                    let body = match string_field(rule, "body").as_str() {
-                        "" => BodyTarget::None,
-                        "*" => BodyTarget::Whole,
-                        name => {
-                            BodyTarget::Field(method.input().get_field_by_name(name).ok_or_else(
-                                || format!("{context}: body field {name:?} is not in the request"),
-                            )?)
-                        }
-                    };
-                    let response_body = match string_field(rule, "response_body").as_str() {
-                        "" => None,
-                        name => Some(method.output().get_field_by_name(name).ok_or_else(|| {
-                            format!("{context}: response_body {name:?} is not in the response")
-                        })?),
-                    };
-                    if let Some(other) = routes.iter().find(|r: &&Route| {
-                        r.http_method == http_method && r.template.shape() == template.shape()
-                    }) {
+                    let route = Route::from_rule(&method, &rule, cluster)
+                        .map_err(|e| format!("{context}: {e}"))?;
+                    if let Some(other) = routes.iter().find(|other| other.overlaps(&route)) {
                         return Err(format!(
-                            "{context}: {http_method} {path} is ambiguous: {} {} ({}) matches the same requests",
+                            "{context}: {} {} is ambiguous: {} {} ({}) matches the same requests",
+                            route.http_method,
+                            route.template.as_str(),
                             other.http_method,
                             other.template.as_str(),
                             other.grpc_path()
                         ));
                     }
-                    routes.push(Route {
-                        http_method,
-                        template,
-                        service: service.full_name().to_string(),
-                        method: method.name().to_string(),
-                        cluster: cluster.clone(),
-                        upstream: edge_core::grpc_upstream(cluster)
-                            .map_err(|e| format!("{context}: {e}"))?,
-                        body,
-                        response_body,
-                        input: method.input(),
-                        output: method.output(),
-                    });
+                    routes.push(route);
                 }
             }
         }

@@ -14,8 +14,8 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// Metadata set by the edge after it verified the caller's token; the edge removes any copy a
-/// client sends, so it can be trusted here.
-const USER_ID_METADATA: &str = "x-user-id";
+/// client sends, so it can be trusted here. One name for both sides.
+const USER_ID_METADATA: &str = edge_core::USER_ID_HEADER;
 
 pub struct CatalogApi {
     customers: CustomerServiceClient<Channel>,

@@ -9,7 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use edge_auth::{
-    authorize, AuthConfig, KeySet, ListPublicKeysResponse, Outcome, Request, TokenError,
+    authorize, AuthConfig, KeyRefresh, KeySet, ListPublicKeysResponse, Outcome, Request, TokenError,
 };
 use edge_core::{properties, Client, GrpcCode, LocalReply};
 use edge_glue as host;
@@ -32,16 +32,13 @@ const TICK: Duration = Duration::from_secs(1);
 struct State {
     config: Option<Rc<AuthConfig>>,
     keys: Option<Rc<KeySet>>,
-    /// Set by a request whose token named a `kid` we do not know.
-    refresh_wanted: bool,
+    /// When to fetch keys; requests whose token names an unknown `kid` ask for it early.
+    refresh: KeyRefresh,
 }
 
 #[derive(Default)]
 struct AuthRoot {
     state: Rc<RefCell<State>>,
-    fetch_in_flight: bool,
-    last_attempt: Option<SystemTime>,
-    last_success: Option<SystemTime>,
     /// Shared-data version of the JWKS our keys were built from.
     loaded_version: Option<u32>,
 }
@@ -55,9 +52,9 @@ impl AuthRoot {
         format!("edge_auth.jwks.{}", config.authority.cluster)
     }
 
-    fn seconds_since(&self, then: Option<SystemTime>) -> Option<u64> {
-        let now = self.get_current_time();
-        then.map(|then| now.duration_since(then).map_or(0, |d| d.as_secs()))
+    /// Envoy's clock; the epoch if Envoy will not say, which only makes a fetch due sooner.
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + host::now().unwrap_or_default()
     }
 
     /// Loads the JWKS another worker (or we) published, if it is newer than ours.
@@ -75,7 +72,7 @@ impl AuthRoot {
                 let first = self.state.borrow().keys.is_none();
                 self.state.borrow_mut().keys = Some(Rc::new(keys));
                 self.loaded_version = Some(version);
-                self.last_success = Some(self.get_current_time());
+                self.state.borrow_mut().refresh.loaded(Self::now());
                 if first {
                     host::log(LogLevel::Info, "signing keys loaded");
                 }
@@ -85,20 +82,10 @@ impl AuthRoot {
     }
 
     fn fetch_due(&self, config: &AuthConfig) -> bool {
-        if self.fetch_in_flight {
-            return false;
-        }
-        let since_attempt = self.seconds_since(self.last_attempt);
-        let source = &config.authority;
-        if self.state.borrow().keys.is_none() {
-            return since_attempt.is_none_or(|s| s >= source.retry_seconds);
-        }
-        let refresh_due = self
-            .seconds_since(self.last_success)
-            .is_none_or(|s| s >= source.refresh_seconds);
-        let early = self.state.borrow().refresh_wanted
-            && since_attempt.is_none_or(|s| s >= source.min_refresh_seconds);
-        refresh_due || early
+        let state = self.state.borrow();
+        state
+            .refresh
+            .due(&config.authority, state.keys.is_some(), Self::now())
     }
 
     fn fetch_keys(&mut self, config: &AuthConfig) {
@@ -107,8 +94,7 @@ impl AuthRoot {
             Ok(upstream) => upstream,
             Err(error) => return host::log(LogLevel::Error, &error),
         };
-        self.last_attempt = Some(self.get_current_time());
-        self.state.borrow_mut().refresh_wanted = false;
+        let now = Self::now();
         match self.dispatch_grpc_call(
             &upstream,
             &source.service,
@@ -117,14 +103,17 @@ impl AuthRoot {
             Some(&[]),
             Duration::from_millis(source.timeout_ms),
         ) {
-            Ok(_) => self.fetch_in_flight = true,
-            Err(status) => host::log(
-                LogLevel::Warn,
-                &format!(
-                    "cannot call {}/{}: {status:?}",
-                    source.service, source.method
-                ),
-            ),
+            Ok(_) => self.state.borrow_mut().refresh.started(now),
+            Err(status) => {
+                self.state.borrow_mut().refresh.attempted(now);
+                host::log(
+                    LogLevel::Warn,
+                    &format!(
+                        "cannot call {}/{}: {status:?}",
+                        source.service, source.method
+                    ),
+                )
+            }
         }
     }
 
@@ -147,7 +136,7 @@ impl AuthRoot {
 
 impl Context for AuthRoot {
     fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
-        self.fetch_in_flight = false;
+        self.state.borrow_mut().refresh.finished();
         let Some(config) = self.config() else { return };
         if status_code != 0 {
             // Keep whatever keys we had: an authority outage must not lock everyone out.
@@ -268,7 +257,7 @@ impl AuthFilter {
             }
             Outcome::Reject(rejection) => {
                 if rejection.reason == TokenError::UnknownKeyId.reason() {
-                    self.state.borrow_mut().refresh_wanted = true;
+                    self.state.borrow_mut().refresh.want_early();
                 }
                 host::set_property(&[properties::AUTH_REASON], rejection.reason.as_bytes())?;
                 host::send_reply(&rejection.reply, client);

@@ -1,0 +1,212 @@
+//! The local Envoy: the bootstrap `make run` and the end-to-end tests start, and the filter
+//! entries it is made of.
+
+use crate::{to_yaml, EdgeConfig, Topology, GENERATED_NOTICE};
+use serde_json::{json, Value};
+
+impl EdgeConfig {
+    /// The Envoy bootstrap for a local (non-mesh) edge.
+    pub fn envoy_bootstrap(&self, topology: &Topology) -> Result<Value, String> {
+        let filters = self.filter_configs(str::to_string)?;
+        let wasm = |name: &str, config: &Value| match &topology.xds_dir {
+            Some(dir) => discovered_filter(name, dir),
+            None => wasm_filter(name, &topology.wasm_dir, config),
+        };
+        let mut routes: Vec<Value> = self
+            .services
+            .iter()
+            .filter(|(_, service)| service.public)
+            .map(|(name, service)| {
+                json!({
+                    "match": { "prefix": format!("/{}/", service.grpc_service), "grpc": {} },
+                    "route": { "cluster": name, "timeout": "30s" },
+                    // gRPC streams straight through; only transcoded requests are held.
+                    "typed_per_filter_config": {
+                        "envoy.filters.http.buffer": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+                            "disabled": true
+                        }
+                    }
+                })
+            })
+            .collect();
+        // JSON requests are answered by the filters, but need a route for them to run on: a
+        // real one (Envoy's CORS filter ignores direct responses), to the same service as the
+        // Istio VirtualService's catch-all.
+        if let Some(name) = self.transcoded_route_service() {
+            routes.push(json!({
+                "match": { "prefix": "/" },
+                "route": { "cluster": name, "timeout": "30s" }
+            }));
+        }
+        // Every stream to a backend ends within the transcoder's deadline (plus a second for
+        // the backend's own DEADLINE_EXCEEDED to arrive first): gRPC streams opened by a Wasm
+        // filter carry grpc-timeout but have no deadline of Envoy's own.
+        let timeout_ms =
+            serde_json::from_value::<edge_transcoder::TranscoderConfig>(filters.transcoder.clone())
+                .map_err(|e| format!("transcoder: {e}"))?
+                .timeout_ms;
+        let max_stream_duration = format!("{}s", timeout_ms.div_ceil(1000) + 1);
+        let mut clusters = Vec::new();
+        for name in self.services.keys() {
+            let addr = topology
+                .service_addrs
+                .get(name)
+                .ok_or_else(|| format!("no address for service {name}"))?;
+            let (host, port) = addr
+                .rsplit_once(':')
+                .ok_or_else(|| format!("bad address {addr}"))?;
+            let port: u16 = port.parse().map_err(|_| format!("bad port in {addr}"))?;
+            clusters.push(json!({
+                "name": name,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": { "http2_protocol_options": {} },
+                        "common_http_protocol_options": { "max_stream_duration": max_stream_duration }
+                    }
+                },
+                "load_assignment": {
+                    "cluster_name": name,
+                    "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                        "socket_address": { "address": host, "port_value": port }
+                    } } }] }]
+                }
+            }));
+        }
+        let mut virtual_host = json!({ "name": "edge", "domains": ["*"], "routes": routes });
+        let mut http_filters = vec![wasm("access-log", &filters.access_log)];
+        if let Some(cors) = &self.cors {
+            // Before auth and the transcoder: Envoy's CORS filter answers preflights itself,
+            // and only adds its headers to replies of filters after it.
+            http_filters.push(json!({
+                "name": "envoy.filters.http.cors",
+                "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" }
+            }));
+            virtual_host["typed_per_filter_config"] =
+                json!({ "envoy.filters.http.cors": cors.envoy_policy() });
+        }
+        http_filters.extend([
+            wasm("auth", &filters.auth),
+            wasm("transcoder", &filters.transcoder),
+            buffer_filter(),
+            router_filter(),
+        ]);
+        Ok(json!({
+            // xDS (the filters' ECDS files) needs the node named.
+            "node": { "id": "edge", "cluster": "edge" },
+            "stats_config": stats_config(),
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.admin_port } } },
+            "static_resources": {
+                "listeners": [{
+                    "name": "ingress",
+                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.listen_port } },
+                    "filter_chains": [{ "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "codec_type": "AUTO",
+                            // Policies match normalized paths: /a/./b, /a//b and %-escape case
+                            // tricks cannot slip past a rule.
+                            "normalize_path": true,
+                            "merge_slashes": true,
+                            // Envoy makes an x-request-id when the client sent none; clients
+                            // get it back, backends get it as metadata, logs carry it.
+                            "always_set_request_id_in_response": true,
+                            "route_config": {
+                                "name": "edge",
+                                "virtual_hosts": [virtual_host]
+                            },
+                            "http_filters": http_filters
+                        }
+                    }] }]
+                }],
+                "clusters": clusters
+            }
+        }))
+    }
+}
+
+/// One of our filters, its configuration discovered from `<dir>/<name>.json` (ECDS over a
+/// watched file): changing the file reconfigures the running Envoy.
+pub fn discovered_filter(name: &str, dir: &str) -> Value {
+    json!({
+        "name": format!("edge.{name}"),
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {
+                    "path": format!("{dir}/{name}.json"),
+                    "watched_directory": { "path": dir }
+                },
+                "resource_api_version": "V3"
+            },
+            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
+        }
+    })
+}
+
+/// One of our filters as an Envoy HTTP filter: `<wasm_dir>/<name>.wasm` with its JSON
+/// configuration, in the V8 runtime.
+pub fn wasm_filter(name: &str, wasm_dir: &str, config: &Value) -> Value {
+    json!({
+        "name": format!("edge.{name}"),
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name,
+                "root_id": name,
+                "vm_config": {
+                    "vm_id": name,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": format!("{wasm_dir}/{name}.wasm") } }
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": config.to_string()
+                },
+                // A crashed VM is replaced (after a 1 s backoff) instead of failing every
+                // later request on the worker, and never fails open.
+                "failure_policy": "FAIL_RELOAD"
+            }
+        }
+    })
+}
+
+/// Holds request headers until the transcoder, which keeps the body and answers locally, is
+/// done (proxy-wasm cannot pause headers and still see the body). Its limit is a backstop
+/// only: the transcoder refuses large bodies first.
+pub fn buffer_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": 1048576
+        }
+    })
+}
+
+pub fn router_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+    })
+}
+
+/// Turns the labels the access-log filter encodes in its metric names (`.edge_<label>.<value>`)
+/// into Prometheus labels.
+pub fn stats_config() -> Value {
+    let tags: Vec<Value> = edge_access_log::metrics::LABELS
+        .iter()
+        .map(|label| json!({ "tag_name": label, "regex": format!("(\\.edge_{label}\\.([^.]+))") }))
+        .collect();
+    json!({ "stats_tags": tags })
+}
+
+/// The committed `envoy/envoy.yaml` for `make run`.
+pub fn render_local_envoy(config: &EdgeConfig) -> Result<String, String> {
+    let bootstrap = config.envoy_bootstrap(&Topology::local(config))?;
+    Ok(format!("{GENERATED_NOTICE}{}", to_yaml(&bootstrap)))
+}
