@@ -277,6 +277,12 @@ impl Transcoder {
         &self.routes
     }
 
+    /// The route a [`Lookup::Matched`] named by index (kept across callbacks instead of a
+    /// borrow). An index this table never gave out is an internal error, not a panic.
+    pub fn route(&self, index: usize) -> Result<&Route, Failure> {
+        self.routes.get(index).ok_or_else(Failure::unknown_route)
+    }
+
     /// Every (method, path template) the edge serves for these services, most specific first:
     /// each HTTP binding (as its shape, variables erased) and each gRPC method as
     /// `POST /package.Service/Method` (gRPC clients pass through). The auth filter tells 404

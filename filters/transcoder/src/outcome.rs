@@ -88,6 +88,13 @@ impl Failure {
         )
     }
 
+    pub(crate) fn unknown_route() -> Self {
+        Self::local(
+            "bad_request",
+            LocalReply::error(GrpcCode::Internal, "the request lost its route"),
+        )
+    }
+
     fn bad_response(message: String) -> Self {
         Self::local(
             "bad_response",
@@ -210,6 +217,7 @@ mod tests {
             ),
             (Failure::body_too_large(10), 413, "body_too_large"),
             (Failure::backend_unreachable(), 503, "backend_unreachable"),
+            (Failure::unknown_route(), 500, "bad_request"),
         ];
         for (failure, status, kind) in cases {
             assert_eq!(failure.reply.http_status, status, "{kind}");

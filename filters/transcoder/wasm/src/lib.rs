@@ -186,9 +186,9 @@ impl TranscoderFilter {
     }
 
     fn call_backend(&mut self, transcoder: &Transcoder, pending: &Pending, body: &[u8]) -> Action {
-        // The index came from this transcoder's own lookup.
-        let Some(route) = transcoder.routes().get(pending.route) else {
-            return self.fail(Failure::backend_unreachable());
+        let route = match transcoder.route(pending.route) {
+            Ok(route) => route,
+            Err(failure) => return self.fail(failure),
         };
         let message = match transcoder.request_message(
             route,
@@ -291,8 +291,12 @@ impl Context for TranscoderFilter {
         else {
             return;
         };
-        let Some(route) = transcoder.routes().get(pending.route) else {
-            return;
+        let route = match transcoder.route(pending.route) {
+            Ok(route) => route,
+            Err(failure) => {
+                self.fail(failure);
+                return;
+            }
         };
         let grpc_message = if status_code == 0 {
             String::new()
