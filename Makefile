@@ -24,7 +24,7 @@ test: build lint istio-check ## Every test: unit tests, the end-to-end suite aga
 	cargo test --workspace --locked --no-fail-fast
 	# Part of the suite again, with the filter configuration Istio would apply (from the
 	# rendered WasmPlugins, Istio's cluster names).
-	EDGE_FILTER_CONFIG=istio cargo test --locked -p edge-e2e --test edge --test auth --test observability --test recovery --test services --test postgres
+	EDGE_FILTER_CONFIG=istio cargo test --locked -p edge-e2e --test edge --test auth --test mesh --test observability --test recovery --test services --test postgres
 	# The benchmark harness, briefly: checks every configuration answers correctly, not speed.
 	$(BIN_DIR)/edge-bench --smoke
 
@@ -109,7 +109,7 @@ cluster: ## A kind cluster with a local registry on localhost:5001 and Istio in 
 	kind get clusters | grep -qx edge || kind create cluster --config istio/kind.yaml
 	docker network connect kind kind-registry 2>/dev/null || true
 	docker exec edge-control-plane sh -c 'mkdir -p /etc/containerd/certs.d/localhost:5001 && printf "[host.\"http://kind-registry:5000\"]\n" > /etc/containerd/certs.d/localhost:5001/hosts.toml'
-	istioctl install -y --set profile=ambient --set components.ingressGateways[0].name=istio-ingressgateway --set components.ingressGateways[0].enabled=true --set 'components.ingressGateways[0].k8s.service.type=NodePort' --set 'components.ingressGateways[0].k8s.service.ports[0].name=http2' --set 'components.ingressGateways[0].k8s.service.ports[0].port=80' --set 'components.ingressGateways[0].k8s.service.ports[0].targetPort=8080' --set 'components.ingressGateways[0].k8s.service.ports[0].nodePort=30080'
+	istioctl install -y -f istio/base/operator.yaml
 
 deploy: ## Apply istio/ (kubectl apply -k); then curl http://127.0.0.1:8080 as with make run.
 	$(call need,kubectl)
@@ -120,13 +120,13 @@ deploy: ## Apply istio/ (kubectl apply -k); then curl http://127.0.0.1:8080 as w
 # (kubernetes-validate, from PyPI); the postgres overlay as kustomize builds it. Tools are
 # installed once into target/tools/istio-validate.
 ISTIO_TOOLS := $(CURDIR)/target/tools/istio-validate
-ISTIO_FILES := $(addprefix istio/base/,namespaces.yaml services.yaml gateway.yaml wasmplugins.yaml envoyfilter.yaml)
+ISTIO_FILES := $(addprefix istio/base/,namespaces.yaml services.yaml gateway.yaml wasmplugins.yaml envoyfilter.yaml authorization.yaml operator.yaml)
 istio-check:
 	@test -d $(ISTIO_TOOLS)/node_modules/@kubernetes-models/istio || { mkdir -p $(ISTIO_TOOLS) && cp istio/validate/package.json $(ISTIO_TOOLS)/ && npm install --silent --no-audit --no-fund --prefix $(ISTIO_TOOLS); }
 	@test -d $(ISTIO_TOOLS)/python/kubernetes_validate || pip3 install --quiet --disable-pip-version-check --target $(ISTIO_TOOLS)/python kubernetes-validate==1.37.0
 	cp istio/validate/validate.mjs $(ISTIO_TOOLS)/
 	node $(ISTIO_TOOLS)/validate.mjs $(ISTIO_FILES)
-	PYTHONPATH=$(ISTIO_TOOLS)/python python3 -m kubernetes_validate --strict --quiet istio/base/namespaces.yaml istio/base/services.yaml
+	PYTHONPATH=$(ISTIO_TOOLS)/python python3 -m kubernetes_validate --strict --quiet istio/base/namespaces.yaml istio/base/services.yaml istio/base/stats.yaml
 	# The postgres overlay as kustomize builds it (kubectl's kustomize; not part of a fresh machine).
 	@if command -v kubectl >/dev/null; then kubectl kustomize istio/overlays/postgres > $(ISTIO_TOOLS)/postgres.yaml && PYTHONPATH=$(ISTIO_TOOLS)/python python3 -m kubernetes_validate --strict --quiet $(ISTIO_TOOLS)/postgres.yaml && echo "istio/overlays/postgres: builds and validates"; else echo "NOTE: kubectl is not installed, so istio/overlays/postgres was not built (the base was validated)"; fi
 	# The checks can fail: an invalid phase must be refused.

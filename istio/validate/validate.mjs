@@ -8,11 +8,15 @@ import { loadAll } from "js-yaml";
 import * as extensions from "@kubernetes-models/istio/extensions.istio.io/v1alpha1";
 import * as networkingAlpha from "@kubernetes-models/istio/networking.istio.io/v1alpha3";
 import * as networkingBeta from "@kubernetes-models/istio/networking.istio.io/v1beta1";
+import * as security from "@kubernetes-models/istio/security.istio.io/v1";
+import * as install from "@kubernetes-models/istio/install.istio.io/v1alpha1";
 
 const models = {
   "extensions.istio.io/v1alpha1": extensions,
   "networking.istio.io/v1alpha3": networkingAlpha,
   "networking.istio.io/v1beta1": networkingBeta,
+  "security.istio.io/v1": security,
+  "install.istio.io/v1alpha1": install,
 };
 
 let failures = 0;

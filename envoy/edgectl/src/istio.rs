@@ -4,7 +4,7 @@
 //! and as an EnvoyFilter alternative. Filter configurations are [`EdgeConfig::filter_configs`]
 //! with Istio's cluster names, so the mesh runs exactly what the local tests run.
 
-use crate::{EdgeConfig, FilterConfigs};
+use crate::{EdgeConfig, FilterConfigs, Plugin, FILTERS};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -23,13 +23,6 @@ pub struct IstioSettings {
     /// Hosts the Gateway accepts.
     pub hosts: Vec<String>,
 }
-
-/// The filters, in chain order, with the WasmPlugin phase Istio places each in.
-pub const FILTERS: [(&str, &str); 3] = [
-    ("access-log", "STATS"),
-    ("auth", "AUTHN"),
-    ("transcoder", "AUTHZ"),
-];
 
 /// The sha256 of each filter's `.wasm` (`istio/base/wasm-digests.json`, written by
 /// `make images`): WasmPlugins pin them.
@@ -81,6 +74,9 @@ impl EdgeConfig {
         files.insert("gateway.yaml", self.gateway()?);
         files.insert("wasmplugins.yaml", self.wasm_plugins(&filters, digests)?);
         files.insert("envoyfilter.yaml", vec![self.envoy_filter(&filters)?]);
+        files.insert("authorization.yaml", self.authorization_policies()?);
+        files.insert("stats.yaml", vec![self.stats_bootstrap()?]);
+        files.insert("operator.yaml", vec![self.operator()?]);
         Ok(files)
     }
 
@@ -259,6 +255,96 @@ impl EdgeConfig {
         ])
     }
 
+    /// The edge's metrics, as Istio would otherwise drop them: every name the access-log filter
+    /// defines, as Envoy files it (`wasmcustom.<name>…`), for `proxyStatsMatcher`.
+    pub fn stats_inclusion_prefixes() -> Vec<String> {
+        use edge_access_log::metrics::{ENVOY_NAMESPACE, NAMES};
+        NAMES
+            .iter()
+            .map(|name| format!("{ENVOY_NAMESPACE}.{name}"))
+            .collect()
+    }
+
+    /// A ConfigMap the gateway merges into its Envoy bootstrap
+    /// (`sidecar.istio.io/bootstrapOverride`): the `stats_tags` that turn the labels the
+    /// filter encodes in its metric names into Prometheus labels, as in the local bootstrap.
+    fn stats_bootstrap(&self) -> Result<Value, String> {
+        let istio = self.istio()?;
+        let bootstrap = json!({ "stats_config": crate::stats_config() });
+        Ok(json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": { "name": STATS_BOOTSTRAP, "namespace": istio.gateway_namespace },
+            "data": { "custom_bootstrap.json": bootstrap.to_string() }
+        }))
+    }
+
+    /// What `make cluster` installs Istio with (`istioctl install -f`): ambient mode, the
+    /// ingress gateway on NodePort 30080, and the gateway's proxy configured to keep the edge's
+    /// metrics (`proxyStatsMatcher`) and label them (the bootstrap override above; the
+    /// `gateway` injection template is what honours that annotation).
+    fn operator(&self) -> Result<Value, String> {
+        let istio = self.istio()?;
+        Ok(json!({
+            "apiVersion": "install.istio.io/v1alpha1",
+            "kind": "IstioOperator",
+            "metadata": { "name": "edge", "namespace": istio.gateway_namespace },
+            "spec": {
+                "profile": "ambient",
+                "meshConfig": { "defaultConfig": { "proxyStatsMatcher": {
+                    "inclusionPrefixes": Self::stats_inclusion_prefixes()
+                } } },
+                "components": { "ingressGateways": [{
+                    "name": "istio-ingressgateway",
+                    "namespace": istio.gateway_namespace,
+                    "enabled": true,
+                    "label": { "istio": istio.gateway_selector },
+                    "k8s": {
+                        "podAnnotations": { "sidecar.istio.io/bootstrapOverride": STATS_BOOTSTRAP },
+                        "service": {
+                            "type": "NodePort",
+                            "ports": [{ "name": "http2", "port": 80, "targetPort": 8080, "nodePort": 30080 }]
+                        }
+                    }
+                }] },
+                "values": { "gateways": { "istio-ingressgateway": { "injectionTemplate": "gateway" } } }
+            }
+        }))
+    }
+
+    /// `authorization` of edge.json as Istio objects on the gateway.
+    pub fn authorization_policies(&self) -> Result<Vec<Value>, String> {
+        let (namespace, selector) = match &self.istio {
+            Some(istio) => (
+                istio.gateway_namespace.as_str(),
+                istio.gateway_selector.as_str(),
+            ),
+            None if self.authorization.is_empty() => return Ok(Vec::new()),
+            None => return Err("authorization needs the \"istio\" section (the gateway)".into()),
+        };
+        self.authorization
+            .iter()
+            .map(|policy| {
+                if !matches!(policy.action.as_str(), "DENY" | "ALLOW") {
+                    return Err(format!(
+                        "authorization {}: action {} is not supported (DENY or ALLOW)",
+                        policy.name, policy.action
+                    ));
+                }
+                Ok(json!({
+                    "apiVersion": "security.istio.io/v1",
+                    "kind": "AuthorizationPolicy",
+                    "metadata": { "name": policy.name, "namespace": namespace },
+                    "spec": {
+                        "selector": { "matchLabels": { "istio": selector } },
+                        "action": policy.action,
+                        "rules": policy.rules
+                    }
+                }))
+            })
+            .collect()
+    }
+
     fn wasm_plugins(
         &self,
         filters: &FilterConfigs,
@@ -266,23 +352,27 @@ impl EdgeConfig {
     ) -> Result<Vec<Value>, String> {
         let istio = self.istio()?;
         let mut objects = Vec::new();
-        for (priority, (name, phase)) in FILTERS.iter().enumerate() {
+        for Plugin {
+            name,
+            phase,
+            priority,
+        } in FILTERS
+        {
             let digest = digests
-                .get(*name)
+                .get(name)
                 .ok_or_else(|| format!("istio/base/wasm-digests.json has no digest for {name}"))?;
             let spec = json!({
                 "selector": { "matchLabels": { "istio": istio.gateway_selector } },
                 "url": format!("oci://{}/filter-{name}:{}", istio.registry, istio.tag),
                 "sha256": digest,
                 "phase": phase,
-                // Higher runs first within a phase.
-                "priority": 10 - i64::try_from(priority).unwrap_or(0),
+                "priority": priority,
                 "imagePullPolicy": "IfNotPresent",
                 "pluginName": name,
-                "pluginConfig": filter_config(filters, name),
-                // A crashed or missing filter fails requests rather than letting them through
-                // unchecked (Istio has no FAIL_RELOAD; a crashed VM is restarted by Istio).
-                "failStrategy": "FAIL_CLOSE"
+                "pluginConfig": filters.of(name),
+                // A crashed VM costs the request it crashed on; the next one gets a fresh VM
+                // (Istio ≥ 1.27). Never FAIL_OPEN: auth must not be skipped.
+                "failStrategy": "FAIL_RELOAD"
             });
             objects.push(json!({
                 "apiVersion": "extensions.istio.io/v1alpha1",
@@ -291,26 +381,37 @@ impl EdgeConfig {
                 "spec": spec
             }));
         }
-        // WasmPlugins cannot add Envoy's own buffer filter, which the transcoder needs right
-        // before the router (see the README: proxy-wasm cannot pause headers and read a body).
-        objects.push(self.envoy_filter_of("edge-buffer", vec![patch(crate::buffer_filter())])?);
+        // What WasmPlugins cannot add: Envoy's buffer filter right before the router (the
+        // transcoder needs it: proxy-wasm cannot pause headers and read a body), and Envoy's
+        // CORS filter first in the chain (Istio's own runs after every WasmPlugin, too late to
+        // put its headers on the transcoder's replies).
+        objects.push(
+            self.envoy_filter_of("edge-buffer", vec![before_router(crate::buffer_filter())])?,
+        );
+        if self.cors.is_some() {
+            objects
+                .push(self.envoy_filter_of("edge-cors-first", vec![first(crate::cors_filter())])?);
+        }
         Ok(objects)
     }
 
-    /// The alternative to the WasmPlugins: the same three filters and the buffer filter as
-    /// one EnvoyFilter, with the .wasm files mounted into the gateway.
+    /// The alternative to the WasmPlugins: the same filters as one EnvoyFilter, with the .wasm
+    /// files mounted into the gateway, in the same order around Istio's filters: the CORS
+    /// filter, the access log and auth first; the transcoder and the buffer filter before the
+    /// router (after Istio's RBAC).
     fn envoy_filter(&self, filters: &FilterConfigs) -> Result<Value, String> {
-        let mut patches: Vec<Value> = FILTERS
-            .iter()
-            .map(|(name, _)| {
-                let mut filter =
-                    crate::wasm_filter(name, WASM_MOUNT, &filter_config(filters, name));
-                // Istio restarts crashed VMs itself; fail closed meanwhile.
-                filter["typed_config"]["config"]["failure_policy"] = json!("FAIL_CLOSED");
-                patch(filter)
-            })
-            .collect();
-        patches.push(patch(crate::buffer_filter()));
+        let wasm = |name: &str| {
+            let mut filter = crate::wasm_filter(name, WASM_MOUNT, filters.of(name));
+            filter["typed_config"]["config"]["failure_policy"] = json!("FAIL_RELOAD");
+            filter
+        };
+        // Each INSERT_FIRST lands before the ones applied earlier: apply in reverse order.
+        let mut patches = vec![first(wasm("auth")), first(wasm("access-log"))];
+        if self.cors.is_some() {
+            patches.push(first(crate::cors_filter()));
+        }
+        patches.push(before_router(wasm("transcoder")));
+        patches.push(before_router(crate::buffer_filter()));
         self.envoy_filter_of("edge-filters", patches)
     }
 
@@ -328,20 +429,15 @@ impl EdgeConfig {
     }
 }
 
+/// The ConfigMap holding the gateway's bootstrap additions (metric labels).
+const STATS_BOOTSTRAP: &str = "edge-bootstrap";
+
 /// Where the EnvoyFilter variant expects the .wasm files inside the gateway pod.
 pub const WASM_MOUNT: &str = "/etc/istio/extensions";
 
-fn filter_config(filters: &FilterConfigs, name: &str) -> Value {
-    match name {
-        "auth" => filters.auth.clone(),
-        "transcoder" => filters.transcoder.clone(),
-        _ => filters.access_log.clone(),
-    }
-}
-
-/// An HTTP filter inserted before the router, in the gateway's listeners. Patches are applied
-/// in order, so the filters keep the local chain's order.
-fn patch(value: Value) -> Value {
+/// An HTTP filter inserted right before the router, in the gateway's listeners. Patches are
+/// applied in order, so several keep their order.
+fn before_router(value: Value) -> Value {
     json!({
         "applyTo": "HTTP_FILTER",
         "match": {
@@ -352,6 +448,20 @@ fn patch(value: Value) -> Value {
             } } }
         },
         "patch": { "operation": "INSERT_BEFORE", "value": value }
+    })
+}
+
+/// An HTTP filter inserted first, before every filter of Istio's and every WasmPlugin.
+fn first(value: Value) -> Value {
+    json!({
+        "applyTo": "HTTP_FILTER",
+        "match": {
+            "context": "GATEWAY",
+            "listener": { "filterChain": { "filter": {
+                "name": "envoy.filters.network.http_connection_manager"
+            } } }
+        },
+        "patch": { "operation": "INSERT_FIRST", "value": value }
     })
 }
 

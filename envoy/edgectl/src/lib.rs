@@ -18,14 +18,19 @@ mod cors;
 mod istio;
 mod live;
 mod local;
+mod mesh;
 mod native;
+mod rbac;
 mod xds;
 pub use cors::CorsSettings;
-pub use istio::{Digests, Files, IstioSettings, Objects, FILTERS, WASM_MOUNT};
+pub use istio::{Digests, Files, IstioSettings, Objects, WASM_MOUNT};
 pub use live::apply_policy;
 pub use local::{
-    buffer_filter, discovered_filter, render_local_envoy, router_filter, stats_config, wasm_filter,
+    buffer_filter, cors_filter, discovered_filter, render_local_envoy, router_filter, stats_config,
+    wasm_filter,
 };
+pub use mesh::{chain, Plugin, Slot, FILTERS};
+pub use rbac::rbac_filter;
 pub use xds::{write_xds, LOCAL_XDS_DIR};
 
 /// `envoy/edge.json`.
@@ -45,6 +50,11 @@ pub struct EdgeConfig {
     /// Browser origins allowed to call the edge; none when absent.
     #[serde(default)]
     pub cors: Option<CorsSettings>,
+    /// Mesh-level policy: Istio AuthorizationPolicies for the gateway (`name`, `action`,
+    /// `rules` as in Istio). Rendered into `istio/base/authorization.yaml`, and run locally as
+    /// the RBAC filters Istio makes of them, where Istio puts them in the chain.
+    #[serde(default)]
+    pub authorization: Vec<AuthorizationPolicy>,
     /// Where the Istio manifests put images and filters (see `istio/`).
     #[serde(default)]
     pub istio: Option<IstioSettings>,
@@ -71,6 +81,16 @@ pub struct Service {
     /// Further environment in the cluster.
     #[serde(default)]
     pub cluster_env: BTreeMap<String, String>,
+}
+
+/// One AuthorizationPolicy of the gateway, in Istio's own terms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationPolicy {
+    pub name: String,
+    /// `DENY` or `ALLOW` (`CUSTOM` and `AUDIT` are not translated for the local chain).
+    pub action: String,
+    pub rules: Vec<Value>,
 }
 
 /// Where things are for one running edge.
@@ -112,6 +132,17 @@ pub struct FilterConfigs {
     pub auth: Value,
     pub transcoder: Value,
     pub access_log: Value,
+}
+
+impl FilterConfigs {
+    /// The configuration of the filter called `name` (as in [`FILTERS`]).
+    pub fn of(&self, name: &str) -> &Value {
+        match name {
+            "auth" => &self.auth,
+            "transcoder" => &self.transcoder,
+            _ => &self.access_log,
+        }
+    }
 }
 
 impl EdgeConfig {
@@ -234,7 +265,7 @@ pub fn wasm_digests(dir: &Path) -> Result<Digests, String> {
     use sha2::Digest;
     FILTERS
         .iter()
-        .map(|(name, _)| {
+        .map(|Plugin { name, .. }| {
             let path = dir.join(format!("{name}.wasm"));
             let bytes = std::fs::read(&path)
                 .map_err(|e| format!("{}: {e} (make wasm builds it)", path.display()))?;

@@ -1,7 +1,7 @@
 //! The local Envoy: the bootstrap `make run` and the end-to-end tests start, and the filter
 //! entries it is made of.
 
-use crate::{to_yaml, EdgeConfig, Topology, GENERATED_NOTICE};
+use crate::{chain, rbac_filter, to_yaml, EdgeConfig, Slot, Topology, GENERATED_NOTICE};
 use serde_json::{json, Value};
 
 impl EdgeConfig {
@@ -77,23 +77,25 @@ impl EdgeConfig {
             }));
         }
         let mut virtual_host = json!({ "name": "edge", "domains": ["*"], "routes": routes });
-        let mut http_filters = vec![wasm("access-log", &filters.access_log)];
         if let Some(cors) = &self.cors {
-            // Before auth and the transcoder: Envoy's CORS filter answers preflights itself,
-            // and only adds its headers to replies of filters after it.
-            http_filters.push(json!({
-                "name": "envoy.filters.http.cors",
-                "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" }
-            }));
             virtual_host["typed_per_filter_config"] =
                 json!({ "envoy.filters.http.cors": cors.envoy_policy() });
         }
-        http_filters.extend([
-            wasm("auth", &filters.auth),
-            wasm("transcoder", &filters.transcoder),
-            buffer_filter(),
-            router_filter(),
-        ]);
+        // The chain Istio builds (see `mesh`), with the AuthorizationPolicies of the topology.
+        let policies = self.authorization_policies()?;
+        let deny = rbac_filter(&policies, "DENY")?;
+        let allow = rbac_filter(&policies, "ALLOW")?;
+        let http_filters: Vec<Value> = chain(self.cors.is_some(), deny.is_some(), allow.is_some())
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::CorsFirst => cors_filter(),
+                Slot::Plugin(name) => wasm(name, filters.of(name)),
+                Slot::RbacDeny => deny.clone().unwrap_or_default(),
+                Slot::RbacAllow => allow.clone().unwrap_or_default(),
+                Slot::Buffer => buffer_filter(),
+                Slot::Router => router_filter(),
+            })
+            .collect();
         Ok(json!({
             // xDS (the filters' ECDS files) needs the node named.
             "node": { "id": "edge", "cluster": "edge" },
@@ -185,6 +187,14 @@ pub fn buffer_filter() -> Value {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
             "max_request_bytes": 1048576
         }
+    })
+}
+
+/// Envoy's CORS filter; its policy is the virtual host's (`cors` in edge.json).
+pub fn cors_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.cors",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" }
     })
 }
 

@@ -6,6 +6,26 @@
 
 use crate::Record;
 
+pub const REQUESTS: &str = "edge_requests_total";
+pub const DURATION: &str = "edge_request_duration_milliseconds";
+pub const AUTH_DENIALS: &str = "edge_auth_denials_total";
+pub const TRANSCODER_ERRORS: &str = "edge_transcoder_errors_total";
+pub const SHIPPED_LINES: &str = "edge_access_log_shipped_lines_total";
+pub const DROPPED_LINES: &str = "edge_access_log_dropped_lines_total";
+
+/// Every metric the filter defines: what a stats matcher must keep (Istio drops the rest).
+pub const NAMES: &[&str] = &[
+    REQUESTS,
+    DURATION,
+    AUTH_DENIALS,
+    TRANSCODER_ERRORS,
+    SHIPPED_LINES,
+    DROPPED_LINES,
+];
+
+/// Where Envoy files a Wasm filter's own metrics (`wasmcustom.<name>`).
+pub const ENVOY_NAMESPACE: &str = "wasmcustom";
+
 /// Every label used, in the order they appear in names.
 pub const LABELS: &[&str] = &["route", "method", "status_class", "reason", "kind"];
 
@@ -75,7 +95,7 @@ pub fn samples(record: &Record, transcode_error: Option<&str>) -> Vec<Sample> {
     };
     let mut samples = vec![
         Sample::Count(name(
-            "edge_requests_total",
+            REQUESTS,
             &[
                 ("route", route),
                 ("method", method),
@@ -83,21 +103,15 @@ pub fn samples(record: &Record, transcode_error: Option<&str>) -> Vec<Sample> {
             ],
         )),
         Sample::Observe(
-            name("edge_request_duration_milliseconds", &[("route", route)]),
+            name(DURATION, &[("route", route)]),
             record.duration_ms.round() as u64,
         ),
     ];
     if let Some(reason) = &record.auth_reason {
-        samples.push(Sample::Count(name(
-            "edge_auth_denials_total",
-            &[("reason", reason)],
-        )));
+        samples.push(Sample::Count(name(AUTH_DENIALS, &[("reason", reason)])));
     }
     if let Some(kind) = transcode_error {
-        samples.push(Sample::Count(name(
-            "edge_transcoder_errors_total",
-            &[("kind", kind)],
-        )));
+        samples.push(Sample::Count(name(TRANSCODER_ERRORS, &[("kind", kind)])));
     }
     samples
 }
@@ -142,5 +156,19 @@ mod tests {
             names[2],
             Sample::Count("edge_auth_denials_total.edge_reason.token_rejected_".into())
         );
+    }
+
+    #[test]
+    fn every_sample_is_one_of_the_declared_names() {
+        // NAMES is what Istio's proxyStatsMatcher keeps: a name missing there is dropped.
+        let record = Record {
+            auth_reason: Some("token_rejected".into()),
+            ..Default::default()
+        };
+        for sample in samples(&record, Some("no_route")) {
+            let (Sample::Count(name) | Sample::Observe(name, _)) = sample;
+            let family = name.split('.').next().unwrap_or_default();
+            assert!(NAMES.contains(&family), "{name} is not in NAMES");
+        }
     }
 }

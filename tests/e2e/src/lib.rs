@@ -368,8 +368,13 @@ impl Edge {
         let mut stream = tokio::net::TcpStream::connect(addr)
             .await
             .expect("connect to Envoy");
-        let mut request =
-            format!("{method} {path} HTTP/1.1\r\nhost: edge\r\nconnection: close\r\n");
+        let mut request = format!("{method} {path} HTTP/1.1\r\nconnection: close\r\n");
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            request.push_str("host: edge\r\n");
+        }
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }

@@ -26,30 +26,41 @@ fn envoy_filters() -> Vec<(String, Value)> {
         .collect()
 }
 
-/// A gateway-like bootstrap: one HTTP listener whose filters are the patch values, in order,
-/// before the router, and a stub cluster for every service under its Istio name.
+/// The HTTP filters the patches make of a chain holding only the router, applied in order as
+/// Istio applies them (`INSERT_FIRST` at the front, `INSERT_BEFORE` right before the router).
+fn patched_chain(patches: &[Value]) -> Vec<Value> {
+    let wasm_dir = Edge::wasm_dir().display().to_string();
+    let mut filters = vec![edgectl::router_filter()];
+    for patch in patches {
+        assert_eq!(patch["applyTo"], "HTTP_FILTER");
+        assert_eq!(patch["match"]["context"], "GATEWAY");
+        // The gateway mounts the .wasm files at WASM_MOUNT; here they are in target/.
+        let text = patch["patch"]["value"]
+            .to_string()
+            .replace(WASM_MOUNT, &wasm_dir);
+        let value: Value = serde_json::from_str(&text).expect("patch value");
+        match patch["patch"]["operation"].as_str() {
+            Some("INSERT_FIRST") => filters.insert(0, value),
+            Some("INSERT_BEFORE") => {
+                assert_eq!(
+                    patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+                    "envoy.filters.http.router"
+                );
+                let router = filters.len() - 1;
+                filters.insert(router, value);
+            }
+            other => panic!("unexpected patch operation {other:?}"),
+        }
+    }
+    filters
+}
+
+/// A gateway-like bootstrap: one HTTP listener with the patched chain, and a stub cluster for
+/// every service under its Istio name.
 fn bootstrap_with(patches: &[Value]) -> Value {
     let root = workspace_root();
     let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
-    let wasm_dir = Edge::wasm_dir().display().to_string();
-    let mut filters: Vec<Value> = patches
-        .iter()
-        .map(|patch| {
-            assert_eq!(patch["applyTo"], "HTTP_FILTER");
-            assert_eq!(patch["match"]["context"], "GATEWAY");
-            assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
-            assert_eq!(
-                patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
-                "envoy.filters.http.router"
-            );
-            // The gateway mounts the .wasm files at WASM_MOUNT; here they are in target/.
-            let text = patch["patch"]["value"]
-                .to_string()
-                .replace(WASM_MOUNT, &wasm_dir);
-            serde_json::from_str(&text).expect("patch value")
-        })
-        .collect();
-    filters.push(edgectl::router_filter());
+    let filters = patched_chain(patches);
     let clusters: Vec<Value> = config
         .services
         .keys()
@@ -117,7 +128,7 @@ fn every_envoy_filter_patch_passes_envoy_validate() {
         .collect();
     assert_eq!(
         names,
-        ["edge-filters", "edge-buffer"],
+        ["edge-filters", "edge-buffer", "edge-cors-first"],
         "the rendered EnvoyFilters"
     );
     for (file, filter) in &filters {
@@ -128,6 +139,31 @@ fn every_envoy_filter_patch_passes_envoy_validate() {
             "istio/base/{file}: Envoy refused the patches:\n{output}"
         );
     }
+}
+
+#[test]
+fn the_envoy_filter_variant_keeps_the_wasm_plugins_order() {
+    let (_, filter) = envoy_filters()
+        .into_iter()
+        .find(|(file, _)| file == "envoyfilter.yaml")
+        .expect("envoyfilter.yaml");
+    let chain = patched_chain(filter["spec"]["configPatches"].as_array().expect("patches"));
+    let names: Vec<&str> = chain
+        .iter()
+        .map(|f| f["name"].as_str().unwrap_or_default())
+        .collect();
+    // Istio's own filters (RBAC among them) sit between auth and the transcoder.
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.http.cors",
+            "edge.access-log",
+            "edge.auth",
+            "edge.transcoder",
+            "envoy.filters.http.buffer",
+            "envoy.filters.http.router"
+        ]
+    );
 }
 
 #[test]

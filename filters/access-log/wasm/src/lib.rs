@@ -38,8 +38,8 @@ struct AccessLogRoot {
     shipping: Option<usize>,
 }
 
-const SHIPPED: &str = "edge_access_log_shipped_lines_total";
-const DROPPED: &str = "edge_access_log_dropped_lines_total";
+const SHIPPED: &str = edge_access_log::metrics::SHIPPED_LINES;
+const DROPPED: &str = edge_access_log::metrics::DROPPED_LINES;
 
 impl AccessLogRoot {
     fn count(&self, name: &str, lines: usize) {
@@ -206,8 +206,12 @@ impl HttpContext for AccessLog {
             trace_id: host::request_header("traceparent")
                 .as_deref()
                 .and_then(trace_id),
-            upstream_cluster: string_property(&[properties::UPSTREAM_CLUSTER])
-                .or_else(|| string_property(&["xds", "cluster_name"])),
+            upstream_cluster: string_property(&[properties::UPSTREAM_CLUSTER]).or_else(|| {
+                // The route's cluster only when the router really sent the request there: a
+                // route names one even for requests a filter answered itself.
+                string_property(&["upstream", "address"])?;
+                string_property(&["xds", "cluster_name"])
+            }),
         };
         let line = record.to_json();
         if self.config.collector.is_none() {

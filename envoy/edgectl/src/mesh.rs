@@ -1,0 +1,119 @@
+//! Istio's gateway HTTP filter chain, as far as the edge is concerned, and where our filters
+//! sit in it. The local bootstrap is built from this same order, so `make run` and the tests run
+//! the chain a cluster runs.
+//!
+//! Istio builds a gateway's chain in `buildHTTPConnectionManager`
+//! (pilot/pkg/networking/core/listener_builder.go): metadata exchange, CUSTOM authz, the
+//! `AUTHN` WasmPlugins, jwt_authn (RequestAuthentication), the `AUTHZ` WasmPlugins, the RBAC
+//! filters of the AuthorizationPolicies (AUDIT, DENY, ALLOW), the `STATS` and then
+//! `UNSPECIFIED_PHASE` WasmPlugins, grpc_stats, alpn, fault, cors, istio.stats, the router.
+//! Within a phase, a higher `priority` runs first (pilot/pkg/model/push_context.go,
+//! `sortByPriority`). EnvoyFilter patches then go `INSERT_FIRST` (before all of it) or
+//! `INSERT_BEFORE` the router.
+
+/// One of our filters as a WasmPlugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plugin {
+    pub name: &'static str,
+    pub phase: &'static str,
+    /// Higher runs first within the phase.
+    pub priority: i64,
+}
+
+/// The access log first, so it sees every request and every local reply; auth next; then
+/// Istio's RBAC (AuthorizationPolicy); the transcoder last, so that mesh policy holds for JSON
+/// clients as it does for gRPC clients (a filter that answers locally stops the chain).
+pub const FILTERS: [Plugin; 3] = [
+    Plugin {
+        name: "access-log",
+        phase: "AUTHN",
+        priority: 30,
+    },
+    Plugin {
+        name: "auth",
+        phase: "AUTHN",
+        priority: 20,
+    },
+    Plugin {
+        name: "transcoder",
+        phase: "UNSPECIFIED_PHASE",
+        priority: 10,
+    },
+];
+
+/// A filter of the gateway chain that changes what the edge's requests meet. Istio's filters
+/// that do not (metadata exchange, grpc_stats, alpn, fault, istio.stats) are left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Envoy's CORS filter, `INSERT_FIRST` by our EnvoyFilter: Istio's own CORS filter runs
+    /// after every WasmPlugin, too late to add its headers to the transcoder's replies.
+    CorsFirst,
+    Plugin(&'static str),
+    /// Istio's RBAC filter for DENY AuthorizationPolicies.
+    RbacDeny,
+    /// Istio's RBAC filter for ALLOW AuthorizationPolicies.
+    RbacAllow,
+    /// Envoy's buffer filter, `INSERT_BEFORE` the router by our EnvoyFilter: it holds request
+    /// headers while the transcoder reads the body.
+    Buffer,
+    Router,
+}
+
+const PHASES: [&str; 4] = ["AUTHN", "AUTHZ", "STATS", "UNSPECIFIED_PHASE"];
+
+/// The chain in Istio's order. `cors`: the edge has CORS settings; `deny`/`allow`: there are
+/// AuthorizationPolicies with that action.
+pub fn chain(cors: bool, deny: bool, allow: bool) -> Vec<Slot> {
+    let mut slots = Vec::new();
+    if cors {
+        slots.push(Slot::CorsFirst);
+    }
+    for phase in PHASES {
+        let mut plugins: Vec<&Plugin> = FILTERS.iter().filter(|p| p.phase == phase).collect();
+        plugins.sort_by_key(|plugin| std::cmp::Reverse(plugin.priority));
+        slots.extend(plugins.iter().map(|plugin| Slot::Plugin(plugin.name)));
+        // Istio's own authz comes right after the AUTHZ plugins.
+        if phase == "AUTHZ" {
+            if deny {
+                slots.push(Slot::RbacDeny);
+            }
+            if allow {
+                slots.push(Slot::RbacAllow);
+            }
+        }
+    }
+    slots.extend([Slot::Buffer, Slot::Router]);
+    slots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_log_first_then_auth_then_mesh_policy_then_the_transcoder() {
+        assert_eq!(
+            chain(true, true, true),
+            vec![
+                Slot::CorsFirst,
+                Slot::Plugin("access-log"),
+                Slot::Plugin("auth"),
+                Slot::RbacDeny,
+                Slot::RbacAllow,
+                Slot::Plugin("transcoder"),
+                Slot::Buffer,
+                Slot::Router,
+            ]
+        );
+        assert_eq!(
+            chain(false, false, false),
+            vec![
+                Slot::Plugin("access-log"),
+                Slot::Plugin("auth"),
+                Slot::Plugin("transcoder"),
+                Slot::Buffer,
+                Slot::Router,
+            ]
+        );
+    }
+}
