@@ -438,17 +438,11 @@ pub const WASM_MOUNT: &str = "/etc/istio/extensions";
 /// An HTTP filter inserted right before the router, in the gateway's listeners. Patches are
 /// applied in order, so several keep their order.
 fn before_router(value: Value) -> Value {
-    json!({
-        "applyTo": "HTTP_FILTER",
-        "match": {
-            "context": "GATEWAY",
-            "listener": { "filterChain": { "filter": {
-                "name": "envoy.filters.network.http_connection_manager",
-                "subFilter": { "name": "envoy.filters.http.router" }
-            } } }
-        },
-        "patch": { "operation": "INSERT_BEFORE", "value": value }
-    })
+    let mut patch = first(value);
+    patch["match"]["listener"]["filterChain"]["filter"]["subFilter"] =
+        json!({ "name": "envoy.filters.http.router" });
+    patch["patch"]["operation"] = json!("INSERT_BEFORE");
+    patch
 }
 
 /// An HTTP filter inserted first, before every filter of Istio's and every WasmPlugin.
