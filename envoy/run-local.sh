@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: starts the four services and Envoy (envoy/envoy.yaml) on loopback, prints the
+# `make run`: starts the services of envoy/edge.json and Envoy (envoy/envoy.yaml) on loopback, prints the
 # README's walkthrough, and stops everything on Ctrl-C. The services are supervised as
 # Kubernetes would: one that exits is started again after a backoff (1 s, doubling to 30 s,
 # back to 1 s once it has run for a minute) while Envoy and the others keep serving. Data
@@ -9,7 +9,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ENVOY=${ENVOY_BIN:?set by make}
 BIN=${EDGE_BIN_DIR:-target/debug}
-SERVICES=(customer item authority catalog)
 mkdir -p .run/data
 
 supervisors=()
@@ -26,7 +25,7 @@ trap stop EXIT
 
 # Runs one service until told to stop, starting it again whenever it exits.
 supervise() {
-  local name=$1 delay=1 pid started status
+  local name=$1 binary=$2 port=$3 delay=1 pid started status
   # Ctrl-C is the main script's to handle; it sends TERM, which stops the service first.
   trap '' INT
   trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 0' TERM
@@ -34,7 +33,7 @@ supervise() {
     started=$SECONDS
     : > ".run/$name.out"
     # Its own session: Ctrl-C reaches only this script, which stops everything in order.
-    setsid "$BIN/$name" > ".run/$name.out" 2>> ".run/$name.log" &
+    LISTEN_ADDR=127.0.0.1:$port setsid "$BIN/$binary" > ".run/$name.out" 2>> ".run/$name.log" &
     pid=$!
     echo "$pid" > ".run/$name.pid"
     wait "$pid" 2>/dev/null
@@ -47,8 +46,10 @@ supervise() {
 }
 
 echo "starting services (logs in .run/):"
-for name in "${SERVICES[@]}"; do
-  supervise "$name" &
+# envoy/edge.json's services, each after those it calls: `name binary port` lines.
+services=$("$BIN/edgectl" services) || exit 1
+while read -r name binary port; do
+  supervise "$name" "$binary" "$port" &
   supervisors+=($!)
   # The next service may call this one: wait for its "listening on" line.
   for _ in $(seq 1 100); do
@@ -58,7 +59,7 @@ for name in "${SERVICES[@]}"; do
   grep -q '^listening on' ".run/$name.out" 2>/dev/null \
     || { echo "$name did not start in 10 s:"; tail -5 ".run/$name.log"; exit 1; }
   echo "  $name: $(cat ".run/$name.out")"
-done
+done <<< "$services"
 
 # The filters' configuration comes from .run/xds, which Envoy watches: `make policy` changes it
 # live.

@@ -110,6 +110,7 @@ pub fn profile(iterations: u32, uncached_es256: bool) -> Result<Vec<Timing>, Str
         cookies: &[],
         client: edge_auth::Client::Http,
         cors_preflight: false,
+        request_id: None,
     };
     let allowed =
         |outcome: &edge_auth::Outcome| matches!(outcome, edge_auth::Outcome::Allow { .. });

@@ -164,7 +164,7 @@ impl EdgeConfig {
                             },
                             "containers": [{
                                 "name": name,
-                                "image": format!("{}/{name}:{}", istio.registry, istio.tag),
+                                "image": format!("{}/{}:{}", istio.registry, service.binary(name), istio.tag),
                                 "ports": [{ "name": "grpc", "containerPort": port, "protocol": "TCP" }],
                                 "env": env,
                                 "readinessProbe": probe(1),
@@ -202,18 +202,28 @@ impl EdgeConfig {
         let istio = self.istio()?;
         let public: Vec<(&String, &crate::Service)> =
             self.services.iter().filter(|(_, s)| s.public).collect();
-        // gRPC clients go straight to their service; JSON routes are answered by the
-        // transcoder at the gateway, and only need a route for the filters to run on.
-        let mut routes: Vec<Value> = public
-            .iter()
-            .map(|(name, service)| {
-                json!({
-                    "name": format!("{name}-grpc"),
-                    "match": [{ "uri": { "prefix": format!("/{}/", service.grpc_service) } }],
-                    "route": [{ "destination": { "host": fqdn(name), "port": { "number": service.port } } }]
-                })
+        // gRPC clients go straight to their service — to the new deployment when auth's
+        // rollout chose it (the backend header); JSON routes are answered by the transcoder at
+        // the gateway, and only need a route for the filters to run on.
+        let mut routes: Vec<Value> = Vec::new();
+        for (rollout, grpc_service) in self.checked_rollouts()? {
+            let port = self.services[&rollout.to].port;
+            routes.push(json!({
+                "name": format!("{}-grpc", rollout.to),
+                "match": [{
+                    "uri": { "prefix": format!("/{grpc_service}/") },
+                    "headers": { self.backend_header(): { "exact": self.istio_cluster(&rollout.to) } }
+                }],
+                "route": [{ "destination": { "host": fqdn(&rollout.to), "port": { "number": port } } }]
+            }));
+        }
+        routes.extend(public.iter().map(|(name, service)| {
+            json!({
+                "name": format!("{name}-grpc"),
+                "match": [{ "uri": { "prefix": format!("/{}/", service.grpc_service) } }],
+                "route": [{ "destination": { "host": fqdn(name), "port": { "number": service.port } } }]
             })
-            .collect();
+        }));
         if let Some((name, service)) = self
             .transcoded_route_service()
             .and_then(|name| public.iter().find(|(n, _)| n.as_str() == name))

@@ -55,6 +55,9 @@ pub struct EdgeConfig {
     /// the RBAC filters Istio makes of them, where Istio puts them in the chain.
     #[serde(default)]
     pub authorization: Vec<AuthorizationPolicy>,
+    /// Backends moving from one deployment to another, per user, reads and writes apart.
+    #[serde(default)]
+    pub rollouts: Vec<RolloutSettings>,
     /// Where the Istio manifests put images and filters (see `istio/`).
     #[serde(default)]
     pub istio: Option<IstioSettings>,
@@ -81,6 +84,35 @@ pub struct Service {
     /// Further environment in the cluster.
     #[serde(default)]
     pub cluster_env: BTreeMap<String, String>,
+    /// The program (and image) it runs, when not its name: a second deployment of a service
+    /// (`catalog-v2` runs `catalog`).
+    #[serde(default)]
+    pub binary: Option<String>,
+}
+
+impl Service {
+    pub fn binary<'s>(&'s self, name: &'s str) -> &'s str {
+        self.binary.as_deref().unwrap_or(name)
+    }
+}
+
+/// `rollouts` in edge.json: `service` (the deployment in use) moving to `to` (another
+/// deployment of the same gRPC service), for `reads_percent` / `writes_percent` of the users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSettings {
+    pub service: String,
+    pub to: String,
+    #[serde(default)]
+    pub reads_percent: f64,
+    #[serde(default)]
+    pub writes_percent: f64,
+    /// Places users on the line; changing it deals everyone a new place (default: `to`).
+    #[serde(default)]
+    pub salt: Option<String>,
+    /// gRPC methods that only read; JSON GET and HEAD read.
+    #[serde(default)]
+    pub read_methods: Vec<String>,
 }
 
 /// One AuthorizationPolicy of the gateway, in Istio's own terms.
@@ -156,6 +188,53 @@ impl EdgeConfig {
             .map(|(name, _)| name.as_str())
     }
 
+    /// The header auth puts a rollout's choice in (`auth.backend_header`, or the default).
+    pub fn backend_header(&self) -> &str {
+        self.auth["backend_header"]
+            .as_str()
+            .unwrap_or(edge_core::BACKEND_HEADER)
+    }
+
+    /// Each rollout with the gRPC service it moves; both deployments must serve that service.
+    pub fn checked_rollouts(&self) -> Result<Vec<(&RolloutSettings, &str)>, String> {
+        self.rollouts
+            .iter()
+            .map(|rollout| {
+                let from = self
+                    .services
+                    .get(&rollout.service)
+                    .ok_or_else(|| format!("rollouts: no service {:?}", rollout.service))?;
+                let to = self
+                    .services
+                    .get(&rollout.to)
+                    .ok_or_else(|| format!("rollouts: no service {:?}", rollout.to))?;
+                if from.grpc_service != to.grpc_service || !from.public {
+                    return Err(format!(
+                        "rollouts: {} and {} must serve the same public gRPC service",
+                        rollout.service, rollout.to
+                    ));
+                }
+                Ok((rollout, from.grpc_service.as_str()))
+            })
+            .collect()
+    }
+
+    /// The services in an order they can start in: each after the services it calls.
+    pub fn start_order(&self) -> Result<Vec<&str>, String> {
+        let mut order: Vec<&str> = Vec::new();
+        while order.len() < self.services.len() {
+            let ready = self.services.iter().find(|(name, service)| {
+                !order.contains(&name.as_str())
+                    && service.calls.iter().all(|c| order.contains(&c.as_str()))
+            });
+            match ready {
+                Some((name, _)) => order.push(name),
+                None => return Err("services: their `calls` form a cycle".into()),
+            }
+        }
+        Ok(order)
+    }
+
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -206,6 +285,28 @@ impl EdgeConfig {
             .map(|(name, service)| (service.grpc_service.clone(), json!(cluster_name(name))))
             .collect();
         transcoder.insert("services".into(), Value::Object(exposed));
+        let rollouts = self.checked_rollouts()?;
+        if !rollouts.is_empty() {
+            let moving: Map<String, Value> = rollouts
+                .iter()
+                .map(|(r, grpc)| (grpc.to_string(), json!(cluster_name(&r.to))))
+                .collect();
+            transcoder.insert("rollouts".into(), Value::Object(moving));
+            transcoder.insert("backend_header".into(), json!(self.backend_header()));
+            auth["rollouts"] = rollouts
+                .iter()
+                .map(|(r, grpc)| {
+                    json!({
+                        "service": grpc,
+                        "cluster": cluster_name(&r.to),
+                        "reads_percent": r.reads_percent,
+                        "writes_percent": r.writes_percent,
+                        "salt": r.salt.clone().unwrap_or_else(|| r.to.clone()),
+                        "read_methods": r.read_methods
+                    })
+                })
+                .collect();
+        }
         if self.cors.is_some() {
             // In Istio the CORS filter runs after the Wasm filters: preflights must reach it.
             transcoder.insert("pass_cors_preflights".into(), json!(true));
@@ -219,7 +320,9 @@ impl EdgeConfig {
         if auth.get("routes").is_none() {
             auth["routes"] = served
                 .into_iter()
-                .map(|(method, path)| json!({ "method": method, "path": path }))
+                .map(|(method, path, service)| {
+                    json!({ "method": method, "path": path, "service": service })
+                })
                 .collect();
         }
         edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;

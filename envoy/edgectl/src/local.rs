@@ -12,24 +12,38 @@ impl EdgeConfig {
             Some(dir) => discovered_filter(name, dir),
             None => wasm_filter(name, &topology.wasm_dir, config),
         };
-        let mut routes: Vec<Value> = self
-            .services
-            .iter()
-            .filter(|(_, service)| service.public)
-            .map(|(name, service)| {
-                json!({
-                    "match": { "prefix": format!("/{}/", service.grpc_service), "grpc": {} },
-                    "route": { "cluster": name, "timeout": "30s" },
-                    // gRPC streams straight through; only transcoded requests are held.
-                    "typed_per_filter_config": {
-                        "envoy.filters.http.buffer": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
-                            "disabled": true
-                        }
+        let grpc_route = |service: &crate::Service, cluster: &str, backend: Option<&str>| {
+            let mut route = json!({
+                "match": { "prefix": format!("/{}/", service.grpc_service), "grpc": {} },
+                "route": { "cluster": cluster, "timeout": "30s" },
+                // gRPC streams straight through; only transcoded requests are held.
+                "typed_per_filter_config": {
+                    "envoy.filters.http.buffer": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+                        "disabled": true
                     }
-                })
-            })
-            .collect();
+                }
+            });
+            // A rollout's choice, made by auth: gRPC clients follow it as JSON clients do.
+            if let Some(backend) = backend {
+                route["match"]["headers"] = json!([{
+                    "name": self.backend_header(),
+                    "string_match": { "exact": backend }
+                }]);
+            }
+            route
+        };
+        let mut routes: Vec<Value> = Vec::new();
+        for (rollout, _) in self.checked_rollouts()? {
+            let service = &self.services[&rollout.service];
+            routes.push(grpc_route(service, &rollout.to, Some(&rollout.to)));
+        }
+        routes.extend(
+            self.services
+                .iter()
+                .filter(|(_, service)| service.public)
+                .map(|(name, service)| grpc_route(service, name, None)),
+        );
         // JSON requests are answered by the filters, but need a route for them to run on: a
         // real one (Envoy's CORS filter ignores direct responses), to the same service as the
         // Istio VirtualService's catch-all.

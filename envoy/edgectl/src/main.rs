@@ -2,6 +2,7 @@
 //! from envoy/edge.json (run from the repository root).
 //! `edgectl check [EDGE_JSON]`: validates the configuration without writing anything.
 //! `edgectl digests`: writes istio/base/wasm-digests.json from the built target/filters/*.wasm.
+//! `edgectl services`: lists `name binary port` of each service, in an order they can start in.
 //! `edgectl policy apply [EDGE_JSON]`: pushes the filters' configuration (policy included) to
 //! the running local Envoy, through the ECDS files it watches in .run/xds, and waits until
 //! Envoy has taken it (or says it refused it); nothing restarts.
@@ -25,6 +26,15 @@ fn run(args: &[String]) -> Result<(), String> {
             Path::new("istio/base/wasm-digests.json"),
             &format!("{text}\n"),
         );
+    }
+    if command == "services" {
+        // For envoy/run-local.sh: `name binary port`, in start order.
+        let config = EdgeConfig::load(Path::new("envoy/edge.json"))?;
+        for name in config.start_order()? {
+            let service = &config.services[name];
+            println!("{name} {} {}", service.binary(name), service.port);
+        }
+        return Ok(());
     }
     if command == "policy" {
         if args.get(1).map(String::as_str) != Some("apply") {

@@ -27,7 +27,30 @@ pub const NAMES: &[&str] = &[
 pub const ENVOY_NAMESPACE: &str = "wasmcustom";
 
 /// Every label used, in the order they appear in names.
-pub const LABELS: &[&str] = &["route", "method", "status_class", "reason", "kind"];
+pub const LABELS: &[&str] = &[
+    "route",
+    "method",
+    "status_class",
+    "backend",
+    "reason",
+    "kind",
+];
+
+/// The deployment a request went to, short: `catalog-v2` for the local cluster `catalog-v2`
+/// and for Istio's `outbound|50055||catalog-v2.catalog-v2.svc.cluster.local`; `none` when no
+/// backend was called (a local reply).
+pub fn backend_label(upstream_cluster: Option<&str>) -> &str {
+    match upstream_cluster {
+        None => "none",
+        Some(cluster) => match cluster.strip_prefix("outbound|") {
+            Some(rest) => {
+                let host = rest.rsplit('|').next().unwrap_or(rest);
+                host.split('.').next().unwrap_or(host)
+            }
+            None => cluster,
+        },
+    }
+}
 
 /// One observation for the proxy-wasm metrics API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +101,7 @@ fn name(metric: &str, labels: &[(&str, &str)]) -> String {
 /// reason and transcoding errors by kind when there were any.
 pub fn samples(record: &Record, transcode_error: Option<&str>) -> Vec<Sample> {
     let route = record.route.as_deref().unwrap_or("unmatched");
+    let backend = backend_label(record.upstream_cluster.as_deref());
     let method = if ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
         .contains(&record.method.as_str())
     {
@@ -100,10 +124,11 @@ pub fn samples(record: &Record, transcode_error: Option<&str>) -> Vec<Sample> {
                 ("route", route),
                 ("method", method),
                 ("status_class", status_class),
+                ("backend", backend),
             ],
         )),
         Sample::Observe(
-            name(DURATION, &[("route", route)]),
+            name(DURATION, &[("route", route), ("backend", backend)]),
             record.duration_ms.round() as u64,
         ),
     ];
@@ -133,9 +158,9 @@ mod tests {
             samples(&record, Some("no_route")),
             vec![
                 Sample::Count(
-                    "edge_requests_total.edge_route./catalog/items/{id}.edge_method.GET.edge_status_class.4xx".into()
+                    "edge_requests_total.edge_route./catalog/items/{id}.edge_method.GET.edge_status_class.4xx.edge_backend.none".into()
                 ),
-                Sample::Observe("edge_request_duration_milliseconds.edge_route./catalog/items/{id}".into(), 4),
+                Sample::Observe("edge_request_duration_milliseconds.edge_route./catalog/items/{id}.edge_backend.none".into(), 4),
                 Sample::Count("edge_transcoder_errors_total.edge_kind.no_route".into()),
             ]
         );
@@ -148,13 +173,25 @@ mod tests {
         assert_eq!(
             names[0],
             Sample::Count(
-                "edge_requests_total.edge_route.unmatched.edge_method.other.edge_status_class.none"
+                "edge_requests_total.edge_route.unmatched.edge_method.other.edge_status_class.none.edge_backend.none"
                     .into()
             )
         );
         assert_eq!(
             names[2],
             Sample::Count("edge_auth_denials_total.edge_reason.token_rejected_".into())
+        );
+    }
+
+    #[test]
+    fn backends_are_named_short_in_both_worlds() {
+        assert_eq!(backend_label(None), "none");
+        assert_eq!(backend_label(Some("catalog-v2")), "catalog-v2");
+        assert_eq!(
+            backend_label(Some(
+                "outbound|50055||catalog-v2.catalog-v2.svc.cluster.local"
+            )),
+            "catalog-v2"
         );
     }
 

@@ -1,6 +1,6 @@
 //! The auth filter's configuration, as JSON in the Wasm plugin's `configuration`.
 
-use edge_core::PathTemplate;
+use edge_core::{PathTemplate, Rollout};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
@@ -48,6 +48,14 @@ pub struct AuthConfig {
     /// unmatched request gets `unmatched_policy`.
     #[serde(default)]
     pub routes: Vec<ServedRoute>,
+    /// Backends moving to a new deployment, and how far (see [`Rollout`]). The decision goes
+    /// to the transcoder and the router in `backend_header`.
+    #[serde(default)]
+    pub rollouts: Vec<Rollout>,
+    /// The request header carrying a rollout's choice (the new deployment's cluster). Any
+    /// client-sent copy is removed on every request: clients never pick their backend.
+    #[serde(default = "default_backend_header")]
+    pub backend_header: String,
 }
 
 /// What a matching rule requires.
@@ -69,6 +77,9 @@ pub enum Policy {
 pub struct ServedRoute {
     pub method: String,
     pub path: PathTemplate,
+    /// The gRPC service behind the route (for rollouts).
+    #[serde(default)]
+    pub service: Option<String>,
 }
 
 /// The authority service, reached with `dispatch_grpc_call`.
@@ -130,6 +141,12 @@ impl AuthConfig {
             .map_err(|e| format!("invalid auth configuration: authority.{e}"))?;
         let mut headers: Vec<&str> = config.forward_claims.values().map(String::as_str).collect();
         headers.push(&config.subject_header);
+        headers.push(&config.backend_header);
+        for rollout in &config.rollouts {
+            rollout
+                .check()
+                .map_err(|e| format!("invalid auth configuration: {e}"))?;
+        }
         if let Some(bad) = headers.iter().find(|h| {
             h.is_empty()
                 || h.starts_with(':')
@@ -160,6 +177,10 @@ fn template_without_variables<'de, D: Deserializer<'de>>(
         )));
     }
     Ok(template)
+}
+
+fn default_backend_header() -> String {
+    edge_core::BACKEND_HEADER.to_string()
 }
 
 fn default_clock_skew_seconds() -> u64 {

@@ -19,16 +19,20 @@ pub struct Request<'a> {
     /// A CORS preflight: no credentials by design, so it passes to Envoy's CORS filter, which
     /// Istio places after the Wasm filters.
     pub cors_preflight: bool,
+    /// `x-request-id`: places anonymous requests on a rollout (read only when there is one).
+    pub request_id: Option<&'a str>,
 }
 
 /// The decision for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Let the request through; `subject` is the verified caller, if a token was checked, and
-    /// `forward` the configured claims as (header, value).
+    /// `forward` the configured claims as (header, value), and `backend` the cluster a
+    /// rollout sends the request to (`None`: the stable deployment).
     Allow {
         subject: Option<String>,
         forward: Vec<(String, String)>,
+        backend: Option<String>,
     },
     Reject(Rejection),
 }
@@ -101,10 +105,28 @@ impl Rejection {
 /// of the edge serves it, else `unmatched_policy` decides. `keys` is `None` until the first
 /// JWKS fetch succeeded: protected routes then answer 503 (fail closed, never open).
 pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'_>) -> Outcome {
+    match admit(config, keys, request) {
+        Outcome::Allow {
+            subject, forward, ..
+        } if !config.rollouts.is_empty() && !request.cors_preflight => {
+            let backend = rollout_backend(config, keys, request, subject.as_deref());
+            Outcome::Allow {
+                subject,
+                forward,
+                backend,
+            }
+        }
+        outcome => outcome,
+    }
+}
+
+/// The decision without rollouts: which rule, which identity, or why not.
+fn admit(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'_>) -> Outcome {
     if request.cors_preflight {
         return Outcome::Allow {
             subject: None,
             forward: Vec::new(),
+            backend: None,
         };
     }
     let rule = matching_rule(config, request);
@@ -126,6 +148,7 @@ pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'
             return Outcome::Allow {
                 subject: None,
                 forward: Vec::new(),
+                backend: None,
             }
         }
         Policy::Deny if rule.is_none() => {
@@ -181,7 +204,57 @@ pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'
     Outcome::Allow {
         subject: Some(subject.clone()),
         forward,
+        backend: None,
     }
+}
+
+/// Where a rollout sends an allowed request: the new deployment's cluster, or `None` for the
+/// stable one. The key is the verified subject; on public routes a valid token still places
+/// its user (without forwarding the identity), and anonymous requests are split by request id.
+fn rollout_backend(
+    config: &AuthConfig,
+    keys: Option<&KeySet>,
+    request: &Request<'_>,
+    subject: Option<&str>,
+) -> Option<String> {
+    let path = request
+        .path
+        .split_once('?')
+        .map_or(request.path, |(path, _)| path);
+    let (service, read) = match request.client {
+        Client::Grpc => {
+            let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+            let rollout = config.rollouts.iter().find(|r| r.service == service)?;
+            (service.to_string(), rollout.reads(method))
+        }
+        Client::Http => {
+            let routes = config
+                .routes
+                .iter()
+                .map(|route| (route.method.as_str(), &route.path));
+            let RouteMatch::Found(index) = match_route(routes, request.method, path) else {
+                return None;
+            };
+            let read = matches!(request.method, "GET" | "HEAD");
+            (config.routes.get(index)?.service.clone()?, read)
+        }
+    };
+    let rollout = config.rollouts.iter().find(|r| r.service == service)?;
+    let verified;
+    let key = match subject {
+        Some(subject) => subject,
+        None => {
+            verified = find_token(config, request)
+                .ok()
+                .zip(keys)
+                .and_then(|(token, keys)| keys.verify(token, &config.into()).ok());
+            match &verified {
+                Some(identity) => identity.subject.as_str(),
+                None => request.request_id?,
+            }
+        }
+    };
+    rollout.takes(read, key).then(|| rollout.cluster.clone())
 }
 
 /// Whether a claim holds `wanted`: equal, an element of a list, or a word of a space-separated
@@ -367,6 +440,7 @@ mod tests {
                         cookies,
                         client: Client::Http,
                         cors_preflight: false,
+                        request_id: None,
                     },
                 )
             }
@@ -411,7 +485,9 @@ mod tests {
             // The ban is per action: the banned subject may still list.
             assert_eq!(reason(&f.decide("GET", "/items", &banned, &[])), "allowed");
             match f.decide("POST", "/items", &writer, &[]) {
-                Outcome::Allow { subject, forward } => {
+                Outcome::Allow {
+                    subject, forward, ..
+                } => {
                     assert_eq!(subject.as_deref(), Some("alice"));
                     assert_eq!(
                         forward,
@@ -454,6 +530,7 @@ mod tests {
                     cookies: &[],
                     client: Client::Http,
                     cors_preflight: false,
+                    request_id: None,
                 },
             );
             match outcome {
@@ -477,6 +554,7 @@ mod tests {
             .map(|(method, path)| crate::config::ServedRoute {
                 method: method.into(),
                 path: edge_core::PathTemplate::parse(path).unwrap(),
+                service: None,
             })
             .collect();
             let reply = |method: &str, path: &str, client: Client| match authorize(
@@ -489,6 +567,7 @@ mod tests {
                     cookies: &[],
                     client,
                     cors_preflight: false,
+                    request_id: None,
                 },
             ) {
                 Outcome::Reject(rejection) => (rejection.reason, rejection.reply),
@@ -522,6 +601,83 @@ mod tests {
             );
             // A rule decides before the route table does.
             assert_eq!(reason_of(&f, "GET", "/public/anything"), "allowed");
+        }
+
+        #[test]
+        fn rollouts_choose_by_user_for_reads_and_writes_apart() {
+            let mut f = fixture();
+            f.config.routes = [("GET", "/items"), ("POST", "/items")]
+                .into_iter()
+                .map(|(method, path)| crate::config::ServedRoute {
+                    method: method.into(),
+                    path: edge_core::PathTemplate::parse(path).unwrap(),
+                    service: Some("pkg.Items".into()),
+                })
+                .collect();
+            let rollout = |reads: f64, writes: f64| edge_core::Rollout {
+                service: "pkg.Items".into(),
+                cluster: "items-v2".into(),
+                reads_percent: reads,
+                writes_percent: writes,
+                salt: "s".into(),
+                read_methods: vec!["Get".into()],
+            };
+            let writer = vec![format!("Bearer {}", f.token("alice", "items:write"))];
+            let backend = |f: &Fixture, method: &str, path: &str, client: Client| match authorize(
+                &f.config,
+                Some(&f.keys),
+                &Request {
+                    method,
+                    path,
+                    authorization: &writer,
+                    cookies: &[],
+                    client,
+                    cors_preflight: false,
+                    request_id: Some("r-1"),
+                },
+            ) {
+                Outcome::Allow { backend, .. } => backend,
+                other => panic!("{other:?}"),
+            };
+            f.config.rollouts = vec![rollout(100.0, 0.0)];
+            assert_eq!(
+                backend(&f, "GET", "/items", Client::Http).as_deref(),
+                Some("items-v2")
+            );
+            assert_eq!(
+                backend(&f, "POST", "/items", Client::Http),
+                None,
+                "writes stay"
+            );
+            f.config.rollouts = vec![rollout(0.0, 100.0)];
+            assert_eq!(backend(&f, "GET", "/items", Client::Http), None);
+            assert_eq!(
+                backend(&f, "POST", "/items", Client::Http).as_deref(),
+                Some("items-v2")
+            );
+            // gRPC clients: reads are the listed methods.
+            f.config.rules.insert(
+                0,
+                serde_json::from_value(
+                    serde_json::json!({"path": "/pkg.Items/*", "policy": "public"}),
+                )
+                .unwrap(),
+            );
+            assert_eq!(
+                backend(&f, "POST", "/pkg.Items/Get", Client::Grpc),
+                None,
+                "a read at 0% reads"
+            );
+            assert_eq!(
+                backend(&f, "POST", "/pkg.Items/Put", Client::Grpc).as_deref(),
+                Some("items-v2")
+            );
+            // The same user, the same answer, whatever the request.
+            f.config.rollouts = vec![rollout(50.0, 0.0)];
+            let first = backend(&f, "GET", "/items", Client::Http);
+            for _ in 0..5 {
+                assert_eq!(backend(&f, "GET", "/items?page=2", Client::Http), first);
+            }
         }
 
         fn reason_of(f: &Fixture, method: &str, path: &str) -> &'static str {

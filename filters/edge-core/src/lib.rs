@@ -8,6 +8,7 @@
 mod path_template;
 mod percent;
 mod reply;
+mod rollout;
 mod routes;
 mod status;
 mod upstream;
@@ -15,6 +16,7 @@ mod upstream;
 pub use path_template::PathTemplate;
 pub use percent::percent_decode;
 pub use reply::{Client, LocalReply, WireReply};
+pub use rollout::Rollout;
 pub use routes::{match_route, RouteMatch};
 pub use status::{GrpcCode, Status};
 pub use upstream::grpc_upstream;
@@ -24,6 +26,10 @@ pub use upstream::grpc_upstream;
 pub fn is_cors_preflight(method: &str, origin: Option<&str>, request_method: Option<&str>) -> bool {
     method == "OPTIONS" && origin.is_some() && request_method.is_some()
 }
+
+/// The request header carrying a rollout's choice of backend cluster from auth to the
+/// transcoder and the router. Auth removes any client-sent copy on every request.
+pub const BACKEND_HEADER: &str = "x-edge-backend";
 
 /// Metadata/header carrying the verified subject from the auth filter to the backends.
 /// Clients can never set it: the auth filter removes any client-sent copy on every request.
@@ -48,4 +54,6 @@ pub mod properties {
     pub const UPSTREAM_MS: &str = "edge_upstream_ms";
     /// Why auth refused a request (e.g. `token_rejected`).
     pub const AUTH_REASON: &str = "edge_auth_reason";
+    /// The cluster a rollout chose for the request (absent: the stable deployment).
+    pub const BACKEND: &str = "edge_backend";
 }

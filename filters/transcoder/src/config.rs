@@ -43,6 +43,12 @@ pub struct TranscoderConfig {
     /// preflight is answered 404/405 like any request no route serves.
     #[serde(default)]
     pub pass_cors_preflights: bool,
+    /// Services moving to a new deployment: service → the new deployment's cluster. A request
+    /// whose `backend_header` (set by auth, never by clients) names that cluster is sent there.
+    #[serde(default)]
+    pub rollouts: BTreeMap<String, String>,
+    #[serde(default = "default_backend_header")]
+    pub backend_header: String,
 }
 
 /// How responses are rendered (the names of Envoy's `print_options`).
@@ -110,6 +116,10 @@ impl TranscoderConfig {
         }
         Ok(())
     }
+}
+
+fn default_backend_header() -> String {
+    edge_core::BACKEND_HEADER.to_string()
 }
 
 fn enabled() -> bool {

@@ -102,6 +102,8 @@ pub struct Route {
     pub cluster: String,
     /// `cluster` encoded as the gRPC upstream argument (see `edge_core::grpc_upstream`).
     pub upstream: String,
+    /// The new deployment's cluster and upstream while the service is being rolled out.
+    pub rollout: Option<(String, String)>,
     pub body: BodyTarget,
     /// `response_body`: render only this field of the response.
     pub response_body: Option<FieldDescriptor>,
@@ -110,6 +112,15 @@ pub struct Route {
 }
 
 impl Route {
+    /// The cluster and upstream to call: the rollout's new deployment when auth chose it
+    /// (`backend`, from the backend header), else the route's own.
+    pub fn destination(&self, backend: Option<&str>) -> (&str, &str) {
+        match (&self.rollout, backend) {
+            (Some((cluster, upstream)), Some(chosen)) if chosen == cluster => (cluster, upstream),
+            _ => (&self.cluster, &self.upstream),
+        }
+    }
+
     /// `/package.Service/Method`, the gRPC path (for logs).
     pub fn grpc_path(&self) -> String {
         format!("/{}/{}", self.service, self.method)
@@ -156,6 +167,7 @@ impl Route {
             method: method.name().to_string(),
             cluster: cluster.to_string(),
             upstream: edge_core::grpc_upstream(cluster)?,
+            rollout: None,
             body,
             response_body,
             input,
@@ -260,6 +272,12 @@ impl Transcoder {
                             other.grpc_path()
                         ));
                     }
+                    let mut route = route;
+                    if let Some(new) = config.rollouts.get(service_name) {
+                        let upstream = edge_core::grpc_upstream(new)
+                            .map_err(|e| format!("{context}: rollout: {e}"))?;
+                        route.rollout = Some((new.clone(), upstream));
+                    }
                     routes.push(route);
                 }
             }
@@ -283,15 +301,18 @@ impl Transcoder {
         self.routes.get(index).ok_or_else(Failure::unknown_route)
     }
 
-    /// Every (method, path template) the edge serves for these services, most specific first:
-    /// each HTTP binding (as its shape, variables erased) and each gRPC method as
-    /// `POST /package.Service/Method` (gRPC clients pass through). The auth filter tells 404
-    /// from 405 from 403 with this table.
-    pub fn served_routes(&self) -> Vec<(String, String)> {
-        let http = self
-            .routes
-            .iter()
-            .map(|route| (route.http_method.clone(), route.template.shape()));
+    /// Every route the edge serves for these services, most specific first, as (method, path
+    /// template, gRPC service): each HTTP binding (as its shape, variables erased) and each
+    /// gRPC method as `POST /package.Service/Method` (gRPC clients pass through). The auth
+    /// filter tells 404 from 405 from 403 with this table, and finds a request's service in it.
+    pub fn served_routes(&self) -> Vec<(String, String, String)> {
+        let http = self.routes.iter().map(|route| {
+            (
+                route.http_method.clone(),
+                route.template.shape(),
+                route.service.clone(),
+            )
+        });
         let grpc = self
             .config
             .services
@@ -302,7 +323,7 @@ impl Transcoder {
                     .methods()
                     .map(|method| {
                         let path = format!("/{}/{}", service.full_name(), method.name());
-                        ("POST".to_string(), path)
+                        ("POST".to_string(), path, service.full_name().to_string())
                     })
                     .collect::<Vec<_>>()
             });

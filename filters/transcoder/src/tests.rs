@@ -678,12 +678,15 @@ mod finished_calls {
 #[test]
 fn served_routes_cover_bindings_and_grpc_methods() {
     let served = transcoder().served_routes();
-    let has = |method: &str, path: &str| served.iter().any(|(m, p)| m == method && p == path);
+    let has = |method: &str, path: &str| served.iter().any(|(m, p, _)| m == method && p == path);
     assert!(has("GET", "/catalog/items/*"));
     assert!(has("POST", "/catalog/items"));
     assert!(has("POST", "/catalog.CatalogService/GetItem"));
     assert!(has("POST", "/authority.AuthorityService/Signin"));
-    for (_, path) in &served {
+    assert!(served
+        .iter()
+        .any(|(_, p, s)| p == "/catalog/items/*" && s == "catalog.CatalogService"));
+    for (_, path, _) in &served {
         assert!(edge_core::PathTemplate::parse(path).is_ok(), "{path}");
     }
 }

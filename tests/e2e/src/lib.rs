@@ -58,6 +58,8 @@ fn require(path: &Path, what: &str) -> PathBuf {
 struct Service {
     child: Child,
     addr: String,
+    /// The program it runs (a second deployment runs another's: `catalog-v2` runs `catalog`).
+    binary: String,
 }
 
 /// A service never outlives its test, even when the test fails before the edge is up.
@@ -154,7 +156,18 @@ impl Edge {
                 .map(|(n, s): (&String, &Service)| (n.clone(), s.addr.clone()))
                 .collect();
             let database = options.database_urls.get(name).map(String::as_str);
-            let service = start_service_at(&bin_dir, name, &dir, &addrs, "127.0.0.1:0", database);
+            let binary = config
+                .services
+                .get(name)
+                .map_or(name.as_str(), |s| s.binary(name));
+            let service = start_service_at(
+                &bin_dir,
+                (name, binary),
+                &dir,
+                &addrs,
+                "127.0.0.1:0",
+                database,
+            );
             services.insert(name.to_string(), service);
         }
 
@@ -245,10 +258,14 @@ impl Edge {
     /// Pushes a new filter configuration to the running Envoy (an edge started with
     /// `live_config`), as `edgectl policy apply` does for `make run`.
     pub fn apply(&self, config: &EdgeConfig) {
-        let files = config
-            .xds_files(&Self::wasm_dir().display().to_string())
-            .expect("render ECDS files");
-        edgectl::write_xds(&self.dir.join("xds"), &files).expect("write ECDS files");
+        edgectl::apply_policy(
+            config,
+            &Self::wasm_dir().display().to_string(),
+            &self.dir.join("xds"),
+            self.admin_url.trim_start_matches("http://"),
+            Duration::from_secs(10),
+        )
+        .expect("Envoy takes the new configuration");
     }
 
     /// A service's process id.
@@ -337,7 +354,15 @@ impl Edge {
             .map(|(n, s)| (n.clone(), s.addr.clone()))
             .collect();
         let database = self.database_urls.get(name).map(String::as_str);
-        let service = start_service_at(&bin_dir, name, &self.dir, &others, &addr, database);
+        let binary = self.services[name].binary.clone();
+        let service = start_service_at(
+            &bin_dir,
+            (name, &binary),
+            &self.dir,
+            &others,
+            &addr,
+            database,
+        );
         self.services.insert(name.to_string(), service);
     }
 
@@ -493,6 +518,10 @@ fn as_in_istio(bootstrap: &mut Value, config: &EdgeConfig) {
             if let Some(cluster) = route.pointer_mut("/route/cluster") {
                 rename(cluster);
             }
+            // A rollout's gRPC route matches the cluster name auth puts in the backend header.
+            if let Some(backend) = route.pointer_mut("/match/headers/0/string_match/exact") {
+                rename(backend);
+            }
         }
     }
 }
@@ -501,14 +530,13 @@ fn as_in_istio(bootstrap: &mut Value, config: &EdgeConfig) {
 /// from `started`, and waits for its `listening on ADDR` line.
 fn start_service_at(
     bin_dir: &Path,
-    name: &str,
+    (name, binary): (&str, &str),
     dir: &Path,
     started: &BTreeMap<String, String>,
     listen_addr: &str,
     database_url: Option<&str>,
 ) -> Service {
-    let binary = require(&bin_dir.join(name), "service binary");
-    let mut command = Command::new(binary);
+    let mut command = Command::new(require(&bin_dir.join(binary), "service binary"));
     let sqlite = format!("sqlite://{}/{name}.db", dir.display());
     command
         .env("LISTEN_ADDR", listen_addr)
@@ -543,7 +571,11 @@ fn start_service_at(
             panic!("{name} did not start (said {line:?}):\n{log}")
         })
         .to_string();
-    Service { child, addr }
+    Service {
+        child,
+        addr,
+        binary: binary.to_string(),
+    }
 }
 
 impl Drop for Edge {

@@ -215,6 +215,11 @@ impl AuthFilter {
                 host::request_header("origin").as_deref(),
                 host::request_header("access-control-request-method").as_deref(),
             );
+        let request_id = if config.rollouts.is_empty() {
+            None
+        } else {
+            host::request_header("x-request-id")
+        };
         let keys = self.state.borrow().keys.clone();
         Ok(authorize(
             config,
@@ -226,18 +231,28 @@ impl AuthFilter {
                 cookies: &cookies,
                 client,
                 cors_preflight,
+                request_id: request_id.as_deref(),
             },
         ))
     }
 
     fn apply(&self, config: &AuthConfig, client: Client) -> Result<Action, host::HostError> {
-        // A client must never choose its identity: drop its copies before anything else.
+        // A client must never choose its identity or its backend: drop its copies first.
         host::remove_request_header(&config.subject_header)?;
+        host::remove_request_header(&config.backend_header)?;
         for header in config.forward_claims.values() {
             host::remove_request_header(header)?;
         }
         match self.decide(config, client)? {
-            Outcome::Allow { subject, forward } => {
+            Outcome::Allow {
+                subject,
+                forward,
+                backend,
+            } => {
+                if let Some(cluster) = backend {
+                    host::set_request_header(&config.backend_header, &cluster)?;
+                    host::set_property(&[properties::BACKEND], cluster.as_bytes())?;
+                }
                 if let Some(subject) = subject {
                     host::set_request_header(&config.subject_header, &subject)?;
                     host::set_property(&[properties::SUBJECT], subject.as_bytes())?;

@@ -80,6 +80,8 @@ struct Pending {
     request_encoding: Encoding,
     response_encoding: Encoding,
     timeout: Duration,
+    /// The cluster auth's rollout chose (the backend header), if the route is being rolled out.
+    backend: Option<String>,
 }
 
 struct TranscoderFilter {
@@ -165,6 +167,10 @@ impl TranscoderFilter {
                 content_type.and(Some(request_encoding)),
             ),
             timeout: transcoder.call_timeout(host::request_header("grpc-timeout").as_deref()),
+            backend: route
+                .rollout
+                .as_ref()
+                .and_then(|_| host::request_header(&transcoder.config.backend_header)),
         };
         if end_of_stream {
             let action = self.call_backend(transcoder, &pending, &[]);
@@ -200,6 +206,7 @@ impl TranscoderFilter {
             Ok(message) => message,
             Err(status) => return self.fail(Failure::bad_request(status)),
         };
+        let (cluster, upstream) = route.destination(pending.backend.as_deref());
         // The deadline travels as grpc-timeout, which the backend enforces; the cluster's
         // max_stream_duration bounds a backend that ignores it.
         let deadline = format!("{}m", pending.timeout.as_millis().max(1));
@@ -212,7 +219,7 @@ impl TranscoderFilter {
         // A stream rather than dispatch_grpc_call: Envoy hands a unary call's response
         // metadata to nobody, and the response headers and grpc-status-details-bin are needed.
         let opened = self
-            .open_grpc_stream(&route.upstream, &route.service, &route.method, metadata)
+            .open_grpc_stream(upstream, &route.service, &route.method, metadata)
             .map_err(|e| format!("{e:?}"))
             .and_then(|token| {
                 host::grpc_send_last(token, &message).map_err(|e| {
@@ -222,8 +229,7 @@ impl TranscoderFilter {
             });
         match opened {
             Ok(()) => {
-                let _ =
-                    host::set_property(&[properties::UPSTREAM_CLUSTER], route.cluster.as_bytes());
+                let _ = host::set_property(&[properties::UPSTREAM_CLUSTER], cluster.as_bytes());
                 self.dispatched_at = host::now();
                 Action::Pause
             }
@@ -233,7 +239,7 @@ impl TranscoderFilter {
                     &format!(
                         "cannot call {} on cluster {}: {error:?}",
                         route.grpc_path(),
-                        route.cluster
+                        cluster
                     ),
                 );
                 self.fail(Failure::backend_unreachable())
