@@ -678,6 +678,37 @@ mod tests {
             for _ in 0..5 {
                 assert_eq!(backend(&f, "GET", "/items?page=2", Client::Http), first);
             }
+
+            // Anonymous requests (a public read without a token) are split per request id.
+            f.config.rules.insert(
+                0,
+                serde_json::from_value(serde_json::json!({"path": "/items", "policy": "public"}))
+                    .unwrap(),
+            );
+            let anonymous = |id: &str| match authorize(
+                &f.config,
+                Some(&f.keys),
+                &Request {
+                    method: "GET",
+                    path: "/items",
+                    authorization: &[],
+                    cookies: &[],
+                    client: Client::Http,
+                    cors_preflight: false,
+                    request_id: Some(id),
+                },
+            ) {
+                Outcome::Allow { backend, .. } => backend.is_some(),
+                other => panic!("{other:?}"),
+            };
+            let moved = (0..1000)
+                .filter(|i| anonymous(&format!("request-{i}")))
+                .count();
+            assert!(
+                (400..=600).contains(&moved),
+                "{moved} of 1000 anonymous requests"
+            );
+            assert_eq!(anonymous("request-7"), anonymous("request-7"));
         }
 
         fn reason_of(f: &Fixture, method: &str, path: &str) -> &'static str {

@@ -9,7 +9,7 @@ use edge_access_log::{
     LogBatch, Record,
 };
 use edge_core::properties;
-use edge_glue as host;
+use edge_host as host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;

@@ -12,7 +12,7 @@ use edge_auth::{
     authorize, AuthConfig, KeyRefresh, KeySet, ListPublicKeysResponse, Outcome, Request, TokenError,
 };
 use edge_core::{properties, Client, GrpcCode, LocalReply};
-use edge_glue as host;
+use edge_host as host;
 use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};

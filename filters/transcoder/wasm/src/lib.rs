@@ -10,7 +10,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use edge_core::{properties, Client};
-use edge_glue as host;
+use edge_host as host;
 use edge_transcoder::{Encoding, Failure, FinishedCall, Lookup, Transcoder, TranscoderConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
