@@ -12,7 +12,7 @@ export ENVOY_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run test build wasm services toolchain envoy config digests lint bench soak profile fuzz images cluster deploy istio-check postgres policy clean
+.PHONY: help run test build wasm services toolchain envoy config digests lint bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -53,10 +53,17 @@ fuzz: ## The transcoder's property tests (path matcher, request building) with m
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --locked -p edge-transcoder --test properties
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
-build: envoy wasm services postgres
+build: envoy wasm services postgres prometheus
 
 postgres: ## Debian's PostgreSQL server, for the end-to-end test on PostgreSQL (not started).
 	./services/install-postgres.sh
+
+prometheus: ## Debian's Prometheus and promtool (SLO rules: checked and tested by make test).
+	./envoy/install-prometheus.sh
+
+observe: prometheus ## Prometheus on localhost:9090 scraping `make run`'s Envoy, with the SLO rules (Ctrl-C stops).
+	mkdir -p .run/prometheus
+	prometheus --config.file=envoy/prometheus/prometheus.yml --storage.tsdb.path=.run/prometheus --web.listen-address=127.0.0.1:9090
 
 toolchain:
 	./filters/install-wasm-toolchain.sh

@@ -77,6 +77,9 @@ impl EdgeConfig {
         files.insert("authorization.yaml", self.authorization_policies()?);
         files.insert("stats.yaml", vec![self.stats_bootstrap()?]);
         files.insert("operator.yaml", vec![self.operator()?]);
+        if !self.slos.is_empty() {
+            files.insert("slo-rules.yaml", vec![self.prometheus_rule()?]);
+        }
         Ok(files)
     }
 
@@ -319,6 +322,19 @@ impl EdgeConfig {
                 }] },
                 "values": { "gateways": { "istio-ingressgateway": { "injectionTemplate": "gateway" } } }
             }
+        }))
+    }
+
+    /// The SLO rules for prometheus-operator users (`kubectl apply -f`; not in the
+    /// kustomization, which must apply on clusters without the operator's CRDs).
+    fn prometheus_rule(&self) -> Result<Value, String> {
+        let istio = self.istio()?;
+        let groups = crate::rule_groups(&self.slos)?;
+        Ok(json!({
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": { "name": "edge-slos", "namespace": istio.gateway_namespace },
+            "spec": groups
         }))
     }
 

@@ -7,7 +7,7 @@
 //! the running local Envoy, through the ECDS files it watches in .run/xds, and waits until
 //! Envoy has taken it (or says it refused it); nothing restarts.
 
-use edgectl::{load_digests, render_local_envoy, EdgeConfig};
+use edgectl::{load_digests, EdgeConfig};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -55,7 +55,7 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     let source = args.get(1).map_or("envoy/edge.json", String::as_str);
     let config = EdgeConfig::load(Path::new(source))?;
-    let rendered = render_local_envoy(&config)?;
+    let local = config.local_files()?;
     let istio = config.render_istio(&load_digests(Path::new("istio/base/wasm-digests.json"))?)?;
     match command {
         "check" => {
@@ -63,7 +63,14 @@ fn run(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         "render" => {
-            write(&Path::new(source).with_file_name("envoy.yaml"), &rendered)?;
+            for (file, text) in local {
+                let path = Path::new(file);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                write(path, &text)?;
+            }
             for (file, text) in &istio {
                 write(&Path::new("istio/base").join(file), text)?;
             }

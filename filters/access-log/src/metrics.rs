@@ -128,7 +128,10 @@ pub fn samples(record: &Record, transcode_error: Option<&str>) -> Vec<Sample> {
             ],
         )),
         Sample::Observe(
-            name(DURATION, &[("route", route), ("backend", backend)]),
+            name(
+                DURATION,
+                &[("route", route), ("method", method), ("backend", backend)],
+            ),
             record.duration_ms.round() as u64,
         ),
     ];
@@ -160,7 +163,7 @@ mod tests {
                 Sample::Count(
                     "edge_requests_total.edge_route./catalog/items/{id}.edge_method.GET.edge_status_class.4xx.edge_backend.none".into()
                 ),
-                Sample::Observe("edge_request_duration_milliseconds.edge_route./catalog/items/{id}.edge_backend.none".into(), 4),
+                Sample::Observe("edge_request_duration_milliseconds.edge_route./catalog/items/{id}.edge_method.GET.edge_backend.none".into(), 4),
                 Sample::Count("edge_transcoder_errors_total.edge_kind.no_route".into()),
             ]
         );
