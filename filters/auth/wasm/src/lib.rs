@@ -237,9 +237,12 @@ impl AuthFilter {
     }
 
     fn apply(&self, config: &AuthConfig, client: Client) -> Result<Action, host::HostError> {
-        // A client must never choose its identity or its backend: drop its copies first.
+        // A client must never choose its identity or its backend: drop its copies first (the
+        // backend header means something only while a rollout routes on it).
         host::remove_request_header(&config.subject_header)?;
-        host::remove_request_header(&config.backend_header)?;
+        if !config.rollouts.is_empty() {
+            host::remove_request_header(&config.backend_header)?;
+        }
         for header in config.forward_claims.values() {
             host::remove_request_header(header)?;
         }
