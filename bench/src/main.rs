@@ -125,9 +125,10 @@ fn smoke_plan() -> Plan {
 /// The bench's policy: reads need a token too, so the hot read pays for verification in both
 /// chains (derived from the same edge.json, so the chains enforce the same rules).
 fn bench_config(config: &mut edgectl::EdgeConfig) {
-    // Like for like: the native chain has no CORS or mesh-policy (RBAC) filter either.
+    // Like for like: the native chain has no CORS, mesh-policy (RBAC) or rollout either.
     config.cors = None;
     config.authorization.clear();
+    config.rollouts.clear();
     if let Some(rules) = config.auth["rules"].as_array_mut() {
         rules.insert(
             0,

@@ -240,6 +240,9 @@ fn rollout_backend(
         }
     };
     let rollout = config.rollouts.iter().find(|r| r.service == service)?;
+    if !rollout.moves(read) {
+        return None;
+    }
     let verified;
     let key = match subject {
         Some(subject) => subject,

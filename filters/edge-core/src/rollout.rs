@@ -49,13 +49,26 @@ impl Rollout {
     /// Whether a request goes to the new deployment. `key`: the verified subject (sticky per
     /// user), or for anonymous requests the request id (split per request).
     pub fn takes(&self, read: bool, key: &str) -> bool {
+        match self.threshold(read) {
+            0 => false,
+            PLACES => true,
+            threshold => place(&self.salt, key) < threshold,
+        }
+    }
+
+    /// Whether any request of this kind moves at all (no key needed to know).
+    pub fn moves(&self, read: bool) -> bool {
+        self.threshold(read) > 0
+    }
+
+    /// How many places of the line move.
+    fn threshold(&self, read: bool) -> u64 {
         let percent = if read {
             self.reads_percent
         } else {
             self.writes_percent
         };
-        let threshold = (percent.clamp(0.0, 100.0) * (PLACES as f64 / 100.0)).round() as u64;
-        place(&self.salt, key) < threshold
+        (percent.clamp(0.0, 100.0) * (PLACES as f64 / 100.0)).round() as u64
     }
 
     /// Whether a gRPC method (the last segment of `/pkg.Service/Method`) only reads.
