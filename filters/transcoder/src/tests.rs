@@ -153,6 +153,7 @@ fn response_uses_proto_names_int64_strings_and_omits_defaults() {
             },
             Item::default(),
         ],
+        next_page_token: String::new(),
     };
     let json: serde_json::Value = serde_json::from_slice(
         &t.response_body(route, &response.encode_to_vec(), Encoding::Json)

@@ -6,7 +6,7 @@ use platform_proto::catalog::{
     GetItemResponse, Item, ListItemsRequest, ListItemsResponse,
 };
 use platform_proto::customer::{
-    customer_service_client::CustomerServiceClient, GetCustomerRequest,
+    customer_service_client::CustomerServiceClient, BatchGetCustomersRequest, GetCustomerRequest,
 };
 use platform_proto::item::{self as item_api, item_service_client::ItemServiceClient};
 use std::collections::HashMap;
@@ -109,30 +109,43 @@ impl CatalogService for CatalogApi {
 
     async fn list_items(
         &self,
-        _request: Request<ListItemsRequest>,
+        request: Request<ListItemsRequest>,
     ) -> Result<Response<ListItemsResponse>, Status> {
-        let items = self
+        let request = request.into_inner();
+        let page = self
             .items
             .clone()
-            .list_items(item_api::ListItemsRequest {})
+            .list_items(item_api::ListItemsRequest {
+                page_size: request.page_size,
+                page_token: request.page_token,
+            })
+            .await?
+            .into_inner();
+        // The owners' names in one call per page, however many items and owners.
+        let mut owners: Vec<String> = page.items.iter().map(|i| i.customer_id.clone()).collect();
+        owners.sort();
+        owners.dedup();
+        let names: HashMap<String, String> = self
+            .customers
+            .clone()
+            .batch_get_customers(BatchGetCustomersRequest { ids: owners })
             .await?
             .into_inner()
-            .items;
-        // One customer lookup per distinct owner, not per item.
-        let mut names: HashMap<String, String> = HashMap::new();
-        for item in &items {
-            if !names.contains_key(&item.customer_id) {
-                let name = self.customer_name(&item.customer_id).await?;
-                names.insert(item.customer_id.clone(), name);
-            }
-        }
-        let items = items
+            .customers
+            .into_iter()
+            .map(|customer| (customer.id, customer.name))
+            .collect();
+        let items = page
+            .items
             .into_iter()
             .map(|item| {
                 let name = names.get(&item.customer_id).cloned().unwrap_or_default();
                 aggregate(item, name)
             })
             .collect();
-        Ok(Response::new(ListItemsResponse { items }))
+        Ok(Response::new(ListItemsResponse {
+            items,
+            next_page_token: page.next_page_token,
+        }))
     }
 }

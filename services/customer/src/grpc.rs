@@ -2,9 +2,9 @@
 
 use crate::store::{Customer, CustomerStore, Error};
 use platform_proto::customer::{
-    customer_service_server::CustomerService, CreateCustomerRequest, CreateCustomerResponse,
-    Customer as CustomerMessage, GetCustomerByNameRequest, GetCustomerByNameResponse,
-    GetCustomerRequest, GetCustomerResponse,
+    customer_service_server::CustomerService, BatchGetCustomersRequest, BatchGetCustomersResponse,
+    CreateCustomerRequest, CreateCustomerResponse, Customer as CustomerMessage,
+    GetCustomerByNameRequest, GetCustomerByNameResponse, GetCustomerRequest, GetCustomerResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -20,7 +20,7 @@ impl CustomerApi {
 
 fn to_status(error: Error) -> Status {
     match error {
-        Error::InvalidName(why) => Status::invalid_argument(why),
+        Error::InvalidName(why) | Error::TooMany(why) => Status::invalid_argument(why),
         Error::NameTaken => Status::already_exists("a customer with this name already exists"),
         Error::NotFound => Status::not_found("customer not found"),
         Error::Database(e) => {
@@ -78,6 +78,20 @@ impl CustomerService for CustomerApi {
             .map_err(to_status)?;
         Ok(Response::new(GetCustomerByNameResponse {
             customer: message(customer),
+        }))
+    }
+
+    async fn batch_get_customers(
+        &self,
+        request: Request<BatchGetCustomersRequest>,
+    ) -> Result<Response<BatchGetCustomersResponse>, Status> {
+        let customers = self
+            .store
+            .get_many(&request.into_inner().ids)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(BatchGetCustomersResponse {
+            customers: customers.into_iter().filter_map(message).collect(),
         }))
     }
 }

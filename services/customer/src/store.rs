@@ -26,6 +26,7 @@ pub struct Customer {
 #[derive(Debug)]
 pub enum Error {
     InvalidName(&'static str),
+    TooMany(&'static str),
     NameTaken,
     NotFound,
     Database(sqlx::Error),
@@ -48,6 +49,9 @@ fn check_name(name: &str) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// The most ids one batch lookup takes (a page of items has at most 1000 owners).
+pub const MAX_BATCH: usize = 1000;
 
 pub struct CustomerStore {
     pool: AnyPool,
@@ -80,6 +84,31 @@ impl CustomerStore {
     pub async fn get(&self, id: &str) -> Result<Customer, Error> {
         self.find("SELECT id, name FROM customers WHERE id = $1", id)
             .await
+    }
+
+    /// The customers with these ids (at most `MAX_BATCH`), in no particular order; unknown ids
+    /// are left out. One query however many ids.
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Customer>, Error> {
+        if ids.len() > MAX_BATCH {
+            return Err(Error::TooMany("at most 1000 ids at once"));
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT id, name FROM customers WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        for id in ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(Error::Database)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| Customer { id, name })
+            .collect())
     }
 
     pub async fn get_by_name(&self, name: &str) -> Result<Customer, Error> {
@@ -123,6 +152,21 @@ mod tests {
                 .name,
             "goldie"
         );
+    }
+
+    #[tokio::test]
+    async fn batch_lookups_take_one_query_and_skip_unknown_ids() {
+        let store = store().await;
+        let gopher = store.create("gopher").await.unwrap();
+        let ids = vec![gopher.id.clone(), "unknown".into(), gopher.id.clone()];
+        let found = store.get_many(&ids).await.unwrap();
+        assert_eq!(found, vec![gopher]);
+        assert!(store.get_many(&[]).await.unwrap().is_empty());
+        let too_many = vec!["x".to_string(); MAX_BATCH + 1];
+        assert!(matches!(
+            store.get_many(&too_many).await,
+            Err(Error::TooMany(_))
+        ));
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! The gRPC adapter: requests in, domain calls, domain errors out as gRPC codes.
 
-use crate::store::{Error, Item, ItemStore};
+use crate::store::{Error, Item, ItemStore, Page};
 use platform_proto::item::{
     item_service_server::ItemService, CreateItemRequest, CreateItemResponse, GetItemRequest,
     GetItemResponse, Item as ItemMessage, ListItemsRequest, ListItemsResponse,
@@ -70,11 +70,14 @@ impl ItemService for ItemApi {
 
     async fn list_items(
         &self,
-        _request: Request<ListItemsRequest>,
+        request: Request<ListItemsRequest>,
     ) -> Result<Response<ListItemsResponse>, Status> {
-        let items = self.store.list().await.map_err(to_status)?;
+        let request = request.into_inner();
+        let page = Page::new(request.page_size, &request.page_token).map_err(to_status)?;
+        let (items, next) = self.store.list(page).await.map_err(to_status)?;
         Ok(Response::new(ListItemsResponse {
             items: items.into_iter().map(message).collect(),
+            next_page_token: next.map(|cursor| cursor.encode()).unwrap_or_default(),
         }))
     }
 }

@@ -115,15 +115,93 @@ impl ItemStore {
         row.map(item).ok_or(Error::NotFound)
     }
 
-    /// Every item, oldest first.
-    pub async fn list(&self) -> Result<Vec<Item>, Error> {
-        let rows: Vec<ItemRow> = sqlx::query_as(
-            "SELECT id, customer_id, title, price FROM items ORDER BY created_at, id",
+    /// One page of items, oldest first, and where the next page starts (`None`: this was the
+    /// last). Keyset pagination: a page costs the same wherever it is in the list.
+    pub async fn list(&self, page: Page) -> Result<(Vec<Item>, Option<Cursor>), Error> {
+        let (after_created, after_id) = page
+            .after
+            .map_or((i64::MIN, String::new()), |c| (c.created_at, c.id));
+        // One more than asked tells whether a next page exists.
+        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT id, customer_id, title, price, created_at FROM items
+              WHERE created_at > $1 OR (created_at = $1 AND id > $2)
+              ORDER BY created_at, id LIMIT $3",
         )
+        .bind(after_created)
+        .bind(after_id)
+        .bind(i64::from(page.size) + 1)
         .fetch_all(&self.pool)
         .await
         .map_err(Error::Database)?;
-        Ok(rows.into_iter().map(item).collect())
+        let more = rows.len() > page.size as usize;
+        let mut items = Vec::with_capacity(rows.len().min(page.size as usize));
+        let mut next = None;
+        for (id, customer_id, title, price, created_at) in rows.into_iter().take(page.size as usize)
+        {
+            next = Some(Cursor {
+                created_at,
+                id: id.clone(),
+            });
+            items.push(item((id, customer_id, title, price)));
+        }
+        Ok((items, next.filter(|_| more)))
+    }
+}
+
+/// Where a page starts: after this item (the list's order is `created_at`, then `id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    created_at: i64,
+    id: String,
+}
+
+/// A page request, checked: AIP-158's `page_size` and `page_token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    size: u32,
+    after: Option<Cursor>,
+}
+
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+impl Page {
+    /// `page_size` 0 is the default and larger than the maximum is the maximum (AIP-158);
+    /// negative sizes and tokens this service did not write are invalid.
+    pub fn new(size: i32, token: &str) -> Result<Self, Error> {
+        let size = match u32::try_from(size) {
+            Err(_) => return Err(Error::Invalid("page_size must not be negative")),
+            Ok(0) => DEFAULT_PAGE_SIZE,
+            Ok(size) => size.min(MAX_PAGE_SIZE),
+        };
+        let after = if token.is_empty() {
+            None
+        } else {
+            Some(Cursor::decode(token).ok_or(Error::Invalid("page_token is not valid"))?)
+        };
+        Ok(Self { size, after })
+    }
+}
+
+impl Cursor {
+    /// An opaque token: base64url of `created_at:id`.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}:{}", self.created_at, self.id))
+    }
+
+    fn decode(token: &str) -> Option<Self> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (created_at, id) = text.split_once(':')?;
+        Some(Self {
+            created_at: created_at.parse().ok()?,
+            id: id.to_string(),
+        })
     }
 }
 
@@ -143,14 +221,54 @@ mod tests {
         let store = store().await;
         let created = store.create("c1", "Desk", 1500).await.unwrap();
         assert_eq!(store.get(&created.id).await.unwrap(), created);
-        let titles: Vec<String> = store
-            .list()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|i| i.title)
-            .collect();
+        let (items, next) = store.list(Page::new(0, "").unwrap()).await.unwrap();
+        let titles: Vec<String> = items.into_iter().map(|i| i.title).collect();
         assert_eq!(titles, ["Mobile Phone", "Laptop", "Desk"]);
+        assert_eq!(next, None, "one page holds them all");
+    }
+
+    #[tokio::test]
+    async fn pages_walk_the_list_once_in_order() {
+        let store = store().await;
+        for n in 0..5 {
+            store.create("c1", &format!("Item {n}"), 10).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        let mut pages = 0;
+        loop {
+            let (items, next) = store.list(Page::new(2, &token).unwrap()).await.unwrap();
+            assert!(items.len() <= 2);
+            seen.extend(items.into_iter().map(|i| i.title));
+            pages += 1;
+            match next {
+                Some(cursor) => token = cursor.encode(),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 4, "7 items, 2 a page");
+        assert_eq!(seen.len(), 7);
+        assert_eq!(seen[..2], ["Mobile Phone", "Laptop"]);
+        assert_eq!(
+            seen[2..],
+            ["Item 0", "Item 1", "Item 2", "Item 3", "Item 4"]
+        );
+    }
+
+    #[test]
+    fn page_sizes_and_tokens_as_aip_158_says() {
+        assert_eq!(Page::new(0, "").unwrap().size, DEFAULT_PAGE_SIZE);
+        assert_eq!(Page::new(5000, "").unwrap().size, MAX_PAGE_SIZE);
+        assert!(matches!(Page::new(-1, ""), Err(Error::Invalid(_))));
+        assert!(matches!(
+            Page::new(10, "not a token"),
+            Err(Error::Invalid(_))
+        ));
+        let cursor = Cursor {
+            created_at: 42,
+            id: "a:b".into(),
+        };
+        assert_eq!(Page::new(1, &cursor.encode()).unwrap().after, Some(cursor));
     }
 
     #[tokio::test]

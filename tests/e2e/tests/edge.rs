@@ -245,7 +245,7 @@ async fn grpc_clients_pass_straight_through() {
         .await
         .expect("connect via Envoy");
     let items = client
-        .list_items(ListItemsRequest {})
+        .list_items(ListItemsRequest::default())
         .await
         .expect("ListItems via Envoy")
         .into_inner()
@@ -426,4 +426,67 @@ async fn backend_down_is_503_json_not_a_hang() {
     .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], 14);
+}
+
+#[tokio::test]
+async fn listings_come_in_pages() {
+    let edge = Edge::start().await;
+    let token = edge.signin("goldie").await;
+    for n in 0..3 {
+        let response = edge
+            .http
+            .post(edge.url("/catalog/items"))
+            .bearer_auth(&token)
+            .json(&json!({ "title": format!("Paged {n}"), "price": 1 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // Two seeded items and three new ones, two a page: three pages, each item once, in order.
+    let mut titles = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let (status, page) = json_of(
+            edge.http
+                .get(edge.url("/catalog/items"))
+                .query(&[("page_size", "2"), ("page_token", token.as_str())])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        let items = page["items"].as_array().expect("items");
+        assert!(items.len() <= 2);
+        titles.extend(
+            items
+                .iter()
+                .map(|i| i["title"].as_str().unwrap().to_string()),
+        );
+        assert!(
+            items.iter().all(|i| i["customer_name"] == "goldie"),
+            "{page}"
+        );
+        match page["next_page_token"].as_str() {
+            Some(next) => token = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        titles,
+        ["Mobile Phone", "Laptop", "Paged 0", "Paged 1", "Paged 2"]
+    );
+    let (status, body) = json_of(
+        edge.http
+            .get(edge.url("/catalog/items?page_token=garbage"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_u64()), (400, Some(3)), "{body}");
 }
