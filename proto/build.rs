@@ -4,6 +4,7 @@
 use std::{env, fs, path::PathBuf};
 
 const PROTOS: &[&str] = &[
+    "platform/acl.proto",
     "platform/authority.proto",
     "platform/catalog.proto",
     "platform/customer.proto",

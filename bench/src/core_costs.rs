@@ -51,6 +51,7 @@ pub fn profile(iterations: u32, uncached_es256: bool) -> Result<Vec<Timing>, Str
             customer_name: "goldie".into(),
             title: "Mobile Phone".into(),
             price: 10000,
+            sold: false,
         }),
     }
     .encode_to_vec();
@@ -114,11 +115,21 @@ pub fn profile(iterations: u32, uncached_es256: bool) -> Result<Vec<Timing>, Str
     };
     let allowed =
         |outcome: &edge_auth::Outcome| matches!(outcome, edge_auth::Outcome::Allow { .. });
-    if !allowed(&edge_auth::authorize(&auth, Some(&keys), &request)) {
+    if !allowed(&edge_auth::authorize(
+        &auth,
+        Some(&keys),
+        &edge_auth::NoRestrictions,
+        &request,
+    )) {
         return Err("the bench token is refused".into());
     }
     timings.push(time("auth: policy + cached token", iterations, || {
-        black_box(edge_auth::authorize(&auth, Some(&keys), &request));
+        black_box(edge_auth::authorize(
+            &auth,
+            Some(&keys),
+            &edge_auth::NoRestrictions,
+            &request,
+        ));
     }));
     // Distinct tokens (each its own jti): every call misses the cache and verifies ES256.
     let signed = if uncached_es256 { iterations / 50 } else { 0 };
@@ -145,7 +156,12 @@ pub fn profile(iterations: u32, uncached_es256: bool) -> Result<Vec<Timing>, Str
                         authorization,
                         ..request.clone()
                     };
-                    black_box(edge_auth::authorize(&auth, Some(&keys), &request));
+                    black_box(edge_auth::authorize(
+                        &auth,
+                        Some(&keys),
+                        &edge_auth::NoRestrictions,
+                        &request,
+                    ));
                 }
             },
         ));

@@ -6,6 +6,10 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/platform_descriptor.bin"));
 
+pub mod acl {
+    tonic::include_proto!("acl");
+}
+
 pub mod authority {
     tonic::include_proto!("authority");
 }

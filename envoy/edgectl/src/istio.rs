@@ -274,6 +274,7 @@ impl EdgeConfig {
         use edge_access_log::metrics::{ENVOY_NAMESPACE, NAMES};
         NAMES
             .iter()
+            .chain(edge_auth::acl::metrics::NAMES)
             .map(|name| format!("{ENVOY_NAMESPACE}.{name}"))
             .collect()
     }
@@ -418,6 +419,25 @@ impl EdgeConfig {
             objects
                 .push(self.envoy_filter_of("edge-cors-first", vec![first(crate::cors_filter())])?);
         }
+        // The rate limits right before the transcoder's WasmPlugin (Istio names its filter
+        // after the plugin's ECDS resource), so after auth and Istio's RBAC.
+        let transcoder = format!(
+            "extensions.istio.io/wasmplugin/{}.edge-transcoder",
+            istio.gateway_namespace
+        );
+        let rate_limits = self.rate_limit_filters()?;
+        let rate_limited = !rate_limits.is_empty();
+        let patches: Vec<Value> = rate_limits
+            .into_iter()
+            .map(|filter| before(&transcoder, filter))
+            .collect();
+        if rate_limited {
+            objects.push(self.envoy_filter_of("edge-rate-limits", patches)?);
+        }
+        objects.push(self.envoy_filter_of(
+            "edge-connection-manager",
+            vec![connection_manager_patch(rate_limited)],
+        )?);
         Ok(objects)
     }
 
@@ -436,8 +456,12 @@ impl EdgeConfig {
         if self.cors.is_some() {
             patches.push(first(crate::cors_filter()));
         }
+        let rate_limits = self.rate_limit_filters()?;
+        let rate_limited = !rate_limits.is_empty();
+        patches.extend(rate_limits.into_iter().map(before_router));
         patches.push(before_router(wasm("transcoder")));
         patches.push(before_router(crate::buffer_filter()));
+        patches.push(connection_manager_patch(rate_limited));
         self.envoy_filter_of("edge-filters", patches)
     }
 
@@ -464,11 +488,36 @@ pub const WASM_MOUNT: &str = "/etc/istio/extensions";
 /// An HTTP filter inserted right before the router, in the gateway's listeners. Patches are
 /// applied in order, so several keep their order.
 fn before_router(value: Value) -> Value {
+    before("envoy.filters.http.router", value)
+}
+
+/// An HTTP filter inserted right before the filter named `name`.
+fn before(name: &str, value: Value) -> Value {
     let mut patch = first(value);
-    patch["match"]["listener"]["filterChain"]["filter"]["subFilter"] =
-        json!({ "name": "envoy.filters.http.router" });
+    patch["match"]["listener"]["filterChain"]["filter"]["subFilter"] = json!({ "name": name });
     patch["patch"]["operation"] = json!("INSERT_BEFORE");
     patch
+}
+
+/// The gateway's connection manager set as the local Envoy's (client address, request ids,
+/// 429s as JSON).
+fn connection_manager_patch(rate_limited: bool) -> Value {
+    let mut typed_config = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    });
+    for (field, value) in crate::connection_manager_settings(rate_limited) {
+        typed_config[field] = value;
+    }
+    json!({
+        "applyTo": "NETWORK_FILTER",
+        "match": {
+            "context": "GATEWAY",
+            "listener": { "filterChain": { "filter": {
+                "name": "envoy.filters.network.http_connection_manager"
+            } } }
+        },
+        "patch": { "operation": "MERGE", "value": { "typed_config": typed_config } }
+    })
 }
 
 /// An HTTP filter inserted first, before every filter of Istio's and every WasmPlugin.

@@ -20,6 +20,7 @@ mod live;
 mod local;
 mod mesh;
 mod native;
+mod ratelimit;
 mod rbac;
 mod slo;
 mod xds;
@@ -27,10 +28,11 @@ pub use cors::CorsSettings;
 pub use istio::{Digests, Files, IstioSettings, Objects, WASM_MOUNT};
 pub use live::apply_policy;
 pub use local::{
-    buffer_filter, cors_filter, discovered_filter, render_local_envoy, router_filter, stats_config,
-    wasm_filter,
+    buffer_filter, connection_manager_settings, cors_filter, discovered_filter, render_local_envoy,
+    router_filter, stats_config, wasm_filter,
 };
 pub use mesh::{chain, Plugin, Slot, FILTERS};
+pub use ratelimit::{local_reply_config, rate_limit_filters, RateLimit};
 pub use rbac::rbac_filter;
 pub use slo::{record_name, rule_groups, Slo};
 pub use xds::{write_xds, LOCAL_XDS_DIR};
@@ -64,6 +66,10 @@ pub struct EdgeConfig {
     /// Backends moving from one deployment to another, per user, reads and writes apart.
     #[serde(default)]
     pub rollouts: Vec<RolloutSettings>,
+    /// Per-user request limits by route group (Envoy's `local_ratelimit`, keyed on the
+    /// verified subject, or the client address for anonymous requests).
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimit>,
     /// Where the Istio manifests put images and filters (see `istio/`).
     #[serde(default)]
     pub istio: Option<IstioSettings>,
@@ -241,6 +247,19 @@ impl EdgeConfig {
         Ok(order)
     }
 
+    /// The header auth sets to the verified subject (what rate limits key on).
+    pub fn subject_header(&self) -> &str {
+        self.auth
+            .get("subject_header")
+            .and_then(Value::as_str)
+            .unwrap_or(edge_core::USER_ID_HEADER)
+    }
+
+    /// The rate limits' filters, checked.
+    pub fn rate_limit_filters(&self) -> Result<Vec<Value>, String> {
+        rate_limit_filters(&self.rate_limits, self.subject_header())
+    }
+
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -268,6 +287,12 @@ impl EdgeConfig {
             return Err(format!("auth.authority.cluster: no service {key_source:?}"));
         }
         auth["authority"]["cluster"] = json!(cluster_name(&key_source));
+        if let Some(acl) = auth.pointer("/acl/cluster").and_then(Value::as_str) {
+            if !self.services.contains_key(acl) {
+                return Err(format!("auth.acl.cluster: no service {acl:?}"));
+            }
+            auth["acl"]["cluster"] = json!(cluster_name(acl));
+        }
 
         let mut transcoder = self.transcoder.clone();
         let descriptor_set = match transcoder.remove("descriptor_set_file") {

@@ -99,17 +99,44 @@ impl EdgeConfig {
         let policies = self.authorization_policies()?;
         let deny = rbac_filter(&policies, "DENY")?;
         let allow = rbac_filter(&policies, "ALLOW")?;
-        let http_filters: Vec<Value> = chain(self.cors.is_some(), deny.is_some(), allow.is_some())
-            .into_iter()
-            .map(|slot| match slot {
-                Slot::CorsFirst => cors_filter(),
-                Slot::Plugin(name) => wasm(name, filters.of(name)),
-                Slot::RbacDeny => deny.clone().unwrap_or_default(),
-                Slot::RbacAllow => allow.clone().unwrap_or_default(),
-                Slot::Buffer => buffer_filter(),
-                Slot::Router => router_filter(),
-            })
-            .collect();
+        let rate_limits = self.rate_limit_filters()?;
+        let http_filters: Vec<Value> = chain(
+            self.cors.is_some(),
+            deny.is_some(),
+            allow.is_some(),
+            !rate_limits.is_empty(),
+        )
+        .into_iter()
+        .flat_map(|slot| match slot {
+            Slot::CorsFirst => vec![cors_filter()],
+            Slot::Plugin(name) => vec![wasm(name, filters.of(name))],
+            Slot::RbacDeny => deny.clone().into_iter().collect(),
+            Slot::RbacAllow => allow.clone().into_iter().collect(),
+            Slot::RateLimits => rate_limits.clone(),
+            Slot::Buffer => vec![buffer_filter()],
+            Slot::Router => vec![router_filter()],
+        })
+        .collect();
+        let mut connection_manager = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "ingress",
+            "codec_type": "AUTO",
+            // Policies match normalized paths: /a/./b, /a//b and %-escape case tricks cannot
+            // slip past a rule.
+            "normalize_path": true,
+            "merge_slashes": true,
+            // Envoy makes an x-request-id when the client sent none; clients get it back,
+            // backends get it as metadata, logs carry it.
+            "always_set_request_id_in_response": true,
+            "route_config": {
+                "name": "edge",
+                "virtual_hosts": [virtual_host]
+            },
+            "http_filters": http_filters
+        });
+        for (field, value) in crate::connection_manager_settings(!rate_limits.is_empty()) {
+            connection_manager[field] = value;
+        }
         Ok(json!({
             // xDS (the filters' ECDS files) needs the node named.
             "node": { "id": "edge", "cluster": "edge" },
@@ -121,29 +148,31 @@ impl EdgeConfig {
                     "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.listen_port } },
                     "filter_chains": [{ "filters": [{
                         "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            "codec_type": "AUTO",
-                            // Policies match normalized paths: /a/./b, /a//b and %-escape case
-                            // tricks cannot slip past a rule.
-                            "normalize_path": true,
-                            "merge_slashes": true,
-                            // Envoy makes an x-request-id when the client sent none; clients
-                            // get it back, backends get it as metadata, logs carry it.
-                            "always_set_request_id_in_response": true,
-                            "route_config": {
-                                "name": "edge",
-                                "virtual_hosts": [virtual_host]
-                            },
-                            "http_filters": http_filters
-                        }
+                        "typed_config": connection_manager
                     }] }]
                 }],
                 "clusters": clusters
             }
         }))
     }
+}
+
+/// What the edge sets on the connection manager, locally and (merged by an EnvoyFilter) in
+/// Istio's gateway.
+pub fn connection_manager_settings(rate_limited: bool) -> Vec<(&'static str, Value)> {
+    let mut settings = vec![
+        // The edge is the first proxy: the client address is the peer's, never what a client
+        // writes in X-Forwarded-For (Istio's gateway does the same with no trusted hops). Rate
+        // limits and RBAC key on it.
+        ("use_remote_address", json!(true)),
+        // ...but a client's own x-request-id is kept (Envoy replaces an external client's by
+        // default): clients correlate their calls with the access log by it.
+        ("preserve_external_request_id", json!(true)),
+    ];
+    if rate_limited {
+        settings.push(("local_reply_config", crate::local_reply_config()));
+    }
+    settings
 }
 
 /// One of our filters, its configuration discovered from `<dir>/<name>.json` (ECDS over a

@@ -53,6 +53,10 @@ pub enum Slot {
     RbacDeny,
     /// Istio's RBAC filter for ALLOW AuthorizationPolicies.
     RbacAllow,
+    /// Envoy's `local_ratelimit` filters (`rate_limits`), inserted by our EnvoyFilter right
+    /// before the transcoder: after auth, which sets the subject they key on, and before the
+    /// transcoder, which answers JSON requests itself.
+    RateLimits,
     /// Envoy's buffer filter, `INSERT_BEFORE` the router by our EnvoyFilter: it holds request
     /// headers while the transcoder reads the body.
     Buffer,
@@ -62,13 +66,16 @@ pub enum Slot {
 const PHASES: [&str; 4] = ["AUTHN", "AUTHZ", "STATS", "UNSPECIFIED_PHASE"];
 
 /// The chain in Istio's order. `cors`: the edge has CORS settings; `deny`/`allow`: there are
-/// AuthorizationPolicies with that action.
-pub fn chain(cors: bool, deny: bool, allow: bool) -> Vec<Slot> {
+/// AuthorizationPolicies with that action; `rate_limits`: there are rate limits.
+pub fn chain(cors: bool, deny: bool, allow: bool, rate_limits: bool) -> Vec<Slot> {
     let mut slots = Vec::new();
     if cors {
         slots.push(Slot::CorsFirst);
     }
     for phase in PHASES {
+        if phase == "UNSPECIFIED_PHASE" && rate_limits {
+            slots.push(Slot::RateLimits);
+        }
         let mut plugins: Vec<&Plugin> = FILTERS.iter().filter(|p| p.phase == phase).collect();
         plugins.sort_by_key(|plugin| std::cmp::Reverse(plugin.priority));
         slots.extend(plugins.iter().map(|plugin| Slot::Plugin(plugin.name)));
@@ -93,20 +100,21 @@ mod tests {
     #[test]
     fn access_log_first_then_auth_then_mesh_policy_then_the_transcoder() {
         assert_eq!(
-            chain(true, true, true),
+            chain(true, true, true, true),
             vec![
                 Slot::CorsFirst,
                 Slot::Plugin("access-log"),
                 Slot::Plugin("auth"),
                 Slot::RbacDeny,
                 Slot::RbacAllow,
+                Slot::RateLimits,
                 Slot::Plugin("transcoder"),
                 Slot::Buffer,
                 Slot::Router,
             ]
         );
         assert_eq!(
-            chain(false, false, false),
+            chain(false, false, false, false),
             vec![
                 Slot::Plugin("access-log"),
                 Slot::Plugin("auth"),

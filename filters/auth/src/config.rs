@@ -1,5 +1,6 @@
 //! The auth filter's configuration, as JSON in the Wasm plugin's `configuration`.
 
+use crate::acl::AclSource;
 use edge_core::{PathTemplate, Rollout};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -56,6 +57,9 @@ pub struct AuthConfig {
     /// client-sent copy is removed on every request: clients never pick their backend.
     #[serde(default = "default_backend_header")]
     pub backend_header: String,
+    /// The acl service whose restrictions rules with an `action` enforce.
+    #[serde(default)]
+    pub acl: Option<AclSource>,
 }
 
 /// What a matching rule requires.
@@ -65,7 +69,7 @@ pub enum Policy {
     /// No token needed (signup, signin, public reads).
     Public,
     /// A valid token is needed, with the rule's required claims, and the subject must not be
-    /// on the rule's deny list.
+    /// restricted from the rule's action.
     Authenticated,
     /// Nobody, token or not.
     Deny,
@@ -118,9 +122,10 @@ pub struct Rule {
     #[serde(deserialize_with = "template_without_variables")]
     pub path: PathTemplate,
     pub policy: Policy,
-    /// The access control list: subjects refused this action even with a valid token.
+    /// The action this route performs (`list`, `buy`, …), for the acl service's restrictions:
+    /// a subject restricted from it gets 403 even with a valid token.
     #[serde(default)]
-    pub deny_subjects: Vec<String>,
+    pub action: Option<String>,
     /// Claims the token must carry: claim → required value. A list claim, or a
     /// space-separated string such as OAuth's `scope`, must contain the value.
     #[serde(default)]
@@ -155,6 +160,29 @@ impl AuthConfig {
         }) {
             return Err(format!(
                 "invalid auth configuration: {bad:?} cannot carry identity (use a lowercase, non-pseudo, non-Authorization header)"
+            ));
+        }
+        match &config.acl {
+            Some(acl) => edge_core::grpc_upstream(&acl.cluster)
+                .map(drop)
+                .map_err(|e| format!("invalid auth configuration: acl.{e}"))?,
+            None => {
+                if let Some(rule) = config.rules.iter().find(|rule| rule.action.is_some()) {
+                    return Err(format!(
+                        "invalid auth configuration: rule {:?} names an action but no acl service is configured",
+                        rule.path.as_str()
+                    ));
+                }
+            }
+        }
+        if let Some(rule) = config
+            .rules
+            .iter()
+            .find(|rule| rule.action.is_some() && rule.policy != Policy::Authenticated)
+        {
+            return Err(format!(
+                "invalid auth configuration: rule {:?} has an action, so it must be authenticated (restrictions are per subject)",
+                rule.path.as_str()
             ));
         }
         if config.authority.refresh_seconds == 0 || config.authority.retry_seconds == 0 {

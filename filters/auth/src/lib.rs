@@ -6,11 +6,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod acl;
 pub mod config;
 pub mod keys;
 pub mod policy;
 pub mod refresh;
 
+pub use acl::{FeedPoll, NoRestrictions, Restrictions, SubjectRestrictions};
 pub use config::{AuthConfig, Policy};
 pub use edge_core::Client;
 pub use keys::{KeySet, TokenError};

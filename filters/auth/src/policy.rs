@@ -1,5 +1,6 @@
 //! Route policy: which rule a request falls under, and the decision for it.
 
+use crate::acl::Restrictions;
 use crate::config::{AuthConfig, Policy, Rule};
 use crate::keys::{Identity, KeySet, TokenError};
 use edge_core::{match_route, Client, GrpcCode, LocalReply, RouteMatch};
@@ -60,6 +61,25 @@ impl Rejection {
         }
     }
 
+    /// The subject is restricted from the rule's action (the acl's data). The reply names the
+    /// action in a machine-readable `ErrorInfo`; the operator's reason stays internal.
+    fn restricted(action: &str) -> Self {
+        let status = edge_core::Status::new(
+            GrpcCode::PermissionDenied,
+            format!("your account may not {action} at the moment"),
+        )
+        .with_details(vec![serde_json::json!({
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "RESTRICTED",
+            "domain": "edge",
+            "metadata": { "action": action },
+        })]);
+        Self {
+            reply: LocalReply::new(status),
+            reason: "subject_restricted",
+        }
+    }
+
     fn denied(reason: &'static str, message: &str) -> Self {
         Self {
             reply: LocalReply::error(GrpcCode::PermissionDenied, message),
@@ -104,8 +124,13 @@ impl Rejection {
 /// one, and applies the rule's deny list. A request no rule matches is 404/405 when no route
 /// of the edge serves it, else `unmatched_policy` decides. `keys` is `None` until the first
 /// JWKS fetch succeeded: protected routes then answer 503 (fail closed, never open).
-pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'_>) -> Outcome {
-    match admit(config, keys, request) {
+pub fn authorize(
+    config: &AuthConfig,
+    keys: Option<&KeySet>,
+    restrictions: &dyn Restrictions,
+    request: &Request<'_>,
+) -> Outcome {
+    match admit(config, keys, restrictions, request) {
         Outcome::Allow {
             subject, forward, ..
         } if !config.rollouts.is_empty() && !request.cors_preflight => {
@@ -121,7 +146,12 @@ pub fn authorize(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'
 }
 
 /// The decision without rollouts: which rule, which identity, or why not.
-fn admit(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'_>) -> Outcome {
+fn admit(
+    config: &AuthConfig,
+    keys: Option<&KeySet>,
+    restrictions: &dyn Restrictions,
+    request: &Request<'_>,
+) -> Outcome {
     if request.cors_preflight {
         return Outcome::Allow {
             subject: None,
@@ -178,12 +208,6 @@ fn admit(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'_>) -> O
     };
     let Identity { subject, claims } = identity.as_ref();
     if let Some(rule) = rule {
-        if rule.deny_subjects.iter().any(|denied| denied == subject) {
-            return Outcome::Reject(Rejection::denied(
-                "subject_denied",
-                "the caller is not allowed to perform this action",
-            ));
-        }
         if let Some(claim) = rule
             .require_claims
             .iter()
@@ -194,6 +218,21 @@ fn admit(config: &AuthConfig, keys: Option<&KeySet>, request: &Request<'_>) -> O
                 "claim_missing",
                 &format!("the token lacks the {claim} this action requires"),
             ));
+        }
+        if let Some(action) = &rule.action {
+            match restrictions.restricted(subject, action) {
+                Some(false) => {}
+                Some(true) => return Outcome::Reject(Rejection::restricted(action)),
+                None => {
+                    return Outcome::Reject(Rejection {
+                        reply: LocalReply::error(
+                            GrpcCode::Unavailable,
+                            "restrictions are not available yet",
+                        ),
+                        reason: "acl_unavailable",
+                    })
+                }
+            }
         }
     }
     let forward = config
@@ -383,6 +422,7 @@ mod tests {
     mod decisions {
         use super::super::*;
         use crate::keys::KeySet;
+        use crate::NoRestrictions;
         use jwt_simple::prelude::*;
         use serde_json::json;
 
@@ -402,11 +442,12 @@ mod tests {
                     "issuer": "authority",
                     "forward_claims": {"scope": "x-scope"},
                     "token_cookies": ["session"],
+                    "acl": {"cluster": "acl"},
                     "rules": [
                         {"path": "/public/**", "policy": "public"},
                         {"path": "/closed", "policy": "deny"},
                         {"methods": ["POST"], "path": "/items", "policy": "authenticated",
-                         "deny_subjects": ["banned"], "require_claims": {"scope": "items:write"}},
+                         "action": "list", "require_claims": {"scope": "items:write"}},
                         {"path": "/items", "policy": "authenticated"}
                     ]
                 })
@@ -436,6 +477,7 @@ mod tests {
                 authorize(
                     &self.config,
                     Some(&self.keys),
+                    &Banned("banned"),
                     &Request {
                         method,
                         path,
@@ -446,6 +488,24 @@ mod tests {
                         request_id: None,
                     },
                 )
+            }
+        }
+
+        /// The acl's copy, faked: one subject restricted from `list`.
+        struct Banned(&'static str);
+
+        impl Restrictions for Banned {
+            fn restricted(&self, subject: &str, action: &str) -> Option<bool> {
+                Some(subject == self.0 && action == "list")
+            }
+        }
+
+        /// A copy not loaded yet.
+        struct NotLoaded;
+
+        impl Restrictions for NotLoaded {
+            fn restricted(&self, _subject: &str, _action: &str) -> Option<bool> {
+                None
             }
         }
 
@@ -481,10 +541,32 @@ mod tests {
                 reason(&f.decide("POST", "/items", &reader, &[])),
                 "claim_missing"
             );
-            assert_eq!(
-                reason(&f.decide("POST", "/items", &banned, &[])),
-                "subject_denied"
+            match f.decide("POST", "/items", &banned, &[]) {
+                Outcome::Reject(rejection) => {
+                    assert_eq!(rejection.reason, "subject_restricted");
+                    assert_eq!(rejection.reply.http_status, 403);
+                    let body = rejection.reply.status.to_json();
+                    assert!(body.contains(r#""reason":"RESTRICTED""#), "{body}");
+                    assert!(body.contains(r#""action":"list""#), "{body}");
+                }
+                other => panic!("{other:?}"),
+            }
+            // No copy of the restrictions yet: fail closed, as without keys.
+            let outcome = authorize(
+                &f.config,
+                Some(&f.keys),
+                &NotLoaded,
+                &Request {
+                    method: "POST",
+                    path: "/items",
+                    authorization: &writer,
+                    cookies: &[],
+                    client: Client::Http,
+                    cors_preflight: false,
+                    request_id: None,
+                },
             );
+            assert_eq!(reason(&outcome), "acl_unavailable");
             // The ban is per action: the banned subject may still list.
             assert_eq!(reason(&f.decide("GET", "/items", &banned, &[])), "allowed");
             match f.decide("POST", "/items", &writer, &[]) {
@@ -526,6 +608,7 @@ mod tests {
             let outcome = authorize(
                 &f.config,
                 None,
+                &NoRestrictions,
                 &Request {
                     method: "GET",
                     path: "/items",
@@ -563,6 +646,7 @@ mod tests {
             let reply = |method: &str, path: &str, client: Client| match authorize(
                 &f.config,
                 Some(&f.keys),
+                &NoRestrictions,
                 &Request {
                     method,
                     path,
@@ -629,6 +713,7 @@ mod tests {
             let backend = |f: &Fixture, method: &str, path: &str, client: Client| match authorize(
                 &f.config,
                 Some(&f.keys),
+                &NoRestrictions,
                 &Request {
                     method,
                     path,
@@ -691,6 +776,7 @@ mod tests {
             let anonymous = |id: &str| match authorize(
                 &f.config,
                 Some(&f.keys),
+                &NoRestrictions,
                 &Request {
                     method: "GET",
                     path: "/items",

@@ -160,6 +160,29 @@ impl PathTemplate {
         shape
     }
 
+    /// The same match as [`is_match`](Self::is_match) as an RE2 regular expression over a whole
+    /// `:path` (a query string allowed), for Envoy's header matchers: the rate limits key on
+    /// the routes the policy rules name, with one grammar for both.
+    pub fn to_regex(&self) -> String {
+        let mut regex = String::from("^");
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(literal) => {
+                    regex.push('/');
+                    regex.push_str(&regex_escape(literal));
+                }
+                Segment::One => regex.push_str("/[^/?]+"),
+                Segment::Rest => regex.push_str("(/[^?]*)?"),
+            }
+        }
+        if let Some(verb) = &self.verb {
+            regex.push(':');
+            regex.push_str(&regex_escape(verb));
+        }
+        regex.push_str(r"(\?.*)?$");
+        regex
+    }
+
     /// Orders templates so that the most specific is tried first: more literal segments,
     /// then more segments, then no trailing `**`.
     pub fn specificity(&self) -> (usize, usize, bool) {
@@ -224,6 +247,17 @@ impl PathTemplate {
     }
 }
 
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 impl<'de> serde::Deserialize<'de> for PathTemplate {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let source = String::deserialize(deserializer)?;
@@ -234,6 +268,47 @@ impl<'de> serde::Deserialize<'de> for PathTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_regex_matches_what_the_template_matches() {
+        let templates = [
+            "/catalog/items",
+            "/catalog/items/*",
+            "/catalog/items/*:purchase",
+            "/acl/**",
+            "/catalog.CatalogService/CreateItem",
+        ];
+        let paths = [
+            "/catalog/items",
+            "/catalog/items?page_size=2",
+            "/catalog/items/",
+            "/catalog/items/42",
+            "/catalog/items/42?x=1",
+            "/catalog/items/42/x",
+            "/catalog/items/42:purchase",
+            "/catalog/items/42:purchase?x=/y",
+            "/catalog/items/:purchase",
+            "/acl",
+            "/acl/",
+            "/acl/subjects/u/restrictions",
+            "/aclx",
+            "/catalog.CatalogService/CreateItem",
+            "/catalogXCatalogService/CreateItem",
+        ];
+        for template in templates {
+            let parsed = PathTemplate::parse(template).unwrap();
+            let regex = regex::Regex::new(&parsed.to_regex()).unwrap();
+            for path in paths {
+                let without_query = path.split_once('?').map_or(path, |(p, _)| p);
+                assert_eq!(
+                    regex.is_match(path),
+                    parsed.is_match(without_query),
+                    "{template} {path} {}",
+                    parsed.to_regex()
+                );
+            }
+        }
+    }
 
     fn bindings(template: &str, path: &str) -> Option<Vec<(String, String)>> {
         PathTemplate::parse(template).unwrap().matches(path)

@@ -15,6 +15,10 @@ const NOT_FOUND: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostError(pub u32);
 
+impl HostError {
+    pub const CAS_MISMATCH: Self = Self(8);
+}
+
 impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self.0 {
@@ -118,6 +122,20 @@ extern "C" {
         return_message_size: *mut usize,
     ) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
 }
 
@@ -203,6 +221,25 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
     fetch(|data, size| {
         // SAFETY: path is live for the call; out-pointers point to locals owned by `fetch`.
         unsafe { proxy_get_property(path.as_ptr(), path.len(), data, size) }
+    })
+}
+
+/// A shared-data value and its CAS token; `None` when the key was never set.
+pub fn get_shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+    let mut cas: u32 = 0;
+    let value = fetch(|data, size| {
+        // SAFETY: key is live for the call; out-pointers point to locals.
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), data, size, &mut cas) }
+    })?;
+    Ok(value.map(|value| (value, cas)))
+}
+
+/// Sets a shared-data value if its CAS token is still `cas` (0: unconditionally); a
+/// concurrent writer makes it fail with `CasMismatch` (8).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+    // SAFETY: key and value are live for the call.
+    check(unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
     })
 }
 

@@ -120,6 +120,17 @@ pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), HostError> {
     abi::set_property(path, value)
 }
 
+/// A value shared by every worker of this plugin's VM, with the CAS token to update it by.
+pub fn shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+    abi::get_shared_data(key)
+}
+
+/// Updates a shared value unless another worker changed it since `cas` was read (then
+/// `Err(HostError::CAS_MISMATCH)`); `cas` 0 writes unconditionally.
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+    abi::set_shared_data(key, value, cas)
+}
+
 /// Answers the request locally with `reply`, shaped for `client` (JSON, or a gRPC status).
 /// When Envoy refuses (e.g. the response has already started), resets the stream rather than
 /// leave the client hanging.
@@ -193,6 +204,13 @@ impl Metrics {
     pub fn increment(&mut self, name: &str) {
         if let Some(id) = self.id(MetricType::Counter, name) {
             let _ = abi::increment_metric(id, 1);
+        }
+    }
+
+    /// Sets a gauge.
+    pub fn set(&mut self, name: &str, value: u64) {
+        if let Some(id) = self.id(MetricType::Gauge, name) {
+            let _ = abi::record_metric(id, value);
         }
     }
 

@@ -67,6 +67,7 @@ fn routes_come_from_annotations_of_listed_services_only() {
             "POST /auth/signin -> /authority.AuthorityService/Signin @authority",
             "POST /auth/signup -> /authority.AuthorityService/Signup @authority",
             "POST /catalog/items -> /catalog.CatalogService/CreateItem @catalog",
+            "POST /catalog/items/{id}:purchase -> /catalog.CatalogService/PurchaseItem @catalog",
         ]
     );
     let only_catalog = Transcoder::new(config(&[("catalog.CatalogService", "c")])).unwrap();
@@ -150,6 +151,7 @@ fn response_uses_proto_names_int64_strings_and_omits_defaults() {
                 customer_name: "goldie".into(),
                 title: "Laptop".into(),
                 price: 20000,
+                sold: false,
             },
             Item::default(),
         ],

@@ -14,14 +14,27 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
+/// The scope an administrator's token carries: the edge requires it on the acl service's routes.
+pub const ADMIN_SCOPE: &str = "acl.admin";
+
 pub struct AuthorityApi {
     signer: Arc<Signer>,
     customers: CustomerServiceClient<Channel>,
+    /// Customers (by name) whose tokens carry [`ADMIN_SCOPE`].
+    admins: Vec<String>,
 }
 
 impl AuthorityApi {
-    pub fn new(signer: Arc<Signer>, customers: CustomerServiceClient<Channel>) -> Self {
-        Self { signer, customers }
+    pub fn new(
+        signer: Arc<Signer>,
+        customers: CustomerServiceClient<Channel>,
+        admins: Vec<String>,
+    ) -> Self {
+        Self {
+            signer,
+            customers,
+            admins,
+        }
     }
 }
 
@@ -92,6 +105,11 @@ impl AuthorityService for AuthorityApi {
         request: Request<SigninRequest>,
     ) -> Result<Response<SigninResponse>, Status> {
         let name = request.into_inner().name;
+        let scope = if self.admins.contains(&name) {
+            ADMIN_SCOPE
+        } else {
+            ""
+        };
         let found = self
             .customers
             .clone()
@@ -103,10 +121,13 @@ impl AuthorityService for AuthorityApi {
             Err(status) => return Err(status),
         }
         .ok_or_else(|| Status::not_found("customer not found"))?;
-        let access_token = self.signer.issue(&customer.id).map_err(|e: String| {
-            tracing::error!(error = %e, "cannot sign token");
-            Status::internal("cannot issue a token")
-        })?;
+        let access_token = self
+            .signer
+            .issue(&customer.id, scope)
+            .map_err(|e: String| {
+                tracing::error!(error = %e, "cannot sign token");
+                Status::internal("cannot issue a token")
+            })?;
         Ok(Response::new(SigninResponse { access_token }))
     }
 

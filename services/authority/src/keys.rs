@@ -116,8 +116,14 @@ impl Signer {
     }
 
     /// A token naming `subject`, signed with the current key, valid for the configured lifetime.
-    pub fn issue(&self, subject: &str) -> Result<String, String> {
-        let claims = Claims::create(self.ttl)
+    /// A token for `subject`; `scope` (OAuth's space-separated scopes) is added when not empty.
+    pub fn issue(&self, subject: &str, scope: &str) -> Result<String, String> {
+        let extra = if scope.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({ "scope": scope })
+        };
+        let claims = Claims::with_custom_claims(extra, self.ttl)
             .with_issuer(&self.issuer)
             .with_audience(&self.audience)
             .with_subject(subject);
@@ -225,12 +231,12 @@ mod tests {
         let again = Signer::load_or_create(&dir, "authority".into(), "edge".into(), 60).unwrap();
         assert_eq!(first.jwks(), again.jwks(), "the key must survive a restart");
         let old_kid = first.current_kid();
-        let old_token = first.issue("customer-1").unwrap();
+        let old_token = first.issue("customer-1", "").unwrap();
         assert!(verifies(&first, &old_token));
 
         let new_kid = first.rotate().unwrap();
         assert_ne!(new_kid, old_kid);
-        let new_token = first.issue("customer-1").unwrap();
+        let new_token = first.issue("customer-1", "").unwrap();
         assert_eq!(
             Token::decode_metadata(&new_token).unwrap().key_id(),
             Some(new_kid.as_str())

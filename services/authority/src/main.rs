@@ -1,7 +1,8 @@
 //! The authority service. Settings: `LISTEN_ADDR` (default 127.0.0.1:50051),
 //! `CUSTOMER_ADDR` (default http://127.0.0.1:50053), `KEY_DIR` (default `.run/data/authority`:
 //! the key ring, its first key generated on first start), `TOKEN_ISSUER` (default `authority`), `TOKEN_AUDIENCE` (default `edge`),
-//! `TOKEN_TTL_SECONDS` (default 3600).
+//! `TOKEN_TTL_SECONDS` (default 3600), `ADMIN_NAMES` (default `admin`; set empty for none: comma-separated customer
+//! names whose tokens carry the `acl.admin` scope; how the first administrator is made).
 
 mod grpc;
 mod keys;
@@ -32,9 +33,18 @@ async fn main() -> Result<(), StartupError> {
             .connect_lazy(),
     );
     let listener = Listener::bind(&setting("LISTEN_ADDR", "127.0.0.1:50051")).await?;
+    // Set but empty means no administrators (unlike other settings, where empty is the default).
+    let admins = std::env::var("ADMIN_NAMES")
+        .unwrap_or_else(|_| "admin".to_string())
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect();
     let routes = Routes::new(AuthorityServiceServer::new(grpc::AuthorityApi::new(
         signer.clone(),
         customers,
+        admins,
     )))
     .add_service(KeyAdminServiceServer::new(grpc::KeyAdminApi::new(signer)));
     serve(

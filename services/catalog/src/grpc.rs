@@ -3,7 +3,8 @@
 
 use platform_proto::catalog::{
     catalog_service_server::CatalogService, CreateItemRequest, CreateItemResponse, GetItemRequest,
-    GetItemResponse, Item, ListItemsRequest, ListItemsResponse,
+    GetItemResponse, Item, ListItemsRequest, ListItemsResponse, PurchaseItemRequest,
+    PurchaseItemResponse,
 };
 use platform_proto::customer::{
     customer_service_client::CustomerServiceClient, BatchGetCustomersRequest, GetCustomerRequest,
@@ -44,12 +45,24 @@ impl CatalogApi {
 
 fn aggregate(item: item_api::Item, customer_name: String) -> Item {
     Item {
+        sold: !item.buyer_id.is_empty(),
         id: item.id,
         customer_id: item.customer_id,
         customer_name,
         title: item.title,
         price: item.price,
     }
+}
+
+/// The caller the edge verified (see [`USER_ID_METADATA`]).
+fn caller<T>(request: &Request<T>) -> Result<String, Status> {
+    request
+        .metadata()
+        .get(USER_ID_METADATA)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
 }
 
 fn missing_item() -> Status {
@@ -62,13 +75,7 @@ impl CatalogService for CatalogApi {
         &self,
         request: Request<CreateItemRequest>,
     ) -> Result<Response<CreateItemResponse>, Status> {
-        let owner = request
-            .metadata()
-            .get(USER_ID_METADATA)
-            .and_then(|value| value.to_str().ok())
-            .filter(|value| !value.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| Status::unauthenticated("no authenticated caller"))?;
+        let owner = caller(&request)?;
         let request = request.into_inner();
         let created = self
             .items
@@ -146,6 +153,26 @@ impl CatalogService for CatalogApi {
         Ok(Response::new(ListItemsResponse {
             items,
             next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn purchase_item(
+        &self,
+        request: Request<PurchaseItemRequest>,
+    ) -> Result<Response<PurchaseItemResponse>, Status> {
+        let buyer_id = caller(&request)?;
+        let id = request.into_inner().id;
+        let item = self
+            .items
+            .clone()
+            .purchase_item(item_api::PurchaseItemRequest { id, buyer_id })
+            .await?
+            .into_inner()
+            .item
+            .ok_or_else(missing_item)?;
+        let name = self.customer_name(&item.customer_id).await?;
+        Ok(Response::new(PurchaseItemResponse {
+            item: Some(aggregate(item, name)),
         }))
     }
 }

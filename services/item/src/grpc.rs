@@ -3,7 +3,8 @@
 use crate::store::{Error, Item, ItemStore, Page};
 use platform_proto::item::{
     item_service_server::ItemService, CreateItemRequest, CreateItemResponse, GetItemRequest,
-    GetItemResponse, Item as ItemMessage, ListItemsRequest, ListItemsResponse,
+    GetItemResponse, Item as ItemMessage, ListItemsRequest, ListItemsResponse, PurchaseItemRequest,
+    PurchaseItemResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -21,6 +22,7 @@ fn to_status(error: Error) -> Status {
     match error {
         Error::Invalid(why) => Status::invalid_argument(why),
         Error::NotFound => Status::not_found("item not found"),
+        Error::FailedPrecondition(why) => Status::failed_precondition(why),
         Error::Database(e) => {
             tracing::error!(error = %e, "database error");
             Status::internal("internal error")
@@ -34,6 +36,7 @@ fn message(item: Item) -> ItemMessage {
         customer_id: item.customer_id,
         title: item.title,
         price: item.price,
+        buyer_id: item.buyer_id.unwrap_or_default(),
     }
 }
 
@@ -78,6 +81,21 @@ impl ItemService for ItemApi {
         Ok(Response::new(ListItemsResponse {
             items: items.into_iter().map(message).collect(),
             next_page_token: next.map(|cursor| cursor.encode()).unwrap_or_default(),
+        }))
+    }
+
+    async fn purchase_item(
+        &self,
+        request: Request<PurchaseItemRequest>,
+    ) -> Result<Response<PurchaseItemResponse>, Status> {
+        let request = request.into_inner();
+        let item = self
+            .store
+            .purchase(&request.id, &request.buyer_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(PurchaseItemResponse {
+            item: Some(message(item)),
         }))
     }
 }

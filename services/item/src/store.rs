@@ -25,6 +25,12 @@ pub const MIGRATIONS: &[Migration] = &[
               INSERT INTO items (id, customer_id, title, price, created_at) VALUES
                 ('0b185d96-d6fa-4eaf-97f6-3f6d2c1649b6', '7c0cde05-4df0-47f4-94c4-978dd9f56e5c', 'Laptop', 20000, 2)",
     },
+    Migration {
+        version: 3,
+        name: "items can be bought",
+        // NULL while for sale.
+        sql: "ALTER TABLE items ADD COLUMN buyer_id TEXT",
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +39,16 @@ pub struct Item {
     pub customer_id: String,
     pub title: String,
     pub price: i64,
+    /// Who bought it; `None` while it is for sale.
+    pub buyer_id: Option<String>,
 }
 
 #[derive(Debug)]
 pub enum Error {
     Invalid(&'static str),
     NotFound,
+    /// The request is valid but the item's state refuses it (sold, or the buyer's own).
+    FailedPrecondition(&'static str),
     Database(sqlx::Error),
 }
 
@@ -63,14 +73,17 @@ pub struct ItemStore {
     pool: AnyPool,
 }
 
-type ItemRow = (String, String, String, i64);
+type ItemRow = (String, String, String, i64, Option<String>);
 
-fn item((id, customer_id, title, price): ItemRow) -> Item {
+const ITEM_COLUMNS: &str = "id, customer_id, title, price, buyer_id";
+
+fn item((id, customer_id, title, price, buyer_id): ItemRow) -> Item {
     Item {
         id,
         customer_id,
         title,
         price,
+        buyer_id,
     }
 }
 
@@ -90,6 +103,7 @@ impl ItemStore {
             customer_id: customer_id.to_string(),
             title: title.to_string(),
             price,
+            buyer_id: None,
         };
         sqlx::query(
             "INSERT INTO items (id, customer_id, title, price, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -107,12 +121,48 @@ impl ItemStore {
 
     pub async fn get(&self, id: &str) -> Result<Item, Error> {
         let row: Option<ItemRow> =
-            sqlx::query_as("SELECT id, customer_id, title, price FROM items WHERE id = $1")
+            sqlx::query_as(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(Error::Database)?;
         row.map(item).ok_or(Error::NotFound)
+    }
+
+    /// Sells the item to `buyer_id`; returns only once the sale is committed. The sale is one
+    /// conditional UPDATE ("still for sale, not the buyer's own"), so of concurrent buyers
+    /// exactly one changes the row: SQLite serializes writers, and PostgreSQL makes the others
+    /// wait on the row lock and then re-check the condition against the committed sale.
+    pub async fn purchase(&self, id: &str, buyer_id: &str) -> Result<Item, Error> {
+        if buyer_id.is_empty() {
+            return Err(Error::Invalid("buyer_id is required"));
+        }
+        let mut tx = self.pool.begin().await.map_err(Error::Database)?;
+        let sold = sqlx::query(
+            "UPDATE items SET buyer_id = $1 WHERE id = $2 AND buyer_id IS NULL AND customer_id <> $1",
+        )
+        .bind(buyer_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::Database)?
+        .rows_affected()
+            == 1;
+        let row: Option<ItemRow> =
+            sqlx::query_as(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::Database)?;
+        tx.commit().await.map_err(Error::Database)?;
+        let item = row.map(item).ok_or(Error::NotFound)?;
+        match sold {
+            true => Ok(item),
+            false if item.customer_id == buyer_id => {
+                Err(Error::FailedPrecondition("you cannot buy your own item"))
+            }
+            false => Err(Error::FailedPrecondition("the item is already sold")),
+        }
     }
 
     /// One page of items, oldest first, and where the next page starts (`None`: this was the
@@ -122,27 +172,29 @@ impl ItemStore {
             .after
             .map_or((i64::MIN, String::new()), |c| (c.created_at, c.id));
         // One more than asked tells whether a next page exists.
-        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
-            "SELECT id, customer_id, title, price, created_at FROM items
-              WHERE created_at > $1 OR (created_at = $1 AND id > $2)
-              ORDER BY created_at, id LIMIT $3",
-        )
-        .bind(after_created)
-        .bind(after_id)
-        .bind(i64::from(page.size) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::Database)?;
+        let rows: Vec<(String, String, String, i64, Option<String>, i64)> =
+            sqlx::query_as(&format!(
+                "SELECT {ITEM_COLUMNS}, created_at FROM items
+                  WHERE created_at > $1 OR (created_at = $1 AND id > $2)
+                  ORDER BY created_at, id LIMIT $3"
+            ))
+            .bind(after_created)
+            .bind(after_id)
+            .bind(i64::from(page.size) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::Database)?;
         let more = rows.len() > page.size as usize;
         let mut items = Vec::with_capacity(rows.len().min(page.size as usize));
         let mut next = None;
-        for (id, customer_id, title, price, created_at) in rows.into_iter().take(page.size as usize)
+        for (id, customer_id, title, price, buyer_id, created_at) in
+            rows.into_iter().take(page.size as usize)
         {
             next = Some(Cursor {
                 created_at,
                 id: id.clone(),
             });
-            items.push(item((id, customer_id, title, price)));
+            items.push(item((id, customer_id, title, price, buyer_id)));
         }
         Ok((items, next.filter(|_| more)))
     }
@@ -287,5 +339,32 @@ mod tests {
             Err(Error::Invalid(_))
         ));
         assert!(matches!(store.get("missing").await, Err(Error::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn an_item_is_sold_once_and_never_to_its_owner() {
+        let store = store().await;
+        let item = store.create("seller", "Desk", 1500).await.unwrap();
+        assert!(matches!(
+            store.purchase(&item.id, "seller").await,
+            Err(Error::FailedPrecondition("you cannot buy your own item"))
+        ));
+        let sold = store.purchase(&item.id, "buyer").await.unwrap();
+        assert_eq!(sold.buyer_id.as_deref(), Some("buyer"));
+        assert_eq!(store.get(&item.id).await.unwrap(), sold);
+        for buyer in ["buyer", "another"] {
+            assert!(matches!(
+                store.purchase(&item.id, buyer).await,
+                Err(Error::FailedPrecondition("the item is already sold"))
+            ));
+        }
+        assert!(matches!(
+            store.purchase("missing", "buyer").await,
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            store.purchase(&item.id, "").await,
+            Err(Error::Invalid(_))
+        ));
     }
 }

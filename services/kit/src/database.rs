@@ -37,6 +37,18 @@ pub async fn open_database(url: &str, migrations: &[Migration]) -> Result<AnyPoo
         .connect(&with_create_mode(url))
         .await
         .map_err(|e| format!("cannot open database {}: {e}", redact(url)))?;
+    if sqlite_file(url).is_some() {
+        // Write-ahead logging: a commit is one append and one fsync of the log instead of
+        // rewriting pages through a rollback journal, and readers do not wait for the writer.
+        // `synchronous = FULL` keeps every acknowledged commit on disk, power loss included.
+        // (WAL is a property of the file; FULL is also SQLite's default for new connections.)
+        for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL"] {
+            sqlx::query(pragma)
+                .execute(&pool)
+                .await
+                .map_err(|e| format!("database {}: {pragma}: {e}", redact(url)))?;
+        }
+    }
     migrate(&pool, migrations)
         .await
         .map_err(|e| format!("cannot migrate database {}: {e}", redact(url)))?;

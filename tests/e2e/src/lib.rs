@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 pub const GOLDIE_ID: &str = "7c0cde05-4df0-47f4-94c4-978dd9f56e5c";
 pub const MOBILE_PHONE_ID: &str = "e0e58243-4138-48e5-8aba-448a8888e2ff";
 
-const SERVICES: [&str; 4] = ["customer", "item", "authority", "catalog"];
+const SERVICES: [&str; 5] = ["customer", "item", "acl", "authority", "catalog"];
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn workspace_root() -> PathBuf {
@@ -440,6 +440,20 @@ impl Edge {
             .unwrap_or_else(|| panic!("no token in {response}"))
             .to_string()
     }
+}
+
+/// The first column of a query on a service's SQLite file, as text: what was committed.
+pub async fn sqlite_strings(file: &Path, query: &str) -> Vec<String> {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", file.display());
+    let mut connection = sqlx::SqliteConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    let rows: Vec<(String,)> = sqlx::query_as(query)
+        .fetch_all(&mut connection)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    rows.into_iter().map(|(value,)| value).collect()
 }
 
 /// The Envoy cluster name of a service in this run: the service's name locally, Istio's

@@ -26,41 +26,81 @@ fn envoy_filters() -> Vec<(String, Value)> {
         .collect()
 }
 
-/// The HTTP filters the patches make of a chain holding only the router, applied in order as
-/// Istio applies them (`INSERT_FIRST` at the front, `INSERT_BEFORE` right before the router).
-fn patched_chain(patches: &[Value]) -> Vec<Value> {
+/// The chain Istio builds before EnvoyFilters apply, for the patches of `file`: the
+/// WasmPlugins' filters (named as Istio names them, `extensions.istio.io/wasmplugin/NS.NAME`)
+/// and the router for `wasmplugins.yaml`; only the router for the EnvoyFilter variant.
+fn istio_chain(file: &str) -> Vec<Value> {
+    let mut chain = Vec::new();
+    if file == "wasmplugins.yaml" {
+        let root = workspace_root();
+        let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
+        let filters = config.istio_filter_configs().expect("filter configs");
+        let namespace = config
+            .istio
+            .as_ref()
+            .expect("istio")
+            .gateway_namespace
+            .clone();
+        let wasm_dir = Edge::wasm_dir().display().to_string();
+        for plugin in edgectl::FILTERS {
+            let mut filter = edgectl::wasm_filter(plugin.name, &wasm_dir, filters.of(plugin.name));
+            filter["name"] = json!(format!(
+                "extensions.istio.io/wasmplugin/{namespace}.edge-{}",
+                plugin.name
+            ));
+            chain.push(filter);
+        }
+    }
+    chain.push(edgectl::router_filter());
+    chain
+}
+
+/// The HTTP filters and connection-manager fields the patches make of `chain`, applied in
+/// order as Istio applies them: `INSERT_FIRST` at the front, `INSERT_BEFORE` right before the
+/// named filter, `MERGE` into the connection manager.
+fn patched_chain(mut filters: Vec<Value>, patches: &[Value]) -> (Vec<Value>, Value) {
     let wasm_dir = Edge::wasm_dir().display().to_string();
-    let mut filters = vec![edgectl::router_filter()];
+    let mut merged = json!({});
     for patch in patches {
-        assert_eq!(patch["applyTo"], "HTTP_FILTER");
         assert_eq!(patch["match"]["context"], "GATEWAY");
         // The gateway mounts the .wasm files at WASM_MOUNT; here they are in target/.
         let text = patch["patch"]["value"]
             .to_string()
             .replace(WASM_MOUNT, &wasm_dir);
         let value: Value = serde_json::from_str(&text).expect("patch value");
-        match patch["patch"]["operation"].as_str() {
-            Some("INSERT_FIRST") => filters.insert(0, value),
-            Some("INSERT_BEFORE") => {
-                assert_eq!(
-                    patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
-                    "envoy.filters.http.router"
-                );
-                let router = filters.len() - 1;
-                filters.insert(router, value);
+        match (
+            patch["applyTo"].as_str(),
+            patch["patch"]["operation"].as_str(),
+        ) {
+            (Some("HTTP_FILTER"), Some("INSERT_FIRST")) => filters.insert(0, value),
+            (Some("HTTP_FILTER"), Some("INSERT_BEFORE")) => {
+                let name =
+                    &patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"];
+                let at = filters
+                    .iter()
+                    .position(|filter| &filter["name"] == name)
+                    .unwrap_or_else(|| panic!("no filter {name} to insert before"));
+                filters.insert(at, value);
             }
-            other => panic!("unexpected patch operation {other:?}"),
+            (Some("NETWORK_FILTER"), Some("MERGE")) => {
+                for (key, field) in value["typed_config"].as_object().expect("typed_config") {
+                    if key != "@type" {
+                        merged[key] = field.clone();
+                    }
+                }
+            }
+            other => panic!("unexpected patch {other:?}"),
         }
     }
-    filters
+    (filters, merged)
 }
 
 /// A gateway-like bootstrap: one HTTP listener with the patched chain, and a stub cluster for
 /// every service under its Istio name.
-fn bootstrap_with(patches: &[Value]) -> Value {
+fn bootstrap_with(file: &str, patches: &[Value]) -> Value {
     let root = workspace_root();
     let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
-    let filters = patched_chain(patches);
+    let (filters, merged) = patched_chain(istio_chain(file), patches);
     let clusters: Vec<Value> = config
         .services
         .keys()
@@ -73,6 +113,15 @@ fn bootstrap_with(patches: &[Value]) -> Value {
             })
         })
         .collect();
+    let mut connection_manager = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "gateway",
+        "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": [] }] },
+        "http_filters": filters
+    });
+    for (key, field) in merged.as_object().expect("merged fields") {
+        connection_manager[key] = field.clone();
+    }
     json!({
         "static_resources": {
             "listeners": [{
@@ -80,12 +129,7 @@ fn bootstrap_with(patches: &[Value]) -> Value {
                 "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
                 "filter_chains": [{ "filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "gateway",
-                        "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": [] }] },
-                        "http_filters": filters
-                    }
+                    "typed_config": connection_manager
                 }] }]
             }],
             "clusters": clusters
@@ -128,12 +172,18 @@ fn every_envoy_filter_patch_passes_envoy_validate() {
         .collect();
     assert_eq!(
         names,
-        ["edge-filters", "edge-buffer", "edge-cors-first"],
+        [
+            "edge-filters",
+            "edge-buffer",
+            "edge-cors-first",
+            "edge-rate-limits",
+            "edge-connection-manager"
+        ],
         "the rendered EnvoyFilters"
     );
     for (file, filter) in &filters {
         let patches = filter["spec"]["configPatches"].as_array().expect("patches");
-        let (ok, output) = validate(&bootstrap_with(patches), "patches");
+        let (ok, output) = validate(&bootstrap_with(file, patches), "patches");
         assert!(
             ok,
             "istio/base/{file}: Envoy refused the patches:\n{output}"
@@ -147,22 +197,67 @@ fn the_envoy_filter_variant_keeps_the_wasm_plugins_order() {
         .into_iter()
         .find(|(file, _)| file == "envoyfilter.yaml")
         .expect("envoyfilter.yaml");
-    let chain = patched_chain(filter["spec"]["configPatches"].as_array().expect("patches"));
+    let (chain, merged) = patched_chain(
+        istio_chain("envoyfilter.yaml"),
+        filter["spec"]["configPatches"].as_array().expect("patches"),
+    );
     let names: Vec<&str> = chain
         .iter()
         .map(|f| f["name"].as_str().unwrap_or_default())
         .collect();
-    // Istio's own filters (RBAC among them) sit between auth and the transcoder.
+    // Istio's own filters (RBAC among them) sit between auth and the rate limits.
     assert_eq!(
         names,
         [
             "envoy.filters.http.cors",
             "edge.access-log",
             "edge.auth",
+            "edge.rate-limit.listings",
+            "edge.rate-limit.purchases",
             "edge.transcoder",
             "envoy.filters.http.buffer",
             "envoy.filters.http.router"
         ]
+    );
+    assert_eq!(merged["local_reply_config"], edgectl::local_reply_config());
+    assert_eq!(merged["use_remote_address"], true);
+}
+
+#[test]
+fn the_wasm_plugin_variant_puts_the_rate_limits_between_auth_and_the_transcoder() {
+    let patches: Vec<Value> = envoy_filters()
+        .into_iter()
+        .filter(|(file, _)| file == "wasmplugins.yaml")
+        .flat_map(|(_, filter)| {
+            filter["spec"]["configPatches"]
+                .as_array()
+                .expect("patches")
+                .clone()
+        })
+        .collect();
+    let (chain, merged) = patched_chain(istio_chain("wasmplugins.yaml"), &patches);
+    let names: Vec<&str> = chain
+        .iter()
+        .map(|f| f["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.http.cors",
+            "extensions.istio.io/wasmplugin/istio-system.edge-access-log",
+            "extensions.istio.io/wasmplugin/istio-system.edge-auth",
+            "edge.rate-limit.listings",
+            "edge.rate-limit.purchases",
+            "extensions.istio.io/wasmplugin/istio-system.edge-transcoder",
+            "envoy.filters.http.buffer",
+            "envoy.filters.http.router"
+        ]
+    );
+    assert_eq!(merged["local_reply_config"], edgectl::local_reply_config());
+    let (ok, output) = validate(&bootstrap_with("wasmplugins.yaml", &patches), "all-patches");
+    assert!(
+        ok,
+        "Envoy refused the WasmPlugin variant's patches:\n{output}"
     );
 }
 
@@ -178,6 +273,6 @@ fn a_broken_patch_fails_envoy_validate() {
         .expect("patches")
         .clone();
     patches[0]["patch"]["value"]["typed_config"]["config"]["vm_config"]["runtimee"] = json!("v8");
-    let (ok, output) = validate(&bootstrap_with(&patches), "broken");
+    let (ok, output) = validate(&bootstrap_with("envoyfilter.yaml", &patches), "broken");
     assert!(!ok, "Envoy accepted a broken patch:\n{output}");
 }

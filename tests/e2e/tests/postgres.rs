@@ -1,20 +1,24 @@
 //! The data services on PostgreSQL instead of SQLite, by configuration only (`DATABASE_URL`):
 //! the same binaries and migrations against a real PostgreSQL server that the test starts
 //! (Debian's package, on loopback), behind the real Envoy. The walkthrough works, the rows are
-//! in PostgreSQL, and acknowledged writes survive a SIGKILL of the service.
+//! in PostgreSQL, and acknowledged writes survive a SIGKILL of the service. Buying is one
+//! transaction there too (a race of buyers has one winner), and the acl's restrictions are
+//! enforced from PostgreSQL.
 
 use edge_e2e::{Edge, Options, Postgres, GOLDIE_ID};
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn data_services_run_on_postgresql() {
-    let postgres = Postgres::start(&["customer", "item"]).await;
+    let postgres = Postgres::start(&["customer", "item", "acl"]).await;
     let mut edge = Edge::start_with(Options {
         database_urls: [
             ("customer".to_string(), postgres.url("customer")),
             ("item".to_string(), postgres.url("item")),
+            ("acl".to_string(), postgres.url("acl")),
         ]
         .into(),
+        customize: Box::new(|config| config.rate_limits.clear()),
         ..Options::default()
     })
     .await;
@@ -27,7 +31,12 @@ async fn data_services_run_on_postgresql() {
         ),
         "goldie\n"
     );
-    assert!(!edge.dir.join("customer.db").exists() && !edge.dir.join("item.db").exists());
+    for service in ["customer", "item", "acl"] {
+        assert!(
+            !edge.dir.join(format!("{service}.db")).exists(),
+            "{service}"
+        );
+    }
 
     let signup = edge
         .http
@@ -82,4 +91,122 @@ async fn data_services_run_on_postgresql() {
         titles.contains(&"Mobile Phone"),
         "seed items too: {titles:?}"
     );
+}
+
+async fn signed_up(edge: &Edge, name: &str) -> (String, String) {
+    let body: Value = edge
+        .http
+        .post(edge.url("/auth/signup"))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .expect("signup")
+        .json()
+        .await
+        .expect("JSON");
+    let id = body["customer"]["id"].as_str().expect("id").to_string();
+    (id, edge.signin(name).await)
+}
+
+#[tokio::test]
+async fn buying_races_and_restrictions_on_postgresql() {
+    let postgres = Postgres::start(&["customer", "item", "acl"]).await;
+    let edge = Edge::start_with(Options {
+        database_urls: ["customer", "item", "acl"]
+            .iter()
+            .map(|s| (s.to_string(), postgres.url(s)))
+            .collect(),
+        customize: Box::new(|config| config.rate_limits.clear()),
+        ..Options::default()
+    })
+    .await;
+    let (_, seller) = signed_up(&edge, "pg-seller").await;
+    let created: Value = edge
+        .http
+        .post(edge.url("/catalog/items"))
+        .bearer_auth(&seller)
+        .json(&json!({"title": "Contested", "price": 100}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("JSON");
+    let item = created["item"]["id"].as_str().expect("id").to_string();
+    // PostgreSQL serves the item service with several connections: the buyers really race.
+    let mut attempts = tokio::task::JoinSet::new();
+    for n in 0..16 {
+        let (id, token) = signed_up(&edge, &format!("pg-racer{n}")).await;
+        let http = edge.http.clone();
+        let url = edge.url(&format!("/catalog/items/{item}:purchase"));
+        attempts.spawn(async move {
+            let status = http
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            (id, status.as_u16())
+        });
+    }
+    let results = attempts.join_all().await;
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, s)| *s == 200)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|(_, s)| *s == 400).count(),
+        15,
+        "{results:?}"
+    );
+    assert_eq!(
+        postgres.query(
+            "item",
+            &format!("SELECT buyer_id FROM items WHERE id = '{item}'")
+        ),
+        format!("{}\n", winners[0])
+    );
+
+    // A restriction kept in PostgreSQL, followed by the edge.
+    let (_, admin) = signed_up(&edge, "admin").await;
+    let (banned_id, banned) = signed_up(&edge, "pg-banned").await;
+    let restricted = edge
+        .http
+        .post(edge.url("/acl/restrictions"))
+        .bearer_auth(&admin)
+        .json(&json!({"subject": banned_id, "action": "list", "reason": "test"}))
+        .send()
+        .await
+        .expect("restrict");
+    assert_eq!(restricted.status(), 200);
+    assert_eq!(
+        postgres.query(
+            "acl",
+            &format!("SELECT action, restricted FROM restrictions WHERE subject = '{banned_id}'")
+        ),
+        "list|1\n"
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let status = edge
+            .http
+            .post(edge.url("/catalog/items"))
+            .bearer_auth(&banned)
+            .json(&json!({"title": "Spam", "price": 1}))
+            .send()
+            .await
+            .expect("create")
+            .status();
+        if status == 403 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "still {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

@@ -6,10 +6,17 @@
 //! a newer JWKS, retries until the first fetch succeeds, refreshes every `refresh_seconds`,
 //! and, when a token named an unknown `kid`, fetches early — at most once per
 //! `min_refresh_seconds`. A failed fetch keeps the keys already known.
+//!
+//! Restrictions: every worker long-polls the acl service's change feed (`ListChanges`) and
+//! merges what it gets into shared data, one key per subject (see `edge_auth::acl`); a
+//! request on a rule with an `action` reads its own subject's key, one host call. A failed
+//! poll is retried every `retry_seconds` while the last copy keeps being enforced.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use edge_auth::acl::{self, AclSource, ListChangesResponse};
 use edge_auth::{
-    authorize, AuthConfig, KeyRefresh, KeySet, ListPublicKeysResponse, Outcome, Request, TokenError,
+    authorize, AuthConfig, FeedPoll, KeyRefresh, KeySet, ListPublicKeysResponse, Outcome, Request,
+    Restrictions, SubjectRestrictions, TokenError,
 };
 use edge_core::{properties, Client, GrpcCode, LocalReply};
 use edge_host as host;
@@ -34,6 +41,9 @@ struct State {
     keys: Option<Rc<KeySet>>,
     /// When to fetch keys; requests whose token names an unknown `kid` ask for it early.
     refresh: KeyRefresh,
+    /// The copy of the restrictions is complete (a first pass over the feed ended); until
+    /// then, rules with an action answer 503.
+    acl_ready: bool,
 }
 
 #[derive(Default)]
@@ -41,6 +51,69 @@ struct AuthRoot {
     state: Rc<RefCell<State>>,
     /// Shared-data version of the JWKS our keys were built from.
     loaded_version: Option<u32>,
+    keys_call: Option<u32>,
+    acl_call: Option<u32>,
+    acl_poll: FeedPoll,
+    /// The feed version our open poll asked from.
+    acl_since: i64,
+    metrics: host::Metrics,
+}
+
+/// Where the copy of the restrictions lives in shared data.
+struct AclKeys {
+    prefix: String,
+}
+
+impl AclKeys {
+    fn new(source: &AclSource) -> Self {
+        Self {
+            prefix: format!("edge_auth.acl.{}.", source.cluster),
+        }
+    }
+    fn subject(&self, subject: &str) -> String {
+        format!("{}s.{subject}", self.prefix)
+    }
+    fn field(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}
+
+/// A number kept as decimal text in shared data (0 when unset or unreadable), and its CAS.
+fn shared_number(key: &str) -> (i64, u32) {
+    match host::shared_data(key) {
+        Ok(Some((bytes, cas))) => (
+            std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(0),
+            cas,
+        ),
+        _ => (0, 0),
+    }
+}
+
+fn unix_millis() -> i64 {
+    host::now().map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The copy of the restrictions as requests see it.
+struct SharedRestrictions<'a> {
+    keys: &'a AclKeys,
+    ready: bool,
+}
+
+impl Restrictions for SharedRestrictions<'_> {
+    fn restricted(&self, subject: &str, action: &str) -> Option<bool> {
+        if !self.ready {
+            return None;
+        }
+        match host::shared_data(&self.keys.subject(subject)) {
+            Ok(None) => Some(false),
+            Ok(Some((bytes, _))) => SubjectRestrictions::decode(&bytes)
+                .map(|held| held.restricts(action, AuthRoot::now())),
+            Err(_) => None,
+        }
+    }
 }
 
 impl AuthRoot {
@@ -103,7 +176,10 @@ impl AuthRoot {
             Some(&[]),
             Duration::from_millis(source.timeout_ms),
         ) {
-            Ok(_) => self.state.borrow_mut().refresh.started(now),
+            Ok(token) => {
+                self.keys_call = Some(token);
+                self.state.borrow_mut().refresh.started(now)
+            }
             Err(status) => {
                 self.state.borrow_mut().refresh.attempted(now);
                 host::log(
@@ -134,10 +210,222 @@ impl AuthRoot {
     }
 }
 
+impl AuthRoot {
+    fn poll_acl(&mut self, source: &AclSource) {
+        let keys = AclKeys::new(source);
+        let (since, _) = shared_number(&keys.field("cursor"));
+        let loaded = self.state.borrow().acl_ready;
+        let request = prost::Message::encode_to_vec(&source.request(since, loaded));
+        let upstream = match edge_core::grpc_upstream(&source.cluster) {
+            Ok(upstream) => upstream,
+            Err(error) => return host::log(LogLevel::Error, &error),
+        };
+        match self.dispatch_grpc_call(
+            &upstream,
+            &source.service,
+            &source.method,
+            Vec::new(),
+            Some(&request),
+            source.timeout(),
+        ) {
+            Ok(token) => {
+                self.acl_call = Some(token);
+                self.acl_since = since;
+                self.acl_poll.started();
+            }
+            Err(status) => {
+                self.acl_poll.finished(false, Self::now());
+                host::log(
+                    LogLevel::Warn,
+                    &format!(
+                        "cannot call {}/{}: {status:?}",
+                        source.service, source.method
+                    ),
+                );
+            }
+        }
+    }
+
+    fn on_acl_answer(&mut self, source: &AclSource, status_code: u32, response_size: usize) {
+        let answer = if status_code == 0 {
+            host::grpc_received_message(response_size)
+                .map_err(|e| e.to_string())
+                .and_then(|body| {
+                    ListChangesResponse::decode(body.as_slice()).map_err(|e| e.to_string())
+                })
+        } else {
+            Err(format!(
+                "gRPC status {status_code}: {}",
+                host::grpc_message()
+            ))
+        };
+        match answer {
+            Ok(response) => {
+                self.acl_poll.finished(true, Self::now());
+                self.apply_changes(source, &response);
+                // Follow at once: the next change must not wait for the timer.
+                self.poll_acl(source);
+            }
+            Err(error) => {
+                self.acl_poll.finished(false, Self::now());
+                host::log(
+                    LogLevel::Warn,
+                    &format!(
+                        "following the acl feed failed (the last copy stays enforced): {error}"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn apply_changes(&mut self, source: &AclSource, response: &ListChangesResponse) {
+        let keys = AclKeys::new(source);
+        for change in &response.changes {
+            self.apply_change(source, &keys, change);
+        }
+        let cursor_key = keys.field("cursor");
+        if response.version < self.acl_since {
+            host::log(
+                LogLevel::Warn,
+                &format!(
+                    "the acl feed went back from version {} to {} (its database was reset?): known restrictions are kept; restart Envoy to rebuild the copy",
+                    self.acl_since, response.version
+                ),
+            );
+        }
+        for _attempt in 0..8 {
+            let (cursor, cas) = shared_number(&cursor_key);
+            if cursor >= response.version && response.version >= self.acl_since {
+                break;
+            }
+            match host::set_shared_data(&cursor_key, response.version.to_string().as_bytes(), cas) {
+                Err(host::HostError::CAS_MISMATCH) => continue,
+                _ => break,
+            }
+        }
+        let page_full = response.changes.len() >= source.page_size as usize;
+        if !page_full && !self.state.borrow().acl_ready {
+            let _ = host::set_shared_data(&keys.field("ready"), b"1", 0);
+            self.state.borrow_mut().acl_ready = true;
+            host::log(LogLevel::Info, "restrictions loaded");
+        }
+        let _ = host::set_shared_data(
+            &keys.field("synced_ms"),
+            unix_millis().to_string().as_bytes(),
+            0,
+        );
+    }
+
+    /// Merges one change into its subject's entry; retried when another worker wrote the entry
+    /// in between.
+    fn apply_change(&mut self, source: &AclSource, keys: &AclKeys, change: &acl::Change) {
+        let key = keys.subject(&change.subject);
+        for _attempt in 0..8 {
+            let (mut held, cas) = match host::shared_data(&key) {
+                Ok(Some((bytes, cas))) => match SubjectRestrictions::decode(&bytes) {
+                    Some(held) => (held, cas),
+                    None => {
+                        // Requests for this subject already fail closed on it.
+                        return host::log(LogLevel::Error, &format!("unreadable acl entry {key}"));
+                    }
+                },
+                Ok(None) => {
+                    if !self.count_new_subject(source, keys) {
+                        return;
+                    }
+                    (SubjectRestrictions::default(), 0)
+                }
+                Err(error) => {
+                    return host::log(LogLevel::Error, &format!("cannot read {key}: {error}"))
+                }
+            };
+            if !held.merge(change) {
+                return;
+            }
+            match host::set_shared_data(&key, &held.encode(), cas) {
+                Err(host::HostError::CAS_MISMATCH) => continue,
+                Err(error) => {
+                    return host::log(LogLevel::Error, &format!("cannot write {key}: {error}"))
+                }
+                Ok(()) => return,
+            }
+        }
+    }
+
+    /// Room for one more subject? Counted in shared data; at `max_subjects` the change is
+    /// refused loudly rather than evicting someone else's restriction.
+    fn count_new_subject(&mut self, source: &AclSource, keys: &AclKeys) -> bool {
+        let count_key = keys.field("subjects");
+        for _attempt in 0..8 {
+            let (count, cas) = shared_number(&count_key);
+            if u64::try_from(count).unwrap_or(0) >= source.max_subjects {
+                self.metrics.increment(acl::metrics::OVERFLOW);
+                host::log(
+                    LogLevel::Error,
+                    &format!(
+                        "acl copy is full ({} subjects): a restriction was not applied; raise acl.max_subjects",
+                        source.max_subjects
+                    ),
+                );
+                return false;
+            }
+            match host::set_shared_data(&count_key, (count + 1).to_string().as_bytes(), cas) {
+                Err(host::HostError::CAS_MISMATCH) => continue,
+                _ => return true,
+            }
+        }
+        true
+    }
+
+    /// Once a second: poll again if due, note that the copy is current, export the gauges.
+    fn tick_acl(&mut self, source: &AclSource) {
+        let keys = AclKeys::new(source);
+        if !self.state.borrow().acl_ready
+            && matches!(host::shared_data(&keys.field("ready")), Ok(Some(_)))
+        {
+            self.state.borrow_mut().acl_ready = true;
+        }
+        if self.acl_poll.due(source, Self::now()) {
+            self.poll_acl(source);
+        }
+        let now = unix_millis();
+        if self.acl_poll.current() {
+            let _ = host::set_shared_data(&keys.field("synced_ms"), now.to_string().as_bytes(), 0);
+        }
+        let (synced, _) = shared_number(&keys.field("synced_ms"));
+        let age_seconds = if synced == 0 {
+            0
+        } else {
+            (now - synced).max(0) / 1000
+        };
+        self.metrics.set(
+            acl::metrics::SYNC_AGE,
+            u64::try_from(age_seconds).unwrap_or(0),
+        );
+        let (version, _) = shared_number(&keys.field("cursor"));
+        self.metrics
+            .set(acl::metrics::VERSION, u64::try_from(version).unwrap_or(0));
+        let (subjects, _) = shared_number(&keys.field("subjects"));
+        self.metrics
+            .set(acl::metrics::SUBJECTS, u64::try_from(subjects).unwrap_or(0));
+    }
+}
+
 impl Context for AuthRoot {
-    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
-        self.state.borrow_mut().refresh.finished();
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
         let Some(config) = self.config() else { return };
+        if self.acl_call == Some(token_id) {
+            self.acl_call = None;
+            if let Some(source) = &config.acl {
+                self.on_acl_answer(source, status_code, response_size);
+            }
+            return;
+        }
+        if self.keys_call != Some(token_id) {
+            return;
+        }
+        self.keys_call = None;
+        self.state.borrow_mut().refresh.finished();
         if status_code != 0 {
             // Keep whatever keys we had: an authority outage must not lock everyone out.
             host::log(
@@ -169,10 +457,7 @@ impl RootContext for AuthRoot {
         };
         self.state.borrow_mut().config = Some(config.clone());
         self.set_tick_period(TICK);
-        self.sync_from_shared_data(&config);
-        if self.fetch_due(&config) {
-            self.fetch_keys(&config);
-        }
+        self.on_tick();
         true
     }
 
@@ -181,6 +466,9 @@ impl RootContext for AuthRoot {
         self.sync_from_shared_data(&config);
         if self.fetch_due(&config) {
             self.fetch_keys(&config);
+        }
+        if let Some(source) = &config.acl {
+            self.tick_acl(source);
         }
     }
 
@@ -220,10 +508,22 @@ impl AuthFilter {
         } else {
             host::request_header("x-request-id")
         };
-        let keys = self.state.borrow().keys.clone();
+        let (keys, acl_ready) = {
+            let state = self.state.borrow();
+            (state.keys.clone(), state.acl_ready)
+        };
+        let acl_keys = config.acl.as_ref().map(AclKeys::new);
+        let restrictions: &dyn Restrictions = match &acl_keys {
+            Some(keys) => &SharedRestrictions {
+                keys,
+                ready: acl_ready,
+            },
+            None => &edge_auth::NoRestrictions,
+        };
         Ok(authorize(
             config,
             keys.as_deref(),
+            restrictions,
             &Request {
                 method: &method,
                 path: &path,
