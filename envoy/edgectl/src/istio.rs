@@ -284,7 +284,19 @@ impl EdgeConfig {
     /// filter encodes in its metric names into Prometheus labels, as in the local bootstrap.
     fn stats_bootstrap(&self) -> Result<Value, String> {
         let istio = self.istio()?;
-        let bootstrap = json!({ "stats_config": crate::stats_config() });
+        // Istio's bootstrap declares the connection monitor itself (set from proxyMetadata in
+        // operator.yaml; declaring it again stops Envoy); the heap monitor and its actions are
+        // added here, as EnvoyFilter can no longer patch the bootstrap.
+        let (heap, actions) = self.limits.heap_overload();
+        let bootstrap = json!({
+            "stats_config": crate::stats_config(),
+            "overload_manager": {
+                "refresh_interval": "0.25s",
+                "resource_monitors": [heap],
+                "actions": actions,
+                "buffer_factory_config": { "minimum_account_to_track_power_of_two": 20 }
+            }
+        });
         Ok(json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -305,9 +317,13 @@ impl EdgeConfig {
             "metadata": { "name": "edge", "namespace": istio.gateway_namespace },
             "spec": {
                 "profile": "ambient",
-                "meshConfig": { "defaultConfig": { "proxyStatsMatcher": {
-                    "inclusionPrefixes": Self::stats_inclusion_prefixes()
-                } } },
+                "meshConfig": { "defaultConfig": {
+                    "proxyStatsMatcher": { "inclusionPrefixes": Self::stats_inclusion_prefixes() },
+                    // The gateway's connection cap (Istio ≥ 1.29 reads it from here).
+                    "proxyMetadata": {
+                        "ISTIO_META_GLOBAL_DOWNSTREAM_MAX_CONNECTIONS": self.limits.max_connections.to_string()
+                    }
+                } },
                 "components": { "ingressGateways": [{
                     "name": "istio-ingressgateway",
                     "namespace": istio.gateway_namespace,
@@ -434,10 +450,7 @@ impl EdgeConfig {
         if rate_limited {
             objects.push(self.envoy_filter_of("edge-rate-limits", patches)?);
         }
-        objects.push(self.envoy_filter_of(
-            "edge-connection-manager",
-            vec![connection_manager_patch(rate_limited)],
-        )?);
+        objects.push(self.envoy_filter_of("edge-gateway", self.gateway_patches()?)?);
         Ok(objects)
     }
 
@@ -456,13 +469,46 @@ impl EdgeConfig {
         if self.cors.is_some() {
             patches.push(first(crate::cors_filter()));
         }
-        let rate_limits = self.rate_limit_filters()?;
-        let rate_limited = !rate_limits.is_empty();
-        patches.extend(rate_limits.into_iter().map(before_router));
+        patches.extend(self.rate_limit_filters()?.into_iter().map(before_router));
         patches.push(before_router(wasm("transcoder")));
         patches.push(before_router(crate::buffer_filter()));
-        patches.push(connection_manager_patch(rate_limited));
+        patches.extend(self.gateway_patches()?);
         self.envoy_filter_of("edge-filters", patches)
+    }
+
+    /// The gateway's connection manager, listeners and clusters set as the local Envoy's:
+    /// client address and request ids, the JSON 429, and the limits and timeouts.
+    fn gateway_patches(&self) -> Result<Vec<Value>, String> {
+        let mut typed_config = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+        });
+        for (field, value) in self.connection_manager_settings()? {
+            typed_config[field] = value;
+        }
+        let buffers =
+            json!({ "per_connection_buffer_limit_bytes": self.limits.connection_buffer_bytes });
+        Ok(vec![
+            json!({
+                "applyTo": "NETWORK_FILTER",
+                "match": {
+                    "context": "GATEWAY",
+                    "listener": { "filterChain": { "filter": {
+                        "name": "envoy.filters.network.http_connection_manager"
+                    } } }
+                },
+                "patch": { "operation": "MERGE", "value": { "typed_config": typed_config } }
+            }),
+            json!({
+                "applyTo": "LISTENER",
+                "match": { "context": "GATEWAY" },
+                "patch": { "operation": "MERGE", "value": buffers }
+            }),
+            json!({
+                "applyTo": "CLUSTER",
+                "match": { "context": "GATEWAY" },
+                "patch": { "operation": "MERGE", "value": buffers }
+            }),
+        ])
     }
 
     fn envoy_filter_of(&self, name: &str, patches: Vec<Value>) -> Result<Value, String> {
@@ -497,27 +543,6 @@ fn before(name: &str, value: Value) -> Value {
     patch["match"]["listener"]["filterChain"]["filter"]["subFilter"] = json!({ "name": name });
     patch["patch"]["operation"] = json!("INSERT_BEFORE");
     patch
-}
-
-/// The gateway's connection manager set as the local Envoy's (client address, request ids,
-/// 429s as JSON).
-fn connection_manager_patch(rate_limited: bool) -> Value {
-    let mut typed_config = json!({
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-    });
-    for (field, value) in crate::connection_manager_settings(rate_limited) {
-        typed_config[field] = value;
-    }
-    json!({
-        "applyTo": "NETWORK_FILTER",
-        "match": {
-            "context": "GATEWAY",
-            "listener": { "filterChain": { "filter": {
-                "name": "envoy.filters.network.http_connection_manager"
-            } } }
-        },
-        "patch": { "operation": "MERGE", "value": { "typed_config": typed_config } }
-    })
 }
 
 /// An HTTP filter inserted first, before every filter of Istio's and every WasmPlugin.

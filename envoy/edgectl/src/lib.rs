@@ -16,6 +16,7 @@ pub use yaml::to_yaml;
 
 mod cors;
 mod istio;
+mod limits;
 mod live;
 mod local;
 mod mesh;
@@ -26,10 +27,11 @@ mod slo;
 mod xds;
 pub use cors::CorsSettings;
 pub use istio::{Digests, Files, IstioSettings, Objects, WASM_MOUNT};
+pub use limits::Limits;
 pub use live::apply_policy;
 pub use local::{
-    buffer_filter, connection_manager_settings, cors_filter, discovered_filter, render_local_envoy,
-    router_filter, stats_config, wasm_filter,
+    buffer_filter, cors_filter, discovered_filter, render_local_envoy, router_filter, stats_config,
+    wasm_filter,
 };
 pub use mesh::{chain, Plugin, Slot, FILTERS};
 pub use ratelimit::{local_reply_config, rate_limit_filters, RateLimit};
@@ -66,6 +68,9 @@ pub struct EdgeConfig {
     /// Backends moving from one deployment to another, per user, reads and writes apart.
     #[serde(default)]
     pub rollouts: Vec<RolloutSettings>,
+    /// The edge's connection and request limits and timeouts (Envoy's edge-proxy practice).
+    #[serde(default)]
+    pub limits: Limits,
     /// Per-user request limits by route group (Envoy's `local_ratelimit`, keyed on the
     /// verified subject, or the client address for anonymous requests).
     #[serde(default)]
@@ -268,6 +273,7 @@ impl EdgeConfig {
         if let Some(cors) = &config.cors {
             cors.check()?;
         }
+        config.limits.check()?;
         Ok(config)
     }
 

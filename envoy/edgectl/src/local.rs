@@ -75,6 +75,7 @@ impl EdgeConfig {
                 "name": name,
                 "type": "STATIC",
                 "connect_timeout": "1s",
+                "per_connection_buffer_limit_bytes": self.limits.connection_buffer_bytes,
                 "typed_extension_protocol_options": {
                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                         "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -134,18 +135,20 @@ impl EdgeConfig {
             },
             "http_filters": http_filters
         });
-        for (field, value) in crate::connection_manager_settings(!rate_limits.is_empty()) {
+        for (field, value) in self.connection_manager_settings()? {
             connection_manager[field] = value;
         }
         Ok(json!({
             // xDS (the filters' ECDS files) needs the node named.
             "node": { "id": "edge", "cluster": "edge" },
+            "overload_manager": self.limits.overload_manager(),
             "stats_config": stats_config(),
             "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.admin_port } } },
             "static_resources": {
                 "listeners": [{
                     "name": "ingress",
                     "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.listen_port } },
+                    "per_connection_buffer_limit_bytes": self.limits.connection_buffer_bytes,
                     "filter_chains": [{ "filters": [{
                         "name": "envoy.filters.network.http_connection_manager",
                         "typed_config": connection_manager
@@ -157,22 +160,25 @@ impl EdgeConfig {
     }
 }
 
-/// What the edge sets on the connection manager, locally and (merged by an EnvoyFilter) in
-/// Istio's gateway.
-pub fn connection_manager_settings(rate_limited: bool) -> Vec<(&'static str, Value)> {
-    let mut settings = vec![
-        // The edge is the first proxy: the client address is the peer's, never what a client
-        // writes in X-Forwarded-For (Istio's gateway does the same with no trusted hops). Rate
-        // limits and RBAC key on it.
-        ("use_remote_address", json!(true)),
-        // ...but a client's own x-request-id is kept (Envoy replaces an external client's by
-        // default): clients correlate their calls with the access log by it.
-        ("preserve_external_request_id", json!(true)),
-    ];
-    if rate_limited {
-        settings.push(("local_reply_config", crate::local_reply_config()));
+impl EdgeConfig {
+    /// What the edge sets on the connection manager, locally and (merged by an EnvoyFilter) in
+    /// Istio's gateway.
+    pub fn connection_manager_settings(&self) -> Result<Vec<(&'static str, Value)>, String> {
+        let mut settings = vec![
+            // The edge is the first proxy: the client address is the peer's, never what a client
+            // writes in X-Forwarded-For (Istio's gateway does the same with no trusted hops). Rate
+            // limits and RBAC key on it.
+            ("use_remote_address", json!(true)),
+            // ...but a client's own x-request-id is kept (Envoy replaces an external client's by
+            // default): clients correlate their calls with the access log by it.
+            ("preserve_external_request_id", json!(true)),
+        ];
+        if !self.rate_limit_filters()?.is_empty() {
+            settings.push(("local_reply_config", crate::local_reply_config()));
+        }
+        settings.extend(self.limits.connection_manager());
+        Ok(settings)
     }
-    settings
 }
 
 /// One of our filters, its configuration discovered from `<dir>/<name>.json` (ECDS over a

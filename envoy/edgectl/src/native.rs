@@ -10,8 +10,8 @@ impl EdgeConfig {
     /// subject header), `grpc_json_transcoder` (same descriptor, services and print options)
     /// and a JSON file access log. Routes that our policy makes `authenticated` require a JWT.
     /// It rewrites `bootstrap`, a rendering of [`EdgeConfig::envoy_bootstrap`], so both run with
-    /// the same listener, clusters and ports. Rule paths must be exact or end in `/*`/`/**`
-    /// (a prefix): jwt_authn has no segment wildcards.
+    /// the same listener, clusters and ports. Rule paths become jwt_authn route matches: exact,
+    /// a prefix, or the template as a regular expression.
     pub fn native_bootstrap(
         &self,
         mut bootstrap: Value,
@@ -40,12 +40,11 @@ impl EdgeConfig {
                         json!({ "prefix": format!("{prefix}/") })
                     }
                     None if !pattern.contains('*') => json!({ "path": pattern }),
-                    _ => return Err(format!("rule path {pattern:?} has no jwt_authn equivalent")),
+                    // Segment wildcards and verbs: the same template as a regular expression.
+                    _ => json!({ "safe_regex": { "regex": rule.path.to_regex() } }),
                 };
-                Ok((path_match, rule.methods.clone()))
+                (path_match, rule.methods.clone())
             })
-            .collect::<Result<Vec<_>, String>>()?
-            .into_iter()
             .flat_map(|(path_match, methods)| {
                 let methods = if methods.is_empty() {
                     vec![String::new()]

@@ -55,12 +55,23 @@ fn istio_chain(file: &str) -> Vec<Value> {
     chain
 }
 
-/// The HTTP filters and connection-manager fields the patches make of `chain`, applied in
-/// order as Istio applies them: `INSERT_FIRST` at the front, `INSERT_BEFORE` right before the
-/// named filter, `MERGE` into the connection manager.
-fn patched_chain(mut filters: Vec<Value>, patches: &[Value]) -> (Vec<Value>, Value) {
+/// What the patches make of a gateway: its HTTP filters (from `chain`), and the fields merged
+/// into its connection manager, its listeners and its clusters.
+struct Patched {
+    filters: Vec<Value>,
+    connection_manager: Value,
+    listener: Value,
+    cluster: Value,
+}
+
+/// Applies the patches in order as Istio applies them: `INSERT_FIRST` at the front,
+/// `INSERT_BEFORE` right before the named filter, `MERGE` into the connection manager, the
+/// listeners or the clusters.
+fn patched_chain(mut filters: Vec<Value>, patches: &[Value]) -> Patched {
     let wasm_dir = Edge::wasm_dir().display().to_string();
     let mut merged = json!({});
+    let mut listener = json!({});
+    let mut cluster = json!({});
     for patch in patches {
         assert_eq!(patch["match"]["context"], "GATEWAY");
         // The gateway mounts the .wasm files at WASM_MOUNT; here they are in target/.
@@ -89,10 +100,25 @@ fn patched_chain(mut filters: Vec<Value>, patches: &[Value]) -> (Vec<Value>, Val
                     }
                 }
             }
+            (Some(target @ ("LISTENER" | "CLUSTER")), Some("MERGE")) => {
+                let into = if target == "LISTENER" {
+                    &mut listener
+                } else {
+                    &mut cluster
+                };
+                for (key, field) in value.as_object().expect("fields") {
+                    into[key] = field.clone();
+                }
+            }
             other => panic!("unexpected patch {other:?}"),
         }
     }
-    (filters, merged)
+    Patched {
+        filters,
+        connection_manager: merged,
+        listener,
+        cluster,
+    }
 }
 
 /// A gateway-like bootstrap: one HTTP listener with the patched chain, and a stub cluster for
@@ -100,45 +126,58 @@ fn patched_chain(mut filters: Vec<Value>, patches: &[Value]) -> (Vec<Value>, Val
 fn bootstrap_with(file: &str, patches: &[Value]) -> Value {
     let root = workspace_root();
     let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
-    let (filters, merged) = patched_chain(istio_chain(file), patches);
+    let patched = patched_chain(istio_chain(file), patches);
     let clusters: Vec<Value> = config
         .services
         .keys()
         .map(|service| {
             let name = config.istio_cluster(service);
-            json!({
+            let mut cluster = json!({
                 "name": name, "type": "STATIC", "connect_timeout": "1s",
                 "load_assignment": { "cluster_name": name, "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
                     "socket_address": { "address": "127.0.0.1", "port_value": 9 } } } }] }] }
-            })
+            });
+            for (key, field) in patched.cluster.as_object().expect("cluster fields") {
+                cluster[key] = field.clone();
+            }
+            cluster
         })
         .collect();
     let mut connection_manager = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "gateway",
         "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": [] }] },
-        "http_filters": filters
+        "http_filters": patched.filters
     });
-    for (key, field) in merged.as_object().expect("merged fields") {
+    for (key, field) in patched
+        .connection_manager
+        .as_object()
+        .expect("merged fields")
+    {
         connection_manager[key] = field.clone();
     }
-    json!({
-        "static_resources": {
-            "listeners": [{
-                "name": "gateway",
-                "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
-                "filter_chains": [{ "filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": connection_manager
-                }] }]
-            }],
-            "clusters": clusters
-        }
-    })
+    let mut listener = json!({
+        "name": "gateway",
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        "filter_chains": [{ "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": connection_manager
+        }] }]
+    });
+    for (key, field) in patched.listener.as_object().expect("listener fields") {
+        listener[key] = field.clone();
+    }
+    json!({ "static_resources": { "listeners": [listener], "clusters": clusters } })
 }
 
 /// Runs `envoy --mode validate` on a bootstrap; returns whether it passed, and its output.
 fn validate(bootstrap: &Value, name: &str) -> (bool, String) {
+    validate_with(bootstrap, name, &[])
+}
+
+/// `envoy --mode validate` with extra arguments (e.g. `--config-yaml`, as Istio's agent
+/// passes the bootstrap override).
+fn validate_with(bootstrap: &Value, name: &str, extra: &[&str]) -> (bool, String) {
     let dir = test_dir("istio-validate");
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, edgectl::to_yaml(bootstrap)).expect("write bootstrap");
@@ -152,6 +191,7 @@ fn validate(bootstrap: &Value, name: &str) -> (bool, String) {
             "-c",
         ])
         .arg(&path)
+        .args(extra)
         .output()
         .expect("run envoy --mode validate");
     let text = format!(
@@ -177,7 +217,7 @@ fn every_envoy_filter_patch_passes_envoy_validate() {
             "edge-buffer",
             "edge-cors-first",
             "edge-rate-limits",
-            "edge-connection-manager"
+            "edge-gateway"
         ],
         "the rendered EnvoyFilters"
     );
@@ -197,11 +237,13 @@ fn the_envoy_filter_variant_keeps_the_wasm_plugins_order() {
         .into_iter()
         .find(|(file, _)| file == "envoyfilter.yaml")
         .expect("envoyfilter.yaml");
-    let (chain, merged) = patched_chain(
+    let patched = patched_chain(
         istio_chain("envoyfilter.yaml"),
         filter["spec"]["configPatches"].as_array().expect("patches"),
     );
-    let names: Vec<&str> = chain
+    let merged = &patched.connection_manager;
+    let names: Vec<&str> = patched
+        .filters
         .iter()
         .map(|f| f["name"].as_str().unwrap_or_default())
         .collect();
@@ -221,6 +263,9 @@ fn the_envoy_filter_variant_keeps_the_wasm_plugins_order() {
     );
     assert_eq!(merged["local_reply_config"], edgectl::local_reply_config());
     assert_eq!(merged["use_remote_address"], true);
+    assert_eq!(merged["request_headers_timeout"], "10s");
+    assert_eq!(patched.listener["per_connection_buffer_limit_bytes"], 32768);
+    assert_eq!(patched.cluster["per_connection_buffer_limit_bytes"], 32768);
 }
 
 #[test]
@@ -235,8 +280,10 @@ fn the_wasm_plugin_variant_puts_the_rate_limits_between_auth_and_the_transcoder(
                 .clone()
         })
         .collect();
-    let (chain, merged) = patched_chain(istio_chain("wasmplugins.yaml"), &patches);
-    let names: Vec<&str> = chain
+    let patched = patched_chain(istio_chain("wasmplugins.yaml"), &patches);
+    let merged = &patched.connection_manager;
+    let names: Vec<&str> = patched
+        .filters
         .iter()
         .map(|f| f["name"].as_str().unwrap_or_default())
         .collect();
@@ -275,4 +322,43 @@ fn a_broken_patch_fails_envoy_validate() {
     patches[0]["patch"]["value"]["typed_config"]["config"]["vm_config"]["runtimee"] = json!("v8");
     let (ok, output) = validate(&bootstrap_with("envoyfilter.yaml", &patches), "broken");
     assert!(!ok, "Envoy accepted a broken patch:\n{output}");
+}
+
+#[test]
+fn the_bootstrap_override_adds_the_heap_limits_to_istios_bootstrap() {
+    // What matters of the gateway's own bootstrap (tools/packaging/common/envoy_bootstrap.json):
+    // it declares the connection monitor; the override must add to it, not repeat it.
+    let istio_like = json!({
+        "overload_manager": { "resource_monitors": [{
+            "name": "envoy.resource_monitors.global_downstream_max_connections",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                "max_active_downstream_connections": 2147483647u64
+            }
+        }] },
+        "static_resources": {}
+    });
+    let root = workspace_root();
+    let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
+    let digests =
+        edgectl::load_digests(&root.join("istio/base/wasm-digests.json")).expect("digests");
+    let objects = config.istio_objects(&digests).expect("render istio/");
+    let override_json = objects["stats.yaml"][0]["data"]["custom_bootstrap.json"]
+        .as_str()
+        .expect("custom_bootstrap.json")
+        .to_string();
+    let (ok, output) = validate_with(&istio_like, "override", &["--config-yaml", &override_json]);
+    assert!(ok, "Envoy refused the bootstrap override:\n{output}");
+    // The check can fail: repeating Istio's connection monitor is refused.
+    let mut repeated: Value = serde_json::from_str(&override_json).expect("JSON");
+    repeated["overload_manager"]["resource_monitors"]
+        .as_array_mut()
+        .expect("monitors")
+        .push(istio_like["overload_manager"]["resource_monitors"][0].clone());
+    let (ok, _) = validate_with(
+        &istio_like,
+        "repeated",
+        &["--config-yaml", &repeated.to_string()],
+    );
+    assert!(!ok, "a repeated monitor must be refused");
 }
