@@ -36,7 +36,8 @@ impl CatalogApi {
             .customers
             .clone()
             .get_customer(GetCustomerRequest { id: id.to_string() })
-            .await?
+            .await
+            .map_err(unreachable_is_unavailable)?
             .into_inner()
             .customer;
         Ok(customer.map(|c| c.name).unwrap_or_default())
@@ -65,6 +66,17 @@ fn caller<T>(request: &Request<T>) -> Result<String, Status> {
         .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
 }
 
+/// A call that failed below gRPC — the connection to the service broke, e.g. it crashed
+/// mid-call — is UNAVAILABLE (retryable; 503 at the edge), as it is for a client that cannot
+/// connect at all; tonic reports it as UNKNOWN with the transport error as its source.
+fn unreachable_is_unavailable(status: Status) -> Status {
+    if status.code() == tonic::Code::Unknown && std::error::Error::source(&status).is_some() {
+        Status::unavailable(format!("a backend is unavailable: {}", status.message()))
+    } else {
+        status
+    }
+}
+
 fn missing_item() -> Status {
     Status::internal("item service answered without an item")
 }
@@ -85,7 +97,8 @@ impl CatalogService for CatalogApi {
                 title: request.title,
                 price: request.price,
             })
-            .await?
+            .await
+            .map_err(unreachable_is_unavailable)?
             .into_inner()
             .item
             .ok_or_else(missing_item)?;
@@ -104,7 +117,8 @@ impl CatalogService for CatalogApi {
             .items
             .clone()
             .get_item(item_api::GetItemRequest { id })
-            .await?
+            .await
+            .map_err(unreachable_is_unavailable)?
             .into_inner()
             .item
             .ok_or_else(missing_item)?;
@@ -126,7 +140,8 @@ impl CatalogService for CatalogApi {
                 page_size: request.page_size,
                 page_token: request.page_token,
             })
-            .await?
+            .await
+            .map_err(unreachable_is_unavailable)?
             .into_inner();
         // The owners' names in one call per page, however many items and owners.
         let mut owners: Vec<String> = page.items.iter().map(|i| i.customer_id.clone()).collect();
@@ -136,7 +151,8 @@ impl CatalogService for CatalogApi {
             .customers
             .clone()
             .batch_get_customers(BatchGetCustomersRequest { ids: owners })
-            .await?
+            .await
+            .map_err(unreachable_is_unavailable)?
             .into_inner()
             .customers
             .into_iter()
@@ -166,7 +182,8 @@ impl CatalogService for CatalogApi {
             .items
             .clone()
             .purchase_item(item_api::PurchaseItemRequest { id, buyer_id })
-            .await?
+            .await
+            .map_err(unreachable_is_unavailable)?
             .into_inner()
             .item
             .ok_or_else(missing_item)?;
