@@ -49,8 +49,8 @@ profile: envoy wasm ## Where the time goes: perf on Envoy (bench/PROFILE.md), ca
 
 # `make test` runs each property 256 times; this runs them far longer (FUZZ_CASES each).
 FUZZ_CASES ?= 200000
-fuzz: ## The transcoder's property tests (path matcher, request building) with many more cases.
-	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --locked -p edge-transcoder --test properties
+fuzz: ## The property tests with many more cases: transcoder (path matcher, request building), auth (tokens, headers, the policy matcher against a naive model), path grammar (its regex), access log (JSON escaping).
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --locked -p edge-transcoder -p edge-auth -p edge-core -p edge-access-log --test properties
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
 build: envoy wasm services postgres prometheus
