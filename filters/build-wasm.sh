@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 TARGET=wasm32-wasip1
 OUT=target/filters
 # edge-test-panic-filter is test-only (target/filters/test-panic.wasm): the recovery test's
-# deliberately failing filter. No configuration edgectl renders references it.
-CRATES=(edge-auth-wasm edge-transcoder-wasm edge-access-log-wasm edge-test-panic-filter)
+# deliberately failing filter; edge-bench-filter (target/filters/bench.wasm) is make bench's
+# decomposition filter. No configuration edgectl renders references either.
+CRATES=(edge-auth-wasm edge-transcoder-wasm edge-access-log-wasm edge-test-panic-filter edge-bench-filter)
 PACKAGES=()
 for crate in "${CRATES[@]}"; do PACKAGES+=(-p "$crate"); done
 

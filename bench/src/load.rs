@@ -145,9 +145,12 @@ pub async fn http(
 pub async fn grpc_get_item(
     target: &str,
     item_id: &str,
+    bearer: Option<&str>,
     connections: usize,
     duration: Duration,
 ) -> Run {
+    let authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
+        bearer.and_then(|token| format!("Bearer {token}").parse().ok());
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -156,14 +159,18 @@ pub async fn grpc_get_item(
             .await
             .expect("connect to catalog");
         let id = item_id.to_string();
+        let authorization = authorization.clone();
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let ok = client
-                    .get_item(GetItemRequest { id: id.clone() })
-                    .await
-                    .is_ok();
+                let mut request = tonic::Request::new(GetItemRequest { id: id.clone() });
+                if let Some(value) = &authorization {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", value.clone());
+                }
+                let ok = client.get_item(request).await.is_ok();
                 tally.record(sent, ok);
             }
             tally

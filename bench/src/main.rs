@@ -31,6 +31,12 @@ enum Chain {
     AuthOnly,
     TranscoderOnly,
     AccessLogOnly,
+    /// Envoy with no filter but the router.
+    RouterOnly,
+    OneEmpty,
+    ThreeEmpty,
+    CalloutGrpcStream,
+    CalloutHttpCall,
 }
 
 impl Chain {
@@ -42,6 +48,22 @@ impl Chain {
             Chain::AuthOnly => "wasm auth alone",
             Chain::TranscoderOnly => "wasm transcoder alone",
             Chain::AccessLogOnly => "wasm access-log alone",
+            Chain::RouterOnly => "Envoy, no filter (router only)",
+            Chain::OneEmpty => "one empty Rust proxy-wasm filter",
+            Chain::ThreeEmpty => "three empty Rust proxy-wasm filters",
+            Chain::CalloutGrpcStream => "minimal callout filter, gRPC stream",
+            Chain::CalloutHttpCall => "minimal callout filter, proxy_http_call",
+        }
+    }
+
+    /// Chains of the bench's own filter (`bench/filter`): how many, in which mode.
+    fn bench_filters(self) -> Option<(usize, &'static str)> {
+        match self {
+            Chain::OneEmpty => Some((1, "empty")),
+            Chain::ThreeEmpty => Some((3, "empty")),
+            Chain::CalloutGrpcStream => Some((1, "grpc-stream")),
+            Chain::CalloutHttpCall => Some((1, "http-call")),
+            _ => None,
         }
     }
 
@@ -51,6 +73,7 @@ impl Chain {
             Chain::AuthOnly => Some(&["edge.auth"]),
             Chain::TranscoderOnly => Some(&["edge.transcoder", "envoy.filters.http.buffer"]),
             Chain::AccessLogOnly => Some(&["edge.access-log"]),
+            Chain::RouterOnly => Some(&[]),
             _ => None,
         }
     }
@@ -61,6 +84,9 @@ enum Route {
     HotRead,
     Write,
     Reject,
+    /// `catalog.CatalogService/GetItem` by a gRPC client through Envoy (pass-through), with a
+    /// token: one route and one backend every chain can serve.
+    GrpcRead,
 }
 
 impl Route {
@@ -69,9 +95,22 @@ impl Route {
             Route::HotRead => "GET /catalog/items/{id} (token)",
             Route::Write => "POST /catalog/items (token)",
             Route::Reject => "POST /catalog/items (no token: 401)",
+            Route::GrpcRead => "gRPC GetItem through Envoy (token)",
         }
     }
 }
+
+/// The chains the decomposition compares on `Route::GrpcRead`, cheapest first.
+const DECOMPOSITION: [Chain; 8] = [
+    Chain::RouterOnly,
+    Chain::OneEmpty,
+    Chain::ThreeEmpty,
+    Chain::AccessLogOnly,
+    Chain::AuthOnly,
+    Chain::TranscoderOnly,
+    Chain::Wasm,
+    Chain::Native,
+];
 
 struct Plan {
     rounds: usize,
@@ -89,6 +128,14 @@ fn full_plan() -> Plan {
         }
     }
     for chain in [Chain::AuthOnly, Chain::TranscoderOnly, Chain::AccessLogOnly] {
+        cases.push((chain, Route::HotRead, 16));
+    }
+    // The decomposition: every chain on the same gRPC route and backend, and the bare
+    // callout mechanisms on the JSON read (they answer locally, as the transcoder does).
+    for chain in DECOMPOSITION {
+        cases.push((chain, Route::GrpcRead, 16));
+    }
+    for chain in [Chain::CalloutGrpcStream, Chain::CalloutHttpCall] {
         cases.push((chain, Route::HotRead, 16));
     }
     for route in [Route::Write, Route::Reject] {
@@ -137,6 +184,10 @@ fn bench_config(config: &mut edgectl::EdgeConfig) {
             0,
             json!({"methods": ["GET"], "path": "/catalog/items/*", "policy": "authenticated"}),
         );
+        rules.insert(
+            0,
+            json!({"path": "/catalog.CatalogService/GetItem", "policy": "authenticated"}),
+        );
     }
 }
 
@@ -165,6 +216,21 @@ async fn start(chain: Chain) -> Edge {
                 *bootstrap = config
                     .native_bootstrap(bootstrap.clone(), &jwks_from_key_dir(dir), &log)
                     .expect("native bootstrap");
+            } else if let Some((count, mode)) = chain.bench_filters() {
+                let wasm_dir = Edge::wasm_dir().display().to_string();
+                let mut filters: Vec<Value> = (0..count)
+                    .map(|n| {
+                        // One VM each, as each of our filters has its own.
+                        let mut filter = edgectl::wasm_filter("bench", &wasm_dir, &json!(mode));
+                        filter["name"] = json!(format!("edge.bench-{n}"));
+                        filter["typed_config"]["config"]["vm_config"]["vm_id"] = json!(format!("bench-{n}"));
+                        filter
+                    })
+                    .collect();
+                filters.push(edgectl::router_filter());
+                *bootstrap
+                    .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
+                    .expect("http_filters") = json!(filters);
             } else if let Some(keep) = chain.keep() {
                 let filters = bootstrap
                     .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
@@ -206,7 +272,8 @@ fn request(route: Route, token: &str) -> HttpRequest {
     // and tonic answers the unknown path with HTTP 200 (grpc-status 12): still a backend
     // round trip, so the filter alone is measured on a real route.
     match route {
-        Route::HotRead => HttpRequest {
+        // GrpcRead is sent by the gRPC load generator; this shape is never used for it.
+        Route::HotRead | Route::GrpcRead => HttpRequest {
             method: reqwest::Method::GET,
             path: format!("/catalog/items/{MOBILE_PHONE_ID}"),
             headers: bearer,
@@ -288,10 +355,22 @@ async fn measure(
 ) -> Sample {
     let ticks_per_second = 100.0; // CLK_TCK on Linux
     let catalog = edge.service_url("catalog");
-    let direct = |duration| load::grpc_get_item(&catalog, MOBILE_PHONE_ID, connections, duration);
+    let direct =
+        |duration| load::grpc_get_item(&catalog, MOBILE_PHONE_ID, None, connections, duration);
+    let through_envoy = |duration| {
+        load::grpc_get_item(
+            &edge.base_url,
+            MOBILE_PHONE_ID,
+            Some(token),
+            connections,
+            duration,
+        )
+    };
     let http = request(route, token);
     if chain == Chain::Direct {
         direct(plan.warmup).await;
+    } else if route == Route::GrpcRead {
+        through_envoy(plan.warmup).await;
     } else {
         load::http(&edge.base_url, &http, connections, plan.warmup).await;
     }
@@ -299,6 +378,8 @@ async fn measure(
     let (rss_before, ticks_before, totals_before) = (rss_kb(pid), cpu_ticks(pid), cpu_totals());
     let run = if chain == Chain::Direct {
         direct(plan.measure).await
+    } else if route == Route::GrpcRead {
+        through_envoy(plan.measure).await
     } else {
         load::http(&edge.base_url, &http, connections, plan.measure).await
     };
@@ -435,6 +516,35 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
                     rps(route, connections, Chain::Native)
                 )
             );
+        }
+    }
+    let cpu_spread = |route, chain| {
+        get(route, 16, chain).map(|s| spread(s, |x| x.envoy_cpu_us_per_request.unwrap_or(0.0)))
+    };
+    if let Some((router, _, _)) = cpu_spread(Route::GrpcRead, Chain::RouterOnly) {
+        let _ = writeln!(
+            out,
+            "\n### Decomposition: Envoy CPU per request, by component\n\nOne route and one backend for all (a gRPC client's `GetItem` with a token through Envoy to catalog, 16 connections; every filter sees the request, our transcoder and the native one pass it through), then the bare callout mechanisms on the JSON read (one fixed `GetItem` call to catalog and a fixed local reply, no parsing). µs of Envoy CPU per request, median of rounds (min–max).\n\n| configuration | route | µs / request | over router only |\n|---|---|---:|---:|"
+        );
+        let rows = DECOMPOSITION
+            .iter()
+            .map(|chain| (Route::GrpcRead, *chain))
+            .chain([
+                (Route::HotRead, Chain::CalloutGrpcStream),
+                (Route::HotRead, Chain::CalloutHttpCall),
+                (Route::HotRead, Chain::Wasm),
+                (Route::HotRead, Chain::Native),
+            ]);
+        for (route, chain) in rows {
+            if let Some((median, low, high)) = cpu_spread(route, chain) {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {median:.0} ({low:.0}–{high:.0}) | {:+.0} |",
+                    chain.name(),
+                    route.name(),
+                    median - router
+                );
+            }
         }
     }
     let _ = writeln!(
