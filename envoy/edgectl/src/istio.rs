@@ -318,7 +318,11 @@ impl EdgeConfig {
             "spec": {
                 "profile": "ambient",
                 "meshConfig": { "defaultConfig": {
-                    "proxyStatsMatcher": { "inclusionPrefixes": Self::stats_inclusion_prefixes() },
+                    "proxyStatsMatcher": {
+                        "inclusionPrefixes": Self::stats_inclusion_prefixes(),
+                        // The rate limits' counters (`<group>.http_local_rate_limit.*`).
+                        "inclusionRegexps": [".*http_local_rate_limit.*"]
+                    },
                     // The gateway's connection cap (Istio ≥ 1.29 reads it from here).
                     "proxyMetadata": {
                         "ISTIO_META_GLOBAL_DOWNSTREAM_MAX_CONNECTIONS": self.limits.max_connections.to_string()
