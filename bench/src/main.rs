@@ -37,6 +37,9 @@ enum Chain {
     ThreeEmpty,
     CalloutGrpcStream,
     CalloutHttpCall,
+    /// The full chains with 1000 more policy rules ahead of the real ones.
+    WasmLargePolicy,
+    NativeLargePolicy,
 }
 
 impl Chain {
@@ -53,7 +56,17 @@ impl Chain {
             Chain::ThreeEmpty => "three empty Rust proxy-wasm filters",
             Chain::CalloutGrpcStream => "minimal callout filter, gRPC stream",
             Chain::CalloutHttpCall => "minimal callout filter, proxy_http_call",
+            Chain::WasmLargePolicy => "wasm, 1000 more policy rules",
+            Chain::NativeLargePolicy => "native, 1000 more jwt_authn rules",
         }
+    }
+
+    fn native(self) -> bool {
+        matches!(self, Chain::Native | Chain::NativeLargePolicy)
+    }
+
+    fn large_policy(self) -> bool {
+        matches!(self, Chain::WasmLargePolicy | Chain::NativeLargePolicy)
     }
 
     /// Chains of the bench's own filter (`bench/filter`): how many, in which mode.
@@ -87,6 +100,8 @@ enum Route {
     /// `catalog.CatalogService/GetItem` by a gRPC client through Envoy (pass-through), with a
     /// token: one route and one backend every chain can serve.
     GrpcRead,
+    /// `GET /catalog/items?page_size=N` (public): the response grows with N.
+    List(u32),
 }
 
 impl Route {
@@ -96,9 +111,15 @@ impl Route {
             Route::Write => "POST /catalog/items (token)",
             Route::Reject => "POST /catalog/items (no token: 401)",
             Route::GrpcRead => "gRPC GetItem through Envoy (token)",
+            Route::List(10) => "GET /catalog/items?page_size=10",
+            Route::List(100) => "GET /catalog/items?page_size=100",
+            Route::List(_) => "GET /catalog/items?page_size=1000",
         }
     }
 }
+
+/// Page sizes of the response-size slope (1000 items are seeded for it).
+const SLOPE_ITEMS: [u32; 3] = [10, 100, 1000];
 
 /// The chains the decomposition compares on `Route::GrpcRead`, cheapest first.
 const DECOMPOSITION: [Chain; 8] = [
@@ -136,6 +157,15 @@ fn full_plan() -> Plan {
         cases.push((chain, Route::GrpcRead, 16));
     }
     for chain in [Chain::CalloutGrpcStream, Chain::CalloutHttpCall] {
+        cases.push((chain, Route::HotRead, 16));
+    }
+    // Cost as work grows: response size, and policy size.
+    for items in SLOPE_ITEMS {
+        for chain in [Chain::Wasm, Chain::Native] {
+            cases.push((chain, Route::List(items), 16));
+        }
+    }
+    for chain in [Chain::WasmLargePolicy, Chain::NativeLargePolicy] {
         cases.push((chain, Route::HotRead, 16));
     }
     for route in [Route::Write, Route::Reject] {
@@ -191,6 +221,19 @@ fn bench_config(config: &mut edgectl::EdgeConfig) {
     }
 }
 
+/// `count` policy rules ahead of the real ones, none matching the bench's requests: every
+/// request is checked against all of them first.
+fn add_rules(config: &mut edgectl::EdgeConfig, count: usize) {
+    if let Some(rules) = config.auth["rules"].as_array_mut() {
+        for n in 0..count {
+            rules.insert(
+                0,
+                json!({"methods": ["GET"], "path": format!("/bench/policy/{n}/*"), "policy": "authenticated"}),
+            );
+        }
+    }
+}
+
 fn jwks_from_key_dir(dir: &Path) -> String {
     let keys = dir.join("keys");
     let kid = std::fs::read_to_string(keys.join("current")).expect("current key");
@@ -205,13 +248,28 @@ fn jwks_from_key_dir(dir: &Path) -> String {
 async fn start(chain: Chain) -> Edge {
     let root = edge_e2e::workspace_root();
     Edge::start_with(Options {
-        customize: Box::new(bench_config),
         envoy_cpu: Some(0),
-        wait_for_keys: matches!(chain, Chain::Native | Chain::Wasm | Chain::AuthOnly),
+        customize: Box::new(move |config| {
+            bench_config(config);
+            if chain.large_policy() {
+                add_rules(config, 1000);
+            }
+        }),
+        wait_for_keys: matches!(
+            chain,
+            Chain::Native
+                | Chain::Wasm
+                | Chain::AuthOnly
+                | Chain::WasmLargePolicy
+                | Chain::NativeLargePolicy
+        ),
         bootstrap: Box::new(move |bootstrap, dir| {
             let mut config = edgectl::EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
             bench_config(&mut config);
-            if chain == Chain::Native {
+            if chain.large_policy() {
+                add_rules(&mut config, 1000);
+            }
+            if chain.native() {
                 let log = dir.join("native-access.log").display().to_string();
                 *bootstrap = config
                     .native_bootstrap(bootstrap.clone(), &jwks_from_key_dir(dir), &log)
@@ -247,6 +305,31 @@ async fn start(chain: Chain) -> Edge {
     .await
 }
 
+/// `count` more items (owner `bench`), straight into the item service.
+async fn seed_items(edge: &Edge, count: usize) {
+    let mut writers = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let item = edge.service_url("item");
+        writers.spawn(async move {
+            let mut client =
+                platform_proto::item::item_service_client::ItemServiceClient::connect(item)
+                    .await
+                    .expect("connect to item");
+            for n in (worker..count).step_by(8) {
+                client
+                    .create_item(platform_proto::item::CreateItemRequest {
+                        customer_id: "bench".into(),
+                        title: format!("Bench item {n}"),
+                        price: 100,
+                    })
+                    .await
+                    .expect("seed an item");
+            }
+        });
+    }
+    writers.join_all().await;
+}
+
 /// A token for goldie, from the authority directly (chains without the transcoder cannot
 /// route /auth/signin).
 async fn token(edge: &Edge) -> String {
@@ -272,6 +355,13 @@ fn request(route: Route, token: &str) -> HttpRequest {
     // and tonic answers the unknown path with HTTP 200 (grpc-status 12): still a backend
     // round trip, so the filter alone is measured on a real route.
     match route {
+        Route::List(items) => HttpRequest {
+            method: reqwest::Method::GET,
+            path: format!("/catalog/items?page_size={items}"),
+            headers: Vec::new(),
+            body: None,
+            expect: 200,
+        },
         // GrpcRead is sent by the gRPC load generator; this shape is never used for it.
         Route::HotRead | Route::GrpcRead => HttpRequest {
             method: reqwest::Method::GET,
@@ -547,6 +637,49 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
             }
         }
     }
+    let cpu_of = |route, chain| cpu_spread(route, chain).map(|(median, _, _)| median);
+    let _ = writeln!(
+        out,
+        "\n### Cost as work grows\n\nEnvoy CPU µs per request at 16 connections (median of rounds).\n\n| work | wasm | native | wasm / native |\n|---|---:|---:|---:|"
+    );
+    for items in SLOPE_ITEMS {
+        let (wasm, native) = (
+            cpu_of(Route::List(items), Chain::Wasm),
+            cpu_of(Route::List(items), Chain::Native),
+        );
+        let _ = writeln!(
+            out,
+            "| ListItems, {items} items | {} | {} | {} |",
+            wasm.map_or("–".into(), |v| format!("{v:.0}")),
+            native.map_or("–".into(), |v| format!("{v:.0}")),
+            ratio(wasm, native)
+        );
+    }
+    let per_item = |chain| {
+        cpu_of(Route::List(1000), chain)
+            .zip(cpu_of(Route::List(10), chain))
+            .map(|(large, small)| (large - small) / 990.0)
+    };
+    let _ = writeln!(
+        out,
+        "| slope: µs per item | {} | {} | {} |",
+        per_item(Chain::Wasm).map_or("–".into(), |v| format!("{v:.2}")),
+        per_item(Chain::Native).map_or("–".into(), |v| format!("{v:.2}")),
+        ratio(per_item(Chain::Wasm), per_item(Chain::Native))
+    );
+    let per_thousand_rules = |small, large| {
+        cpu_of(Route::HotRead, large)
+            .zip(cpu_of(Route::HotRead, small))
+            .map(|(l, s): (f64, f64)| l - s)
+    };
+    let _ = writeln!(
+        out,
+        "| slope: µs per 1000 more policy rules (hot read) | {} | {} | |",
+        per_thousand_rules(Chain::Wasm, Chain::WasmLargePolicy)
+            .map_or("–".into(), |v| format!("{v:+.0}")),
+        per_thousand_rules(Chain::Native, Chain::NativeLargePolicy)
+            .map_or("–".into(), |v| format!("{v:+.0}")),
+    );
     let _ = writeln!(
         out,
         "\nRounds: {}; each run {} s warm-up (discarded) + {} s measured.",
@@ -617,6 +750,13 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
         for chain in order {
             let edge = start(chain).await;
             let token = token(&edge).await;
+            if plan
+                .cases
+                .iter()
+                .any(|(c, route, _)| *c == chain && matches!(route, Route::List(_)))
+            {
+                seed_items(&edge, 1000).await;
+            }
             for &(case_chain, route, connections) in &plan.cases {
                 if case_chain != chain {
                     continue;

@@ -84,6 +84,9 @@ impl EdgeConfig {
                 "proto_descriptor_bin": base64::engine::general_purpose::STANDARD.encode(platform_proto::FILE_DESCRIPTOR_SET),
                 "services": public,
                 "convert_grpc_status": true,
+                // It holds a whole response to transcode it; by default only as much as the
+                // edge's connection buffer (32 KiB), too little for a page of 1000 items.
+                "max_response_body_size": 16777216,
                 "print_options": { "preserve_proto_field_names": true }
             }
         });
