@@ -30,7 +30,7 @@ test: build lint istio-check ## Every test: unit tests, the end-to-end suite aga
 
 # Benchmarks use release-built services (and the same .wasm files).
 bench: export EDGE_BIN_DIR := $(CURDIR)/target/release
-RELEASE_BINS := -p authority -p catalog -p customer -p item -p edge-bench
+RELEASE_BINS := -p acl -p authority -p catalog -p customer -p item -p edge-bench
 bench: envoy wasm ## The wasm edge vs Envoy's native filters vs direct gRPC: writes bench/RESULTS.md.
 	cargo build --release --locked $(RELEASE_BINS)
 	taskset -c 1 target/release/edge-bench
