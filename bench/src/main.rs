@@ -8,6 +8,8 @@
 //! Envoy's CPU per request does not), RSS before/after.
 //!
 //! `--smoke`: one short round, checks only that every configuration answers correctly.
+//! `--only TEXT`: the full-length cases whose configuration or route contains TEXT, printed,
+//! nothing written.
 //! `--soak N`: N requests through the wasm chain, RSS every 100k; fails on growth > 10% or any
 //! wrong answer.
 
@@ -976,6 +978,18 @@ async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
         Some("--smoke") => bench(smoke_plan(), true).await,
+        // Only the cases whose configuration or route names contain TEXT, printed, nothing
+        // written: for trying a change to one component.
+        Some("--only") => match args.get(1) {
+            Some(text) => {
+                let mut plan = full_plan();
+                plan.cases.retain(|(chain, route, _)| {
+                    chain.name().contains(text.as_str()) || route.name().contains(text.as_str())
+                });
+                bench(plan, true).await
+            }
+            None => Err("--only needs a text to match".into()),
+        },
         Some("--perf") => perf_profile(8).await,
         // --core-hot leaves out the uncached ES256 verification (for callgrind: per-request
         // paths only).
@@ -994,7 +1008,7 @@ async fn main() -> std::process::ExitCode {
         }
         None => bench(full_plan(), false).await,
         Some(other) => Err(format!(
-            "unknown argument {other}; use --smoke, --core [N], --core-hot [N], --perf or --soak N"
+            "unknown argument {other}; use --smoke, --only TEXT, --core [N], --core-hot [N], --perf or --soak N"
         )),
     };
     match outcome {
