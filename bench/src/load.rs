@@ -13,6 +13,8 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
     pub expect: u16,
+    /// Bearer tokens used in turn, one per request (empty: `headers` alone).
+    pub tokens: std::sync::Arc<Vec<String>>,
 }
 
 /// What one measured run saw.
@@ -104,7 +106,7 @@ pub async fn http(
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for connection in 0..connections {
         let client = reqwest::Client::builder()
             .http1_only()
             .pool_max_idle_per_host(1)
@@ -113,12 +115,17 @@ pub async fn http(
             .expect("HTTP client");
         let request = request.clone();
         let url = format!("{base}{}", request.path);
+        let mut turn = connection * 7919;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
             while Instant::now() < deadline {
                 let mut builder = client.request(request.method.clone(), &url);
                 for (name, value) in &request.headers {
                     builder = builder.header(name, value);
+                }
+                if !request.tokens.is_empty() {
+                    turn = (turn + 1) % request.tokens.len();
+                    builder = builder.bearer_auth(&request.tokens[turn]);
                 }
                 if let Some(body) = &request.body {
                     builder = builder

@@ -104,6 +104,8 @@ enum Route {
     GrpcRead,
     /// `GET /catalog/items?page_size=N` (public): the response grows with N.
     List(u32),
+    /// The hot read by many different users, each with their own valid token.
+    ManyUsers,
 }
 
 impl Route {
@@ -116,6 +118,7 @@ impl Route {
             Route::List(10) => "GET /catalog/items?page_size=10",
             Route::List(100) => "GET /catalog/items?page_size=100",
             Route::List(_) => "GET /catalog/items?page_size=1000",
+            Route::ManyUsers => "GET /catalog/items/{id}, 100k users (a token each)",
         }
     }
 }
@@ -169,6 +172,9 @@ fn full_plan() -> Plan {
     }
     for chain in [Chain::WasmLargePolicy, Chain::NativeLargePolicy] {
         cases.push((chain, Route::HotRead, 16));
+    }
+    for chain in [Chain::Wasm, Chain::Native] {
+        cases.push((chain, Route::ManyUsers, 16));
     }
     for route in [Route::Write, Route::Reject] {
         for connections in [1, 16, 64] {
@@ -307,6 +313,26 @@ async fn start(chain: Chain) -> Edge {
     .await
 }
 
+/// 100,000 valid tokens, one per made-up user, signed with the authority's current key (as
+/// the authority would sign them), made once per edge.
+fn many_tokens(edge: &Edge) -> std::sync::Arc<Vec<String>> {
+    let key = edge.signing_key();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let tokens = (0..100_000)
+        .map(|n| {
+            let mut claims = Claims::create(Duration::from_secs(3600))
+                .with_issuer("authority")
+                .with_audience("edge")
+                .with_subject(format!("bench-user-{n}"));
+            claims.issued_at = Some(UnixTimeStamp::from_secs(now));
+            key.sign(claims).expect("sign a token")
+        })
+        .collect();
+    std::sync::Arc::new(tokens)
+}
+
 /// `count` more items (owner `bench`), straight into the item service.
 async fn seed_items(edge: &Edge, count: usize) {
     let mut writers = tokio::task::JoinSet::new();
@@ -363,14 +389,17 @@ fn request(route: Route, token: &str) -> HttpRequest {
             headers: Vec::new(),
             body: None,
             expect: 200,
+            tokens: Default::default(),
         },
         // GrpcRead is sent by the gRPC load generator; this shape is never used for it.
-        Route::HotRead | Route::GrpcRead => HttpRequest {
+        // ManyUsers gets its tokens in `measure`.
+        Route::HotRead | Route::GrpcRead | Route::ManyUsers => HttpRequest {
             method: reqwest::Method::GET,
             path: format!("/catalog/items/{MOBILE_PHONE_ID}"),
             headers: bearer,
             body: None,
             expect: 200,
+            tokens: Default::default(),
         },
         Route::Write => HttpRequest {
             method: reqwest::Method::POST,
@@ -378,6 +407,7 @@ fn request(route: Route, token: &str) -> HttpRequest {
             headers: bearer,
             body: Some(r#"{"title":"Bench","price":1}"#.into()),
             expect: 200,
+            tokens: Default::default(),
         },
         Route::Reject => HttpRequest {
             method: reqwest::Method::POST,
@@ -385,6 +415,7 @@ fn request(route: Route, token: &str) -> HttpRequest {
             headers: Vec::new(),
             body: Some(r#"{"title":"Bench","price":1}"#.into()),
             expect: 401,
+            tokens: Default::default(),
         },
     }
 }
@@ -458,7 +489,11 @@ async fn measure(
             duration,
         )
     };
-    let http = request(route, token);
+    let mut http = request(route, token);
+    if route == Route::ManyUsers {
+        http.headers.clear();
+        http.tokens = many_tokens(edge);
+    }
     if chain == Chain::Direct {
         direct(plan.warmup).await;
     } else if route == Route::GrpcRead {
@@ -674,6 +709,18 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
             .zip(cpu_of(Route::HotRead, small))
             .map(|(l, s): (f64, f64)| l - s)
     };
+    let users = |chain| {
+        cpu_of(Route::HotRead, chain)
+            .zip(cpu_of(Route::ManyUsers, chain))
+            .map(|(one, many): (f64, f64)| format!("{one:.0} → {many:.0}"))
+            .unwrap_or_else(|| "–".into())
+    };
+    let _ = writeln!(
+        out,
+        "| hot read: 1 user → 100k users, one token each (verified-token caches miss) | {} | {} | |",
+        users(Chain::Wasm),
+        users(Chain::Native)
+    );
     let _ = writeln!(
         out,
         "| slope: µs per 1000 more policy rules (hot read) | {} | {} | |",
