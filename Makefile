@@ -94,7 +94,7 @@ digests: wasm ## Pin the built filters' sha256 in istio/base/wasm-digests.json (
 # the manifests instead). Each says so and stops when a tool is missing.
 REGISTRY ?= localhost:5001/edge
 TAG ?= 0.1.0
-SERVICES := authority catalog customer item
+SERVICES := acl authority catalog customer item
 FILTERS := access-log auth transcoder
 need = @command -v $(1) >/dev/null || { echo "make $@ needs $(1), which this machine does not have: install it, or use make run / make test"; exit 1; }
 need_docker = @docker info >/dev/null 2>&1 || { echo "make $@ needs a running Docker daemon, which this machine does not have: start one, or use make run / make test"; exit 1; }

@@ -140,6 +140,8 @@ const DECOMPOSITION: [Chain; 8] = [
 
 struct Plan {
     rounds: usize,
+    /// Distinct users (a token each) of `Route::ManyUsers`.
+    users: usize,
     warmup: StdDuration,
     measure: StdDuration,
     /// (chain, route, connections) to run, per round.
@@ -188,6 +190,7 @@ fn full_plan() -> Plan {
     // machine.
     Plan {
         rounds: 3,
+        users: 100_000,
         warmup: StdDuration::from_millis(500),
         measure: StdDuration::from_millis(2000),
         cases,
@@ -201,6 +204,8 @@ fn smoke_plan() -> Plan {
     plan.cases.iter_mut().for_each(|case| case.2 = 2);
     Plan {
         rounds: 1,
+        // Signing 100k tokens in a debug build would take minutes; the smoke checks answers.
+        users: 200,
         warmup: StdDuration::from_millis(200),
         measure: StdDuration::from_millis(800),
         cases: plan.cases,
@@ -313,14 +318,14 @@ async fn start(chain: Chain) -> Edge {
     .await
 }
 
-/// 100,000 valid tokens, one per made-up user, signed with the authority's current key (as
-/// the authority would sign them), made once per edge.
-fn many_tokens(edge: &Edge) -> std::sync::Arc<Vec<String>> {
+/// `count` valid tokens, one per made-up user, signed with the authority's current key (as
+/// the authority would sign them).
+fn many_tokens(edge: &Edge, count: usize) -> std::sync::Arc<Vec<String>> {
     let key = edge.signing_key();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let tokens = (0..100_000)
+    let tokens = (0..count)
         .map(|n| {
             let mut claims = Claims::create(Duration::from_secs(3600))
                 .with_issuer("authority")
@@ -492,7 +497,7 @@ async fn measure(
     let mut http = request(route, token);
     if route == Route::ManyUsers {
         http.headers.clear();
-        http.tokens = many_tokens(edge);
+        http.tokens = many_tokens(edge, plan.users);
     }
     if chain == Chain::Direct {
         direct(plan.warmup).await;
