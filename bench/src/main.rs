@@ -425,32 +425,6 @@ fn request(route: Route, token: &str) -> HttpRequest {
     }
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map_or("", |(_, rest)| rest)
-        .split(' ')
-        .collect();
-    let field = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12)
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Steal as a share of all CPU time since the previous reading (`/proc/stat`).
 fn cpu_totals() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -507,7 +481,11 @@ async fn measure(
         load::http(&edge.base_url, &http, connections, plan.warmup).await;
     }
     let pid = edge.envoy_pid();
-    let (rss_before, ticks_before, totals_before) = (rss_kb(pid), cpu_ticks(pid), cpu_totals());
+    let (rss_before, ticks_before, totals_before) = (
+        edge_e2e::process_rss_kib(pid),
+        edge_e2e::process_cpu_ticks(pid),
+        cpu_totals(),
+    );
     let run = if chain == Chain::Direct {
         direct(plan.measure).await
     } else if route == Route::GrpcRead {
@@ -515,7 +493,7 @@ async fn measure(
     } else {
         load::http(&edge.base_url, &http, connections, plan.measure).await
     };
-    let (ticks_after, totals_after) = (cpu_ticks(pid), cpu_totals());
+    let (ticks_after, totals_after) = (edge_e2e::process_cpu_ticks(pid), cpu_totals());
     let all = totals_after.0.saturating_sub(totals_before.0).max(1) as f64;
     let steal_percent = 100.0 * totals_after.1.saturating_sub(totals_before.1) as f64 / all;
     let envoy = chain != Chain::Direct;
@@ -524,7 +502,7 @@ async fn measure(
             (ticks_after - ticks_before) as f64 / ticks_per_second * 1e6
                 / run.requests.max(1) as f64
         }),
-        rss_kb: envoy.then(|| (rss_before, rss_kb(pid))),
+        rss_kb: envoy.then(|| (rss_before, edge_e2e::process_rss_kib(pid))),
         run,
         steal_percent,
     }
@@ -910,7 +888,7 @@ async fn soak(total: u64) -> Result<(), String> {
         }
         let mut grew = None;
         while sent >= next_mark && next_mark <= total {
-            let rss = rss_kb(edge.envoy_pid());
+            let rss = edge_e2e::process_rss_kib(edge.envoy_pid());
             let growth = baseline.map_or(0.0, |b| 100.0 * (rss as f64 - b as f64) / b as f64);
             let line = format!(
                 "| {next_mark} | {:.1} | {growth:+.1}% |",

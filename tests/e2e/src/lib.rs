@@ -442,6 +442,34 @@ impl Edge {
     }
 }
 
+/// A process's CPU time so far (user + system) in clock ticks (100 a second on Linux), from
+/// /proc: how tests and the bench measure Envoy's CPU per request.
+pub fn process_cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map_or("", |(_, rest)| rest)
+        .split(' ')
+        .collect();
+    let field = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// A process's resident memory in KiB (`VmRSS`), 0 if unreadable.
+pub fn process_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The first column of a query on a service's SQLite file, as text: what was committed.
 pub async fn sqlite_strings(file: &Path, query: &str) -> Vec<String> {
     use sqlx::Connection;

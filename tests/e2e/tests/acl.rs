@@ -394,32 +394,10 @@ async fn only_administrators_change_restrictions() {
     assert_eq!((status, body["code"].as_i64()), (400, Some(3)), "{body}");
 }
 
-/// Envoy's CPU time so far (user + system), from /proc.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("comm")
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// Envoy CPU per refused listing (auth looks the subject up, answers 403 itself).
 async fn refusal_cost(edge: &Edge, token: &str, requests: u32) -> Duration {
     let pid = edge.envoy_pid();
-    let before = cpu_time(pid);
+    let before = edge_e2e::process_cpu_ticks(pid);
     for _ in 0..requests {
         let status = edge
             .http
@@ -432,7 +410,7 @@ async fn refusal_cost(edge: &Edge, token: &str, requests: u32) -> Duration {
             .status();
         assert_eq!(status.as_u16(), 403);
     }
-    (cpu_time(pid) - before) / requests
+    Duration::from_millis((edge_e2e::process_cpu_ticks(pid) - before) * 10) / requests
 }
 
 #[tokio::test]
@@ -444,7 +422,7 @@ async fn ten_thousand_restrictions_cost_no_more_per_request() {
     until_listing_is(&edge, &banned, 403).await;
     refusal_cost(&edge, &banned, 200).await; // warm up
     let small = refusal_cost(&edge, &banned, 2000).await;
-    let rss_before = rss_kib(edge.envoy_pid());
+    let rss_before = edge_e2e::process_rss_kib(edge.envoy_pid());
 
     // 10,000 more, through the acl's own API (straight to the service: the edge is not the
     // bottleneck being measured here).
@@ -488,7 +466,7 @@ async fn ten_thousand_restrictions_cost_no_more_per_request() {
     };
     let synced = start.elapsed();
     let subjects = stat(&edge, "wasmcustom.edge_acl_subjects").await;
-    let rss_after = rss_kib(edge.envoy_pid());
+    let rss_after = edge_e2e::process_rss_kib(edge.envoy_pid());
     refusal_cost(&edge, &banned, 200).await;
     let large = refusal_cost(&edge, &banned, 2000).await;
     println!(

@@ -56,6 +56,8 @@ struct AuthRoot {
     acl_poll: FeedPoll,
     /// The feed version our open poll asked from.
     acl_since: i64,
+    /// When this configuration started (unix ms): the copy's age until its first sync.
+    configured_ms: i64,
     metrics: host::Metrics,
 }
 
@@ -456,6 +458,7 @@ impl RootContext for AuthRoot {
             }
         };
         self.state.borrow_mut().config = Some(config.clone());
+        self.configured_ms = unix_millis();
         self.set_tick_period(TICK);
         self.on_tick();
         true
