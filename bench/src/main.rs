@@ -338,31 +338,6 @@ fn many_tokens(edge: &Edge, count: usize) -> std::sync::Arc<Vec<String>> {
     std::sync::Arc::new(tokens)
 }
 
-/// `count` more items (owner `bench`), straight into the item service.
-async fn seed_items(edge: &Edge, count: usize) {
-    let mut writers = tokio::task::JoinSet::new();
-    for worker in 0..8 {
-        let item = edge.service_url("item");
-        writers.spawn(async move {
-            let mut client =
-                platform_proto::item::item_service_client::ItemServiceClient::connect(item)
-                    .await
-                    .expect("connect to item");
-            for n in (worker..count).step_by(8) {
-                client
-                    .create_item(platform_proto::item::CreateItemRequest {
-                        customer_id: "bench".into(),
-                        title: format!("Bench item {n}"),
-                        price: 100,
-                    })
-                    .await
-                    .expect("seed an item");
-            }
-        });
-    }
-    writers.join_all().await;
-}
-
 /// A token for goldie, from the authority directly (chains without the transcoder cannot
 /// route /auth/signin).
 async fn token(edge: &Edge) -> String {
@@ -787,7 +762,8 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
                 .iter()
                 .any(|(c, route, _)| *c == chain && matches!(route, Route::List(_)))
             {
-                seed_items(&edge, 1000).await;
+                edge.seed_items(1000, "bench", |n| format!("Bench item {n}"))
+                    .await;
             }
             for &(case_chain, route, connections) in &plan.cases {
                 if case_chain != chain {

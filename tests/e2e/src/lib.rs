@@ -423,6 +423,63 @@ impl Edge {
         (status, body)
     }
 
+    /// Envoy's counters and gauges whose names match `filter` (a regex, as the admin API
+    /// takes it), as (name, value).
+    pub async fn stats(&self, filter: &str) -> Vec<(String, i64)> {
+        let text = self
+            .http
+            .get(format!("{}/stats", self.admin_url))
+            .query(&[("filter", filter)])
+            .send()
+            .await
+            .expect("admin")
+            .text()
+            .await
+            .expect("stats");
+        text.lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                Some((name.to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// One stat by its exact name, `None` while Envoy has not created it.
+    pub async fn stat(&self, name: &str) -> Option<i64> {
+        let exact = format!("^{}$", name.replace('.', "\\."));
+        self.stats(&exact)
+            .await
+            .into_iter()
+            .find_map(|(found, value)| (found == name).then_some(value))
+    }
+
+    /// `count` more items owned by `owner`, titled by `title(n)`, straight into the item
+    /// service (8 callers at once).
+    pub async fn seed_items(&self, count: usize, owner: &str, title: fn(usize) -> String) {
+        let mut writers = tokio::task::JoinSet::new();
+        for worker in 0..8 {
+            let item = self.service_url("item");
+            let owner = owner.to_string();
+            writers.spawn(async move {
+                let mut client =
+                    platform_proto::item::item_service_client::ItemServiceClient::connect(item)
+                        .await
+                        .expect("connect to item");
+                for n in (worker..count).step_by(8) {
+                    client
+                        .create_item(platform_proto::item::CreateItemRequest {
+                            customer_id: owner.clone(),
+                            title: title(n),
+                            price: 100,
+                        })
+                        .await
+                        .expect("seed an item");
+                }
+            });
+        }
+        writers.join_all().await;
+    }
+
     /// The `access_token` for an existing customer.
     pub async fn signin(&self, name: &str) -> String {
         let response: Value = self

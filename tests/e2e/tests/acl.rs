@@ -112,19 +112,9 @@ async fn until_listing_is(edge: &Edge, token: &str, wanted: u16) -> Duration {
 
 /// One of Envoy's stats by exact name, from the admin API.
 async fn stat(edge: &Edge, name: &str) -> i64 {
-    let text = edge
-        .http
-        .get(format!("{}/stats?filter=^{name}$", edge.admin_url))
-        .send()
+    edge.stat(name)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no stat {name} in {text:?}"))
+        .unwrap_or_else(|| panic!("Envoy has no stat {name}"))
 }
 
 #[tokio::test]

@@ -79,40 +79,16 @@ fn status_of(response: &str) -> Option<u16> {
 
 /// An Envoy counter or gauge by exact name (0 when Envoy has not created it).
 async fn stat(edge: &Edge, name: &str) -> i64 {
-    let text = edge
-        .http
-        .get(format!(
-            "{}/stats?filter=^{}$",
-            edge.admin_url,
-            name.replace('.', "\\.")
-        ))
-        .send()
-        .await
-        .expect("admin")
-        .text()
-        .await
-        .expect("stats");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
+    edge.stat(name).await.unwrap_or(0)
 }
 
 /// The sum of every Envoy stat whose name ends with `.suffix` (e.g. over listeners).
 async fn stat_sum(edge: &Edge, suffix: &str) -> i64 {
-    let text = edge
-        .http
-        .get(format!("{}/stats?filter={suffix}", edge.admin_url))
-        .send()
+    edge.stats(suffix)
         .await
-        .expect("admin")
-        .text()
-        .await
-        .expect("stats");
-    text.lines()
-        .filter_map(|line| line.split_once(": "))
+        .into_iter()
         .filter(|(name, _)| name.ends_with(&format!(".{suffix}")))
-        .filter_map(|(_, value)| value.trim().parse::<i64>().ok())
+        .map(|(_, value)| value)
         .sum()
 }
 
@@ -715,27 +691,8 @@ async fn a_backend_killed_under_load_loses_no_acknowledged_write() {
 async fn clients_that_never_read_cost_bounded_memory() {
     let edge = edge().await;
     // 200 items with long titles: a page of them is ~70 KB of JSON.
-    let mut writers = tokio::task::JoinSet::new();
-    for worker in 0..8 {
-        let item = edge.service_url("item");
-        writers.spawn(async move {
-            let mut client =
-                platform_proto::item::item_service_client::ItemServiceClient::connect(item)
-                    .await
-                    .expect("item");
-            for n in 0..25 {
-                client
-                    .create_item(platform_proto::item::CreateItemRequest {
-                        customer_id: "bulk".into(),
-                        title: format!("{worker}-{n}-{}", "t".repeat(190)),
-                        price: 1,
-                    })
-                    .await
-                    .expect("create");
-            }
-        });
-    }
-    writers.join_all().await;
+    edge.seed_items(200, "bulk", |n| format!("{n}-{}", "t".repeat(190)))
+        .await;
     let pid = edge.envoy_pid();
     let before = rss_mib(pid);
     let request = b"GET /catalog/items?page_size=1000 HTTP/1.1\r\nhost: edge\r\n\r\n";

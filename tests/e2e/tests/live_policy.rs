@@ -169,23 +169,15 @@ async fn policy_changes_live_under_load_without_failures_or_restarts() {
         reads.len() + writes.len()
     );
 
-    let stats = edge
-        .http
-        .get(format!("{}/stats?filter=config_fail", edge.admin_url))
-        .send()
-        .await
-        .expect("admin")
-        .text()
-        .await
-        .expect("stats");
-    let rejected: u64 = stats
-        .lines()
-        .filter(|line| line.contains("edge.auth"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+    let stats = edge.stats("config_fail").await;
+    let rejected: i64 = stats
+        .iter()
+        .filter(|(name, _)| name.contains("edge.auth"))
+        .map(|(_, value)| value)
         .sum();
     assert!(
         rejected >= 1,
-        "Envoy rejected the broken configuration:\n{stats}"
+        "Envoy rejected the broken configuration: {stats:?}"
     );
 
     // Nothing restarted.
