@@ -127,7 +127,7 @@ deploy: ## Apply istio/ (kubectl apply -k); then curl http://127.0.0.1:8080 as w
 # (kubernetes-validate, from PyPI); the postgres overlay as kustomize builds it. Tools are
 # installed once into target/tools/istio-validate.
 ISTIO_TOOLS := $(CURDIR)/target/tools/istio-validate
-ISTIO_FILES := $(addprefix istio/base/,namespaces.yaml services.yaml gateway.yaml wasmplugins.yaml envoyfilter.yaml authorization.yaml operator.yaml)
+ISTIO_FILES := $(addprefix istio/base/,namespaces.yaml services.yaml gateway.yaml wasmplugins.yaml envoyfilter.yaml authorization.yaml operator.yaml telemetry.yaml)
 istio-check:
 	@test -d $(ISTIO_TOOLS)/node_modules/@kubernetes-models/istio || { mkdir -p $(ISTIO_TOOLS) && cp istio/validate/package.json $(ISTIO_TOOLS)/ && npm install --silent --no-audit --no-fund --prefix $(ISTIO_TOOLS); }
 	@test -d $(ISTIO_TOOLS)/python/kubernetes_validate || pip3 install --quiet --disable-pip-version-check --target $(ISTIO_TOOLS)/python kubernetes-validate==1.37.0

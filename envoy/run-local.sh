@@ -45,6 +45,8 @@ supervise() {
   done
 }
 
+# Where the services export spans (edge.json's `tracing`), as Envoy does.
+while IFS= read -r setting; do export "$setting"; done < <("$BIN/edgectl" service-env)
 echo "starting services (logs in .run/):"
 # envoy/edge.json's services, each after those it calls: `name binary port` lines.
 services=$("$BIN/edgectl" services) || exit 1

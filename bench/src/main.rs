@@ -16,6 +16,7 @@
 mod core_costs;
 mod load;
 
+use edge_e2e::otlp::TraceReceiver;
 use edge_e2e::{Edge, Options, MOBILE_PHONE_ID};
 use jwt_simple::prelude::*;
 use load::{HttpRequest, Run};
@@ -42,6 +43,9 @@ enum Chain {
     /// The full chains with 1000 more policy rules ahead of the real ones.
     WasmLargePolicy,
     NativeLargePolicy,
+    /// The full chains with edge.json's tracing, exporting to an OTLP receiver in the bench.
+    WasmTraced,
+    NativeTraced,
 }
 
 impl Chain {
@@ -60,11 +64,21 @@ impl Chain {
             Chain::CalloutHttpCall => "minimal callout filter, proxy_http_call",
             Chain::WasmLargePolicy => "wasm, 1000 more policy rules",
             Chain::NativeLargePolicy => "native, 1000 more jwt_authn rules",
+            Chain::WasmTraced => "wasm, tracing on",
+            Chain::NativeTraced => "native, tracing on",
         }
     }
 
     fn native(self) -> bool {
-        matches!(self, Chain::Native | Chain::NativeLargePolicy)
+        matches!(
+            self,
+            Chain::Native | Chain::NativeLargePolicy | Chain::NativeTraced
+        )
+    }
+
+    /// Envoy's tracer on (every other chain runs without it, like for like).
+    fn traced(self) -> bool {
+        matches!(self, Chain::WasmTraced | Chain::NativeTraced)
     }
 
     fn large_policy(self) -> bool {
@@ -178,6 +192,12 @@ fn full_plan() -> Plan {
     for chain in [Chain::Wasm, Chain::Native] {
         cases.push((chain, Route::ManyUsers, 16));
     }
+    // What tracing adds: latency at one connection, Envoy CPU at 16.
+    for connections in [1, 16] {
+        for chain in [Chain::WasmTraced, Chain::NativeTraced] {
+            cases.push((chain, Route::HotRead, connections));
+        }
+    }
     for route in [Route::Write, Route::Reject] {
         for connections in [1, 16, 64] {
             for chain in [Chain::Native, Chain::Wasm] {
@@ -214,10 +234,15 @@ fn smoke_plan() -> Plan {
 
 /// The bench's policy: reads need a token too, so the hot read pays for verification in both
 /// chains (derived from the same edge.json, so the chains enforce the same rules).
-fn bench_config(config: &mut edgectl::EdgeConfig) {
+fn bench_config(config: &mut edgectl::EdgeConfig, collector: Option<&str>) {
     // Like for like: the native chain has no CORS, mesh-policy (RBAC), rollout or rate limit
     // either (and one user's load would exceed any sane per-user limit). The acl lookup stays:
-    // it is one shared-data read on writes, part of what our chain does.
+    // it is one shared-data read on writes, part of what our chain does. Tracing only where
+    // the chain says so, both chains alike.
+    match (collector, config.tracing.as_mut()) {
+        (Some(collector), Some(tracing)) => tracing.collector = collector.to_string(),
+        _ => config.tracing = None,
+    }
     config.cors = None;
     config.authorization.clear();
     config.rollouts.clear();
@@ -258,12 +283,27 @@ fn jwks_from_key_dir(dir: &Path) -> String {
     json!({ "keys": [jwk] }).to_string()
 }
 
+/// Where traced chains export: one receiver for the whole run.
+static TRACE_RECEIVER: tokio::sync::OnceCell<TraceReceiver> = tokio::sync::OnceCell::const_new();
+
 async fn start(chain: Chain) -> Edge {
     let root = edge_e2e::workspace_root();
+    let collector = if chain.traced() {
+        Some(
+            TRACE_RECEIVER
+                .get_or_init(TraceReceiver::start)
+                .await
+                .address
+                .clone(),
+        )
+    } else {
+        None
+    };
+    let collector_for_bootstrap = collector.clone();
     Edge::start_with(Options {
         envoy_cpu: Some(0),
         customize: Box::new(move |config| {
-            bench_config(config);
+            bench_config(config, collector.as_deref());
             if chain.large_policy() {
                 add_rules(config, 1000);
             }
@@ -275,10 +315,12 @@ async fn start(chain: Chain) -> Edge {
                 | Chain::AuthOnly
                 | Chain::WasmLargePolicy
                 | Chain::NativeLargePolicy
+                | Chain::WasmTraced
+                | Chain::NativeTraced
         ),
         bootstrap: Box::new(move |bootstrap, dir| {
             let mut config = edgectl::EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
-            bench_config(&mut config);
+            bench_config(&mut config, collector_for_bootstrap.as_deref());
             if chain.large_policy() {
                 add_rules(&mut config, 1000);
             }
@@ -687,6 +729,37 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
         per_thousand_rules(Chain::Native, Chain::NativeLargePolicy)
             .map_or("–".into(), |v| format!("{v:+.0}")),
     );
+    let _ = writeln!(
+        out,
+        "\n### What tracing adds\n\nThe hot read with edge.json's `tracing` (Envoy's OpenTelemetry tracer, every request sampled, spans exported over OTLP/gRPC to a receiver in the bench; the services do not export here) against the same chain without it. Latency: p50 at 1 connection; Envoy CPU: µs per request at 16 connections (medians of rounds).\n\n| chain | p50 ms off → on | added µs | CPU µs off → on | added µs |\n|---|---:|---:|---:|---:|"
+    );
+    for (off, on) in [
+        (Chain::Wasm, Chain::WasmTraced),
+        (Chain::Native, Chain::NativeTraced),
+    ] {
+        let (p50_off, p50_on) = (
+            quantile(Route::HotRead, 1, off, 0.5),
+            quantile(Route::HotRead, 1, on, 0.5),
+        );
+        let (cpu_off, cpu_on) = (cpu_of(Route::HotRead, off), cpu_of(Route::HotRead, on));
+        let pair = |a: Option<f64>, b: Option<f64>, digits: usize| match (a, b) {
+            (Some(a), Some(b)) => format!("{a:.digits$} → {b:.digits$}"),
+            _ => "–".into(),
+        };
+        let added = |a: Option<f64>, b: Option<f64>, scale: f64| {
+            a.zip(b)
+                .map_or("–".into(), |(a, b)| format!("{:+.0}", (b - a) * scale))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            on.name(),
+            pair(p50_off, p50_on, 3),
+            added(p50_off, p50_on, 1000.0),
+            pair(cpu_off, cpu_on, 0),
+            added(cpu_off, cpu_on, 1.0),
+        );
+    }
     let _ = writeln!(
         out,
         "\nRounds: {}; each run {} s warm-up (discarded) + {} s measured.",

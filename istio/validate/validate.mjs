@@ -10,6 +10,8 @@ import * as networkingAlpha from "@kubernetes-models/istio/networking.istio.io/v
 import * as networkingBeta from "@kubernetes-models/istio/networking.istio.io/v1beta1";
 import * as security from "@kubernetes-models/istio/security.istio.io/v1";
 import * as install from "@kubernetes-models/istio/install.istio.io/v1alpha1";
+// The package has Telemetry's v1alpha1 only; Istio serves v1 with the same schema.
+import * as telemetry from "@kubernetes-models/istio/telemetry.istio.io/v1alpha1";
 
 const models = {
   "extensions.istio.io/v1alpha1": extensions,
@@ -17,6 +19,7 @@ const models = {
   "networking.istio.io/v1beta1": networkingBeta,
   "security.istio.io/v1": security,
   "install.istio.io/v1alpha1": install,
+  "telemetry.istio.io/v1": telemetry,
 };
 
 let failures = 0;
@@ -32,7 +35,12 @@ for (const file of process.argv.slice(2)) {
       continue;
     }
     try {
-      new Model(object).validate();
+      // Telemetry v1 is checked against its v1alpha1 schema (the same), under that version.
+      const checkedAs =
+        object.apiVersion === "telemetry.istio.io/v1"
+          ? { ...object, apiVersion: "telemetry.istio.io/v1alpha1" }
+          : object;
+      new Model(checkedAs).validate();
       checked++;
       console.log(`${name}: valid`);
     } catch (error) {

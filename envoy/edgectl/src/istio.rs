@@ -80,6 +80,13 @@ impl EdgeConfig {
         if !self.slos.is_empty() {
             files.insert("slo-rules.yaml", vec![self.prometheus_rule()?]);
         }
+        if let Some(tracing) = &self.tracing {
+            let istio = self.istio()?;
+            files.insert(
+                "telemetry.yaml",
+                vec![tracing.istio_telemetry(&istio.gateway_namespace, &istio.gateway_selector)],
+            );
+        }
         Ok(files)
     }
 
@@ -122,6 +129,12 @@ impl EdgeConfig {
                 env.push(
                     json!({ "name": "DATABASE_URL", "value": format!("sqlite:///data/{name}.db") }),
                 );
+            }
+            if let Some(tracing) = &self.tracing {
+                env.push(json!({
+                    "name": "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    "value": format!("http://{}", tracing.cluster_collector)
+                }));
             }
             for (variable, value) in &service.cluster_env {
                 env.push(json!({ "name": variable, "value": value }));
@@ -237,10 +250,12 @@ impl EdgeConfig {
                 "route": [{ "destination": { "host": fqdn(name), "port": { "number": service.port } } }]
             }));
         }
-        if let Some(cors) = &self.cors {
-            for route in &mut routes {
+        for route in &mut routes {
+            if let Some(cors) = &self.cors {
                 route["corsPolicy"] = cors.istio_policy();
             }
+            // What the edge's filters tell Envoy's tracer stays at the edge.
+            route["headers"] = json!({ "request": { "remove": crate::EDGE_ONLY_HEADERS } });
         }
         Ok(vec![
             json!({
@@ -311,23 +326,32 @@ impl EdgeConfig {
     /// `gateway` injection template is what honours that annotation).
     fn operator(&self) -> Result<Value, String> {
         let istio = self.istio()?;
+        // The collector the gateway's tracer exports to (`telemetry.yaml` selects it).
+        let providers: Vec<Value> = self
+            .tracing
+            .iter()
+            .map(crate::Tracing::istio_provider)
+            .collect::<Result<_, _>>()?;
         Ok(json!({
             "apiVersion": "install.istio.io/v1alpha1",
             "kind": "IstioOperator",
             "metadata": { "name": "edge", "namespace": istio.gateway_namespace },
             "spec": {
                 "profile": "ambient",
-                "meshConfig": { "defaultConfig": {
-                    "proxyStatsMatcher": {
-                        "inclusionPrefixes": Self::stats_inclusion_prefixes(),
-                        // The rate limits' counters (`<group>.http_local_rate_limit.*`).
-                        "inclusionRegexps": [".*http_local_rate_limit.*"]
-                    },
-                    // The gateway's connection cap (Istio ≥ 1.29 reads it from here).
-                    "proxyMetadata": {
-                        "ISTIO_META_GLOBAL_DOWNSTREAM_MAX_CONNECTIONS": self.limits.max_connections.to_string()
+                "meshConfig": {
+                    "extensionProviders": providers,
+                    "defaultConfig": {
+                        "proxyStatsMatcher": {
+                            "inclusionPrefixes": Self::stats_inclusion_prefixes(),
+                            // The rate limits' counters (`<group>.http_local_rate_limit.*`).
+                            "inclusionRegexps": [".*http_local_rate_limit.*"]
+                        },
+                        // The gateway's connection cap (Istio ≥ 1.29 reads it from here).
+                        "proxyMetadata": {
+                            "ISTIO_META_GLOBAL_DOWNSTREAM_MAX_CONNECTIONS": self.limits.max_connections.to_string()
+                        }
                     }
-                } },
+                },
                 "components": { "ingressGateways": [{
                     "name": "istio-ingressgateway",
                     "namespace": istio.gateway_namespace,
@@ -429,15 +453,14 @@ impl EdgeConfig {
             }));
         }
         // What WasmPlugins cannot add: Envoy's buffer filter right before the router (the
-        // transcoder needs it: proxy-wasm cannot pause headers and read a body), and Envoy's
-        // CORS filter first in the chain (Istio's own runs after every WasmPlugin, too late to
-        // put its headers on the transcoder's replies).
+        // transcoder needs it: proxy-wasm cannot pause headers and read a body), and the
+        // filters that go first (`first_filter_patches`).
         objects.push(
             self.envoy_filter_of("edge-buffer", vec![before_router(crate::buffer_filter())])?,
         );
-        if self.cors.is_some() {
-            objects
-                .push(self.envoy_filter_of("edge-cors-first", vec![first(crate::cors_filter())])?);
+        let first_filters = self.first_filter_patches();
+        if !first_filters.is_empty() {
+            objects.push(self.envoy_filter_of("edge-first", first_filters)?);
         }
         // The rate limits right before the transcoder's WasmPlugin (Istio names its filter
         // after the plugin's ECDS resource), so after auth and Istio's RBAC.
@@ -470,14 +493,27 @@ impl EdgeConfig {
         };
         // Each INSERT_FIRST lands before the ones applied earlier: apply in reverse order.
         let mut patches = vec![first(wasm("auth")), first(wasm("access-log"))];
-        if self.cors.is_some() {
-            patches.push(first(crate::cors_filter()));
-        }
+        patches.extend(self.first_filter_patches());
         patches.extend(self.rate_limit_filters()?.into_iter().map(before_router));
         patches.push(before_router(wasm("transcoder")));
         patches.push(before_router(crate::buffer_filter()));
         patches.extend(self.gateway_patches()?);
         self.envoy_filter_of("edge-filters", patches)
+    }
+
+    /// Envoy's filters that go before every filter of Istio's and every WasmPlugin: the trace
+    /// context (when the edge traces), then CORS (Istio's own CORS filter runs after every
+    /// WasmPlugin, too late to put its headers on the transcoder's replies). Each INSERT_FIRST
+    /// lands before the ones applied earlier, hence the reverse order.
+    fn first_filter_patches(&self) -> Vec<Value> {
+        let mut patches = Vec::new();
+        if self.cors.is_some() {
+            patches.push(first(crate::cors_filter()));
+        }
+        if self.tracing.is_some() {
+            patches.push(first(crate::trace_context_filter()));
+        }
+        patches
     }
 
     /// The gateway's connection manager, listeners and clusters set as the local Envoy's:

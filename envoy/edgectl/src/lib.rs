@@ -24,6 +24,7 @@ mod native;
 mod ratelimit;
 mod rbac;
 mod slo;
+mod traces;
 mod xds;
 pub use cors::CorsSettings;
 pub use istio::{Digests, Files, IstioSettings, Objects, WASM_MOUNT};
@@ -33,10 +34,11 @@ pub use local::{
     buffer_filter, cors_filter, discovered_filter, render_local_envoy, router_filter, stats_config,
     wasm_filter,
 };
-pub use mesh::{chain, Plugin, Slot, FILTERS};
+pub use mesh::{chain, ChainFeatures, Plugin, Slot, FILTERS};
 pub use ratelimit::{local_reply_config, rate_limit_filters, RateLimit};
 pub use rbac::rbac_filter;
 pub use slo::{record_name, rule_groups, Slo};
+pub use traces::{trace_context_filter, Tracing, COLLECTOR_CLUSTER, EDGE_ONLY_HEADERS};
 pub use xds::{write_xds, LOCAL_XDS_DIR};
 
 /// `envoy/edge.json`.
@@ -75,6 +77,9 @@ pub struct EdgeConfig {
     /// verified subject, or the client address for anonymous requests).
     #[serde(default)]
     pub rate_limits: Vec<RateLimit>,
+    /// Traces over OTLP from the edge (Envoy's tracer) and the services; none when absent.
+    #[serde(default)]
+    pub tracing: Option<Tracing>,
     /// Where the Istio manifests put images and filters (see `istio/`).
     #[serde(default)]
     pub istio: Option<IstioSettings>,
@@ -365,6 +370,10 @@ impl EdgeConfig {
         edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;
 
         let mut access_log = self.access_log.clone();
+        if self.tracing.is_some() && access_log.get("generate_traceparent").is_none() {
+            // Envoy's tracer starts the trace; the log takes its id from the edge span.
+            access_log["generate_traceparent"] = json!(false);
+        }
         if let Some(service) = access_log
             .pointer("/collector/cluster")
             .and_then(Value::as_str)

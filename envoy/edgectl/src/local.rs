@@ -1,7 +1,9 @@
 //! The local Envoy: the bootstrap `make run` and the end-to-end tests start, and the filter
 //! entries it is made of.
 
-use crate::{chain, rbac_filter, to_yaml, EdgeConfig, Slot, Topology, GENERATED_NOTICE};
+use crate::{
+    chain, rbac_filter, to_yaml, ChainFeatures, EdgeConfig, Slot, Topology, GENERATED_NOTICE,
+};
 use serde_json::{json, Value};
 
 impl EdgeConfig {
@@ -91,7 +93,15 @@ impl EdgeConfig {
                 }
             }));
         }
-        let mut virtual_host = json!({ "name": "edge", "domains": ["*"], "routes": routes });
+        if let Some(tracing) = &self.tracing {
+            clusters.push(tracing.collector_cluster()?);
+        }
+        let mut virtual_host = json!({
+            "name": "edge",
+            "domains": ["*"],
+            "routes": routes,
+            "request_headers_to_remove": crate::EDGE_ONLY_HEADERS
+        });
         if let Some(cors) = &self.cors {
             virtual_host["typed_per_filter_config"] =
                 json!({ "envoy.filters.http.cors": cors.envoy_policy() });
@@ -101,12 +111,13 @@ impl EdgeConfig {
         let deny = rbac_filter(&policies, "DENY")?;
         let allow = rbac_filter(&policies, "ALLOW")?;
         let rate_limits = self.rate_limit_filters()?;
-        let http_filters: Vec<Value> = chain(
-            self.cors.is_some(),
-            deny.is_some(),
-            allow.is_some(),
-            !rate_limits.is_empty(),
-        )
+        let http_filters: Vec<Value> = chain(ChainFeatures {
+            cors: self.cors.is_some(),
+            deny: deny.is_some(),
+            allow: allow.is_some(),
+            rate_limits: !rate_limits.is_empty(),
+            trace_context: self.tracing.is_some(),
+        })
         .into_iter()
         .flat_map(|slot| match slot {
             Slot::CorsFirst => vec![cors_filter()],
@@ -114,6 +125,7 @@ impl EdgeConfig {
             Slot::RbacDeny => deny.clone().into_iter().collect(),
             Slot::RbacAllow => allow.clone().into_iter().collect(),
             Slot::RateLimits => rate_limits.clone(),
+            Slot::TraceContext => vec![crate::trace_context_filter()],
             Slot::Buffer => vec![buffer_filter()],
             Slot::Router => vec![router_filter()],
         })
@@ -137,6 +149,9 @@ impl EdgeConfig {
         });
         for (field, value) in self.connection_manager_settings()? {
             connection_manager[field] = value;
+        }
+        if let Some(tracing) = &self.tracing {
+            connection_manager["tracing"] = tracing.connection_manager();
         }
         Ok(json!({
             // xDS (the filters' ECDS files) needs the node named.
@@ -175,6 +190,18 @@ impl EdgeConfig {
         ];
         if !self.rate_limit_filters()?.is_empty() {
             settings.push(("local_reply_config", crate::local_reply_config()));
+        }
+        if self.tracing.is_some() {
+            // Sample by chance, not by request id: a client's own id need not be a UUID (Envoy
+            // would not trace it), and it stays as the client wrote it.
+            settings.push((
+                "request_id_extension",
+                json!({ "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
+                    "pack_trace_reason": false,
+                    "use_request_id_for_trace_sampling": false
+                } }),
+            ));
         }
         settings.extend(self.limits.connection_manager());
         Ok(settings)

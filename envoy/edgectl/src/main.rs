@@ -3,6 +3,8 @@
 //! `edgectl check [EDGE_JSON]`: validates the configuration without writing anything.
 //! `edgectl digests`: writes istio/base/wasm-digests.json from the built target/filters/*.wasm.
 //! `edgectl services`: lists `name binary port` of each service, in an order they can start in.
+//! `edgectl service-env`: the environment every local service gets (`NAME=value` lines): where
+//! to export spans, when edge.json traces.
 //! `edgectl policy apply [EDGE_JSON]`: pushes the filters' configuration (policy included) to
 //! the running local Envoy, through the ECDS files it watches in .run/xds, and waits until
 //! Envoy has taken it (or says it refused it); nothing restarts.
@@ -33,6 +35,13 @@ fn run(args: &[String]) -> Result<(), String> {
         for name in config.start_order()? {
             let service = &config.services[name];
             println!("{name} {} {}", service.binary(name), service.port);
+        }
+        return Ok(());
+    }
+    if command == "service-env" {
+        let config = EdgeConfig::load(Path::new("envoy/edge.json"))?;
+        if let Some(tracing) = &config.tracing {
+            println!("OTEL_EXPORTER_OTLP_ENDPOINT=http://{}", tracing.collector);
         }
         return Ok(());
     }

@@ -45,6 +45,10 @@ pub const FILTERS: [Plugin; 3] = [
 /// that do not (metadata exchange, grpc_stats, alpn, fault, istio.stats) are left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
+    /// Envoy's `header_mutation` filter that writes the edge span's ids for our filters (see
+    /// `edge_core::trace`), `INSERT_FIRST` by our EnvoyFilter when the edge traces: every
+    /// request, refused or not, is logged with its span's trace id.
+    TraceContext,
     /// Envoy's CORS filter, `INSERT_FIRST` by our EnvoyFilter: Istio's own CORS filter runs
     /// after every WasmPlugin, too late to add its headers to the transcoder's replies.
     CorsFirst,
@@ -57,6 +61,7 @@ pub enum Slot {
     /// before the transcoder: after auth, which sets the subject they key on, and before the
     /// transcoder, which answers JSON requests itself.
     RateLimits,
+
     /// Envoy's buffer filter, `INSERT_BEFORE` the router by our EnvoyFilter: it holds request
     /// headers while the transcoder reads the body.
     Buffer,
@@ -65,15 +70,31 @@ pub enum Slot {
 
 const PHASES: [&str; 4] = ["AUTHN", "AUTHZ", "STATS", "UNSPECIFIED_PHASE"];
 
-/// The chain in Istio's order. `cors`: the edge has CORS settings; `deny`/`allow`: there are
-/// AuthorizationPolicies with that action; `rate_limits`: there are rate limits.
-pub fn chain(cors: bool, deny: bool, allow: bool, rate_limits: bool) -> Vec<Slot> {
+/// What the edge's configuration adds to the chain.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChainFeatures {
+    /// CORS settings.
+    pub cors: bool,
+    /// AuthorizationPolicies with action DENY.
+    pub deny: bool,
+    /// AuthorizationPolicies with action ALLOW.
+    pub allow: bool,
+    pub rate_limits: bool,
+    /// Tracing.
+    pub trace_context: bool,
+}
+
+/// The chain in Istio's order.
+pub fn chain(features: ChainFeatures) -> Vec<Slot> {
     let mut slots = Vec::new();
-    if cors {
+    if features.trace_context {
+        slots.push(Slot::TraceContext);
+    }
+    if features.cors {
         slots.push(Slot::CorsFirst);
     }
     for phase in PHASES {
-        if phase == "UNSPECIFIED_PHASE" && rate_limits {
+        if phase == "UNSPECIFIED_PHASE" && features.rate_limits {
             slots.push(Slot::RateLimits);
         }
         let mut plugins: Vec<&Plugin> = FILTERS.iter().filter(|p| p.phase == phase).collect();
@@ -81,10 +102,10 @@ pub fn chain(cors: bool, deny: bool, allow: bool, rate_limits: bool) -> Vec<Slot
         slots.extend(plugins.iter().map(|plugin| Slot::Plugin(plugin.name)));
         // Istio's own authz comes right after the AUTHZ plugins.
         if phase == "AUTHZ" {
-            if deny {
+            if features.deny {
                 slots.push(Slot::RbacDeny);
             }
-            if allow {
+            if features.allow {
                 slots.push(Slot::RbacAllow);
             }
         }
@@ -99,9 +120,17 @@ mod tests {
 
     #[test]
     fn access_log_first_then_auth_then_mesh_policy_then_the_transcoder() {
+        let everything = ChainFeatures {
+            cors: true,
+            deny: true,
+            allow: true,
+            rate_limits: true,
+            trace_context: true,
+        };
         assert_eq!(
-            chain(true, true, true, true),
+            chain(everything),
             vec![
+                Slot::TraceContext,
                 Slot::CorsFirst,
                 Slot::Plugin("access-log"),
                 Slot::Plugin("auth"),
@@ -114,7 +143,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            chain(false, false, false, false),
+            chain(ChainFeatures::default()),
             vec![
                 Slot::Plugin("access-log"),
                 Slot::Plugin("auth"),

@@ -246,14 +246,6 @@ pub fn new_traceparent(request_id: &str, seed: u64) -> String {
     )
 }
 
-/// The trace id of a well-formed `traceparent`.
-pub fn trace_id(traceparent: &str) -> Option<String> {
-    let mut parts = traceparent.trim().split('-');
-    let (_, trace, span, _) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    (trace.len() == 32 && span.len() == 16 && trace.chars().all(|c| c.is_ascii_hexdigit()))
-        .then(|| trace.to_string())
-}
-
 /// FNV-1a, mixed with `seed`: enough to make span ids distinct, no dependency needed.
 fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
     bytes
@@ -358,13 +350,12 @@ mod tests {
         );
         assert_eq!(parent.len(), 55);
         assert_eq!(
-            trace_id(&parent).as_deref(),
+            edge_core::trace::trace_id_of(&parent),
             Some("3f2504e04f8911d39a0c0305e82c3301")
         );
         let odd = new_traceparent("not-a-uuid", 7);
-        assert!(trace_id(&odd).is_some(), "{odd}");
+        assert!(edge_core::trace::trace_id_of(&odd).is_some(), "{odd}");
         assert_ne!(new_traceparent("x", 1), new_traceparent("x", 2));
-        assert_eq!(trace_id("garbage"), None);
     }
 
     #[test]

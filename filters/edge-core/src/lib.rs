@@ -11,6 +11,7 @@ mod reply;
 mod rollout;
 mod routes;
 mod status;
+pub mod trace;
 mod upstream;
 
 pub use path_template::PathTemplate;

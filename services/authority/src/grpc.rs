@@ -10,8 +10,8 @@ use platform_proto::authority::{
 use platform_proto::customer::{
     customer_service_client::CustomerServiceClient, CreateCustomerRequest, GetCustomerByNameRequest,
 };
+use service_kit::TracedChannel;
 use std::sync::Arc;
-use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 /// The scope an administrator's token carries: the edge requires it on the acl service's routes.
@@ -19,7 +19,7 @@ pub const ADMIN_SCOPE: &str = "acl.admin";
 
 pub struct AuthorityApi {
     signer: Arc<Signer>,
-    customers: CustomerServiceClient<Channel>,
+    customers: CustomerServiceClient<TracedChannel>,
     /// Customers (by name) whose tokens carry [`ADMIN_SCOPE`].
     admins: Vec<String>,
 }
@@ -27,7 +27,7 @@ pub struct AuthorityApi {
 impl AuthorityApi {
     pub fn new(
         signer: Arc<Signer>,
-        customers: CustomerServiceClient<Channel>,
+        customers: CustomerServiceClient<TracedChannel>,
         admins: Vec<String>,
     ) -> Self {
         Self {

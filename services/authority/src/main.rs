@@ -10,14 +10,14 @@ mod keys;
 use platform_proto::authority::authority_service_server::AuthorityServiceServer;
 use platform_proto::authority::key_admin_service_server::KeyAdminServiceServer;
 use platform_proto::customer::customer_service_client::CustomerServiceClient;
-use service_kit::{serve, setting, Listener, StartupError};
+use service_kit::{serve, setting, traced, Listener, StartupError};
 use std::sync::Arc;
 use tonic::service::Routes;
 use tonic::transport::Endpoint;
 
 #[tokio::main]
 async fn main() -> Result<(), StartupError> {
-    service_kit::init_tracing();
+    let _telemetry = service_kit::init_tracing("authority");
     let signer = Arc::new(keys::Signer::load_or_create(
         setting("KEY_DIR", ".run/data/authority").as_ref(),
         setting("TOKEN_ISSUER", "authority"),
@@ -27,11 +27,11 @@ async fn main() -> Result<(), StartupError> {
             .map_err(|e| format!("TOKEN_TTL_SECONDS: {e}"))?,
     )?);
     let customer_addr = setting("CUSTOMER_ADDR", "http://127.0.0.1:50053");
-    let customers = CustomerServiceClient::new(
+    let customers = CustomerServiceClient::new(traced(
         Endpoint::from_shared(customer_addr.clone())
             .map_err(|e| format!("CUSTOMER_ADDR {customer_addr}: {e}"))?
             .connect_lazy(),
-    );
+    ));
     let listener = Listener::bind(&setting("LISTEN_ADDR", "127.0.0.1:50051")).await?;
     // Set but empty means no administrators (unlike other settings, where empty is the default).
     let admins = std::env::var("ADMIN_NAMES")

@@ -10,6 +10,7 @@ use platform_proto::customer::{
     customer_service_client::CustomerServiceClient, BatchGetCustomersRequest, GetCustomerRequest,
 };
 use platform_proto::item::{self as item_api, item_service_client::ItemServiceClient};
+use service_kit::{traced, TracedChannel};
 use std::collections::HashMap;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -19,15 +20,15 @@ use tonic::{Request, Response, Status};
 const USER_ID_METADATA: &str = edge_core::USER_ID_HEADER;
 
 pub struct CatalogApi {
-    customers: CustomerServiceClient<Channel>,
-    items: ItemServiceClient<Channel>,
+    customers: CustomerServiceClient<TracedChannel>,
+    items: ItemServiceClient<TracedChannel>,
 }
 
 impl CatalogApi {
     pub fn new(customers: Channel, items: Channel) -> Self {
         Self {
-            customers: CustomerServiceClient::new(customers),
-            items: ItemServiceClient::new(items),
+            customers: CustomerServiceClient::new(traced(customers)),
+            items: ItemServiceClient::new(traced(items)),
         }
     }
 

@@ -17,7 +17,7 @@ fn channel(variable: &str, default: &str) -> Result<Channel, StartupError> {
 
 #[tokio::main]
 async fn main() -> Result<(), StartupError> {
-    service_kit::init_tracing();
+    let _telemetry = service_kit::init_tracing("catalog");
     let customers = channel("CUSTOMER_ADDR", "http://127.0.0.1:50053")?;
     let items = channel("ITEM_ADDR", "http://127.0.0.1:50054")?;
     let listener = Listener::bind(&setting("LISTEN_ADDR", "127.0.0.1:50052")).await?;

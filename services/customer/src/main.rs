@@ -10,7 +10,7 @@ use tonic::service::Routes;
 
 #[tokio::main]
 async fn main() -> Result<(), StartupError> {
-    service_kit::init_tracing();
+    let _telemetry = service_kit::init_tracing("customer");
     let database_url = setting("DATABASE_URL", "sqlite://.run/data/customer.db");
     let pool = open_database(&database_url, store::MIGRATIONS).await?;
     let listener = Listener::bind(&setting("LISTEN_ADDR", "127.0.0.1:50053")).await?;

@@ -3,36 +3,102 @@
 
 use crate::StartupError;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tonic::service::Routes;
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, OnResponse, TraceLayer};
 
 /// One log line per call, in a span carrying the edge's `x-request-id` and `traceparent`, so a
-/// service's lines join the edge's access log by request id and trace id.
-fn request_log() -> TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
-    impl Fn(&http::Request<tonic::body::Body>) -> tracing::Span + Clone,
-> {
+/// service's lines join the edge's access log by request id and trace id. When spans are
+/// exported (see [`crate::init_tracing`]) the same span is the call's OpenTelemetry server span,
+/// named by its gRPC method, with the caller's span as parent and the gRPC status recorded.
+fn request_log() -> RequestLog {
     TraceLayer::new_for_grpc()
-        .make_span_with(|request: &http::Request<tonic::body::Body>| {
-            let header = |name: &str| {
-                request
-                    .headers()
-                    .get(name)
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or("-")
-                    .to_string()
-            };
-            tracing::info_span!(
-                "rpc",
-                method = %request.uri().path(),
-                request_id = %header("x-request-id"),
-                traceparent = %header("traceparent"),
-            )
-        })
-        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+        .make_span_with(call_span as MakeSpan)
+        .on_request(())
+        .on_response(record_response as OnResponseFn)
+        .on_body_chunk(())
+        .on_eos(record_trailers as OnEosFn)
         .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN))
+}
+
+type MakeSpan = fn(&http::Request<tonic::body::Body>) -> tracing::Span;
+type OnResponseFn = fn(&http::Response<tonic::body::Body>, Duration, &tracing::Span);
+type OnEosFn = fn(Option<&http::HeaderMap>, Duration, &tracing::Span);
+type RequestLog = TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+    MakeSpan,
+    (),
+    OnResponseFn,
+    (),
+    OnEosFn,
+>;
+
+fn call_span(request: &http::Request<tonic::body::Body>) -> tracing::Span {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let path = request.uri().path();
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or(("", path));
+    let span = tracing::info_span!(
+        "rpc",
+        method = %path,
+        request_id = %header("x-request-id"),
+        traceparent = %header("traceparent"),
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+    );
+    crate::continue_trace(&span, request.headers());
+    span
+}
+
+fn record_response(
+    response: &http::Response<tonic::body::Body>,
+    latency: Duration,
+    span: &tracing::Span,
+) {
+    // A trailers-only reply (an error) has its status in the headers.
+    record_grpc_status(response.headers(), span);
+    DefaultOnResponse::new()
+        .level(tracing::Level::INFO)
+        .on_response(response, latency, span);
+}
+
+fn record_trailers(trailers: Option<&http::HeaderMap>, _duration: Duration, span: &tracing::Span) {
+    if let Some(trailers) = trailers {
+        record_grpc_status(trailers, span);
+    }
+}
+
+/// OpenTelemetry's gRPC conventions: the code as `rpc.grpc.status_code`, and the span in error
+/// for the codes that mean the server failed (not the caller's mistakes).
+fn record_grpc_status(headers: &http::HeaderMap, span: &tracing::Span) {
+    let Some(code) = headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+    else {
+        return;
+    };
+    span.record("rpc.grpc.status_code", code);
+    // UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+    if matches!(code, 2 | 4 | 12 | 13 | 14 | 15) {
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 /// A bound listener; binding first lets `LISTEN_ADDR=127.0.0.1:0` pick a free port.

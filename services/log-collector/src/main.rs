@@ -43,7 +43,7 @@ impl LogCollector for FileCollector {
 
 #[tokio::main]
 async fn main() -> Result<(), StartupError> {
-    service_kit::init_tracing();
+    let _telemetry = service_kit::init_tracing("log-collector");
     let path = PathBuf::from(setting("COLLECTOR_FILE", ".run/data/access.log"));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         tokio::fs::create_dir_all(dir).await?;

@@ -7,6 +7,7 @@
 //! A missing piece fails the test with a message; nothing is skipped.
 
 mod envoy;
+pub mod otlp;
 mod postgres;
 
 use edgectl::{EdgeConfig, Topology};
@@ -74,6 +75,8 @@ pub struct Edge {
     services: BTreeMap<String, Service>,
     /// Services whose database is not their SQLite file (kept for restarts).
     database_urls: BTreeMap<String, String>,
+    /// Extra environment of every service (kept for restarts).
+    service_env: Vec<(String, String)>,
     envoy: EnvoyProcess,
     pub dir: PathBuf,
     pub base_url: String,
@@ -105,6 +108,8 @@ pub struct Options {
     /// Envoy discovers the filters' configurations from watched files (ECDS), so that
     /// [`Edge::apply`] changes them live; otherwise they are inline in the bootstrap.
     pub live_config: bool,
+    /// Extra environment of every service (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub service_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -118,6 +123,7 @@ impl Default for Options {
             wait_for_keys: true,
             database_urls: BTreeMap::new(),
             live_config: false,
+            service_env: Vec::new(),
         }
     }
 }
@@ -165,8 +171,8 @@ impl Edge {
                 (name, binary),
                 &dir,
                 &addrs,
-                "127.0.0.1:0",
-                database,
+                ("127.0.0.1:0", database),
+                &options.service_env,
             );
             services.insert(name.to_string(), service);
         }
@@ -211,6 +217,7 @@ impl Edge {
         let mut edge = Edge {
             services,
             database_urls: options.database_urls,
+            service_env: options.service_env,
             base_url: format!("http://127.0.0.1:{port}"),
             admin_url: envoy.admin_url.clone(),
             envoy,
@@ -360,8 +367,8 @@ impl Edge {
             (name, &binary),
             &self.dir,
             &others,
-            &addr,
-            database,
+            (&addr, database),
+            &self.service_env,
         );
         self.services.insert(name.to_string(), service);
     }
@@ -632,8 +639,8 @@ fn start_service_at(
     (name, binary): (&str, &str),
     dir: &Path,
     started: &BTreeMap<String, String>,
-    listen_addr: &str,
-    database_url: Option<&str>,
+    (listen_addr, database_url): (&str, Option<&str>),
+    env: &[(String, String)],
 ) -> Service {
     let mut command = Command::new(require(&bin_dir.join(binary), "service binary"));
     let sqlite = format!("sqlite://{}/{name}.db", dir.display());
@@ -643,6 +650,7 @@ fn start_service_at(
         .env("KEY_DIR", dir.join("keys"))
         .env("COLLECTOR_FILE", dir.join("collected.log"))
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).expect("service log"));
     for (variable, dependency) in [("CUSTOMER_ADDR", "customer"), ("ITEM_ADDR", "item")] {

@@ -215,7 +215,7 @@ fn every_envoy_filter_patch_passes_envoy_validate() {
         [
             "edge-filters",
             "edge-buffer",
-            "edge-cors-first",
+            "edge-first",
             "edge-rate-limits",
             "edge-gateway"
         ],
@@ -251,6 +251,7 @@ fn the_envoy_filter_variant_keeps_the_wasm_plugins_order() {
     assert_eq!(
         names,
         [
+            "edge.trace-context",
             "envoy.filters.http.cors",
             "edge.access-log",
             "edge.auth",
@@ -290,6 +291,7 @@ fn the_wasm_plugin_variant_puts_the_rate_limits_between_auth_and_the_transcoder(
     assert_eq!(
         names,
         [
+            "edge.trace-context",
             "envoy.filters.http.cors",
             "extensions.istio.io/wasmplugin/istio-system.edge-access-log",
             "extensions.istio.io/wasmplugin/istio-system.edge-auth",

@@ -1,7 +1,7 @@
 //! What the edge tells operators: metrics at Envoy's /stats/prometheus, the request id and
 //! trace context carried to the backends and back, and log lines that cannot be forged.
 
-use edge_e2e::Edge;
+use edge_e2e::{Edge, Options, MOBILE_PHONE_ID};
 use serde_json::json;
 use std::time::Duration;
 
@@ -117,22 +117,24 @@ async fn metrics_count_exactly_the_requests_sent() {
 async fn request_id_and_trace_reach_the_backend_and_come_back() {
     let edge = Edge::start().await;
 
-    // Chosen by the client: returned, logged at the edge and by catalog.
-    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    // Chosen by the client: its trace continues through the edge's span (Envoy's tracer,
+    // edge.json's `tracing`) to catalog; its request id is returned and logged.
+    let client_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{client_span}-01");
     let response = edge
         .http
         .get(edge.url("/catalog/items"))
         .header("x-request-id", "req-observed-1")
-        .header("traceparent", traceparent)
+        .header("traceparent", &traceparent)
         .send()
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "req-observed-1");
 
-    // Not chosen: Envoy makes a request id, the edge starts a trace from it.
+    // Not chosen: Envoy makes a request id and starts a trace.
     let response = edge
         .http
-        .get(edge.url("/catalog/items/e0e58243-4138-48e5-8aba-448a8888e2ff"))
+        .get(edge.url(&format!("/catalog/items/{MOBILE_PHONE_ID}")))
         .send()
         .await
         .unwrap();
@@ -141,24 +143,8 @@ async fn request_id_and_trace_reach_the_backend_and_come_back() {
         .unwrap()
         .to_string();
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
-    let generated_trace = generated.replace('-', "");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let catalog = edge.service_log("catalog");
-    let line = catalog
-        .lines()
-        .find(|l| l.contains("req-observed-1"))
-        .unwrap_or_else(|| panic!("no catalog line:\n{catalog}"));
-    assert!(line.contains(traceparent), "{line}");
-    let line = catalog
-        .lines()
-        .find(|l| l.contains(&generated))
-        .unwrap_or_else(|| panic!("no catalog line:\n{catalog}"));
-    assert!(
-        line.contains(&format!("traceparent=00-{generated_trace}-")),
-        "{line}"
-    );
-
     let records = edge.access_log();
     let given = records
         .iter()
@@ -175,7 +161,64 @@ async fn request_id_and_trace_reach_the_backend_and_come_back() {
         .iter()
         .find(|r| r["request_id"] == generated.as_str())
         .unwrap();
+    let made_trace = made["trace_id"].as_str().expect("a trace id");
+
+    let catalog = edge.service_log("catalog");
+    let line = catalog
+        .lines()
+        .find(|l| l.contains("req-observed-1"))
+        .unwrap_or_else(|| panic!("no catalog line:\n{catalog}"));
+    assert!(
+        line.contains("traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{line}"
+    );
+    // The parent is the edge's span, not the client's.
+    assert!(!line.contains(client_span), "{line}");
+    let line = catalog
+        .lines()
+        .find(|l| l.contains(&generated))
+        .unwrap_or_else(|| panic!("no catalog line:\n{catalog}"));
+    assert!(
+        line.contains(&format!("traceparent=00-{made_trace}-")),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn without_envoy_tracing_the_access_log_starts_the_trace() {
+    let edge = Edge::start_with(Options {
+        customize: Box::new(|config| config.tracing = None),
+        ..Options::default()
+    })
+    .await;
+    let response = edge
+        .http
+        .get(edge.url(&format!("/catalog/items/{MOBILE_PHONE_ID}")))
+        .send()
+        .await
+        .unwrap();
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // Its trace id is the request id's hex, so the two are one search away.
+    let generated_trace = generated.replace('-', "");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let made = edge
+        .access_log()
+        .into_iter()
+        .find(|r| r["request_id"] == generated.as_str())
+        .unwrap();
     assert_eq!(made["trace_id"], generated_trace.as_str());
+    let catalog = edge.service_log("catalog");
+    let line = catalog
+        .lines()
+        .find(|l| l.contains(&generated))
+        .unwrap_or_else(|| panic!("no catalog line:\n{catalog}"));
+    assert!(
+        line.contains(&format!("traceparent=00-{generated_trace}-")),
+        "{line}"
+    );
 }
 
 #[tokio::test]

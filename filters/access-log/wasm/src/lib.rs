@@ -5,10 +5,10 @@
 
 use edge_access_log::metrics::{samples, Sample};
 use edge_access_log::{
-    client_ip, logged_path, new_traceparent, rfc3339_millis, trace_id, AccessLogConfig, LineBuffer,
-    LogBatch, Record,
+    client_ip, logged_path, new_traceparent, rfc3339_millis, AccessLogConfig, LineBuffer, LogBatch,
+    Record,
 };
-use edge_core::properties;
+use edge_core::{properties, trace};
 use edge_host as host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -203,9 +203,13 @@ impl HttpContext for AccessLog {
                 string_property(&["source", "address"]).as_deref(),
                 self.config.trusted_xff_hops,
             ),
-            trace_id: host::request_header("traceparent")
+            // The edge span's trace when Envoy traces (the client's traceparent is only its
+            // parent), else the traceparent this filter started or the client sent.
+            trace_id: host::request_header(trace::EDGE_SPAN_HEADER)
+                .or_else(|| host::request_header("traceparent"))
                 .as_deref()
-                .and_then(trace_id),
+                .and_then(trace::trace_id_of)
+                .map(str::to_string),
             upstream_cluster: string_property(&[properties::UPSTREAM_CLUSTER]).or_else(|| {
                 // The route's cluster only when the router really sent the request there: a
                 // route names one even for requests a filter answered itself.

@@ -18,7 +18,7 @@ use edge_auth::{
     authorize, AuthConfig, FeedPoll, KeyRefresh, KeySet, ListPublicKeysResponse, Outcome, Request,
     Restrictions, SubjectRestrictions, TokenError,
 };
-use edge_core::{properties, Client, GrpcCode, LocalReply};
+use edge_core::{properties, trace, Client, GrpcCode, LocalReply};
 use edge_host as host;
 use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -581,6 +581,9 @@ impl AuthFilter {
                     self.state.borrow_mut().refresh.want_early();
                 }
                 host::set_property(&[properties::AUTH_REASON], rejection.reason.as_bytes())?;
+                // For the edge span (Envoy's tracer reads it when the span ends); the request
+                // goes no further.
+                host::set_request_header(trace::AUTH_REASON_HEADER, rejection.reason)?;
                 host::send_reply(&rejection.reply, client);
                 Ok(Action::Pause)
             }

@@ -9,7 +9,7 @@
 //! `on_headers` for why.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use edge_core::{properties, Client};
+use edge_core::{properties, trace, Client};
 use edge_host as host;
 use edge_transcoder::{Encoding, Failure, FinishedCall, Lookup, Transcoder, TranscoderConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -137,12 +137,25 @@ impl TranscoderFilter {
         };
         let _ = host::set_property(&[properties::ROUTE], route.template.as_str().as_bytes());
         let _ = host::set_property(&[properties::GRPC_METHOD], route.grpc_path().as_bytes());
-        let metadata = transcoder
+        let mut metadata: Vec<(String, String)> = transcoder
             .config
             .forward_headers
             .iter()
             .filter_map(|name| host::request_header(name).map(|value| (name.clone(), value)))
             .collect();
+        // With Envoy tracing, the backend call is a child of the edge span, which gets the
+        // route as an attribute.
+        if let Some(edge_span) = host::request_header(trace::EDGE_SPAN_HEADER) {
+            let incoming = metadata
+                .iter()
+                .find(|(name, _)| name == "traceparent")
+                .map(|(_, value)| value.as_str());
+            if let Some(traceparent) = trace::child_traceparent(&edge_span, incoming) {
+                metadata.retain(|(name, _)| name != "traceparent");
+                metadata.push(("traceparent".to_string(), traceparent));
+                let _ = host::set_request_header(trace::ROUTE_HEADER, route.template.as_str());
+            }
+        }
         let content_type = (!content_type.is_empty()).then_some(content_type.as_str());
         let request_encoding = if end_of_stream {
             Some(Encoding::Json)
