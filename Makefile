@@ -24,7 +24,7 @@ test: build lint istio-check ## Every test: unit tests, the end-to-end suite aga
 	cargo test --workspace --locked --no-fail-fast
 	# Part of the suite again, with the filter configuration Istio would apply (from the
 	# rendered WasmPlugins, Istio's cluster names).
-	EDGE_FILTER_CONFIG=istio cargo test --locked -p edge-e2e --test edge --test auth --test mesh --test observability --test recovery --test services --test postgres --test acl --test rate_limit
+	EDGE_FILTER_CONFIG=istio cargo test --locked -p edge-e2e --test edge --test auth --test mesh --test observability --test recovery --test services --test postgres --test acl --test rate_limit --test tracing
 	# The benchmark harness, briefly: checks every configuration answers correctly, not speed.
 	$(BIN_DIR)/edge-bench --smoke
 
