@@ -46,6 +46,9 @@ enum Chain {
     /// The full chains with edge.json's tracing, exporting to an OTLP receiver in the bench.
     WasmTraced,
     NativeTraced,
+    /// The full chains with 1000 more HTTP bindings in their transcoders' route tables.
+    WasmManyRoutes,
+    NativeManyRoutes,
 }
 
 impl Chain {
@@ -66,14 +69,23 @@ impl Chain {
             Chain::NativeLargePolicy => "native, 1000 more jwt_authn rules",
             Chain::WasmTraced => "wasm, tracing on",
             Chain::NativeTraced => "native, tracing on",
+            Chain::WasmManyRoutes => "wasm, 1000 more HTTP bindings",
+            Chain::NativeManyRoutes => "native, 1000 more HTTP bindings",
         }
     }
 
     fn native(self) -> bool {
         matches!(
             self,
-            Chain::Native | Chain::NativeLargePolicy | Chain::NativeTraced
+            Chain::Native
+                | Chain::NativeLargePolicy
+                | Chain::NativeTraced
+                | Chain::NativeManyRoutes
         )
+    }
+
+    fn many_routes(self) -> bool {
+        matches!(self, Chain::WasmManyRoutes | Chain::NativeManyRoutes)
     }
 
     /// Envoy's tracer on (every other chain runs without it, like for like).
@@ -186,7 +198,12 @@ fn full_plan() -> Plan {
             cases.push((chain, Route::List(items), 16));
         }
     }
-    for chain in [Chain::WasmLargePolicy, Chain::NativeLargePolicy] {
+    for chain in [
+        Chain::WasmLargePolicy,
+        Chain::NativeLargePolicy,
+        Chain::WasmManyRoutes,
+        Chain::NativeManyRoutes,
+    ] {
         cases.push((chain, Route::HotRead, 16));
     }
     for chain in [Chain::Wasm, Chain::Native] {
@@ -205,9 +222,8 @@ fn full_plan() -> Plan {
             }
         }
     }
-    // 24 cases × 3 rounds × 2.5 s, plus a fresh edge per chain and round: under 4 minutes, so
-    // that `make bench` with its wasm and release builds stays under 10 minutes on a fresh
-    // machine.
+    // 3 rounds × 2.5 s per case, plus a fresh edge per chain and round: about 6 minutes, so
+    // that `make bench` with its wasm and release builds stays under 10 minutes here.
     Plan {
         rounds: 3,
         users: 100_000,
@@ -272,6 +288,81 @@ fn add_rules(config: &mut edgectl::EdgeConfig, count: usize) {
     }
 }
 
+/// HTTP bindings added for the route-table slope.
+const EXTRA_BINDINGS: usize = 1000;
+
+/// The service the extra bindings belong to (never called; requests still go to catalog).
+const ROUTE_TABLE_SERVICE: &str = "bench.routes.RouteTableService";
+
+/// The platform's descriptor set plus [`ROUTE_TABLE_SERVICE`] with `count` methods, each with
+/// its own `google.api.http` binding: a route table that much larger, for both transcoders.
+fn descriptor_with_bindings(count: usize, dir: &Path) -> Vec<u8> {
+    let mut proto = String::from(
+        "syntax = \"proto3\";\npackage bench.routes;\nimport \"google/api/annotations.proto\";\nimport \"platform/catalog.proto\";\nservice RouteTableService {\n",
+    );
+    for n in 0..count {
+        proto.push_str(&format!(
+            "  rpc Get{n}(catalog.GetItemRequest) returns (catalog.GetItemResponse) {{\n    option (google.api.http) = {{ get: \"/bench/routes/{n}/items/{{id}}\" }};\n  }}\n"
+        ));
+    }
+    proto.push_str("}\n");
+    std::fs::write(dir.join("bench_routes.proto"), proto).expect("write bench_routes.proto");
+    let proto_root = edge_e2e::workspace_root().join("proto");
+    let platform: Vec<String> = std::fs::read_dir(proto_root.join("platform"))
+        .expect("proto/platform")
+        .filter_map(|entry| entry.ok())
+        .map(|entry| format!("platform/{}", entry.file_name().to_string_lossy()))
+        .filter(|name| name.ends_with(".proto"))
+        .collect();
+    let mut compiler = protox::Compiler::new([proto_root, dir.to_path_buf()]).expect("protox");
+    compiler.include_imports(true);
+    compiler
+        .open_files(
+            platform
+                .iter()
+                .map(String::as_str)
+                .chain(["bench_routes.proto"]),
+        )
+        .expect("compile the bench's bindings");
+    compiler.encode_file_descriptor_set()
+}
+
+/// Gives the chain's transcoder (ours or Envoy's) `descriptor_set` and [`ROUTE_TABLE_SERVICE`]
+/// to serve, on the catalog cluster.
+fn add_bindings(bootstrap: &mut Value, descriptor_set: &[u8]) {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(descriptor_set);
+    let filters = bootstrap
+        .pointer_mut(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters",
+        )
+        .and_then(Value::as_array_mut)
+        .expect("http_filters");
+    for filter in filters {
+        match filter["name"].as_str().unwrap_or_default() {
+            "edge.transcoder" => {
+                let value = filter
+                    .pointer_mut("/typed_config/config/configuration/value")
+                    .expect("the transcoder's configuration");
+                let mut config: Value =
+                    serde_json::from_str(value.as_str().expect("JSON text")).expect("JSON");
+                config["descriptor_set"] = json!(encoded);
+                config["services"][ROUTE_TABLE_SERVICE] = json!("catalog");
+                *value = json!(config.to_string());
+            }
+            "envoy.filters.http.grpc_json_transcoder" => {
+                let config = &mut filter["typed_config"];
+                config["proto_descriptor_bin"] = json!(encoded);
+                config["services"]
+                    .as_array_mut()
+                    .expect("services")
+                    .push(json!(ROUTE_TABLE_SERVICE));
+            }
+            _ => {}
+        }
+    }
+}
+
 fn jwks_from_key_dir(dir: &Path) -> String {
     let keys = dir.join("keys");
     let kid = std::fs::read_to_string(keys.join("current")).expect("current key");
@@ -317,6 +408,8 @@ async fn start(chain: Chain) -> Edge {
                 | Chain::NativeLargePolicy
                 | Chain::WasmTraced
                 | Chain::NativeTraced
+                | Chain::WasmManyRoutes
+                | Chain::NativeManyRoutes
         ),
         bootstrap: Box::new(move |bootstrap, dir| {
             let mut config = edgectl::EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
@@ -329,6 +422,11 @@ async fn start(chain: Chain) -> Edge {
                 *bootstrap = config
                     .native_bootstrap(bootstrap.clone(), &jwks_from_key_dir(dir), &log)
                     .expect("native bootstrap");
+                if chain.many_routes() {
+                    add_bindings(bootstrap, &descriptor_with_bindings(EXTRA_BINDINGS, dir));
+                }
+            } else if chain.many_routes() {
+                add_bindings(bootstrap, &descriptor_with_bindings(EXTRA_BINDINGS, dir));
             } else if let Some((count, mode)) = chain.bench_filters() {
                 let wasm_dir = Edge::wasm_dir().display().to_string();
                 let mut filters: Vec<Value> = (0..count)
@@ -644,6 +742,12 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
                 )
             );
         }
+        let _ = writeln!(
+            out,
+            "| wasm / native Envoy CPU per request, {}, 16 conns | {} | |",
+            route.name(),
+            ratio(cpu(route, 16, Chain::Wasm), cpu(route, 16, Chain::Native))
+        );
     }
     let cpu_spread = |route, chain| {
         get(route, 16, chain).map(|s| spread(s, |x| x.envoy_cpu_us_per_request.unwrap_or(0.0)))
@@ -720,6 +824,39 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
         "| hot read: 1 user → 100k users, one token each (verified-token caches miss) | {} | {} | |",
         users(Chain::Wasm),
         users(Chain::Native)
+    );
+    let rss_after = |chain| {
+        get(Route::HotRead, 16, chain).map(|s| {
+            spread(s, |x| {
+                x.rss_kb.map_or(0.0, |(_, after)| after as f64 / 1024.0)
+            })
+            .0
+        })
+    };
+    let more_bindings = |small, large| {
+        cpu_of(Route::HotRead, large)
+            .zip(cpu_of(Route::HotRead, small))
+            .map(|(l, s): (f64, f64)| l - s)
+    };
+    let more_rss = |small, large| {
+        rss_after(large)
+            .zip(rss_after(small))
+            .map(|(l, s): (f64, f64)| l - s)
+    };
+    let _ = writeln!(
+        out,
+        "| slope: µs per 1000 more HTTP bindings in the route table (hot read) | {} | {} | |",
+        more_bindings(Chain::Wasm, Chain::WasmManyRoutes)
+            .map_or("–".into(), |v| format!("{v:+.0}")),
+        more_bindings(Chain::Native, Chain::NativeManyRoutes)
+            .map_or("–".into(), |v| format!("{v:+.0}")),
+    );
+    let _ = writeln!(
+        out,
+        "| Envoy RSS MB with 1000 more HTTP bindings | {} | {} | |",
+        more_rss(Chain::Wasm, Chain::WasmManyRoutes).map_or("–".into(), |v| format!("{v:+.1}")),
+        more_rss(Chain::Native, Chain::NativeManyRoutes)
+            .map_or("–".into(), |v| format!("{v:+.1}")),
     );
     let _ = writeln!(
         out,
@@ -899,12 +1036,23 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let cores = core_costs::profile(100_000, true)?;
+    // The measured before/after of each change kept (kept by hand, from `--only` runs).
+    let changes = std::fs::read_to_string(dir.join("CHANGES.md"))
+        .map(|text| {
+            format!(
+                "\n## Changes kept, before and after (bench/CHANGES.md)\n\n{}",
+                text.split_once('\n')
+                    .map_or("", |(_, rest)| rest)
+                    .trim_start()
+            )
+        })
+        .unwrap_or_default();
     let text = format!(
         "# Benchmark results\n\nWritten by `make bench` on {when}.\n\nMachine: {}. Envoy 1.40.0, one worker pinned to CPU 0; load generator (closed loop, HTTP/1.1 keep-alive or h2 gRPC) and release-built services on CPU 1; loopback only. Filters: {}.\n\n{table}\n## The filters' own Rust, natively\n\nThe pure cores on the same inputs as the hot read (release build, host CPU; inside V8 expect a few times more). Compare with the Envoy CPU per request above: what is not here is Envoy's (host calls, the gRPC callout, the local reply).\n\n{}",
         machine(),
         wasm_sizes(),
         core_table(&cores)
-    );
+    ) + &changes;
     std::fs::write(dir.join("RESULTS.md"), text).map_err(|e| e.to_string())?;
     std::fs::write(
         dir.join("results.json"),
