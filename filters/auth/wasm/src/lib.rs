@@ -582,8 +582,9 @@ impl AuthFilter {
                 }
                 host::set_property(&[properties::AUTH_REASON], rejection.reason.as_bytes())?;
                 // For the edge span (Envoy's tracer reads it when the span ends); the request
-                // goes no further.
-                host::set_request_header(trace::AUTH_REASON_HEADER, rejection.reason)?;
+                // goes no further. Diagnostics only: a failure must not turn the refusal into
+                // a 500.
+                let _ = host::set_request_header(trace::AUTH_REASON_HEADER, rejection.reason);
                 host::send_reply(&rejection.reply, client);
                 Ok(Action::Pause)
             }
