@@ -113,6 +113,16 @@ async fn metrics_count_exactly_the_requests_sent() {
     assert_eq!(latency, 6.0, "latency histogram by route");
 }
 
+/// catalog's log line for the call carrying `request_id`.
+fn catalog_line(edge: &Edge, request_id: &str) -> String {
+    let catalog = edge.service_log("catalog");
+    catalog
+        .lines()
+        .find(|l| l.contains(request_id))
+        .unwrap_or_else(|| panic!("no catalog line for {request_id}:\n{catalog}"))
+        .to_string()
+}
+
 #[tokio::test]
 async fn request_id_and_trace_reach_the_backend_and_come_back() {
     let edge = Edge::start().await;
@@ -163,21 +173,14 @@ async fn request_id_and_trace_reach_the_backend_and_come_back() {
         .unwrap();
     let made_trace = made["trace_id"].as_str().expect("a trace id");
 
-    let catalog = edge.service_log("catalog");
-    let line = catalog
-        .lines()
-        .find(|l| l.contains("req-observed-1"))
-        .unwrap_or_else(|| panic!("no catalog line:\n{catalog}"));
+    let line = catalog_line(&edge, "req-observed-1");
     assert!(
         line.contains("traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-"),
         "{line}"
     );
     // The parent is the edge's span, not the client's.
     assert!(!line.contains(client_span), "{line}");
-    let line = catalog
-        .lines()
-        .find(|l| l.contains(&generated))
-        .unwrap_or_else(|| panic!("no catalog line:\n{catalog}"));
+    let line = catalog_line(&edge, &generated);
     assert!(
         line.contains(&format!("traceparent=00-{made_trace}-")),
         "{line}"
@@ -210,11 +213,7 @@ async fn without_envoy_tracing_the_access_log_starts_the_trace() {
         .find(|r| r["request_id"] == generated.as_str())
         .unwrap();
     assert_eq!(made["trace_id"], generated_trace.as_str());
-    let catalog = edge.service_log("catalog");
-    let line = catalog
-        .lines()
-        .find(|l| l.contains(&generated))
-        .unwrap_or_else(|| panic!("no catalog line:\n{catalog}"));
+    let line = catalog_line(&edge, &generated);
     assert!(
         line.contains(&format!("traceparent=00-{generated_trace}-")),
         "{line}"
