@@ -10,7 +10,7 @@ use platform_proto::authority::{
 use platform_proto::customer::{
     customer_service_client::CustomerServiceClient, CreateCustomerRequest, GetCustomerByNameRequest,
 };
-use service_kit::TracedChannel;
+use service_kit::{unreachable_is_unavailable, TracedChannel};
 use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
 
@@ -94,7 +94,8 @@ impl AuthorityService for AuthorityApi {
             .customers
             .clone()
             .create_customer(CreateCustomerRequest { name })
-            .await?
+            .await
+            .map_err(unreachable_is_unavailable)?
             .into_inner()
             .customer;
         Ok(Response::new(SignupResponse { customer }))
@@ -118,7 +119,7 @@ impl AuthorityService for AuthorityApi {
         let customer = match found {
             Ok(response) => response.into_inner().customer,
             Err(status) if status.code() == Code::NotFound => None,
-            Err(status) => return Err(status),
+            Err(status) => return Err(unreachable_is_unavailable(status)),
         }
         .ok_or_else(|| Status::not_found("customer not found"))?;
         let access_token = self

@@ -10,7 +10,7 @@ use platform_proto::customer::{
     customer_service_client::CustomerServiceClient, BatchGetCustomersRequest, GetCustomerRequest,
 };
 use platform_proto::item::{self as item_api, item_service_client::ItemServiceClient};
-use service_kit::{traced, TracedChannel};
+use service_kit::{traced, unreachable_is_unavailable, TracedChannel};
 use std::collections::HashMap;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -65,17 +65,6 @@ fn caller<T>(request: &Request<T>) -> Result<String, Status> {
         .filter(|value| !value.is_empty())
         .map(str::to_string)
         .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
-}
-
-/// A call that failed below gRPC — the connection to the service broke, e.g. it crashed
-/// mid-call — is UNAVAILABLE (retryable; 503 at the edge), as it is for a client that cannot
-/// connect at all; tonic reports it as UNKNOWN with the transport error as its source.
-fn unreachable_is_unavailable(status: Status) -> Status {
-    if status.code() == tonic::Code::Unknown && std::error::Error::source(&status).is_some() {
-        Status::unavailable(format!("a backend is unavailable: {}", status.message()))
-    } else {
-        status
-    }
 }
 
 fn missing_item() -> Status {

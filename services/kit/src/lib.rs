@@ -1,10 +1,12 @@
 //! The parts every platform service shares, so that each service's `main` reads as what it
 //! serves: settings from the environment, logging and tracing, the database, and the gRPC server.
 
+mod client;
 mod database;
 mod server;
 mod telemetry;
 
+pub use client::unreachable_is_unavailable;
 pub use database::{open_database, Migration};
 pub use server::{serve, Listener};
 pub use telemetry::{
