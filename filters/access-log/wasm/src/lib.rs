@@ -8,7 +8,8 @@ use edge_access_log::{
     client_ip, logged_path, new_traceparent, rfc3339_millis, AccessLogConfig, LineBuffer, LogBatch,
     Record,
 };
-use edge_core::{properties, trace};
+use edge_core::notes::{self, AuthNote, TranscodeNote};
+use edge_core::trace;
 use edge_host as host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -172,45 +173,55 @@ impl HttpContext for AccessLog {
     }
 
     fn on_log(&mut self) {
-        let grpc_status = string_property(&[properties::GRPC_STATUS])
-            .or_else(|| host::response_trailer("grpc-status"))
-            .or_else(|| host::response_header("grpc-status"))
-            .and_then(|status| status.parse().ok());
+        // Host calls are what this costs: the headers come in one call, and each other filter's
+        // account of the request in one property (see `edge_core::notes`).
+        let headers = host::request_headers();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let auth: AuthNote = notes::decode(host::property(&[notes::AUTH]).as_deref());
+        let transcode: TranscodeNote =
+            notes::decode(host::property(&[notes::TRANSCODE]).as_deref());
+        let grpc_status = transcode.grpc_status.or_else(|| {
+            host::response_trailer("grpc-status")
+                .or_else(|| host::response_header("grpc-status"))
+                .and_then(|status| status.parse().ok())
+        });
         let record = Record {
             time: rfc3339_millis(int_property(&["request", "time"]).unwrap_or_default()),
-            request_id: host::request_header("x-request-id"),
-            method: host::request_header(":method").unwrap_or_default(),
-            path: logged_path(
-                &host::request_header(":path").unwrap_or_default(),
-                &self.config,
-            ),
-            route: string_property(&[properties::ROUTE]),
-            grpc_method: string_property(&[properties::GRPC_METHOD]),
+            request_id: header("x-request-id"),
+            method: header(":method").unwrap_or_default(),
+            path: logged_path(&header(":path").unwrap_or_default(), &self.config),
+            route: notes::non_empty(&transcode.route),
+            grpc_method: notes::non_empty(&transcode.grpc_method),
             status: int_property(&["response", "code"])
                 .and_then(|c| u16::try_from(c).ok())
                 .unwrap_or_default(),
             grpc_status,
             duration_ms: int_property(&["request", "duration"])
                 .map_or(0.0, |nanos| nanos as f64 / 1e6),
-            upstream_ms: string_property(&[properties::UPSTREAM_MS]).and_then(|ms| ms.parse().ok()),
+            upstream_ms: transcode.upstream_ms,
             bytes_in: int_property(&["request", "total_size"]).unwrap_or_default(),
             bytes_out: int_property(&["response", "total_size"]).unwrap_or_default(),
-            subject: string_property(&[properties::SUBJECT]),
-            auth_reason: string_property(&[properties::AUTH_REASON]),
-            user_agent: host::request_header("user-agent"),
+            subject: notes::non_empty(&auth.subject),
+            auth_reason: notes::non_empty(&auth.reason),
+            user_agent: header("user-agent"),
             client_ip: client_ip(
-                host::request_header("x-forwarded-for").as_deref(),
+                header("x-forwarded-for").as_deref(),
                 string_property(&["source", "address"]).as_deref(),
                 self.config.trusted_xff_hops,
             ),
             // The edge span's trace when Envoy traces (the client's traceparent is only its
             // parent), else the traceparent this filter started or the client sent.
-            trace_id: host::request_header(trace::EDGE_SPAN_HEADER)
-                .or_else(|| host::request_header("traceparent"))
+            trace_id: header(trace::EDGE_SPAN_HEADER)
+                .or_else(|| header("traceparent"))
                 .as_deref()
                 .and_then(trace::trace_id_of)
                 .map(str::to_string),
-            upstream_cluster: string_property(&[properties::UPSTREAM_CLUSTER]).or_else(|| {
+            upstream_cluster: notes::non_empty(&transcode.upstream_cluster).or_else(|| {
                 // The route's cluster only when the router really sent the request there: a
                 // route names one even for requests a filter answered itself.
                 string_property(&["upstream", "address"])?;
@@ -223,7 +234,7 @@ impl HttpContext for AccessLog {
         } else if !self.buffer.borrow_mut().push(line) {
             self.metrics.borrow_mut().increment(DROPPED);
         }
-        let transcode_error = string_property(&[properties::TRANSCODE_ERROR]);
+        let transcode_error = notes::non_empty(&transcode.error);
         let mut metrics = self.metrics.borrow_mut();
         for sample in samples(&record, transcode_error.as_deref()) {
             match sample {

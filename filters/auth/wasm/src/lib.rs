@@ -18,7 +18,8 @@ use edge_auth::{
     authorize, AuthConfig, FeedPoll, KeyRefresh, KeySet, ListPublicKeysResponse, Outcome, Request,
     Restrictions, SubjectRestrictions, TokenError,
 };
-use edge_core::{properties, trace, Client, GrpcCode, LocalReply};
+use edge_core::notes::{self, AuthNote};
+use edge_core::{trace, Client, GrpcCode, LocalReply};
 use edge_host as host;
 use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -557,11 +558,14 @@ impl AuthFilter {
             } => {
                 if let Some(cluster) = backend {
                     host::set_request_header(&config.backend_header, &cluster)?;
-                    host::set_property(&[properties::BACKEND], cluster.as_bytes())?;
                 }
                 if let Some(subject) = subject {
                     host::set_request_header(&config.subject_header, &subject)?;
-                    host::set_property(&[properties::SUBJECT], subject.as_bytes())?;
+                    let note = AuthNote {
+                        subject: subject.clone(),
+                        reason: String::new(),
+                    };
+                    host::set_property(&[notes::AUTH], &notes::encode(&note))?;
                     for (header, value) in &forward {
                         host::set_request_header(header, value)?;
                     }
@@ -580,7 +584,11 @@ impl AuthFilter {
                 if rejection.reason == TokenError::UnknownKeyId.reason() {
                     self.state.borrow_mut().refresh.want_early();
                 }
-                host::set_property(&[properties::AUTH_REASON], rejection.reason.as_bytes())?;
+                let note = AuthNote {
+                    subject: String::new(),
+                    reason: rejection.reason.to_string(),
+                };
+                host::set_property(&[notes::AUTH], &notes::encode(&note))?;
                 // For the edge span (Envoy's tracer reads it when the span ends); the request
                 // goes no further. Diagnostics only: a failure must not turn the refusal into
                 // a 500.

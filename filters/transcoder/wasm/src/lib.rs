@@ -9,7 +9,8 @@
 //! `on_headers` for why.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use edge_core::{properties, trace, Client};
+use edge_core::notes::{self, TranscodeNote};
+use edge_core::{trace, Client};
 use edge_host as host;
 use edge_transcoder::{Encoding, Failure, FinishedCall, Lookup, Transcoder, TranscoderConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -58,6 +59,7 @@ impl RootContext for TranscoderRoot {
             transcoder: self.transcoder.clone(),
             pending: None,
             dispatched_at: None,
+            note: TranscodeNote::default(),
             response_metadata: Vec::new(),
             status_details: None,
             response_message: None,
@@ -89,6 +91,8 @@ struct TranscoderFilter {
     pending: Option<Pending>,
     /// When the backend call went out (for the access log's `upstream_ms`), by Envoy's clock.
     dispatched_at: Option<Duration>,
+    /// What the access log will read about this request, recorded whenever it changes.
+    note: TranscodeNote,
     /// The backend's metadata named in `response_headers`, returned as HTTP headers.
     response_metadata: Vec<(String, String)>,
     /// `grpc-status-details-bin` from the backend's trailers, if any.
@@ -98,12 +102,18 @@ struct TranscoderFilter {
 }
 
 impl TranscoderFilter {
+    /// Records the note for the access log: one filter-state write, as a whole.
+    fn record_note(&self) {
+        let _ = host::set_property(&[notes::TRANSCODE], &notes::encode(&self.note));
+    }
+
     /// The one way this filter answers with an error: the reply, with the backend's
     /// `response_headers` metadata, and the kind recorded for the access log and metrics.
-    fn fail(&self, failure: Failure) -> Action {
+    fn fail(&mut self, failure: Failure) -> Action {
         if let Some(kind) = failure.kind {
-            let _ = host::set_property(&[properties::TRANSCODE_ERROR], kind.as_bytes());
+            self.note.error = kind.to_string();
         }
+        self.record_note();
         let mut reply = failure.reply;
         reply.headers.extend(self.response_metadata.iter().cloned());
         host::send_reply(&reply, Client::Http);
@@ -135,8 +145,9 @@ impl TranscoderFilter {
                 return self.fail(Failure::method_not_allowed(&method, &allow))
             }
         };
-        let _ = host::set_property(&[properties::ROUTE], route.template.as_str().as_bytes());
-        let _ = host::set_property(&[properties::GRPC_METHOD], route.grpc_path().as_bytes());
+        self.note.route = route.template.as_str().to_string();
+        self.note.grpc_method = route.grpc_path();
+        self.record_note();
         let mut metadata: Vec<(String, String)> = transcoder
             .config
             .forward_headers
@@ -242,7 +253,8 @@ impl TranscoderFilter {
             });
         match opened {
             Ok(()) => {
-                let _ = host::set_property(&[properties::UPSTREAM_CLUSTER], cluster.as_bytes());
+                // Recorded with the call's outcome when it closes.
+                self.note.upstream_cluster = cluster.to_string();
                 self.dispatched_at = host::now();
                 Action::Pause
             }
@@ -294,20 +306,16 @@ impl Context for TranscoderFilter {
     }
 
     fn on_grpc_stream_close(&mut self, _token_id: u32, status_code: u32) {
-        let _ = host::set_property(
-            &[properties::GRPC_STATUS],
-            status_code.to_string().as_bytes(),
-        );
         let elapsed = match (self.dispatched_at, host::now()) {
             (Some(sent), Some(now)) => now.saturating_sub(sent),
             _ => Duration::ZERO,
         };
-        let _ = host::set_property(
-            &[properties::UPSTREAM_MS],
-            format!("{:.3}", elapsed.as_secs_f64() * 1000.0).as_bytes(),
-        );
+        self.note.grpc_status = Some(status_code);
+        // In milliseconds to the microsecond, as logged.
+        self.note.upstream_ms = Some((elapsed.as_secs_f64() * 1e6).round() / 1e3);
         let (Some(transcoder), Some(pending)) = (self.transcoder.clone(), self.pending.take())
         else {
+            self.record_note();
             return;
         };
         let route = match transcoder.route(pending.route) {
@@ -340,6 +348,7 @@ impl Context for TranscoderFilter {
         };
         match transcoder.finish_call(route, pending.response_encoding, call) {
             Ok(body) => {
+                self.record_note();
                 let headers: Vec<(&str, &str)> = self
                     .response_metadata
                     .iter()
