@@ -12,8 +12,8 @@ use tonic::service::Routes;
 async fn main() -> Result<(), StartupError> {
     let _telemetry = service_kit::init_tracing("acl");
     let database_url = setting("DATABASE_URL", "sqlite://.run/data/acl.db");
-    let pool = open_database(&database_url, store::MIGRATIONS).await?;
+    let database = open_database(&database_url, store::MIGRATIONS).await?;
     let listener = Listener::bind(&setting("LISTEN_ADDR", "127.0.0.1:50056")).await?;
-    let service = AclServiceServer::new(grpc::AclApi::new(store::AclStore::new(pool)));
+    let service = AclServiceServer::new(grpc::AclApi::new(store::AclStore::new(database)));
     serve(listener, &["acl.AclService"], Routes::new(service)).await
 }

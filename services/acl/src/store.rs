@@ -8,8 +8,9 @@
 //! Times are unix seconds, passed in as `now` so that tests need no clock. A restriction is in
 //! force while `now < expire_time` (or always, when `expire_time` is 0).
 
+use service_kit::Database;
 use service_kit::Migration;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, Transaction};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -190,7 +191,7 @@ fn restriction((subject, action, reason, create_time, expire_time): RestrictionR
 }
 
 pub struct AclStore {
-    pool: AnyPool,
+    database: Database,
     /// The latest version this process committed: Restrict and Lift raise it after they
     /// commit, and long polls wake on it. Other replicas' commits do not show here, so long
     /// polls also re-read the database every `POLL_INTERVAL`.
@@ -198,9 +199,9 @@ pub struct AclStore {
 }
 
 impl AclStore {
-    pub fn new(pool: AnyPool) -> Self {
+    pub fn new(database: Database) -> Self {
         Self {
-            pool,
+            database,
             committed: watch::channel(0).0,
         }
     }
@@ -230,7 +231,7 @@ impl AclStore {
             return Err(Error::Invalid("reason must be at most 1000 characters"));
         }
         let expire_time = expiry(now, ttl)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.database.writes().begin().await?;
         let version = next_version(&mut tx).await?;
         sqlx::query(
             "INSERT INTO restrictions
@@ -267,7 +268,7 @@ impl AclStore {
     /// Returns once committed.
     pub async fn lift(&self, subject: &str, action: &str, now: i64) -> Result<(), Error> {
         check_key(subject, action)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.database.writes().begin().await?;
         // The version first: it takes the counter's lock, so no other writer changes the row
         // between the check below and the tombstone. Rolled back if there is nothing to lift.
         let version = next_version(&mut tx).await?;
@@ -309,7 +310,7 @@ impl AclStore {
         )
         .bind(subject)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(self.database.reads())
         .await?;
         Ok(rows.into_iter().map(restriction).collect())
     }
@@ -349,7 +350,7 @@ impl AclStore {
 
     async fn page(&self, since: i64, limit: i64) -> Result<Changes, Error> {
         let (current,): (i64,) = sqlx::query_as("SELECT version FROM acl_version WHERE id = 1")
-            .fetch_one(&self.pool)
+            .fetch_one(self.database.reads())
             .await?;
         let after = if since > current { 0 } else { since };
         let rows: Vec<ChangeRow> = sqlx::query_as(
@@ -358,7 +359,7 @@ impl AclStore {
         )
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.database.reads())
         .await?;
         let version = rows.last().map_or(after, |row| row.0);
         let changes = rows
@@ -385,7 +386,7 @@ mod tests {
     const NOW: i64 = 1_700_000_000;
     const FOREVER: Duration = Duration::ZERO;
 
-    async fn pool() -> AnyPool {
+    async fn pool() -> Database {
         service_kit::open_database("sqlite::memory:", MIGRATIONS)
             .await
             .unwrap()

@@ -12,10 +12,10 @@ use tonic::service::Routes;
 async fn main() -> Result<(), StartupError> {
     let _telemetry = service_kit::init_tracing("customer");
     let database_url = setting("DATABASE_URL", "sqlite://.run/data/customer.db");
-    let pool = open_database(&database_url, store::MIGRATIONS).await?;
+    let database = open_database(&database_url, store::MIGRATIONS).await?;
     let listener = Listener::bind(&setting("LISTEN_ADDR", "127.0.0.1:50053")).await?;
     let service =
-        CustomerServiceServer::new(grpc::CustomerApi::new(store::CustomerStore::new(pool)));
+        CustomerServiceServer::new(grpc::CustomerApi::new(store::CustomerStore::new(database)));
     serve(
         listener,
         &["customer.CustomerService"],

@@ -1,7 +1,7 @@
 //! Customers and where they are kept.
 
+use service_kit::Database;
 use service_kit::Migration;
-use sqlx::AnyPool;
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -54,12 +54,12 @@ fn check_name(name: &str) -> Result<(), Error> {
 pub const MAX_BATCH: usize = 1000;
 
 pub struct CustomerStore {
-    pool: AnyPool,
+    database: Database,
 }
 
 impl CustomerStore {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    pub fn new(database: Database) -> Self {
+        Self { database }
     }
 
     /// Creates a customer; returns only once the row is committed.
@@ -72,7 +72,7 @@ impl CustomerStore {
         let inserted = sqlx::query("INSERT INTO customers (id, name) VALUES ($1, $2)")
             .bind(&customer.id)
             .bind(&customer.name)
-            .execute(&self.pool)
+            .execute(self.database.writes())
             .await;
         match inserted {
             Ok(_) => Ok(customer),
@@ -104,7 +104,10 @@ impl CustomerStore {
         for id in ids {
             query = query.bind(id);
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(Error::Database)?;
+        let rows = query
+            .fetch_all(self.database.reads())
+            .await
+            .map_err(Error::Database)?;
         Ok(rows
             .into_iter()
             .map(|(id, name)| Customer { id, name })
@@ -119,7 +122,7 @@ impl CustomerStore {
     async fn find(&self, sql: &str, key: &str) -> Result<Customer, Error> {
         let row: Option<(String, String)> = sqlx::query_as(sql)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.database.reads())
             .await
             .map_err(Error::Database)?;
         row.map(|(id, name)| Customer { id, name })

@@ -12,8 +12,8 @@ use tonic::service::Routes;
 async fn main() -> Result<(), StartupError> {
     let _telemetry = service_kit::init_tracing("item");
     let database_url = setting("DATABASE_URL", "sqlite://.run/data/item.db");
-    let pool = open_database(&database_url, store::MIGRATIONS).await?;
+    let database = open_database(&database_url, store::MIGRATIONS).await?;
     let listener = Listener::bind(&setting("LISTEN_ADDR", "127.0.0.1:50054")).await?;
-    let service = ItemServiceServer::new(grpc::ItemApi::new(store::ItemStore::new(pool)));
+    let service = ItemServiceServer::new(grpc::ItemApi::new(store::ItemStore::new(database)));
     serve(listener, &["item.ItemService"], Routes::new(service)).await
 }

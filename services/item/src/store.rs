@@ -1,7 +1,7 @@
 //! Items and where they are kept.
 
+use service_kit::Database;
 use service_kit::Migration;
-use sqlx::AnyPool;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -70,7 +70,7 @@ fn check(customer_id: &str, title: &str, price: i64) -> Result<(), Error> {
 }
 
 pub struct ItemStore {
-    pool: AnyPool,
+    database: Database,
 }
 
 type ItemRow = (String, String, String, i64, Option<String>);
@@ -88,8 +88,8 @@ fn item((id, customer_id, title, price, buyer_id): ItemRow) -> Item {
 }
 
 impl ItemStore {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    pub fn new(database: Database) -> Self {
+        Self { database }
     }
 
     /// Creates an item; returns only once the row is committed.
@@ -113,7 +113,7 @@ impl ItemStore {
         .bind(&item.title)
         .bind(item.price)
         .bind(created_at)
-        .execute(&self.pool)
+        .execute(self.database.writes())
         .await
         .map_err(Error::Database)?;
         Ok(item)
@@ -123,7 +123,7 @@ impl ItemStore {
         let row: Option<ItemRow> =
             sqlx::query_as(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = $1"))
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.database.reads())
                 .await
                 .map_err(Error::Database)?;
         row.map(item).ok_or(Error::NotFound)
@@ -137,7 +137,12 @@ impl ItemStore {
         if buyer_id.is_empty() {
             return Err(Error::Invalid("buyer_id is required"));
         }
-        let mut tx = self.pool.begin().await.map_err(Error::Database)?;
+        let mut tx = self
+            .database
+            .writes()
+            .begin()
+            .await
+            .map_err(Error::Database)?;
         let sold = sqlx::query(
             "UPDATE items SET buyer_id = $1 WHERE id = $2 AND buyer_id IS NULL AND customer_id <> $1",
         )
@@ -181,7 +186,7 @@ impl ItemStore {
             .bind(after_created)
             .bind(after_id)
             .bind(i64::from(page.size) + 1)
-            .fetch_all(&self.pool)
+            .fetch_all(self.database.reads())
             .await
             .map_err(Error::Database)?;
         let more = rows.len() > page.size as usize;

@@ -16,9 +16,42 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// A service's database: where it writes and where it reads. On a SQLite file they differ: one
+/// writer connection (SQLite serializes writes anyway) and a pool of read-only connections
+/// beside it, which WAL lets read while the writer commits, so reads no longer queue behind
+/// writes or each other. On PostgreSQL and in-memory SQLite both are the same pool. A read
+/// that starts after a write was acknowledged sees it (WAL readers see every commit made
+/// before their read began).
+#[derive(Clone, Debug)]
+pub struct Database {
+    writes: AnyPool,
+    reads: AnyPool,
+}
+
+impl Database {
+    /// For inserts, updates and transactions that write.
+    pub fn writes(&self) -> &AnyPool {
+        &self.writes
+    }
+
+    /// For plain reads.
+    pub fn reads(&self) -> &AnyPool {
+        &self.reads
+    }
+
+    pub async fn close(&self) {
+        self.reads.close().await;
+        self.writes.close().await;
+    }
+}
+
+/// Read-only connections beside a SQLite file's writer: enough to keep a few concurrent
+/// reads from queueing on a small machine, few enough to stay cheap (each is a thread).
+const SQLITE_READERS: u32 = 4;
+
 /// Opens (creating a SQLite file and its directory if needed), applies pending migrations in
-/// order, each in its own transaction, and checks the connection.
-pub async fn open_database(url: &str, migrations: &[Migration]) -> Result<AnyPool, StartupError> {
+/// order, each in its own transaction, and checks the connections.
+pub async fn open_database(url: &str, migrations: &[Migration]) -> Result<Database, StartupError> {
     install_default_drivers();
     if let Some(file) = sqlite_file(url) {
         if let Some(dir) = Path::new(file)
@@ -52,12 +85,27 @@ pub async fn open_database(url: &str, migrations: &[Migration]) -> Result<AnyPoo
     migrate(&pool, migrations)
         .await
         .map_err(|e| format!("cannot migrate database {}: {e}", redact(url)))?;
-    pool.acquire()
-        .await?
-        .ping()
-        .await
-        .map_err(|e| format!("database {} does not answer: {e}", redact(url)))?;
-    Ok(pool)
+    let reads = match sqlite_file(url) {
+        Some(_) => AnyPoolOptions::new()
+            .max_connections(SQLITE_READERS)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&read_only(url))
+            .await
+            .map_err(|e| format!("cannot open database {} to read: {e}", redact(url)))?,
+        None => pool.clone(),
+    };
+    for connections in [&pool, &reads] {
+        connections
+            .acquire()
+            .await?
+            .ping()
+            .await
+            .map_err(|e| format!("database {} does not answer: {e}", redact(url)))?;
+    }
+    Ok(Database {
+        writes: pool,
+        reads,
+    })
 }
 
 async fn migrate(pool: &AnyPool, migrations: &[Migration]) -> Result<(), sqlx::Error> {
@@ -112,6 +160,17 @@ fn with_create_mode(url: &str) -> String {
     }
 }
 
+/// The same SQLite file, opened read-only: a reader can never write, whatever a bug asks.
+fn read_only(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("mode="))
+        .chain(["mode=ro"])
+        .collect();
+    format!("{base}?{}", kept.join("&"))
+}
+
 /// The URL without its password, for error messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -143,6 +202,11 @@ mod tests {
             with_create_mode("sqlite://a.db?mode=ro"),
             "sqlite://a.db?mode=ro"
         );
+        assert_eq!(read_only("sqlite://a.db"), "sqlite://a.db?mode=ro");
+        assert_eq!(
+            read_only("sqlite://a.db?mode=rwc&cache=private"),
+            "sqlite://a.db?cache=private&mode=ro"
+        );
         assert_eq!(
             redact("postgres://user:secret@host/db"),
             "postgres://user:***@host/db"
@@ -166,14 +230,58 @@ mod tests {
             },
         ];
         for _ in 0..2 {
-            let pool = open_database(&url, &migrations).await.unwrap();
+            let database = open_database(&url, &migrations).await.unwrap();
             let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t")
-                .fetch_one(&pool)
+                .fetch_one(database.reads())
                 .await
                 .unwrap();
             assert_eq!(count, 2);
-            pool.close().await;
+            database.close().await;
         }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn readers_see_every_acknowledged_write_and_cannot_write() {
+        let dir = std::env::temp_dir().join(format!("kit-readers-{}", std::process::id()));
+        let url = format!("sqlite://{}/readers.db", dir.display());
+        let migrations = [Migration {
+            version: 1,
+            name: "create",
+            sql: "CREATE TABLE t (n BIGINT PRIMARY KEY)",
+        }];
+        let database = open_database(&url, &migrations).await.unwrap();
+        // Writes and reads interleaved from several tasks: each read, issued after its write
+        // returned, finds it.
+        let tasks: Vec<_> = (0..8)
+            .map(|task| {
+                let database = database.clone();
+                tokio::spawn(async move {
+                    for n in 0..25_i64 {
+                        let key = task * 1000 + n;
+                        sqlx::query("INSERT INTO t (n) VALUES ($1)")
+                            .bind(key)
+                            .execute(database.writes())
+                            .await
+                            .unwrap();
+                        let found: Option<(i64,)> = sqlx::query_as("SELECT n FROM t WHERE n = $1")
+                            .bind(key)
+                            .fetch_optional(database.reads())
+                            .await
+                            .unwrap();
+                        assert_eq!(found, Some((key,)));
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let refused = sqlx::query("INSERT INTO t (n) VALUES (-1)")
+            .execute(database.reads())
+            .await;
+        assert!(refused.is_err(), "a reader wrote");
+        database.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
 
