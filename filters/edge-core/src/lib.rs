@@ -5,6 +5,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod headers;
 pub mod notes;
 mod path_template;
 mod percent;
@@ -15,6 +16,7 @@ mod status;
 pub mod trace;
 mod upstream;
 
+pub use headers::Headers;
 pub use path_template::PathTemplate;
 pub use percent::percent_decode;
 pub use reply::{Client, LocalReply, WireReply};

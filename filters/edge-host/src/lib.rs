@@ -12,7 +12,7 @@
 mod abi;
 
 pub use abi::HostError;
-use edge_core::{Client, GrpcCode, LocalReply};
+use edge_core::{Client, GrpcCode, Headers, LocalReply};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
 /// Writes to Envoy's log under the plugin's name; a failure to log is not worth failing a request.
@@ -35,20 +35,10 @@ pub fn response_trailer(name: &str) -> Option<String> {
     abi::get_header(MapType::HttpResponseTrailers, name).unwrap_or(None)
 }
 
-/// Every value of a request header, for checks that must see duplicates (e.g. two
-/// `Authorization` headers).
-pub fn request_header_values(name: &str) -> Result<Vec<String>, HostError> {
-    Ok(abi::get_header_pairs(MapType::HttpRequestHeaders)?
-        .into_iter()
-        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value)
-        .collect())
-}
-
 /// Every request header, in one host call: cheaper than several single reads when a filter
-/// needs many of them. Empty when not readable in this phase.
-pub fn request_headers() -> Vec<(String, String)> {
-    abi::get_header_pairs(MapType::HttpRequestHeaders).unwrap_or_default()
+/// needs several of them. Empty when not readable in this phase.
+pub fn request_headers() -> Headers {
+    Headers::new(abi::get_header_pairs(MapType::HttpRequestHeaders).unwrap_or_default())
 }
 
 pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {

@@ -165,7 +165,9 @@ impl HttpContext for AccessLog {
             let request_id = host::request_header("x-request-id").unwrap_or_default();
             let parent = new_traceparent(
                 &request_id,
-                seen ^ int_property(&["request", "time"]).unwrap_or_default(),
+                // Envoy's clock needs no allocation in the VM, unlike the `request.time`
+                // property; any value that differs between requests will do.
+                seen ^ host::now().map_or(0, |now| now.as_nanos() as u64),
             );
             let _ = host::set_request_header("traceparent", &parent);
         }
@@ -176,12 +178,7 @@ impl HttpContext for AccessLog {
         // Host calls are what this costs: the headers come in one call, and each other filter's
         // account of the request in one property (see `edge_core::notes`).
         let headers = host::request_headers();
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-        };
+        let header = |name: &str| headers.value(name);
         let auth: AuthNote = notes::decode(host::property(&[notes::AUTH]).as_deref());
         let transcode: TranscodeNote =
             notes::decode(host::property(&[notes::TRANSCODE]).as_deref());

@@ -19,7 +19,7 @@ use edge_auth::{
     Restrictions, SubjectRestrictions, TokenError,
 };
 use edge_core::notes::{self, AuthNote};
-use edge_core::{trace, Client, GrpcCode, LocalReply};
+use edge_core::{trace, Client, GrpcCode, Headers, LocalReply};
 use edge_host as host;
 use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -492,25 +492,24 @@ struct AuthFilter {
 }
 
 impl AuthFilter {
-    fn decide(&self, config: &AuthConfig, client: Client) -> Result<Outcome, host::HostError> {
-        let method = host::request_header(":method").unwrap_or_default();
-        let path = host::request_header(":path").unwrap_or_default();
-        let authorization = host::request_header_values("authorization")?;
+    fn decide(&self, config: &AuthConfig, client: Client, headers: &Headers) -> Outcome {
+        let method = headers.get(":method").unwrap_or_default();
+        let path = headers.get(":path").unwrap_or_default();
+        let authorization = headers.all("authorization");
         let cookies = if config.token_cookies.is_empty() {
             Vec::new()
         } else {
-            host::request_header_values("cookie")?
+            headers.all("cookie")
         };
-        let cors_preflight = method == "OPTIONS"
-            && edge_core::is_cors_preflight(
-                &method,
-                host::request_header("origin").as_deref(),
-                host::request_header("access-control-request-method").as_deref(),
-            );
+        let cors_preflight = edge_core::is_cors_preflight(
+            method,
+            headers.get("origin"),
+            headers.get("access-control-request-method"),
+        );
         let request_id = if config.rollouts.is_empty() {
             None
         } else {
-            host::request_header("x-request-id")
+            headers.get("x-request-id")
         };
         let (keys, acl_ready) = {
             let state = self.state.borrow();
@@ -524,33 +523,37 @@ impl AuthFilter {
             },
             None => &edge_auth::NoRestrictions,
         };
-        Ok(authorize(
+        authorize(
             config,
             keys.as_deref(),
             restrictions,
             &Request {
-                method: &method,
-                path: &path,
+                method,
+                path,
                 authorization: &authorization,
                 cookies: &cookies,
                 client,
                 cors_preflight,
-                request_id: request_id.as_deref(),
+                request_id,
             },
-        ))
+        )
     }
 
-    fn apply(&self, config: &AuthConfig, client: Client) -> Result<Action, host::HostError> {
+    fn apply(
+        &self,
+        config: &AuthConfig,
+        client: Client,
+        headers: &Headers,
+    ) -> Result<Action, host::HostError> {
         // A client must never choose its identity or its backend: drop its copies first (the
-        // backend header means something only while a rollout routes on it).
-        host::remove_request_header(&config.subject_header)?;
-        if !config.rollouts.is_empty() {
-            host::remove_request_header(&config.backend_header)?;
-        }
-        for header in config.forward_claims.values() {
-            host::remove_request_header(header)?;
-        }
-        match self.decide(config, client)? {
+        // backend header means something only while a rollout routes on it). Only those it
+        // sent: a removal is a host call, and the snapshot says what is there.
+        let mut client_copies = std::iter::once(&config.subject_header)
+            .chain(config.forward_claims.values())
+            .chain((!config.rollouts.is_empty()).then_some(&config.backend_header))
+            .filter(|name| headers.contains(name));
+        client_copies.try_for_each(|name| host::remove_request_header(name))?;
+        match self.decide(config, client, headers) {
             Outcome::Allow {
                 subject,
                 forward,
@@ -569,7 +572,7 @@ impl AuthFilter {
                     for (header, value) in &forward {
                         host::set_request_header(header, value)?;
                     }
-                    if !config.keep_authorization {
+                    if !config.keep_authorization && headers.contains("authorization") {
                         // The backends trust the identity headers; the token stays at the edge.
                         host::remove_request_header("authorization")?;
                     }
@@ -609,8 +612,9 @@ impl HttpContext for AuthFilter {
             host::reset_request();
             return Action::Pause;
         };
-        let client = Client::of_content_type(host::request_header("content-type").as_deref());
-        match self.apply(&config, client) {
+        let headers = host::request_headers();
+        let client = Client::of_content_type(headers.get("content-type"));
+        match self.apply(&config, client, &headers) {
             Ok(action) => action,
             Err(error) => {
                 host::log(LogLevel::Error, &format!("auth failed closed: {error}"));

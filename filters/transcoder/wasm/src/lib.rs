@@ -121,28 +121,29 @@ impl TranscoderFilter {
     }
 
     fn on_headers(&mut self, transcoder: &Transcoder, end_of_stream: bool) -> Action {
-        let content_type = host::request_header("content-type").unwrap_or_default();
-        let method = host::request_header(":method").unwrap_or_default();
-        let client = Client::of_content_type(Some(&content_type));
-        let preflight = method == "OPTIONS"
-            && edge_core::is_cors_preflight(
-                &method,
-                host::request_header("origin").as_deref(),
-                host::request_header("access-control-request-method").as_deref(),
-            );
+        // Every header this needs, in one host call.
+        let headers = host::request_headers();
+        let content_type = headers.get("content-type").unwrap_or_default();
+        let method = headers.get(":method").unwrap_or_default();
+        let client = Client::of_content_type(Some(content_type));
+        let preflight = edge_core::is_cors_preflight(
+            method,
+            headers.get("origin"),
+            headers.get("access-control-request-method"),
+        );
         if transcoder.passes_through(client, preflight) {
             return Action::Continue;
         }
-        let path = host::request_header(":path").unwrap_or_default();
-        let (route, index, bindings) = match transcoder.lookup(&method, &path) {
+        let path = headers.get(":path").unwrap_or_default();
+        let (route, index, bindings) = match transcoder.lookup(method, path) {
             Lookup::Matched {
                 route,
                 index,
                 bindings,
             } => (route, index, bindings),
-            Lookup::NotFound => return self.fail(Failure::no_route(&method, &path)),
+            Lookup::NotFound => return self.fail(Failure::no_route(method, path)),
             Lookup::MethodNotAllowed { allow } => {
-                return self.fail(Failure::method_not_allowed(&method, &allow))
+                return self.fail(Failure::method_not_allowed(method, &allow))
             }
         };
         self.note.route = route.template.as_str().to_string();
@@ -152,22 +153,22 @@ impl TranscoderFilter {
             .config
             .forward_headers
             .iter()
-            .filter_map(|name| host::request_header(name).map(|value| (name.clone(), value)))
+            .filter_map(|name| headers.value(name).map(|value| (name.clone(), value)))
             .collect();
         // With Envoy tracing, the backend call is a child of the edge span, which gets the
         // route as an attribute.
-        if let Some(edge_span) = host::request_header(trace::EDGE_SPAN_HEADER) {
+        if let Some(edge_span) = headers.get(trace::EDGE_SPAN_HEADER) {
             let incoming = metadata
                 .iter()
                 .find(|(name, _)| name == "traceparent")
                 .map(|(_, value)| value.as_str());
-            if let Some(traceparent) = trace::child_traceparent(&edge_span, incoming) {
+            if let Some(traceparent) = trace::child_traceparent(edge_span, incoming) {
                 metadata.retain(|(name, _)| name != "traceparent");
                 metadata.push(("traceparent".to_string(), traceparent));
                 let _ = host::set_request_header(trace::ROUTE_HEADER, route.template.as_str());
             }
         }
-        let content_type = (!content_type.is_empty()).then_some(content_type.as_str());
+        let content_type = (!content_type.is_empty()).then_some(content_type);
         let request_encoding = if end_of_stream {
             Some(Encoding::Json)
         } else {
@@ -178,7 +179,7 @@ impl TranscoderFilter {
                 content_type.unwrap_or_default(),
             ));
         };
-        let accept = host::request_header("accept");
+        let accept = headers.get("accept");
         let pending = Pending {
             route: index,
             bindings,
@@ -187,14 +188,14 @@ impl TranscoderFilter {
             request_encoding,
             response_encoding: transcoder.response_encoding(
                 route,
-                accept.as_deref(),
+                accept,
                 content_type.and(Some(request_encoding)),
             ),
-            timeout: transcoder.call_timeout(host::request_header("grpc-timeout").as_deref()),
+            timeout: transcoder.call_timeout(headers.get("grpc-timeout")),
             backend: route
                 .rollout
                 .as_ref()
-                .and_then(|_| host::request_header(&transcoder.config.backend_header)),
+                .and_then(|_| headers.value(&transcoder.config.backend_header)),
         };
         if end_of_stream {
             let action = self.call_backend(transcoder, &pending, &[]);
@@ -202,8 +203,9 @@ impl TranscoderFilter {
             self.pending = Some(pending);
             return action;
         }
-        let declared_length =
-            host::request_header("content-length").and_then(|v| v.parse::<usize>().ok());
+        let declared_length = headers
+            .get("content-length")
+            .and_then(|v| v.parse::<usize>().ok());
         if declared_length.is_some_and(|length| length > transcoder.config.max_body_bytes) {
             return self.fail(Failure::body_too_large(transcoder.config.max_body_bytes));
         }
