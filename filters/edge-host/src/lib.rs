@@ -36,9 +36,9 @@ pub fn response_trailer(name: &str) -> Option<String> {
 }
 
 /// Every request header, in one host call: cheaper than several single reads when a filter
-/// needs several of them. Empty when not readable in this phase.
-pub fn request_headers() -> Headers {
-    Headers::new(abi::get_header_pairs(MapType::HttpRequestHeaders).unwrap_or_default())
+/// needs several of them.
+pub fn request_headers() -> Result<Headers, HostError> {
+    abi::get_header_pairs(MapType::HttpRequestHeaders).map(Headers::new)
 }
 
 pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {

@@ -177,7 +177,8 @@ impl HttpContext for AccessLog {
     fn on_log(&mut self) {
         // Host calls are what this costs: the headers come in one call, and each other filter's
         // account of the request in one property (see `edge_core::notes`).
-        let headers = host::request_headers();
+        // Unreadable headers leave their fields out of the line; the line is still written.
+        let headers = host::request_headers().unwrap_or_default();
         let header = |name: &str| headers.value(name);
         let auth: AuthNote = notes::decode(host::property(&[notes::AUTH]).as_deref());
         let transcode: TranscodeNote =

@@ -612,9 +612,16 @@ impl HttpContext for AuthFilter {
             host::reset_request();
             return Action::Pause;
         };
+        // Unreadable headers fail closed: without them the client's copies of the identity
+        // headers could not be removed.
         let headers = host::request_headers();
-        let client = Client::of_content_type(headers.get("content-type"));
-        match self.apply(&config, client, &headers) {
+        let client = Client::of_content_type(
+            headers
+                .as_ref()
+                .ok()
+                .and_then(|headers| headers.get("content-type")),
+        );
+        match headers.and_then(|headers| self.apply(&config, client, &headers)) {
             Ok(action) => action,
             Err(error) => {
                 host::log(LogLevel::Error, &format!("auth failed closed: {error}"));

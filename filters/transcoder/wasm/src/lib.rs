@@ -121,8 +121,9 @@ impl TranscoderFilter {
     }
 
     fn on_headers(&mut self, transcoder: &Transcoder, end_of_stream: bool) -> Action {
-        // Every header this needs, in one host call.
-        let headers = host::request_headers();
+        // Every header this needs, in one host call. Unreadable, they read as absent: the
+        // request then matches no route and is refused.
+        let headers = host::request_headers().unwrap_or_default();
         let content_type = headers.get("content-type").unwrap_or_default();
         let method = headers.get(":method").unwrap_or_default();
         let client = Client::of_content_type(Some(content_type));
