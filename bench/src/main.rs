@@ -875,7 +875,8 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
         per_item(Chain::Native).map_or("–".into(), |v| format!("{v:.2}")),
         ratio(per_item(Chain::Wasm), per_item(Chain::Native))
     );
-    let per_thousand_rules = |small, large| {
+    // What the larger configuration adds to the hot read's Envoy CPU per request.
+    let added_cpu = |small, large| {
         cpu_of(Route::HotRead, large)
             .zip(cpu_of(Route::HotRead, small))
             .map(|(l, s): (f64, f64)| l - s)
@@ -900,11 +901,6 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
             .0
         })
     };
-    let more_bindings = |small, large| {
-        cpu_of(Route::HotRead, large)
-            .zip(cpu_of(Route::HotRead, small))
-            .map(|(l, s): (f64, f64)| l - s)
-    };
     let more_rss = |small, large| {
         rss_after(large)
             .zip(rss_after(small))
@@ -913,9 +909,8 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
     let _ = writeln!(
         out,
         "| slope: µs per 1000 more HTTP bindings in the route table (hot read) | {} | {} | |",
-        more_bindings(Chain::Wasm, Chain::WasmManyRoutes)
-            .map_or("–".into(), |v| format!("{v:+.0}")),
-        more_bindings(Chain::Native, Chain::NativeManyRoutes)
+        added_cpu(Chain::Wasm, Chain::WasmManyRoutes).map_or("–".into(), |v| format!("{v:+.0}")),
+        added_cpu(Chain::Native, Chain::NativeManyRoutes)
             .map_or("–".into(), |v| format!("{v:+.0}")),
     );
     let _ = writeln!(
@@ -928,9 +923,8 @@ fn report(results: &Results, plan: &Plan) -> (String, Value) {
     let _ = writeln!(
         out,
         "| slope: µs per 1000 more policy rules (hot read) | {} | {} | |",
-        per_thousand_rules(Chain::Wasm, Chain::WasmLargePolicy)
-            .map_or("–".into(), |v| format!("{v:+.0}")),
-        per_thousand_rules(Chain::Native, Chain::NativeLargePolicy)
+        added_cpu(Chain::Wasm, Chain::WasmLargePolicy).map_or("–".into(), |v| format!("{v:+.0}")),
+        added_cpu(Chain::Native, Chain::NativeLargePolicy)
             .map_or("–".into(), |v| format!("{v:+.0}")),
     );
     let _ = writeln!(
