@@ -41,9 +41,10 @@ soak: envoy wasm ## 1,000,000 requests through the wasm chain; fails on RSS grow
 	taskset -c 1 target/release/edge-bench --soak 1000000
 
 profile: export EDGE_BIN_DIR := $(CURDIR)/target/release
-profile: envoy wasm ## Where the time goes: perf on Envoy (bench/PROFILE.md), callgrind on the filters' cores.
+profile: envoy wasm ## Where the time goes: perf on Envoy (bench/PROFILE.md), Envoy's instructions per request and per host call (bench/INSTRUCTIONS.md), callgrind on the filters' cores.
 	cargo build --release --locked $(RELEASE_BINS)
 	taskset -c 1 target/release/edge-bench --perf
+	taskset -c 1 target/release/edge-bench --instructions
 	valgrind --tool=callgrind --callgrind-out-file=target/callgrind.out target/release/edge-bench --core-hot 20000
 	callgrind_annotate --inclusive=no target/callgrind.out | head -40 > bench/CALLGRIND.txt
 

@@ -17,6 +17,29 @@ pub struct HttpRequest {
     pub tokens: std::sync::Arc<Vec<String>>,
 }
 
+/// How long a run lasts: a time, or a number of requests on each connection.
+#[derive(Clone, Copy, Debug)]
+pub enum Budget {
+    For(Duration),
+    Requests(u64),
+}
+
+impl From<Duration> for Budget {
+    fn from(duration: Duration) -> Self {
+        Budget::For(duration)
+    }
+}
+
+impl Budget {
+    /// Whether a connection that started at `started` and has sent `sent` requests goes on.
+    fn goes_on(self, started: Instant, sent: u64) -> bool {
+        match self {
+            Budget::For(duration) => started.elapsed() < duration,
+            Budget::Requests(count) => sent < count,
+        }
+    }
+}
+
 /// What one measured run saw.
 #[derive(Debug, Default)]
 pub struct Run {
@@ -96,15 +119,15 @@ async fn gather(tasks: Vec<tokio::task::JoinHandle<Tally>>, started: Instant) ->
 }
 
 /// HTTP/1.1 load against `base` (e.g. `http://127.0.0.1:8080`): `connections` clients, each with
-/// one keep-alive connection, for `duration`.
+/// one keep-alive connection, for the `budget`.
 pub async fn http(
     base: &str,
     request: &HttpRequest,
     connections: usize,
-    duration: Duration,
+    budget: impl Into<Budget>,
 ) -> Run {
+    let budget = budget.into();
     let started = Instant::now();
-    let deadline = started + duration;
     let mut tasks = Vec::new();
     for connection in 0..connections {
         let client = reqwest::Client::builder()
@@ -118,7 +141,7 @@ pub async fn http(
         let mut turn = connection * 7919;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
-            while Instant::now() < deadline {
+            while budget.goes_on(started, tally.requests) {
                 let mut builder = client.request(request.method.clone(), &url);
                 for (name, value) in &request.headers {
                     builder = builder.header(name, value);
@@ -148,18 +171,19 @@ pub async fn http(
     gather(tasks, started).await
 }
 
-/// gRPC load straight to catalog (no Envoy): `GetItem` over `connections` HTTP/2 connections.
+/// gRPC `GetItem` load against catalog or the edge at `target`, over `connections` HTTP/2
+/// connections, for the `budget`.
 pub async fn grpc_get_item(
     target: &str,
     item_id: &str,
     bearer: Option<&str>,
     connections: usize,
-    duration: Duration,
+    budget: impl Into<Budget>,
 ) -> Run {
+    let budget = budget.into();
     let authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
         bearer.and_then(|token| format!("Bearer {token}").parse().ok());
     let started = Instant::now();
-    let deadline = started + duration;
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let mut client = CatalogServiceClient::connect(target.to_string())
@@ -169,7 +193,7 @@ pub async fn grpc_get_item(
         let authorization = authorization.clone();
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
-            while Instant::now() < deadline {
+            while budget.goes_on(started, tally.requests) {
                 let sent = Instant::now();
                 let mut request = tonic::Request::new(GetItemRequest { id: id.clone() });
                 if let Some(value) = &authorization {

@@ -14,10 +14,11 @@
 //! wrong answer.
 
 mod core_costs;
+mod instructions;
 mod load;
 
 use edge_e2e::otlp::TraceReceiver;
-use edge_e2e::{Edge, Options, MOBILE_PHONE_ID};
+use edge_e2e::{Edge, Launch, Options, MOBILE_PHONE_ID};
 use jwt_simple::prelude::*;
 use load::{HttpRequest, Run};
 use serde_json::{json, Value};
@@ -40,6 +41,9 @@ enum Chain {
     ThreeEmpty,
     CalloutGrpcStream,
     CalloutHttpCall,
+    /// The bench filter making one kind of host call `PROBE_CALLS` times per request
+    /// (`bench/filter`'s `probe` mode; the text is its configuration).
+    Probe(&'static str),
     /// The full chains with 1000 more policy rules ahead of the real ones.
     WasmLargePolicy,
     NativeLargePolicy,
@@ -65,6 +69,7 @@ impl Chain {
             Chain::ThreeEmpty => "three empty Rust proxy-wasm filters",
             Chain::CalloutGrpcStream => "minimal callout filter, gRPC stream",
             Chain::CalloutHttpCall => "minimal callout filter, proxy_http_call",
+            Chain::Probe(mode) => mode,
             Chain::WasmLargePolicy => "wasm, 1000 more policy rules",
             Chain::NativeLargePolicy => "native, 1000 more jwt_authn rules",
             Chain::WasmTraced => "wasm, tracing on",
@@ -104,6 +109,7 @@ impl Chain {
             Chain::ThreeEmpty => Some((3, "empty")),
             Chain::CalloutGrpcStream => Some((1, "grpc-stream")),
             Chain::CalloutHttpCall => Some((1, "http-call")),
+            Chain::Probe(mode) => Some((1, mode)),
             _ => None,
         }
     }
@@ -386,6 +392,11 @@ async fn start(chain: Chain) -> Edge {
 }
 
 async fn start_with_workers(chain: Chain, workers: usize) -> Edge {
+    start_under(chain, workers, &[]).await
+}
+
+/// Starts `chain` with Envoy run under `wrapper` (a tool's command line; empty: none).
+async fn start_under(chain: Chain, workers: usize, wrapper: &[String]) -> Edge {
     let root = edge_e2e::workspace_root();
     let collector = if chain.traced() {
         Some(
@@ -400,7 +411,10 @@ async fn start_with_workers(chain: Chain, workers: usize) -> Edge {
     };
     let collector_for_bootstrap = collector.clone();
     Edge::start_with(Options {
-        envoy_cpu: Some(0),
+        envoy: Launch {
+            cpu: Some(0),
+            wrapper: wrapper.to_vec(),
+        },
         workers,
         customize: Box::new(move |config| {
             bench_config(config, collector.as_deref());
@@ -466,6 +480,9 @@ async fn start_with_workers(chain: Chain, workers: usize) -> Edge {
     })
     .await
 }
+
+/// Requests counted per case by `--instructions` (each runs under callgrind, ~50× slower).
+const INSTRUCTION_REQUESTS: u64 = 300;
 
 const MEMORY_TITLE: &str = "Memory at two workers";
 
@@ -1285,6 +1302,23 @@ async fn main() -> std::process::ExitCode {
             None => Err("--only needs a text to match".into()),
         },
         Some("--perf") => perf_profile(8).await,
+        // Without TEXT every case, written to bench/INSTRUCTIONS.md; with it, only the cases
+        // whose configuration or route contains TEXT, printed.
+        Some("--instructions") => {
+            let only = args.get(1).map_or("", String::as_str);
+            instructions::report(INSTRUCTION_REQUESTS, only)
+                .await
+                .and_then(|text| {
+                    println!("{text}");
+                    if only.is_empty() {
+                        let path = edge_e2e::workspace_root().join("bench/INSTRUCTIONS.md");
+                        std::fs::write(&path, format!("# {}\n\nWritten by `make profile`.\n\n{text}", instructions::TITLE))
+                            .map_err(|e| e.to_string())?;
+                        println!("wrote bench/INSTRUCTIONS.md");
+                    }
+                    Ok(())
+                })
+        }
         // --core-hot leaves out the uncached ES256 verification (for callgrind: per-request
         // paths only).
         Some(mode @ ("--core" | "--core-hot")) => core_costs::profile(
@@ -1302,7 +1336,7 @@ async fn main() -> std::process::ExitCode {
         }
         None => bench(full_plan(), false).await,
         Some(other) => Err(format!(
-            "unknown argument {other}; use --smoke, --only TEXT, --core [N], --core-hot [N], --perf or --soak N"
+            "unknown argument {other}; use --smoke, --only TEXT, --core [N], --core-hot [N], --perf, --instructions [TEXT] or --soak N"
         )),
     };
     match outcome {

@@ -3,7 +3,10 @@
 //! - `empty`: a filter that lets everything through (the fixed cost of a Wasm filter);
 //! - `grpc-stream` / `http-call`: on each request, one fixed `catalog.CatalogService/GetItem`
 //!   call to the `catalog` cluster, as a gRPC stream (as the transcoder calls) or as a plain
-//!   HTTP/2 call with our own gRPC framing, then a fixed local reply; nothing is parsed.
+//!   HTTP/2 call with our own gRPC framing, then a fixed local reply; nothing is parsed;
+//! - `probe KIND [ARG]`: at the end of each request (`on_log`, where the response is known),
+//!   one kind of host call made `PROBE_CALLS` times, to count what one call costs Envoy
+//!   (`edge-bench --instructions`); `probe none` is the baseline.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -16,11 +19,63 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| Box::new(BenchRoot { mode: Rc::new(Mode::Empty) }));
 }}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Mode {
     Empty,
     GrpcStream,
     HttpCall,
+    Probe(Probe),
+}
+
+/// Host calls `probe` mode makes per request.
+const PROBE_CALLS: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Probe {
+    None,
+    Now,
+    /// An attribute by its dotted path, e.g. `request.time`.
+    Property(Vec<String>),
+    RequestHeader(String),
+    RequestHeaders,
+    ResponseHeaders,
+    Log,
+}
+
+impl Probe {
+    fn parse(config: &str) -> Option<Probe> {
+        let mut words = config.split_whitespace();
+        if words.next() != Some("probe") {
+            return None;
+        }
+        Some(match (words.next()?, words.next()) {
+            ("none", None) => Probe::None,
+            ("now", None) => Probe::Now,
+            ("property", Some(path)) => {
+                Probe::Property(path.split('.').map(String::from).collect())
+            }
+            ("request-header", Some(name)) => Probe::RequestHeader(name.to_string()),
+            ("request-headers", None) => Probe::RequestHeaders,
+            ("response-headers", None) => Probe::ResponseHeaders,
+            ("log", None) => Probe::Log,
+            _ => return None,
+        })
+    }
+
+    fn call(&self, filter: &BenchFilter) {
+        let found = match self {
+            Probe::None => true,
+            Probe::Now => filter.get_current_time() > std::time::UNIX_EPOCH,
+            Probe::Property(path) => filter
+                .get_property(path.iter().map(String::as_str).collect())
+                .is_some(),
+            Probe::RequestHeader(name) => filter.get_http_request_header(name).is_some(),
+            Probe::RequestHeaders => !filter.get_http_request_headers().is_empty(),
+            Probe::ResponseHeaders => !filter.get_http_response_headers().is_empty(),
+            Probe::Log => proxy_wasm::hostcalls::log(LogLevel::Info, "probe").is_ok(),
+        };
+        std::hint::black_box(found);
+    }
 }
 
 /// `GetItemRequest { id: "e0e58243-4138-48e5-8aba-448a8888e2ff" }` (goldie's Mobile Phone).
@@ -42,19 +97,23 @@ impl RootContext for BenchRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
         let config = String::from_utf8_lossy(&config);
-        self.mode = Rc::new(if config.contains("grpc-stream") {
-            Mode::GrpcStream
-        } else if config.contains("http-call") {
-            Mode::HttpCall
-        } else {
-            Mode::Empty
-        });
+        self.mode = Rc::new(
+            if let Some(probe) = Probe::parse(config.trim_matches('"')) {
+                Mode::Probe(probe)
+            } else if config.contains("grpc-stream") {
+                Mode::GrpcStream
+            } else if config.contains("http-call") {
+                Mode::HttpCall
+            } else {
+                Mode::Empty
+            },
+        );
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(BenchFilter {
-            mode: *self.mode,
+            mode: (*self.mode).clone(),
             stream: None,
         }))
     }
@@ -107,9 +166,17 @@ impl Context for BenchFilter {
 }
 
 impl HttpContext for BenchFilter {
+    fn on_log(&mut self) {
+        if let Mode::Probe(probe) = &self.mode {
+            for _ in 0..PROBE_CALLS {
+                probe.call(self);
+            }
+        }
+    }
+
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         match self.mode {
-            Mode::Empty => Action::Continue,
+            Mode::Empty | Mode::Probe(_) => Action::Continue,
             Mode::GrpcStream => {
                 let Ok(upstream) = edge_core::grpc_upstream("catalog") else {
                     self.reply(false);

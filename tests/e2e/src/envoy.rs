@@ -7,11 +7,34 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Under a tool such as callgrind, Envoy and V8 start many times slower.
+const WRAPPED_STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How Envoy is run: pinned to a CPU (benchmarks keep it apart from the load generator), and
+/// under a tool (e.g. `valgrind --tool=callgrind …`, for instructions per request).
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    pub cpu: Option<usize>,
+    /// A command and its arguments that Envoy's command line is appended to.
+    pub wrapper: Vec<String>,
+}
+
+impl Launch {
+    /// How long Envoy may take to start and, for the edge, to become ready.
+    pub fn startup_timeout(&self) -> Duration {
+        if self.wrapper.is_empty() {
+            STARTUP_TIMEOUT
+        } else {
+            WRAPPED_STARTUP_TIMEOUT
+        }
+    }
+}
 
 pub struct EnvoyProcess {
     child: Child,
     log: PathBuf,
     pub admin_url: String,
+    pub startup_timeout: Duration,
 }
 
 /// The Envoy binary (`ENVOY_BIN`, default where `make envoy` installs it).
@@ -26,13 +49,13 @@ pub fn envoy_binary() -> PathBuf {
 }
 
 impl EnvoyProcess {
-    /// Writes `bootstrap` into `dir` and starts Envoy on it with `workers` worker threads
-    /// (pinned to `cpu` if given); returns once the admin interface answers.
+    /// Writes `bootstrap` into `dir` and starts Envoy on it with `workers` worker threads, as
+    /// `launch` says; returns once the admin interface answers.
     pub async fn start(
         bootstrap: &Value,
         dir: &Path,
         workers: usize,
-        cpu: Option<usize>,
+        launch: &Launch,
         http: &reqwest::Client,
     ) -> Self {
         let config_path = dir.join("envoy.yaml");
@@ -40,14 +63,14 @@ impl EnvoyProcess {
         let admin_path = dir.join("admin-address");
         let log = dir.join("envoy.log");
         let binary = envoy_binary();
-        let mut command = match cpu {
-            Some(cpu) => {
-                let mut pinned = Command::new("taskset");
-                pinned.args(["-c", &cpu.to_string()]).arg(&binary);
-                pinned
-            }
-            None => Command::new(&binary),
-        };
+        let mut line: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(cpu) = launch.cpu {
+            line.extend(["taskset".into(), "-c".into(), cpu.to_string().into()]);
+        }
+        line.extend(launch.wrapper.iter().map(Into::into));
+        line.push(binary.into());
+        let mut command = Command::new(&line[0]);
+        command.args(&line[1..]);
         let child = command
             .arg("-c")
             .arg(&config_path)
@@ -63,8 +86,9 @@ impl EnvoyProcess {
             child,
             log,
             admin_url: String::new(),
+            startup_timeout: launch.startup_timeout(),
         };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let deadline = Instant::now() + envoy.startup_timeout;
         let admin = loop {
             if let Ok(address) = std::fs::read_to_string(&admin_path) {
                 if !address.trim().is_empty() {
@@ -114,7 +138,7 @@ impl EnvoyProcess {
         &mut self,
         http: &reqwest::Client,
     ) -> std::collections::BTreeMap<String, u16> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let deadline = Instant::now() + self.startup_timeout;
         loop {
             let listeners: Option<Value> = async {
                 http.get(format!("{}/listeners?format=json", self.admin_url))

@@ -11,7 +11,7 @@ pub mod otlp;
 mod postgres;
 
 use edgectl::{EdgeConfig, Topology};
-pub use envoy::{envoy_binary, EnvoyProcess};
+pub use envoy::{envoy_binary, EnvoyProcess, Launch};
 pub use postgres::Postgres;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -99,8 +99,8 @@ pub struct Options {
     pub bootstrap: BootstrapEdit,
     /// Envoy worker threads (each has its own Wasm VMs).
     pub workers: usize,
-    /// Pin Envoy to this CPU (benchmarks keep it apart from the load generator).
-    pub envoy_cpu: Option<usize>,
+    /// How Envoy is run (a CPU to pin it to, a tool to run it under).
+    pub envoy: Launch,
     /// Wait for the auth filter's keys before returning (chains without auth have none).
     pub wait_for_keys: bool,
     /// `DATABASE_URL` of a service instead of its SQLite file (e.g. PostgreSQL).
@@ -119,7 +119,7 @@ impl Default for Options {
             authority_up: true,
             bootstrap: Box::new(|_, _| {}),
             workers: 1,
-            envoy_cpu: None,
+            envoy: Launch::default(),
             wait_for_keys: true,
             database_urls: BTreeMap::new(),
             live_config: false,
@@ -212,7 +212,7 @@ impl Edge {
             let _ = authority.child.wait();
         }
         let mut envoy =
-            EnvoyProcess::start(&bootstrap, &dir, options.workers, options.envoy_cpu, &http).await;
+            EnvoyProcess::start(&bootstrap, &dir, options.workers, &options.envoy, &http).await;
         let port = envoy.listener_ports(&http).await["ingress"];
         let mut edge = Edge {
             services,
@@ -230,7 +230,7 @@ impl Edge {
     }
 
     async fn wait_until_ready(&mut self, expect_keys: bool) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let deadline = Instant::now() + self.envoy.startup_timeout;
         // Keys loaded: a bad token is refused with 401 (before: 503, keys unavailable). Without
         // an authority, ready means the public routes answer.
         loop {

@@ -6,7 +6,7 @@
 //! headers, 415) is tested on its own below.
 
 use base64::Engine;
-use edge_e2e::{test_dir, EnvoyProcess};
+use edge_e2e::{test_dir, EnvoyProcess, Launch};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -131,7 +131,7 @@ impl Parity {
             .timeout(std::time::Duration::from_secs(15))
             .build()
             .expect("HTTP client");
-        let mut envoy = EnvoyProcess::start(&bootstrap, &dir, 1, None, &http).await;
+        let mut envoy = EnvoyProcess::start(&bootstrap, &dir, 1, &Launch::default(), &http).await;
         let ports = envoy.listener_ports(&http).await;
         assert_eq!(ports.len(), 2, "both listeners: {ports:?}");
         Parity {

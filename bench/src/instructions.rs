@@ -1,0 +1,202 @@
+//! Envoy's instructions per request, counted by callgrind (`make profile`,
+//! `edge-bench --instructions`). CPU time per request moves by ±15% between runs on these VMs;
+//! instruction counts repeat to within about 1%, so a change worth a few percent shows in one
+//! run. They count user space only: the kernel's share (socket I/O, the log's writes) is not
+//! in them, and an instruction of V8's compiled Wasm is not a cycle of Envoy's C++.
+
+use crate::load::{self, Budget};
+use crate::{request, start_under, token, Chain, Route, DECOMPOSITION};
+use edge_e2e::{Edge, MOBILE_PHONE_ID};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+/// Requests on one connection before counting starts (V8 and Envoy's caches warm).
+const WARMUP: u64 = 30;
+
+pub const TITLE: &str = "Envoy instructions per request (callgrind)";
+
+/// The host calls whose cost is counted: the bench filter makes one kind `PROBE_CALLS` times
+/// per request, at its end; `probe none` is the baseline.
+const PROBES: [&str; 10] = [
+    "probe none",
+    "probe now",
+    "probe request-header x-request-id",
+    "probe request-headers",
+    "probe response-headers",
+    "probe property request.time",
+    "probe property response.code",
+    "probe property source.address",
+    "probe property upstream.address",
+    "probe log",
+];
+
+/// Calls per request in `bench/filter`'s probe mode.
+const PROBE_CALLS: u64 = 10;
+
+/// What is counted: the decomposition's chains on the gRPC read, the full chains on the
+/// three routes the CPU targets are set on, then the host-call probes.
+fn cases() -> Vec<(Chain, Route)> {
+    let mut cases: Vec<(Chain, Route)> = DECOMPOSITION
+        .iter()
+        .map(|chain| (*chain, Route::GrpcRead))
+        .collect();
+    for route in [Route::HotRead, Route::Write, Route::Reject] {
+        for chain in [Chain::Wasm, Chain::Native] {
+            cases.push((chain, route));
+        }
+    }
+    cases.extend(PROBES.map(|probe| (Chain::Probe(probe), Route::GrpcRead)));
+    cases
+}
+
+fn callgrind_control(pid: u32, args: &[&str]) -> Result<(), String> {
+    let output = Command::new("callgrind_control")
+        .args(args)
+        .arg(pid.to_string())
+        .output()
+        .map_err(|e| format!("callgrind_control: {e} (install valgrind)"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "callgrind_control {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// The instructions in the newest dump in `dir` (callgrind numbers them `callgrind.out.N`).
+fn last_dump_total(dir: &Path) -> Result<u64, String> {
+    let newest = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let number: u32 = name.strip_prefix("callgrind.out.")?.parse().ok()?;
+            Some((number, name))
+        })
+        .max()
+        .ok_or("callgrind wrote no dump")?;
+    let text = std::fs::read_to_string(dir.join(newest.1)).map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("totals:")
+                .or_else(|| line.strip_prefix("summary:"))
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| "no totals in the callgrind dump".into())
+}
+
+async fn send(edge: &Edge, route: Route, token: &str, budget: Budget) -> Result<(), String> {
+    let run = if route == Route::GrpcRead {
+        load::grpc_get_item(&edge.base_url, MOBILE_PHONE_ID, Some(token), 1, budget).await
+    } else {
+        load::http(&edge.base_url, &request(route, token), 1, budget).await
+    };
+    if run.unexpected > 0 || run.requests == 0 {
+        return Err(format!(
+            "{}: {} unexpected answers of {}",
+            route.name(),
+            run.unexpected,
+            run.requests
+        ));
+    }
+    Ok(())
+}
+
+/// Instructions Envoy runs per request for `chain` on `route`, over `requests` requests.
+async fn count(chain: Chain, route: Route, requests: u64) -> Result<u64, String> {
+    let dir = edge_e2e::test_dir("callgrind");
+    let wrapper: Vec<String> = [
+        "valgrind",
+        "--tool=callgrind",
+        "--cache-sim=no",
+        // Counting starts after the warm-up, by callgrind_control.
+        "--instr-atstart=no",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([format!(
+        "--callgrind-out-file={}",
+        dir.join("callgrind.out").display()
+    )])
+    .collect();
+    let edge = start_under(chain, 1, &wrapper).await;
+    let token = token(&edge).await;
+    send(&edge, route, &token, Budget::Requests(WARMUP)).await?;
+    let pid = edge.envoy_pid();
+    callgrind_control(pid, &["--instr=on"])?;
+    callgrind_control(pid, &["--zero"])?;
+    send(&edge, route, &token, Budget::Requests(requests)).await?;
+    callgrind_control(pid, &["--dump"])?;
+    let total = last_dump_total(&dir)?;
+    drop(edge);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(total / requests)
+}
+
+/// Counts every case whose configuration or route contains `only` (all if empty) and returns
+/// the report's section.
+pub async fn report(requests: u64, only: &str) -> Result<String, String> {
+    let mut counted: Vec<(Chain, Route, u64)> = Vec::new();
+    for (chain, route) in cases() {
+        if !(chain.name().contains(only) || route.name().contains(only)) {
+            continue;
+        }
+        let per_request = count(chain, route, requests).await?;
+        eprintln!(
+            "{:<55} {:<40} {per_request:>9} instructions/request",
+            chain.name(),
+            route.name()
+        );
+        counted.push((chain, route, per_request));
+    }
+    let find = |chain: Chain, route: Route| {
+        counted
+            .iter()
+            .find(|(c, r, _)| *c == chain && *r == route)
+            .map(|(_, _, n)| *n)
+    };
+    let mut out = format!(
+        "## {TITLE}\n\nUser-space instructions Envoy runs per request (its C++, V8's code compiled from our .wasm, libc), counted by callgrind over {requests} requests on one connection after {WARMUP} uncounted ones, one Envoy worker. They repeat to within about 1% between runs, where CPU time per request moves by ±15%; they leave out the kernel's work and are not cycles.\n\n| configuration | route | instructions / request | over router only | wasm / native |\n|---|---|---:|---:|---:|\n"
+    );
+    let router_only = find(Chain::RouterOnly, Route::GrpcRead);
+    for (chain, route, per_request) in counted
+        .iter()
+        .filter(|(chain, _, _)| !matches!(chain, Chain::Probe(_)))
+    {
+        let over_router = match (route, router_only) {
+            (Route::GrpcRead, Some(base)) => format!("{:+}", *per_request as i64 - base as i64),
+            _ => String::new(),
+        };
+        let ratio = match (chain, find(Chain::Native, *route)) {
+            (Chain::Wasm, Some(native)) => format!("{:.2}", *per_request as f64 / native as f64),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {per_request} | {over_router} | {ratio} |",
+            chain.name(),
+            route.name()
+        );
+    }
+    if let Some(baseline) = find(Chain::Probe(PROBES[0]), Route::GrpcRead) {
+        let _ = write!(
+            out,
+            "\n### What one host call costs\n\nA filter that makes one kind of host call {PROBE_CALLS} times at the end of each request (`on_log`), against the same filter making none; instructions per call. Calls that return data also enter the VM once more, to allocate the copy.\n\n| host call | instructions / call |\n|---|---:|\n"
+        );
+        for (chain, _, per_request) in &counted {
+            if let Chain::Probe(probe) = chain {
+                if *probe != PROBES[0] {
+                    let per_call = (*per_request as i64 - baseline as i64) / PROBE_CALLS as i64;
+                    let _ = writeln!(
+                        out,
+                        "| {} | {per_call} |",
+                        probe.trim_start_matches("probe ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(out)
+}
