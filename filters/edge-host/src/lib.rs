@@ -41,6 +41,11 @@ pub fn request_headers() -> Result<Headers, HostError> {
     abi::get_header_pairs(MapType::HttpRequestHeaders).map(Headers::new)
 }
 
+/// Every response header, in one host call.
+pub fn response_headers() -> Result<Headers, HostError> {
+    abi::get_header_pairs(MapType::HttpResponseHeaders).map(Headers::new)
+}
+
 pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
     abi::replace_header(MapType::HttpRequestHeaders, name, value)
 }

@@ -119,6 +119,7 @@ impl RootContext for AccessLogRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(AccessLog {
+            started: None,
             config: self.config.clone(),
             metrics: self.metrics.clone(),
             requests_seen: self.requests_seen.clone(),
@@ -132,6 +133,8 @@ impl RootContext for AccessLogRoot {
 }
 
 struct AccessLog {
+    /// Envoy's clock when the request's headers arrived (the filter is first in the chain).
+    started: Option<Duration>,
     config: Rc<AccessLogConfig>,
     metrics: Rc<RefCell<host::Metrics>>,
     requests_seen: Rc<RefCell<u64>>,
@@ -154,6 +157,9 @@ fn int_property(path: &[&str]) -> Option<u64> {
 
 impl HttpContext for AccessLog {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // Envoy's clock is one cheap host call; the `request.time` and `request.duration`
+        // attributes would be two property reads, each far dearer.
+        self.started = host::now();
         // First in the chain: a trace started here reaches the backend through the
         // transcoder's forwarded headers or the router.
         if self.config.generate_traceparent && host::request_header("traceparent").is_none() {
@@ -163,11 +169,10 @@ impl HttpContext for AccessLog {
                 *seen
             };
             let request_id = host::request_header("x-request-id").unwrap_or_default();
+            // Any value that differs between requests will do.
             let parent = new_traceparent(
                 &request_id,
-                // Envoy's clock needs no allocation in the VM, unlike the `request.time`
-                // property; any value that differs between requests will do.
-                seen ^ host::now().map_or(0, |now| now.as_nanos() as u64),
+                seen ^ self.started.map_or(0, |now| now.as_nanos() as u64),
             );
             let _ = host::set_request_header("traceparent", &parent);
         }
@@ -180,27 +185,41 @@ impl HttpContext for AccessLog {
         // Unreadable headers leave their fields out of the line; the line is still written.
         let headers = host::request_headers().unwrap_or_default();
         let header = |name: &str| headers.value(name);
+        let response = host::response_headers().unwrap_or_default();
+        // Without the headers callback (Envoy answered before the filters saw the request),
+        // Envoy's own attributes.
+        let (started_nanos, duration_nanos) = match (self.started, host::now()) {
+            (Some(started), Some(now)) => (
+                started.as_nanos() as u64,
+                now.saturating_sub(started).as_nanos() as u64,
+            ),
+            _ => (
+                int_property(&["request", "time"]).unwrap_or_default(),
+                int_property(&["request", "duration"]).unwrap_or_default(),
+            ),
+        };
         let auth: AuthNote = notes::decode(host::property(&[notes::AUTH]).as_deref());
         let transcode: TranscodeNote =
             notes::decode(host::property(&[notes::TRANSCODE]).as_deref());
         let grpc_status = transcode.grpc_status.or_else(|| {
             host::response_trailer("grpc-status")
-                .or_else(|| host::response_header("grpc-status"))
+                .or_else(|| response.value("grpc-status"))
                 .and_then(|status| status.parse().ok())
         });
         let record = Record {
-            time: rfc3339_millis(int_property(&["request", "time"]).unwrap_or_default()),
+            time: rfc3339_millis(started_nanos),
             request_id: header("x-request-id"),
             method: header(":method").unwrap_or_default(),
             path: logged_path(&header(":path").unwrap_or_default(), &self.config),
             route: notes::non_empty(&transcode.route),
             grpc_method: notes::non_empty(&transcode.grpc_method),
-            status: int_property(&["response", "code"])
-                .and_then(|c| u16::try_from(c).ok())
+            // What the client was sent: this filter is the last to see the response.
+            status: response
+                .get(":status")
+                .and_then(|status| status.parse().ok())
                 .unwrap_or_default(),
             grpc_status,
-            duration_ms: int_property(&["request", "duration"])
-                .map_or(0.0, |nanos| nanos as f64 / 1e6),
+            duration_ms: duration_nanos as f64 / 1e6,
             upstream_ms: transcode.upstream_ms,
             bytes_in: int_property(&["request", "total_size"]).unwrap_or_default(),
             bytes_out: int_property(&["response", "total_size"]).unwrap_or_default(),
