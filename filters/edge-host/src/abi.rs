@@ -4,6 +4,7 @@
 //! itself reclaims it.
 #![allow(unsafe_code)]
 
+use edge_core::Headers;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 use std::fmt;
 use std::ptr::{null, null_mut};
@@ -184,13 +185,13 @@ pub fn get_header(map: MapType, key: &str) -> Result<Option<String>, HostError> 
     Ok(value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-pub fn get_header_pairs(map: MapType) -> Result<Vec<(String, String)>, HostError> {
+pub fn get_header_map(map: MapType) -> Result<Headers, HostError> {
     let bytes = fetch(|data, size| {
         // SAFETY: out-pointers point to locals owned by `fetch`.
         unsafe { proxy_get_header_map_pairs(map, data, size) }
     })?
     .unwrap_or_default();
-    deserialize_pairs(&bytes).ok_or(HostError(3))
+    Headers::from_map_bytes(bytes).ok_or(HostError(3))
 }
 
 pub fn replace_header(map: MapType, key: &str, value: &str) -> Result<(), HostError> {
@@ -364,32 +365,6 @@ fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
-fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
-    let read_u32 = |at: usize| -> Option<usize> {
-        let word: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        Some(u32::from_le_bytes(word) as usize)
-    };
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    let count = read_u32(0)?;
-    let mut pairs = Vec::with_capacity(count);
-    let mut data = 4 + count * 8;
-    for index in 0..count {
-        let key_len = read_u32(4 + index * 8)?;
-        let value_len = read_u32(8 + index * 8)?;
-        let key = bytes.get(data..data + key_len)?;
-        data += key_len + 1;
-        let value = bytes.get(data..data + value_len)?;
-        data += value_len + 1;
-        pairs.push((
-            String::from_utf8_lossy(key).into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
-    }
-    Some(pairs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,21 +372,8 @@ mod tests {
     #[test]
     fn pairs_round_trip_through_the_map_encoding() {
         let pairs = [("content-type", "application/json"), ("x-empty", "")];
-        let decoded = deserialize_pairs(&serialize_pairs(&pairs)).unwrap();
-        assert_eq!(
-            decoded,
-            vec![
-                ("content-type".to_string(), "application/json".to_string()),
-                ("x-empty".to_string(), String::new())
-            ]
-        );
-    }
-
-    #[test]
-    fn truncated_map_is_rejected_not_panicking() {
-        let bytes = serialize_pairs(&[("key", "value")]);
-        for cut in 1..bytes.len() - 1 {
-            assert!(deserialize_pairs(&bytes[..cut]).is_none(), "cut at {cut}");
-        }
+        let headers = Headers::from_map_bytes(serialize_pairs(&pairs)).unwrap();
+        assert_eq!(headers.get("content-type"), Some("application/json"));
+        assert_eq!(headers.get("x-empty"), Some(""));
     }
 }

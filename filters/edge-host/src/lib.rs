@@ -38,12 +38,12 @@ pub fn response_trailer(name: &str) -> Option<String> {
 /// Every request header, in one host call: cheaper than several single reads when a filter
 /// needs several of them.
 pub fn request_headers() -> Result<Headers, HostError> {
-    abi::get_header_pairs(MapType::HttpRequestHeaders).map(Headers::new)
+    abi::get_header_map(MapType::HttpRequestHeaders)
 }
 
 /// Every response header, in one host call.
 pub fn response_headers() -> Result<Headers, HostError> {
-    abi::get_header_pairs(MapType::HttpResponseHeaders).map(Headers::new)
+    abi::get_header_map(MapType::HttpResponseHeaders)
 }
 
 pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
