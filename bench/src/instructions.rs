@@ -1,8 +1,9 @@
 //! Envoy's instructions per request, counted by callgrind (`make profile`,
 //! `edge-bench --instructions`). CPU time per request moves by ±15% between runs on these VMs;
-//! instruction counts repeat to within about 1%, so a change worth a few percent shows in one
-//! run. They count user space only: the kernel's share (socket I/O, the log's writes) is not
-//! in them, and an instruction of V8's compiled Wasm is not a cycle of Envoy's C++.
+//! instruction counts have repeated to within 0.1% on the HTTP routes (4% once on the gRPC
+//! read), so a change worth a few percent shows in one run. They count user space only: the
+//! kernel's share (socket I/O, the log's writes) is not in them, and an instruction of V8's
+//! compiled Wasm is not a cycle of Envoy's C++.
 
 use crate::load::{self, Budget};
 use crate::{request, start_under, token, Chain, Route, DECOMPOSITION};
@@ -14,7 +15,7 @@ use std::process::Command;
 /// Requests on one connection before counting starts (V8 and Envoy's caches warm).
 const WARMUP: u64 = 30;
 
-pub const TITLE: &str = "Envoy instructions per request (callgrind)";
+const TITLE: &str = "Envoy instructions per request (callgrind)";
 
 /// The host calls whose cost is counted: the bench filter makes one kind `PROBE_CALLS` times
 /// per request, at its end; `probe none` is the baseline.
@@ -175,7 +176,7 @@ pub async fn report(requests: u64, only: &str) -> Result<String, String> {
             .map(|(_, _, n)| *n)
     };
     let mut out = format!(
-        "## {TITLE}\n\nUser-space instructions Envoy runs per request (its C++, V8's code compiled from our .wasm, libc), counted by callgrind over {requests} requests on one connection after {WARMUP} uncounted ones, one Envoy worker; Envoy's main thread (stats flushes and other timers, which run by the clock) is left out. They repeat to within about 1% between runs, where CPU time per request moves by ±15%; they leave out the kernel's work and are not cycles.\n\n| configuration | route | instructions / request | over router only | wasm / native |\n|---|---|---:|---:|---:|\n"
+        "## {TITLE}\n\nUser-space instructions Envoy runs per request (its C++, V8's code compiled from our .wasm, libc), counted by callgrind over {requests} requests on one connection after {WARMUP} uncounted ones, one Envoy worker; Envoy's main thread (stats flushes and other timers, which run by the clock) is left out. Repeated runs of one build have agreed to within 0.1% on the HTTP routes and within 4% on the gRPC read, where CPU time per request moves by ±15%; they leave out the kernel's work and are not cycles.\n\n| configuration | route | instructions / request | over router only | wasm / native |\n|---|---|---:|---:|---:|\n"
     );
     let router_only = find(Chain::RouterOnly, Route::GrpcRead);
     for (chain, route, per_request) in counted

@@ -1312,7 +1312,7 @@ async fn main() -> std::process::ExitCode {
                     println!("{text}");
                     if only.is_empty() {
                         let path = edge_e2e::workspace_root().join("bench/INSTRUCTIONS.md");
-                        std::fs::write(&path, format!("# {}\n\nWritten by `make profile`.\n\n{text}", instructions::TITLE))
+                        std::fs::write(&path, format!("# Instructions per request\n\nWritten by `make profile` (`edge-bench --instructions`).\n\n{text}"))
                             .map_err(|e| e.to_string())?;
                         println!("wrote bench/INSTRUCTIONS.md");
                     }
