@@ -10,6 +10,7 @@ use edge_access_log::{
 };
 use edge_core::notes::{self, AuthNote, TranscodeNote};
 use edge_core::trace;
+use edge_core::Headers;
 use edge_host as host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -120,6 +121,8 @@ impl RootContext for AccessLogRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(AccessLog {
             started: None,
+            request: None,
+            traceparent: None,
             config: self.config.clone(),
             metrics: self.metrics.clone(),
             requests_seen: self.requests_seen.clone(),
@@ -135,6 +138,11 @@ impl RootContext for AccessLogRoot {
 struct AccessLog {
     /// Envoy's clock when the request's headers arrived (the filter is first in the chain).
     started: Option<Duration>,
+    /// The request's headers as they arrived: the line logs the client's request, and one
+    /// snapshot serves both the trace this filter may start and the line.
+    request: Option<Headers>,
+    /// The `traceparent` this filter started, if the request came without one.
+    traceparent: Option<String>,
     config: Rc<AccessLogConfig>,
     metrics: Rc<RefCell<host::Metrics>>,
     requests_seen: Rc<RefCell<u64>>,
@@ -160,22 +168,25 @@ impl HttpContext for AccessLog {
         // Envoy's clock is one cheap host call; the `request.time` and `request.duration`
         // attributes would be two property reads, each far dearer.
         self.started = host::now();
+        // Unreadable headers are logged as absent (and a trace is started), as before.
+        let headers = host::request_headers().unwrap_or_default();
         // First in the chain: a trace started here reaches the backend through the
         // transcoder's forwarded headers or the router.
-        if self.config.generate_traceparent && host::request_header("traceparent").is_none() {
+        if self.config.generate_traceparent && !headers.contains("traceparent") {
             let seen = {
                 let mut seen = self.requests_seen.borrow_mut();
                 *seen = seen.wrapping_add(1);
                 *seen
             };
-            let request_id = host::request_header("x-request-id").unwrap_or_default();
             // Any value that differs between requests will do.
             let parent = new_traceparent(
-                &request_id,
+                headers.get("x-request-id").unwrap_or_default(),
                 seen ^ self.started.map_or(0, |now| now.as_nanos() as u64),
             );
             let _ = host::set_request_header("traceparent", &parent);
+            self.traceparent = Some(parent);
         }
+        self.request = Some(headers);
         Action::Continue
     }
 
@@ -183,7 +194,11 @@ impl HttpContext for AccessLog {
         // Host calls are what this costs: the headers come in one call, and each other filter's
         // account of the request in one property (see `edge_core::notes`).
         // Unreadable headers leave their fields out of the line; the line is still written.
-        let headers = host::request_headers().unwrap_or_default();
+        let headers = match self.request.take() {
+            Some(headers) => headers,
+            // Envoy answered before the filters saw the request.
+            None => host::request_headers().unwrap_or_default(),
+        };
         let header = |name: &str| headers.value(name);
         let response = host::response_headers().unwrap_or_default();
         // Without the headers callback (Envoy answered before the filters saw the request),
@@ -235,6 +250,7 @@ impl HttpContext for AccessLog {
             // parent), else the traceparent this filter started or the client sent.
             trace_id: header(trace::EDGE_SPAN_HEADER)
                 .or_else(|| header("traceparent"))
+                .or_else(|| self.traceparent.clone())
                 .as_deref()
                 .and_then(trace::trace_id_of)
                 .map(str::to_string),
