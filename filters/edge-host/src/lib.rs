@@ -20,16 +20,6 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = abi::log(level, message);
 }
 
-/// A request header's value, or `None` when absent or not readable in this phase.
-pub fn request_header(name: &str) -> Option<String> {
-    abi::get_header(MapType::HttpRequestHeaders, name).unwrap_or(None)
-}
-
-/// A response header's value, or `None` when absent or not readable in this phase.
-pub fn response_header(name: &str) -> Option<String> {
-    abi::get_header(MapType::HttpResponseHeaders, name).unwrap_or(None)
-}
-
 /// A response trailer's value (gRPC status of proxied gRPC calls), or `None`.
 pub fn response_trailer(name: &str) -> Option<String> {
     abi::get_header(MapType::HttpResponseTrailers, name).unwrap_or(None)
