@@ -110,15 +110,7 @@ async fn send(edge: &Edge, route: Route, token: &str, budget: Budget) -> Result<
     } else {
         load::http(&edge.base_url, &request(route, token), 1, budget).await
     };
-    if run.unexpected > 0 || run.requests == 0 {
-        return Err(format!(
-            "{}: {} unexpected answers of {}",
-            route.name(),
-            run.unexpected,
-            run.requests
-        ));
-    }
-    Ok(())
+    run.check(route.name())
 }
 
 /// Instructions Envoy runs per request for `chain` on `route`, over `requests` requests.

@@ -61,6 +61,23 @@ impl Run {
             .map_or(0.0, |h| h.value_at_quantile(quantile) as f64 / 1000.0)
     }
 
+    /// Whether there were requests and every one was answered as expected.
+    pub fn all_correct(&self) -> bool {
+        self.requests > 0 && self.unexpected == 0
+    }
+
+    /// `all_correct`, or an error naming `what` ran.
+    pub fn check(&self, what: &str) -> Result<(), String> {
+        if self.all_correct() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: {} unexpected answers of {}",
+                self.unexpected, self.requests
+            ))
+        }
+    }
+
     pub fn max_ms(&self) -> f64 {
         self.latency
             .as_ref()

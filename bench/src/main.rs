@@ -496,14 +496,7 @@ async fn memory_at_two_workers(load: StdDuration) -> Result<String, String> {
         let token = token(&edge).await;
         let run =
             load::grpc_get_item(&edge.base_url, MOBILE_PHONE_ID, Some(&token), 16, load).await;
-        if run.unexpected > 0 || run.requests == 0 {
-            return Err(format!(
-                "{} at 2 workers: {} unexpected answers of {}",
-                chain.name(),
-                run.unexpected,
-                run.requests
-            ));
-        }
+        run.check(&format!("{} at 2 workers", chain.name()))?;
         // Envoy counts each worker's connections: both must have served some.
         let per_worker = edge
             .stats(r"^listener\..*\.worker_[0-9]+\.downstream_cx_total$")
@@ -1077,11 +1070,7 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
     }
     let wrong: Vec<String> = results
         .iter()
-        .filter(|(_, samples)| {
-            samples
-                .iter()
-                .any(|s| s.run.unexpected > 0 || s.run.requests == 0)
-        })
+        .filter(|(_, samples)| samples.iter().any(|s| !s.run.all_correct()))
         .map(|((route, connections, chain), samples)| {
             let bad: u64 = samples.iter().map(|s| s.run.unexpected).sum();
             format!(
