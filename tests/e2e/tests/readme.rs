@@ -276,15 +276,35 @@ fn walkthrough(root: &Path) {
     }
     assert!(
         failures.is_empty(),
-        "README walkthrough, {} of {} commands failed:\n{}",
+        "README walkthrough, {} of {} commands failed:\n{}\n\n{}",
         failures.len(),
         steps.len(),
-        failures.join("\n\n")
+        failures.join("\n\n"),
+        log_tails(root)
     );
     println!(
         "README walkthrough: all {} commands as written",
         steps.len()
     );
+}
+
+/// The end of every log `make run` writes, for a failure's message: the `.run` of this test
+/// lives in a private tmpfs that is gone once it ends.
+fn log_tails(root: &Path) -> String {
+    let mut logs: Vec<_> = std::fs::read_dir(root.join(".run"))
+        .map(|dir| dir.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    logs.retain(|path| path.extension().is_some_and(|e| e == "log"));
+    logs.sort();
+    logs.iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            format!("--- {} (last 40 lines)\n{tail}", path.display())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[derive(Debug, Clone)]
