@@ -178,9 +178,25 @@ struct Plan {
     measure: StdDuration,
     /// (chain, route, connections) to run, per round.
     cases: Vec<(Chain, Route, usize)>,
-    /// How long to load each chain before reading its RSS at two workers; `None`: not measured.
-    memory_load: Option<StdDuration>,
+    /// How long to load each chain before reading its RSS at two workers, and which chains;
+    /// `None`: not measured.
+    memory: Option<(StdDuration, &'static [Chain])>,
 }
+
+/// The whole configurations, whose RSS the target compares.
+const MEMORY_WHOLE: &[Chain] = &[Chain::RouterOnly, Chain::Native, Chain::Wasm];
+
+/// The whole configurations and their parts, to see where the wasm chain's memory goes.
+const MEMORY_PARTS: &[Chain] = &[
+    Chain::RouterOnly,
+    Chain::Native,
+    Chain::Wasm,
+    Chain::OneEmpty,
+    Chain::ThreeEmpty,
+    Chain::AuthOnly,
+    Chain::TranscoderOnly,
+    Chain::AccessLogOnly,
+];
 
 fn full_plan() -> Plan {
     let mut cases = Vec::new();
@@ -238,7 +254,7 @@ fn full_plan() -> Plan {
         warmup: StdDuration::from_millis(500),
         measure: StdDuration::from_millis(2000),
         cases,
-        memory_load: Some(StdDuration::from_secs(3)),
+        memory: Some((StdDuration::from_secs(2), MEMORY_PARTS)),
     }
 }
 
@@ -254,7 +270,7 @@ fn smoke_plan() -> Plan {
         warmup: StdDuration::from_millis(200),
         measure: StdDuration::from_millis(800),
         cases: plan.cases,
-        memory_load: Some(StdDuration::from_secs(1)),
+        memory: Some((StdDuration::from_secs(1), MEMORY_WHOLE)),
     }
 }
 
@@ -488,10 +504,13 @@ const MEMORY_TITLE: &str = "Memory at two workers";
 
 /// Envoy's RSS with two workers (the memory target is set there: each Wasm filter has
 /// a VM per worker besides the main thread's), after load on 16 connections has reached both
-/// workers. The load's answers are checked like every case's.
-async fn memory_at_two_workers(load: StdDuration) -> Result<String, String> {
+/// workers, for each of `chains`. The load's answers are checked like every case's. Envoy's
+/// `/memory` splits the heap: what is in use, and what tcmalloc holds free (its page heap and
+/// thread caches); the rest of the RSS is outside tcmalloc (V8's code space, the Wasm linear
+/// memories, stacks).
+async fn memory_at_two_workers(load: StdDuration, chains: &[Chain]) -> Result<String, String> {
     let mut rows = Vec::new();
-    for chain in [Chain::RouterOnly, Chain::Native, Chain::Wasm] {
+    for &chain in chains {
         let edge = start_with_workers(chain, 2).await;
         let token = token(&edge).await;
         let run =
@@ -509,30 +528,64 @@ async fn memory_at_two_workers(load: StdDuration) -> Result<String, String> {
             ));
         }
         let mib = edge_e2e::process_rss_kib(edge.envoy_pid()) as f64 / 1024.0;
+        let heap = tcmalloc_heap(&edge).await?;
         eprintln!(
-            "2 workers: {:<45} RSS {mib:.0} MB after {} requests",
+            "2 workers: {:<45} RSS {mib:.0} MB after {} requests (heap in use {:.0} MB, held free {:.0} MB)",
             chain.name(),
-            run.requests
+            run.requests,
+            heap.in_use,
+            heap.held_free
         );
-        rows.push((chain, mib));
+        rows.push((chain, mib, heap));
     }
-    let rss = |chain| {
-        rows.iter()
-            .find(|(c, _)| *c == chain)
-            .map_or(0.0, |(_, mib)| *mib)
-    };
+    let native = rows
+        .iter()
+        .find(|(c, ..)| *c == Chain::Native)
+        .map_or(0.0, |(_, mib, _)| *mib);
     let mut out = format!(
-        "\n### {MEMORY_TITLE}\n\nEnvoy RSS with `--concurrency 2` after a gRPC client's `GetItem` with a token on 16 connections (the decomposition's route, which every configuration serves) has reached both workers. The target: the wasm chain at most 40 MB over the native one.\n\n| configuration | Envoy RSS MB | over native |\n|---|---:|---:|\n",
+        "\n### {MEMORY_TITLE}\n\nEnvoy RSS with `--concurrency 2` after a gRPC client's `GetItem` with a token on 16 connections (the decomposition's route, which every configuration serves) has reached both workers. The target: the wasm chain at most 40 MB over the native one. From Envoy's `/memory`: the heap tcmalloc has handed out and still counts in use, and the free memory it holds (page heap and thread caches) without returning it to the system; the rest of the RSS is outside tcmalloc (V8's code space, the Wasm linear memories, stacks).\n\n| configuration | Envoy RSS MB | over native | heap in use MB | heap held free MB |\n|---|---:|---:|---:|---:|\n",
     );
-    for (chain, mib) in &rows {
+    for (chain, mib, heap) in &rows {
         let _ = writeln!(
             out,
-            "| {} | {mib:.0} | {:+.0} |",
+            "| {} | {mib:.0} | {:+.0} | {:.0} | {:.0} |",
             chain.name(),
-            mib - rss(Chain::Native)
+            mib - native,
+            heap.in_use,
+            heap.held_free
         );
     }
     Ok(out)
+}
+
+/// tcmalloc's split of Envoy's heap, in MB.
+struct Heap {
+    in_use: f64,
+    held_free: f64,
+}
+
+async fn tcmalloc_heap(edge: &Edge) -> Result<Heap, String> {
+    let memory: Value = edge
+        .http
+        .get(format!("{}/memory", edge.admin_url))
+        .send()
+        .await
+        .map_err(|e| format!("/memory: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("/memory: {e}"))?;
+    // Envoy prints the counts as JSON strings.
+    let mb = |field: &str| -> Result<f64, String> {
+        memory[field]
+            .as_str()
+            .and_then(|n| n.parse::<f64>().ok())
+            .map(|bytes| bytes / (1024.0 * 1024.0))
+            .ok_or_else(|| format!("/memory has no {field}: {memory}"))
+    };
+    Ok(Heap {
+        in_use: mb("allocated")?,
+        held_free: mb("pageheap_free")? + mb("total_thread_cache")?,
+    })
 }
 
 /// `count` valid tokens, one per made-up user, signed with the authority's current key (as
@@ -1033,7 +1086,7 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
     for round in 0..plan.rounds {
         // Rotate the order each round, so no configuration always runs on a warmer machine.
         let mut order = chains.clone();
-        let shift = round % order.len();
+        let shift = round % order.len().max(1);
         order.rotate_left(shift);
         for chain in order {
             let edge = start(chain).await;
@@ -1088,8 +1141,8 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
             wrong.join("\n")
         ));
     }
-    let memory = match plan.memory_load {
-        Some(load) => memory_at_two_workers(load).await?,
+    let memory = match plan.memory {
+        Some((load, chains)) => memory_at_two_workers(load, chains).await?,
         None => String::new(),
     };
     println!("{memory}");
@@ -1285,7 +1338,7 @@ async fn main() -> std::process::ExitCode {
                 plan.cases.retain(|(chain, route, _)| {
                     chain.name().contains(text.as_str()) || route.name().contains(text.as_str())
                 });
-                plan.memory_load = plan.memory_load.filter(|_| MEMORY_TITLE.contains(text.as_str()));
+                plan.memory = plan.memory.filter(|_| MEMORY_TITLE.contains(text.as_str()));
                 bench(plan, true).await
             }
             None => Err("--only needs a text to match".into()),
