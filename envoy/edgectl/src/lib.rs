@@ -137,6 +137,13 @@ pub struct RolloutSettings {
     pub read_methods: Vec<String>,
 }
 
+impl RolloutSettings {
+    /// The salt that places users on the rollout's line (`to` unless set).
+    pub fn salt(&self) -> &str {
+        self.salt.as_deref().unwrap_or(&self.to)
+    }
+}
+
 /// One AuthorizationPolicy of the gateway, in Istio's own terms.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -343,7 +350,7 @@ impl EdgeConfig {
                         "cluster": cluster_name(&r.to),
                         "reads_percent": r.reads_percent,
                         "writes_percent": r.writes_percent,
-                        "salt": r.salt.clone().unwrap_or_else(|| r.to.clone()),
+                        "salt": r.salt(),
                         "read_methods": r.read_methods
                     })
                 })

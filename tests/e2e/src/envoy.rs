@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Under a tool such as callgrind, Envoy and V8 start many times slower.
 const WRAPPED_STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long one readiness probe of the admin interface may wait for its answer before it is
+/// retried on a new connection: one connection that is never answered (a CI run once waited
+/// its whole startup timeout on the first one while Envoy itself had started in 2 s) must not
+/// use up the time the next one would have been answered in.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const WRAPPED_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How Envoy is run: pinned to a CPU (benchmarks keep it apart from the load generator), and
 /// under a tool (e.g. `valgrind --tool=callgrind …`, for instructions per request).
@@ -28,6 +34,14 @@ impl Launch {
             WRAPPED_STARTUP_TIMEOUT
         }
     }
+
+    fn probe_timeout(&self) -> Duration {
+        if self.wrapper.is_empty() {
+            PROBE_TIMEOUT
+        } else {
+            WRAPPED_PROBE_TIMEOUT
+        }
+    }
 }
 
 pub struct EnvoyProcess {
@@ -35,6 +49,7 @@ pub struct EnvoyProcess {
     log: PathBuf,
     pub admin_url: String,
     pub startup_timeout: Duration,
+    probe_timeout: Duration,
 }
 
 /// The Envoy binary (`ENVOY_BIN`, default where `make envoy` installs it).
@@ -87,6 +102,7 @@ impl EnvoyProcess {
             log,
             admin_url: String::new(),
             startup_timeout: launch.startup_timeout(),
+            probe_timeout: launch.probe_timeout(),
         };
         let deadline = Instant::now() + envoy.startup_timeout;
         let admin = loop {
@@ -99,7 +115,13 @@ impl EnvoyProcess {
         };
         envoy.admin_url = format!("http://{admin}");
         // The admin address file is written before the admin listener accepts.
-        while http.get(&envoy.admin_url).send().await.is_err() {
+        while http
+            .get(&envoy.admin_url)
+            .timeout(envoy.probe_timeout)
+            .send()
+            .await
+            .is_err()
+        {
             envoy
                 .wait_a_little(deadline, "Envoy's admin never answered")
                 .await;
@@ -142,6 +164,7 @@ impl EnvoyProcess {
         loop {
             let listeners: Option<Value> = async {
                 http.get(format!("{}/listeners?format=json", self.admin_url))
+                    .timeout(self.probe_timeout)
                     .send()
                     .await
                     .ok()?

@@ -122,16 +122,19 @@ fn share_on_v2(seen: &[Vec<String>]) -> f64 {
         / seen.len() as f64
 }
 
-/// Each user served by exactly the deployment the rollout assigns them at `reads_percent`.
-fn assert_assigned(config: &EdgeConfig, users: &Users, seen: &[Vec<String>], reads_percent: f64) {
-    let settings = &config.rollouts[0];
+/// Each user served by exactly the deployment the rollout, as `config` has it now, assigns them.
+fn assert_assigned(config: &EdgeConfig, users: &Users, seen: &[Vec<String>]) {
+    let rollouts = config.checked_rollouts().expect("edge.json's rollout");
+    let (settings, grpc_service) = rollouts[0];
+    let reads_percent = settings.reads_percent;
+    // The fields the assignment reads are the percentages and the salt; the rest as rendered.
     let rollout = edge_core::Rollout {
-        service: String::new(),
-        cluster: "catalog-v2".into(),
+        service: grpc_service.to_string(),
+        cluster: settings.to.clone(),
         reads_percent,
-        writes_percent: 0.0,
-        salt: settings.salt.clone().unwrap_or_else(|| settings.to.clone()),
-        read_methods: Vec::new(),
+        writes_percent: settings.writes_percent,
+        salt: settings.salt().to_string(),
+        read_methods: settings.read_methods.clone(),
     };
     let mut on_v2 = 0;
     for ((subject, _), seen) in users.users.iter().zip(seen) {
@@ -234,7 +237,7 @@ async fn per_user_sticky_rollout_changed_live_without_failures() {
     edge.apply(&config);
     let apply_10 = switched.elapsed();
     let at_10 = read_round(&edge, &users, "r10").await;
-    assert_assigned(&config, &users, &at_10, 10.0);
+    assert_assigned(&config, &users, &at_10);
     let share_10 = share_on_v2(&at_10);
     assert!(write_round(&edge, &users, "w10")
         .await
@@ -271,7 +274,7 @@ async fn per_user_sticky_rollout_changed_live_without_failures() {
     set_rollout(&mut config, 50.0, 0.0);
     edge.apply(&config);
     let at_50 = read_round(&edge, &users, "r50").await;
-    assert_assigned(&config, &users, &at_50, 50.0);
+    assert_assigned(&config, &users, &at_50);
     for (before, after) in at_10.iter().zip(&at_50) {
         if before[0] == "catalog-v2" {
             assert_eq!(after[0], "catalog-v2", "a v2 user went back");
