@@ -127,7 +127,7 @@ fn assert_assigned(config: &EdgeConfig, users: &Users, seen: &[Vec<String>]) {
     let rollouts = config.checked_rollouts().expect("edge.json's rollout");
     let (settings, grpc_service) = rollouts[0];
     let reads_percent = settings.reads_percent;
-    // The fields the assignment reads are the percentages and the salt; the rest as rendered.
+    // The assignment reads only the percentages and the salt; the other fields just name it.
     let rollout = edge_core::Rollout {
         service: grpc_service.to_string(),
         cluster: settings.to.clone(),
