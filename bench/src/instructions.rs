@@ -47,6 +47,9 @@ fn cases() -> Vec<(Chain, Route)> {
             cases.push((chain, route));
         }
     }
+    // The transcoder alone on the hot read: what our chain's floor is without auth and the
+    // access log, against the native chain's whole cost.
+    cases.push((Chain::TranscoderOnly, Route::HotRead));
     cases.extend(PROBES.map(|probe| (Chain::Probe(probe), Route::GrpcRead)));
     cases
 }
@@ -179,8 +182,14 @@ pub async fn report(requests: u64, only: &str) -> Result<String, String> {
             (Route::GrpcRead, Some(base)) => format!("{:+}", *per_request as i64 - base as i64),
             _ => String::new(),
         };
-        let ratio = match (chain, find(Chain::Native, *route)) {
-            (Chain::Wasm, Some(native)) => format!("{:.2}", *per_request as f64 / native as f64),
+        // The whole chains against each other; on the HTTP routes also the transcoder alone
+        // (on the gRPC read, the column before compares every part with the router alone).
+        let compared =
+            *chain == Chain::Wasm || (*chain == Chain::TranscoderOnly && *route != Route::GrpcRead);
+        let ratio = match find(Chain::Native, *route) {
+            Some(native) if compared => {
+                format!("{:.2}", *per_request as f64 / native as f64)
+            }
             _ => String::new(),
         };
         let _ = writeln!(

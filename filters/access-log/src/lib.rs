@@ -6,6 +6,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod attributes;
 pub mod metrics;
 
 use serde::{Deserialize, Serialize};

@@ -38,35 +38,17 @@ impl Headers {
         }
     }
 
-    /// Headers from proxy-wasm's map encoding: the pair count, each pair's name and value
-    /// lengths (u32, little-endian), then each name and value followed by a NUL. `None` when
-    /// the bytes are not a whole map.
+    /// Headers from proxy-wasm's map encoding (see [`map_entries`]). `None` when the bytes are
+    /// not a whole map.
     pub fn from_map_bytes(raw: Vec<u8>) -> Option<Self> {
-        if raw.is_empty() {
-            return Some(Self::default());
-        }
-        let read_u32 = |at: usize| -> Option<usize> {
-            let word: [u8; 4] = raw.get(at..at.checked_add(4)?)?.try_into().ok()?;
-            Some(u32::from_le_bytes(word) as usize)
+        let text = |range: Range<usize>| match std::str::from_utf8(&raw[range.clone()]) {
+            Ok(_) => Text::In(range),
+            Err(_) => Text::Copied(String::from_utf8_lossy(&raw[range]).into_owned()),
         };
-        let count = read_u32(0)?;
-        let mut data = count.checked_mul(8)?.checked_add(4)?;
-        // At least 10 bytes per pair (two lengths, two NULs): a lying count allocates nothing.
-        let mut pairs = Vec::with_capacity(count.min(raw.len() / 10));
-        for index in 0..count {
-            let mut next = |length: usize| -> Option<Text> {
-                let range = data..data.checked_add(length)?;
-                let bytes = raw.get(range.clone())?;
-                data = range.end.checked_add(1)?;
-                Some(match std::str::from_utf8(bytes) {
-                    Ok(_) => Text::In(range),
-                    Err(_) => Text::Copied(String::from_utf8_lossy(bytes).into_owned()),
-                })
-            };
-            let name = next(read_u32(4 + index * 8)?)?;
-            let value = next(read_u32(8 + index * 8)?)?;
-            pairs.push((name, value));
-        }
+        let pairs = map_entries(&raw)?
+            .into_iter()
+            .map(|(name, value)| (text(name), text(value)))
+            .collect();
         Some(Self { raw, pairs })
     }
 
@@ -113,6 +95,36 @@ impl Headers {
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
+}
+
+/// Where each name and value lies in proxy-wasm's map encoding, the form Envoy returns header
+/// maps and serialized lists in: the pair count, each pair's name and value lengths (u32,
+/// little-endian), then each name and value followed by a NUL. Every range returned is within
+/// `raw`; `None` when the bytes are not a whole map (empty bytes are an empty map).
+pub fn map_entries(raw: &[u8]) -> Option<Vec<(Range<usize>, Range<usize>)>> {
+    if raw.is_empty() {
+        return Some(Vec::new());
+    }
+    let read_u32 = |at: usize| -> Option<usize> {
+        let word: [u8; 4] = raw.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(u32::from_le_bytes(word) as usize)
+    };
+    let count = read_u32(0)?;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    // At least 10 bytes per pair (two lengths, two NULs): a lying count allocates nothing.
+    let mut entries = Vec::with_capacity(count.min(raw.len() / 10));
+    for index in 0..count {
+        let mut next = |length: usize| -> Option<Range<usize>> {
+            let range = data..data.checked_add(length)?;
+            raw.get(range.clone())?;
+            data = range.end.checked_add(1)?;
+            Some(range)
+        };
+        let name = next(read_u32(4 + index * 8)?)?;
+        let value = next(read_u32(8 + index * 8)?)?;
+        entries.push((name, value));
+    }
+    Some(entries)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ mod status;
 pub mod trace;
 mod upstream;
 
-pub use headers::Headers;
+pub use headers::{map_entries, Headers};
 pub use path_template::PathTemplate;
 pub use percent::percent_decode;
 pub use reply::{Client, LocalReply, WireReply};

@@ -10,7 +10,7 @@ use std::fmt;
 use std::ptr::{null, null_mut};
 
 const OK: u32 = 0;
-const NOT_FOUND: u32 = 1;
+pub(crate) const NOT_FOUND: u32 = 1;
 
 /// A non-OK status from the host, by number (proxy-wasm `WasmResult`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,10 +272,19 @@ pub fn send_local_response(
     })
 }
 
-pub fn call_foreign_function(name: &str) -> Result<Option<Vec<u8>>, HostError> {
+pub fn call_foreign_function(name: &str, arguments: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
     fetch(|data, size| {
-        // SAFETY: name is live for the call; no arguments; out-pointers owned by `fetch`.
-        unsafe { proxy_call_foreign_function(name.as_ptr(), name.len(), null(), 0, data, size) }
+        // SAFETY: name and arguments are live for the call; out-pointers owned by `fetch`.
+        unsafe {
+            proxy_call_foreign_function(
+                name.as_ptr(),
+                name.len(),
+                arguments.as_ptr(),
+                arguments.len(),
+                data,
+                size,
+            )
+        }
     })
 }
 

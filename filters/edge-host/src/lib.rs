@@ -20,20 +20,10 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = abi::log(level, message);
 }
 
-/// A response trailer's value (gRPC status of proxied gRPC calls), or `None`.
-pub fn response_trailer(name: &str) -> Option<String> {
-    abi::get_header(MapType::HttpResponseTrailers, name).unwrap_or(None)
-}
-
 /// Every request header, in one host call: cheaper than several single reads when a filter
 /// needs several of them.
 pub fn request_headers() -> Result<Headers, HostError> {
     abi::get_header_map(MapType::HttpRequestHeaders)
-}
-
-/// Every response header, in one host call.
-pub fn response_headers() -> Result<Headers, HostError> {
-    abi::get_header_map(MapType::HttpResponseHeaders)
 }
 
 pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
@@ -162,7 +152,29 @@ pub fn send_body(
 /// Asks Envoy to recompute the route after a header change. Envoy 1.40 still does it by itself
 /// for ABI 0.2.1 modules; calling it keeps routing right if the ABI is ever bumped.
 pub fn clear_route_cache() {
-    let _ = abi::call_foreign_function("clear_route_cache");
+    let _ = abi::call_foreign_function("clear_route_cache", &[]);
+}
+
+/// A CEL expression compiled by Envoy once (its `expr_create` foreign function), to read many
+/// attributes in one host call where `property` would take one call each.
+#[derive(Debug, Clone, Copy)]
+pub struct Expression(u32);
+
+impl Expression {
+    /// Compiles `text`; call from the root context (Envoy keeps the expression there).
+    pub fn create(text: &str) -> Result<Self, HostError> {
+        let token = abi::call_foreign_function("expr_create", text.as_bytes())?
+            .and_then(|bytes| <[u8; 4]>::try_from(bytes.as_slice()).ok())
+            .ok_or(HostError(abi::NOT_FOUND))?;
+        Ok(Self(u32::from_le_bytes(token)))
+    }
+
+    /// The expression's value for the current request, in Envoy's encoding (a list is a
+    /// serialized `google.protobuf.ListValue`).
+    pub fn evaluate(self) -> Result<Vec<u8>, HostError> {
+        abi::call_foreign_function("expr_evaluate", &self.0.to_le_bytes())
+            .map(Option::unwrap_or_default)
+    }
 }
 
 /// Metrics the filters record, each defined once per VM on first use. Failures are logged and

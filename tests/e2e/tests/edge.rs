@@ -2,7 +2,9 @@
 //! and the real services.
 
 use edge_e2e::{Edge, GOLDIE_ID, MOBILE_PHONE_ID};
-use platform_proto::catalog::{catalog_service_client::CatalogServiceClient, ListItemsRequest};
+use platform_proto::catalog::{
+    catalog_service_client::CatalogServiceClient, GetItemRequest, ListItemsRequest,
+};
 use serde_json::{json, Value};
 
 async fn json_of(response: reqwest::Response) -> (u16, Value) {
@@ -308,6 +310,25 @@ async fn one_access_log_line_per_request() {
         let response = request.header("x-request-id", id).send().await.unwrap();
         assert_eq!(response.status().as_u16(), expected, "{id}");
     }
+    // gRPC clients pass through Envoy's router: the access log takes their status and cluster
+    // from Envoy, not from the transcoder's note.
+    let mut client = CatalogServiceClient::connect(edge.base_url.clone())
+        .await
+        .expect("connect via Envoy");
+    for (id, item, expected) in [
+        ("grpc-ok", MOBILE_PHONE_ID, tonic::Code::Ok),
+        ("grpc-missing", "nope", tonic::Code::NotFound),
+    ] {
+        let mut request = tonic::Request::new(GetItemRequest { id: item.into() });
+        request
+            .metadata_mut()
+            .insert("x-request-id", id.parse().unwrap());
+        let code = client
+            .get_item(request)
+            .await
+            .map_or_else(|status| status.code(), |_| tonic::Code::Ok);
+        assert_eq!(code, expected, "{id}");
+    }
     edge.kill_service("catalog");
     let http = &edge.http;
     let response = http
@@ -373,6 +394,22 @@ async fn one_access_log_line_per_request() {
     assert_eq!(malformed["route"], "/catalog/items");
     assert_eq!(malformed["subject"], GOLDIE_ID);
     assert_eq!(record("too-large")["status"], 413);
+    let grpc_ok = record("grpc-ok");
+    assert_eq!(grpc_ok["status"], 200);
+    assert_eq!(
+        grpc_ok["grpc_status"], 0,
+        "from the response trailers: {grpc_ok}"
+    );
+    assert_eq!(
+        grpc_ok["upstream_cluster"],
+        edge_e2e::cluster_name("catalog")
+    );
+    assert!(grpc_ok.get("route").is_none(), "not transcoded: {grpc_ok}");
+    let grpc_missing = record("grpc-missing");
+    assert_eq!(
+        grpc_missing["grpc_status"], 5,
+        "from the headers of a trailers-only reply: {grpc_missing}"
+    );
     let down = record("backend-down");
     assert_eq!(down["status"], 503);
     assert_eq!(down["grpc_status"], 14);

@@ -3,12 +3,13 @@
 //! writes one JSON line to Envoy's log.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use edge_access_log::attributes::{self, Attributes};
 use edge_access_log::metrics::{samples, Sample};
 use edge_access_log::{
     client_ip, logged_path, new_traceparent, rfc3339_millis, AccessLogConfig, LineBuffer, LogBatch,
     Record,
 };
-use edge_core::notes::{self, AuthNote, TranscodeNote};
+use edge_core::notes;
 use edge_core::trace;
 use edge_core::Headers;
 use edge_host as host;
@@ -26,6 +27,7 @@ proxy_wasm::main! {{
         requests_seen: Rc::default(),
         buffer: Rc::default(),
         shipping: None,
+        attributes: None,
     }));
 }}
 
@@ -38,6 +40,8 @@ struct AccessLogRoot {
     buffer: Rc<RefCell<LineBuffer>>,
     /// Lines in the batch being shipped, if one is in flight.
     shipping: Option<usize>,
+    /// `attributes::EXPRESSION`, compiled by Envoy for this root context.
+    attributes: Option<host::Expression>,
 }
 
 const SHIPPED: &str = edge_access_log::metrics::SHIPPED_LINES;
@@ -95,6 +99,19 @@ impl Context for AccessLogRoot {
 
 impl RootContext for AccessLogRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        if self.attributes.is_none() {
+            match host::Expression::create(attributes::EXPRESSION) {
+                Ok(expression) => self.attributes = Some(expression),
+                Err(error) => {
+                    // Envoy builds without CEL (expr_create) cannot run this filter.
+                    host::log(
+                        LogLevel::Error,
+                        &format!("cannot compile the access log's attribute expression: {error}"),
+                    );
+                    return false;
+                }
+            }
+        }
         match host::plugin_configuration()
             .map_err(|e| e.to_string())
             .and_then(|bytes| AccessLogConfig::from_json(&bytes))
@@ -127,6 +144,7 @@ impl RootContext for AccessLogRoot {
             metrics: self.metrics.clone(),
             requests_seen: self.requests_seen.clone(),
             buffer: self.buffer.clone(),
+            attributes: self.attributes,
         }))
     }
 
@@ -147,15 +165,10 @@ struct AccessLog {
     metrics: Rc<RefCell<host::Metrics>>,
     requests_seen: Rc<RefCell<u64>>,
     buffer: Rc<RefCell<LineBuffer>>,
+    attributes: Option<host::Expression>,
 }
 
 impl Context for AccessLog {}
-
-fn string_property(path: &[&str]) -> Option<String> {
-    host::property(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .filter(|value| !value.is_empty())
-}
 
 /// Envoy encodes integer attributes as 8 little-endian bytes.
 fn int_property(path: &[&str]) -> Option<u64> {
@@ -191,16 +204,15 @@ impl HttpContext for AccessLog {
     }
 
     fn on_log(&mut self) {
-        // Host calls are what this costs: the headers come in one call, and each other filter's
-        // account of the request in one property (see `edge_core::notes`).
-        // Unreadable headers leave their fields out of the line; the line is still written.
+        // Host calls are what this costs: the request's headers come from the snapshot, and
+        // Envoy's attributes with the other filters' notes (`edge_core::notes`) from one
+        // expression. Whatever cannot be read is left out; the line is still written.
         let headers = match self.request.take() {
             Some(headers) => headers,
             // Envoy answered before the filters saw the request.
             None => host::request_headers().unwrap_or_default(),
         };
         let header = |name: &str| headers.value(name);
-        let response = host::response_headers().unwrap_or_default();
         // Without the headers callback (Envoy answered before the filters saw the request),
         // Envoy's own attributes.
         let (started_nanos, duration_nanos) = match (self.started, host::now()) {
@@ -213,14 +225,21 @@ impl HttpContext for AccessLog {
                 int_property(&["request", "duration"]).unwrap_or_default(),
             ),
         };
-        let auth: AuthNote = notes::decode(host::property(&[notes::AUTH]).as_deref());
-        let transcode: TranscodeNote =
-            notes::decode(host::property(&[notes::TRANSCODE]).as_deref());
-        let grpc_status = transcode.grpc_status.or_else(|| {
-            host::response_trailer("grpc-status")
-                .or_else(|| response.value("grpc-status"))
-                .and_then(|status| status.parse().ok())
-        });
+        // Unreadable, it leaves Envoy's and the other filters' fields out.
+        let Attributes {
+            status,
+            bytes_in,
+            bytes_out,
+            peer,
+            auth,
+            transcode,
+            grpc_status,
+            upstream_cluster,
+        } = self
+            .attributes
+            .and_then(|expression| expression.evaluate().ok())
+            .map(|list| Attributes::decode(&list))
+            .unwrap_or_default();
         let record = Record {
             time: rfc3339_millis(started_nanos),
             request_id: header("x-request-id"),
@@ -229,21 +248,18 @@ impl HttpContext for AccessLog {
             route: notes::non_empty(&transcode.route),
             grpc_method: notes::non_empty(&transcode.grpc_method),
             // What the client was sent: this filter is the last to see the response.
-            status: response
-                .get(":status")
-                .and_then(|status| status.parse().ok())
-                .unwrap_or_default(),
+            status,
             grpc_status,
             duration_ms: duration_nanos as f64 / 1e6,
             upstream_ms: transcode.upstream_ms,
-            bytes_in: int_property(&["request", "total_size"]).unwrap_or_default(),
-            bytes_out: int_property(&["response", "total_size"]).unwrap_or_default(),
+            bytes_in,
+            bytes_out,
             subject: notes::non_empty(&auth.subject),
             auth_reason: notes::non_empty(&auth.reason),
             user_agent: header("user-agent"),
             client_ip: client_ip(
                 header("x-forwarded-for").as_deref(),
-                string_property(&["source", "address"]).as_deref(),
+                peer.as_deref(),
                 self.config.trusted_xff_hops,
             ),
             // The edge span's trace when Envoy traces (the client's traceparent is only its
@@ -254,12 +270,7 @@ impl HttpContext for AccessLog {
                 .as_deref()
                 .and_then(trace::trace_id_of)
                 .map(str::to_string),
-            upstream_cluster: notes::non_empty(&transcode.upstream_cluster).or_else(|| {
-                // The route's cluster only when the router really sent the request there: a
-                // route names one even for requests a filter answered itself.
-                string_property(&["upstream", "address"])?;
-                string_property(&["xds", "cluster_name"])
-            }),
+            upstream_cluster,
         };
         let line = record.to_json();
         if self.config.collector.is_none() {
