@@ -18,7 +18,7 @@ CRATES=(edge-auth-wasm edge-transcoder-wasm edge-access-log-wasm edge-test-panic
 declare -A PROFILE=(
   [edge-auth-wasm]=wasm-speed
   [edge-transcoder-wasm]=wasm-balanced
-  [edge-access-log-wasm]=wasm
+  [edge-access-log-wasm]=wasm-speed
   [edge-test-panic-filter]=wasm
   [edge-bench-filter]=wasm
 )

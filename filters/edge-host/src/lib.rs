@@ -149,12 +149,6 @@ pub fn send_body(
     abi::send_local_response(u32::from(http_status), &headers, body, None)
 }
 
-/// Asks Envoy to recompute the route after a header change. Envoy 1.40 still does it by itself
-/// for ABI 0.2.1 modules; calling it keeps routing right if the ABI is ever bumped.
-pub fn clear_route_cache() {
-    let _ = abi::call_foreign_function("clear_route_cache", &[]);
-}
-
 /// A CEL expression compiled by Envoy once (its `expr_create` foreign function), to read many
 /// attributes in one host call where `property` would take one call each.
 #[derive(Debug, Clone, Copy)]
