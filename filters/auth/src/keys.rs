@@ -100,13 +100,22 @@ impl<'a> From<&'a AuthConfig> for VerifyOptions<'a> {
 ///
 /// Verified tokens are remembered (at most [`CACHE_ENTRIES`]), so a client reusing its token
 /// costs a map lookup instead of an ECDSA verification; an entry is only used while the token's
-/// `exp` (with the clock skew) has not passed. The cache lives and dies with the key set, so
-/// new keys (a retirement) start from empty.
+/// `exp` (with the clock skew) has not passed. A refresh ([`KeySet::refreshed`]) keeps the
+/// tokens of the keys it keeps unchanged, so a retired key's tokens are verified again (and
+/// refused) while a refresh that changes nothing costs nothing.
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: HashMap<String, ES256PublicKey>,
     /// Shared, so a cache hit costs a reference count rather than a copy of every claim.
-    verified: RefCell<HashMap<String, (Rc<Identity>, u64)>>,
+    verified: RefCell<HashMap<String, Verified>>,
+}
+
+/// A verified token: who it names, its `exp`, and the `kid` of the key that verified it.
+#[derive(Debug, Clone)]
+struct Verified {
+    identity: Rc<Identity>,
+    expires_at: u64,
+    kid: String,
 }
 
 /// How many verified tokens a key set remembers; when full it starts over.
@@ -150,6 +159,34 @@ impl KeySet {
         })
     }
 
+    /// The set a newly fetched JWKS makes, remembering the verified tokens of every key it
+    /// keeps unchanged (same `kid`, same public key). Every worker rebuilds its set whenever any
+    /// of them publishes a fetch, so without this each periodic refresh would send every
+    /// client's next request through an ECDSA verification again.
+    pub fn refreshed(&self, jwks: &str) -> Result<Self, String> {
+        let next = Self::from_jwks(jwks)?;
+        let unchanged = |kid: &str| match (self.keys.get(kid), next.keys.get(kid)) {
+            (Some(old), Some(new)) => {
+                old.public_key().to_bytes_uncompressed() == new.public_key().to_bytes_uncompressed()
+            }
+            _ => false,
+        };
+        let kept: HashMap<String, Verified> = self
+            .verified
+            .borrow()
+            .iter()
+            .filter(|(_, verified)| unchanged(&verified.kid))
+            .map(|(token, verified)| (token.clone(), verified.clone()))
+            .collect();
+        *next.verified.borrow_mut() = kept;
+        Ok(next)
+    }
+
+    /// How many verified tokens are remembered.
+    pub fn cached_tokens(&self) -> usize {
+        self.verified.borrow().len()
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -171,18 +208,18 @@ impl KeySet {
         let now = options
             .now
             .unwrap_or_else(|| Clock::now_since_epoch().as_secs());
-        if let Some((identity, expires_at)) = self.verified.borrow().get(token) {
-            if now.saturating_sub(options.clock_skew_seconds) <= *expires_at {
-                return Ok(identity.clone());
+        if let Some(verified) = self.verified.borrow().get(token) {
+            if now.saturating_sub(options.clock_skew_seconds) <= verified.expires_at {
+                return Ok(verified.identity.clone());
             }
         }
-        let (identity, expires_at) = self.verify_signature_and_claims(token, options)?;
-        let identity = Rc::new(identity);
-        let mut verified = self.verified.borrow_mut();
-        if verified.len() >= CACHE_ENTRIES {
-            verified.clear();
+        let verified = self.verify_signature_and_claims(token, options)?;
+        let identity = Rc::clone(&verified.identity);
+        let mut cache = self.verified.borrow_mut();
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
         }
-        verified.insert(token.to_string(), (Rc::clone(&identity), expires_at));
+        cache.insert(token.to_string(), verified);
         Ok(identity)
     }
 
@@ -190,7 +227,7 @@ impl KeySet {
         &self,
         token: &str,
         options: &VerifyOptions<'_>,
-    ) -> Result<(Identity, u64), TokenError> {
+    ) -> Result<Verified, TokenError> {
         let metadata = Token::decode_metadata(token).map_err(|_| TokenError::Malformed)?;
         let kid = metadata.key_id().ok_or(TokenError::MissingKeyId)?;
         let key = self.keys.get(kid).ok_or(TokenError::UnknownKeyId)?;
@@ -224,13 +261,14 @@ impl KeySet {
             .subject
             .filter(|subject| !subject.is_empty())
             .ok_or(TokenError::MissingSubject)?;
-        Ok((
-            Identity {
+        Ok(Verified {
+            identity: Rc::new(Identity {
                 subject,
                 claims: claims.custom,
-            },
-            expires_at.as_secs(),
-        ))
+            }),
+            expires_at: expires_at.as_secs(),
+            kid: kid.to_string(),
+        })
     }
 }
 
@@ -415,7 +453,43 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(keys.verify(&forged, &options()), Err(TokenError::Rejected));
         }
-        assert_eq!(keys.verified.borrow().len(), 1);
+        assert_eq!(keys.cached_tokens(), 1);
+    }
+
+    #[test]
+    fn a_refresh_keeps_the_tokens_of_unchanged_keys_only() {
+        let (kept, retired) = (signing_key("k1"), signing_key("k2"));
+        let keys = KeySet::from_jwks(&jwks(&[&kept, &retired])).unwrap();
+        let kept_token = kept.sign(claims(NOW, 600)).unwrap();
+        let retired_token = retired.sign(claims(NOW, 600)).unwrap();
+        assert!(keys.verify(&kept_token, &options()).is_ok());
+        assert!(keys.verify(&retired_token, &options()).is_ok());
+        assert_eq!(keys.cached_tokens(), 2);
+
+        // The same JWKS again: nothing to verify again.
+        let same = keys.refreshed(&jwks(&[&kept, &retired])).unwrap();
+        assert_eq!(same.cached_tokens(), 2);
+
+        // k2 retired: its token is forgotten, and refused.
+        let after = same.refreshed(&jwks(&[&kept])).unwrap();
+        assert_eq!(after.cached_tokens(), 1);
+        assert!(after.verify(&kept_token, &options()).is_ok());
+        assert_eq!(
+            after.verify(&retired_token, &options()),
+            Err(TokenError::UnknownKeyId)
+        );
+
+        // A different key published under the same kid: its old tokens are refused.
+        let impostor = signing_key("k1");
+        let replaced = after.refreshed(&jwks(&[&impostor])).unwrap();
+        assert_eq!(replaced.cached_tokens(), 0);
+        assert_eq!(
+            replaced.verify(&kept_token, &options()),
+            Err(TokenError::Rejected)
+        );
+
+        // A JWKS that cannot be used leaves the caller with its old set.
+        assert!(after.refreshed("{}").is_err());
     }
 
     #[test]

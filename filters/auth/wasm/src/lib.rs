@@ -143,9 +143,11 @@ impl AuthRoot {
         if self.loaded_version == Some(version) {
             return;
         }
-        match KeySet::from_jwks(&String::from_utf8_lossy(&jwks)) {
+        let jwks = String::from_utf8_lossy(&jwks);
+        let current = self.state.borrow().keys.clone();
+        let first = current.is_none();
+        match current.map_or_else(|| KeySet::from_jwks(&jwks), |keys| keys.refreshed(&jwks)) {
             Ok(keys) => {
-                let first = self.state.borrow().keys.is_none();
                 self.state.borrow_mut().keys = Some(Rc::new(keys));
                 self.loaded_version = Some(version);
                 self.state.borrow_mut().refresh.loaded(Self::now());
