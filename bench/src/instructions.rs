@@ -171,7 +171,7 @@ pub async fn report(requests: u64, only: &str) -> Result<String, String> {
             .map(|(_, _, n)| *n)
     };
     let mut out = format!(
-        "## {TITLE}\n\nUser-space instructions Envoy runs per request (its C++, V8's code compiled from our .wasm, libc), counted by callgrind over {requests} requests on one connection after {WARMUP} uncounted ones, one Envoy worker; Envoy's main thread (stats flushes and other timers, which run by the clock) is left out. Repeated runs of one build have agreed to within 0.1% on the HTTP routes and within 4% on the gRPC read, where CPU time per request moves by ±15%; they leave out the kernel's work and are not cycles.\n\n| configuration | route | instructions / request | over router only | wasm / native |\n|---|---|---:|---:|---:|\n"
+        "## {TITLE}\n\nUser-space instructions Envoy runs per request (its C++, V8's code compiled from our .wasm, libc), counted by callgrind over {requests} requests on one connection after {WARMUP} uncounted ones, one Envoy worker; Envoy's main thread (stats flushes and other timers, which run by the clock) is left out. Repeated runs of one build have agreed to within 0.1% on the HTTP routes and within 4% on the gRPC read, where CPU time per request moves by ±15%, but one count of the whole chain with a token in four ran 4% high (the worker's timer work, auth's key and restriction sync, is counted with the requests): compare the chain across builds with repeats. They leave out the kernel's work and are not cycles.\n\n| configuration | route | instructions / request | over router only | wasm / native |\n|---|---|---:|---:|---:|\n"
     );
     let router_only = find(Chain::RouterOnly, Route::GrpcRead);
     for (chain, route, per_request) in counted
