@@ -36,7 +36,7 @@ const PROBES: [&str; 10] = [
 const PROBE_CALLS: u64 = 10;
 
 /// What is counted: the decomposition's chains on the gRPC read, the full chains on the
-/// three routes the CPU targets are set on, then the host-call probes.
+/// three routes the CPU targets are set on, the bare callouts, then the host-call probes.
 fn cases() -> Vec<(Chain, Route)> {
     let mut cases: Vec<(Chain, Route)> = DECOMPOSITION
         .iter()
@@ -50,6 +50,11 @@ fn cases() -> Vec<(Chain, Route)> {
     // The transcoder alone on the hot read: what our chain's floor is without auth and the
     // access log, against the native chain's whole cost.
     cases.push((Chain::TranscoderOnly, Route::HotRead));
+    // The two callout mechanisms the transcoder could use, bare (a fixed call, a fixed reply):
+    // what a switch from a gRPC stream to proxy_http_call could save.
+    cases.extend(
+        [Chain::CalloutGrpcStream, Chain::CalloutHttpCall].map(|chain| (chain, Route::HotRead)),
+    );
     cases.extend(PROBES.map(|probe| (Chain::Probe(probe), Route::GrpcRead)));
     cases
 }
