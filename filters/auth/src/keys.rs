@@ -165,17 +165,22 @@ impl KeySet {
     /// client's next request through an ECDSA verification again.
     pub fn refreshed(&self, jwks: &str) -> Result<Self, String> {
         let next = Self::from_jwks(jwks)?;
-        let unchanged = |kid: &str| match (self.keys.get(kid), next.keys.get(kid)) {
-            (Some(old), Some(new)) => {
-                old.public_key().to_bytes_uncompressed() == new.public_key().to_bytes_uncompressed()
-            }
-            _ => false,
-        };
+        let unchanged: HashSet<&str> = self
+            .keys
+            .iter()
+            .filter(|(kid, old)| {
+                next.keys.get(*kid).is_some_and(|new| {
+                    old.public_key().to_bytes_uncompressed()
+                        == new.public_key().to_bytes_uncompressed()
+                })
+            })
+            .map(|(kid, _)| kid.as_str())
+            .collect();
         let kept: HashMap<String, Verified> = self
             .verified
             .borrow()
             .iter()
-            .filter(|(_, verified)| unchanged(&verified.kid))
+            .filter(|(_, verified)| unchanged.contains(verified.kid.as_str()))
             .map(|(token, verified)| (token.clone(), verified.clone()))
             .collect();
         *next.verified.borrow_mut() = kept;
