@@ -187,11 +187,6 @@ impl KeySet {
         Ok(next)
     }
 
-    /// How many verified tokens are remembered.
-    pub fn cached_tokens(&self) -> usize {
-        self.verified.borrow().len()
-    }
-
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -458,7 +453,7 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(keys.verify(&forged, &options()), Err(TokenError::Rejected));
         }
-        assert_eq!(keys.cached_tokens(), 1);
+        assert_eq!(keys.verified.borrow().len(), 1);
     }
 
     #[test]
@@ -469,15 +464,15 @@ mod tests {
         let retired_token = retired.sign(claims(NOW, 600)).unwrap();
         assert!(keys.verify(&kept_token, &options()).is_ok());
         assert!(keys.verify(&retired_token, &options()).is_ok());
-        assert_eq!(keys.cached_tokens(), 2);
+        assert_eq!(keys.verified.borrow().len(), 2);
 
         // The same JWKS again: nothing to verify again.
         let same = keys.refreshed(&jwks(&[&kept, &retired])).unwrap();
-        assert_eq!(same.cached_tokens(), 2);
+        assert_eq!(same.verified.borrow().len(), 2);
 
         // k2 retired: its token is forgotten, and refused.
         let after = same.refreshed(&jwks(&[&kept])).unwrap();
-        assert_eq!(after.cached_tokens(), 1);
+        assert_eq!(after.verified.borrow().len(), 1);
         assert!(after.verify(&kept_token, &options()).is_ok());
         assert_eq!(
             after.verify(&retired_token, &options()),
@@ -487,7 +482,7 @@ mod tests {
         // A different key published under the same kid: its old tokens are refused.
         let impostor = signing_key("k1");
         let replaced = after.refreshed(&jwks(&[&impostor])).unwrap();
-        assert_eq!(replaced.cached_tokens(), 0);
+        assert_eq!(replaced.verified.borrow().len(), 0);
         assert_eq!(
             replaced.verify(&kept_token, &options()),
             Err(TokenError::Rejected)
