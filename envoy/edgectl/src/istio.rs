@@ -39,7 +39,7 @@ fn fqdn(name: &str) -> String {
 }
 
 impl EdgeConfig {
-    fn istio(&self) -> Result<&IstioSettings, String> {
+    pub(crate) fn istio(&self) -> Result<&IstioSettings, String> {
         self.istio
             .as_ref()
             .ok_or_else(|| "envoy/edge.json has no \"istio\" section".to_string())
@@ -297,7 +297,7 @@ impl EdgeConfig {
     /// A ConfigMap the gateway merges into its Envoy bootstrap
     /// (`sidecar.istio.io/bootstrapOverride`): the `stats_tags` that turn the labels the
     /// filter encodes in its metric names into Prometheus labels, as in the local bootstrap.
-    fn stats_bootstrap(&self) -> Result<Value, String> {
+    pub(crate) fn stats_bootstrap(&self) -> Result<Value, String> {
         let istio = self.istio()?;
         // Istio's bootstrap declares the connection monitor itself (set from proxyMetadata in
         // operator.yaml; declaring it again stops Envoy); the heap monitor and its actions are
@@ -324,7 +324,7 @@ impl EdgeConfig {
     /// ingress gateway on NodePort 30080, and the gateway's proxy configured to keep the edge's
     /// metrics (`proxyStatsMatcher`) and label them (the bootstrap override above; the
     /// `gateway` injection template is what honours that annotation).
-    fn operator(&self) -> Result<Value, String> {
+    pub(crate) fn operator(&self) -> Result<Value, String> {
         let istio = self.istio()?;
         // The collector the gateway's tracer exports to (`telemetry.yaml` selects it).
         let providers: Vec<Value> = self
@@ -462,17 +462,32 @@ impl EdgeConfig {
         if !first_filters.is_empty() {
             objects.push(self.envoy_filter_of("edge-first", first_filters)?);
         }
-        // The rate limits right before the transcoder's WasmPlugin (Istio names its filter
-        // after the plugin's ECDS resource), so after auth and Istio's RBAC.
-        let transcoder = format!(
-            "extensions.istio.io/wasmplugin/{}.edge-transcoder",
-            istio.gateway_namespace
-        );
+        // The rate limits right before the transcoder's WasmPlugin, so after auth and Istio's
+        // RBAC. Istio names that filter after the plugin's ECDS resource, and the name
+        // changed: up to 1.30 `extensions.istio.io/wasmplugin/<ns>.<name>`; from 1.31 (which
+        // translates WasmPlugins into its TrafficExtension API) `extensions.istio.io/
+        // trafficextension/<ns>.<name>~istio-translated-wasmplugin`. A patch whose filter is
+        // not there is skipped without a word, so each limit is placed by both names: exactly
+        // one matches on any Istio (the istiod test checks each limit is there once).
+        let transcoder_names = [
+            format!(
+                "extensions.istio.io/wasmplugin/{}.edge-transcoder",
+                istio.gateway_namespace
+            ),
+            format!(
+                "extensions.istio.io/trafficextension/{}.edge-transcoder~istio-translated-wasmplugin",
+                istio.gateway_namespace
+            ),
+        ];
         let rate_limits = self.rate_limit_filters()?;
         let rate_limited = !rate_limits.is_empty();
         let patches: Vec<Value> = rate_limits
-            .into_iter()
-            .map(|filter| before(&transcoder, filter))
+            .iter()
+            .flat_map(|filter| {
+                transcoder_names
+                    .iter()
+                    .map(|name| before(name, filter.clone()))
+            })
             .collect();
         if rate_limited {
             objects.push(self.envoy_filter_of("edge-rate-limits", patches)?);
@@ -553,7 +568,7 @@ impl EdgeConfig {
 
     fn envoy_filter_of(&self, name: &str, patches: Vec<Value>) -> Result<Value, String> {
         let istio = self.istio()?;
-        Ok(json!({
+        let mut filter = json!({
             "apiVersion": "networking.istio.io/v1alpha3",
             "kind": "EnvoyFilter",
             "metadata": { "name": name, "namespace": istio.gateway_namespace },
@@ -561,9 +576,29 @@ impl EdgeConfig {
                 "workloadSelector": { "labels": { "istio": istio.gateway_selector } },
                 "configPatches": patches
             }
-        }))
+        });
+        // A patch placed relative to another filter must come after any EnvoyFilter of the
+        // default priority (0) that could move or remove that filter (istioctl analyze,
+        // IST0151): Istio applies EnvoyFilters by ascending priority.
+        let relative = filter["spec"]["configPatches"]
+            .as_array()
+            .is_some_and(|patches| {
+                patches.iter().any(|patch| {
+                    matches!(
+                        patch["patch"]["operation"].as_str(),
+                        Some("INSERT_BEFORE" | "INSERT_AFTER" | "REPLACE" | "REMOVE")
+                    )
+                })
+            });
+        if relative {
+            filter["spec"]["priority"] = json!(RELATIVE_PATCH_PRIORITY);
+        }
+        Ok(filter)
     }
 }
+
+/// The priority of our EnvoyFilters that place a filter relative to another.
+const RELATIVE_PATCH_PRIORITY: i64 = 10;
 
 /// The ConfigMap holding the gateway's bootstrap additions (metric labels).
 const STATS_BOOTSTRAP: &str = "edge-bootstrap";
@@ -599,7 +634,7 @@ fn first(value: Value) -> Value {
     })
 }
 
-fn documents(objects: &[Value]) -> String {
+pub(crate) fn documents(objects: &[Value]) -> String {
     let mut text = String::from(crate::GENERATED_NOTICE);
     for object in objects {
         text.push_str("---\n");

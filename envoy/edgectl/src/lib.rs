@@ -16,6 +16,7 @@ pub use yaml::to_yaml;
 
 mod cors;
 mod istio;
+mod istiod;
 mod limits;
 mod live;
 mod local;
@@ -28,6 +29,10 @@ mod traces;
 mod xds;
 pub use cors::CorsSettings;
 pub use istio::{Digests, Files, IstioSettings, Objects, WASM_MOUNT};
+pub use istiod::{
+    istiod_command, write_istiod_file, write_mesh, IstiodPorts, MeshTopology, MeshVariant,
+    ISTIO_VERSION, OVERLAY,
+};
 pub use limits::Limits;
 pub use live::apply_policy;
 pub use local::{

@@ -134,13 +134,6 @@ impl EdgeConfig {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "ingress",
             "codec_type": "AUTO",
-            // Policies match normalized paths: /a/./b, /a//b and %-escape case tricks cannot
-            // slip past a rule.
-            "normalize_path": true,
-            "merge_slashes": true,
-            // Envoy makes an x-request-id when the client sent none; clients get it back,
-            // backends get it as metadata, logs carry it.
-            "always_set_request_id_in_response": true,
             "route_config": {
                 "name": "edge",
                 "virtual_hosts": [virtual_host]
@@ -187,6 +180,15 @@ impl EdgeConfig {
             // ...but a client's own x-request-id is kept (Envoy replaces an external client's by
             // default): clients correlate their calls with the access log by it.
             ("preserve_external_request_id", json!(true)),
+            // Policies match normalized paths: /a/./b, /a//b and %-escape case tricks cannot
+            // slip past a rule. Istio's gateway normalizes (`pathNormalization: BASE`) but
+            // keeps double slashes unless told here.
+            ("normalize_path", json!(true)),
+            ("merge_slashes", json!(true)),
+            // Envoy makes an x-request-id when the client sent none; clients get it back,
+            // backends get it as metadata, logs carry it. (Istio's gateway does not return it
+            // unless told here.)
+            ("always_set_request_id_in_response", json!(true)),
         ];
         if !self.rate_limit_filters()?.is_empty() {
             settings.push(("local_reply_config", crate::local_reply_config()));

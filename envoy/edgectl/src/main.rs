@@ -5,6 +5,10 @@
 //! `edgectl services`: lists `name binary port` of each service, in an order they can start in.
 //! `edgectl service-env`: the environment every local service gets (`NAME=value` lines): where
 //! to export spans, when edge.json traces.
+//! `edgectl mesh [DIR]`: writes what `make mesh` starts istiod and the gateway's Envoy from
+//! (default `.run/mesh`): istiod's files (`istio/base` with the local overlay), its mesh
+//! configuration, and Envoy's bootstrap.
+//! `edgectl istiod PILOT_DISCOVERY DIR`: runs istiod on what `edgectl mesh` wrote to DIR.
 //! `edgectl policy apply [EDGE_JSON]`: pushes the filters' configuration (policy included) to
 //! the running local Envoy, through the ECDS files it watches in .run/xds, and waits until
 //! Envoy has taken it (or says it refused it); nothing restarts.
@@ -62,6 +66,38 @@ fn run(args: &[String]) -> Result<(), String> {
         println!("{source}: {outcome}");
         return Ok(());
     }
+    if command == "mesh" {
+        // For `make mesh`: the gateway as `make run`'s, served by a local istiod.
+        let dir = args.get(1).map_or(".run/mesh", String::as_str);
+        let config = EdgeConfig::load(Path::new("envoy/edge.json"))?;
+        let local = edgectl::Topology::local(&config);
+        let wasm_dir = std::fs::canonicalize(&local.wasm_dir)
+            .map_err(|e| format!("{}: {e} (run make wasm)", local.wasm_dir))?;
+        let topology = edgectl::MeshTopology {
+            istiod: edgectl::IstiodPorts::MESH.xds_addr(),
+            gateway_port: local.listen_port,
+            admin_port: local.admin_port,
+            wasm_dir: wasm_dir.display().to_string(),
+            service_addrs: local.service_addrs,
+            variant: edgectl::MeshVariant::WasmPlugin,
+        };
+        let digests = load_digests(Path::new("istio/base/wasm-digests.json"))?;
+        edgectl::write_mesh(&config, &digests, &topology, Path::new(dir))?;
+        println!("wrote {dir}/istio (istiod's files), {dir}/mesh.yaml and {dir}/envoy.yaml");
+        return Ok(());
+    }
+    if command == "istiod" {
+        // For `make mesh`: becomes istiod, on the files `edgectl mesh` wrote.
+        use std::os::unix::process::CommandExt;
+        let (Some(binary), Some(dir)) = (args.get(1), args.get(2)) else {
+            return Err("use: edgectl istiod PILOT_DISCOVERY DIR".into());
+        };
+        // istiod runs in DIR, so both paths are made absolute first.
+        let absolute = |path: &str| std::fs::canonicalize(path).map_err(|e| format!("{path}: {e}"));
+        let (binary, dir) = (absolute(binary)?, absolute(dir)?);
+        let error = edgectl::istiod_command(&binary, &dir, edgectl::IstiodPorts::MESH).exec();
+        return Err(format!("cannot run {}: {error}", binary.display()));
+    }
     let source = args.get(1).map_or("envoy/edge.json", String::as_str);
     let config = EdgeConfig::load(Path::new(source))?;
     let local = config.local_files()?;
@@ -86,7 +122,7 @@ fn run(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         other => Err(format!(
-            "unknown command {other:?}; use render, check, digests or policy apply"
+            "unknown command {other:?}; use render, check, digests, mesh, istiod or policy apply"
         )),
     }
 }

@@ -51,6 +51,10 @@ impl Tracing {
     pub fn connection_manager(&self) -> Value {
         json!({
             "random_sampling": { "value": 100 },
+            // A span of its own for each call the router makes, as Istio's gateways have
+            // (`spawn_upstream_span` on every router proxy): a gRPC client's call through the
+            // router is the edge's server span, then its client span, then the backend's.
+            "spawn_upstream_span": true,
             "custom_tags": SPAN_TAGS
                 .iter()
                 .map(|(tag, header)| json!({ "tag": tag, "request_header": { "name": header } }))

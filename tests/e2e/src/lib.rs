@@ -7,11 +7,13 @@
 //! A missing piece fails the test with a message; nothing is skipped.
 
 mod envoy;
+mod istiod;
 pub mod otlp;
 mod postgres;
 
-use edgectl::{EdgeConfig, Topology};
+use edgectl::{EdgeConfig, MeshTopology, MeshVariant, Topology};
 pub use envoy::{envoy_binary, EnvoyProcess, Launch};
+pub use istiod::{free_port, pick_istiod_ports, Istiod};
 pub use postgres::Postgres;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -78,6 +80,8 @@ pub struct Edge {
     /// Extra environment of every service (kept for restarts).
     service_env: Vec<(String, String)>,
     envoy: EnvoyProcess,
+    /// The control plane the gateway takes its configuration from, when run through istiod.
+    pub istiod: Option<Istiod>,
     pub dir: PathBuf,
     pub base_url: String,
     pub admin_url: String,
@@ -110,6 +114,20 @@ pub struct Options {
     pub live_config: bool,
     /// Extra environment of every service (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub service_env: Vec<(String, String)>,
+    /// Envoy runs as Istio's ingress gateway, configured by a real istiod from `istio/` (the
+    /// WasmPlugin or the EnvoyFilter variant) instead of the local bootstrap. Default: the
+    /// `EDGE_MESH` environment variable (`istiod`, `istiod-envoyfilter`), as `make test` sets it.
+    pub mesh: Option<MeshVariant>,
+}
+
+/// The mesh `EDGE_MESH` asks for: `istiod` (the WasmPlugin variant) or `istiod-envoyfilter`.
+pub fn mesh_from_env() -> Option<MeshVariant> {
+    match std::env::var("EDGE_MESH").as_deref() {
+        Ok("istiod") => Some(MeshVariant::WasmPlugin),
+        Ok("istiod-envoyfilter") => Some(MeshVariant::EnvoyFilter),
+        Ok("") | Err(_) => None,
+        Ok(other) => panic!("EDGE_MESH={other}: use istiod or istiod-envoyfilter"),
+    }
 }
 
 impl Default for Options {
@@ -124,6 +142,7 @@ impl Default for Options {
             database_urls: BTreeMap::new(),
             live_config: false,
             service_env: Vec::new(),
+            mesh: mesh_from_env(),
         }
     }
 }
@@ -177,35 +196,62 @@ impl Edge {
             services.insert(name.to_string(), service);
         }
 
-        let topology = Topology {
-            listen_port: 0,
-            admin_port: 0,
-            wasm_dir: wasm_dir.display().to_string(),
-            service_addrs: services
-                .iter()
-                .map(|(n, s)| (n.clone(), s.addr.clone()))
-                .collect(),
-            xds_dir: options
-                .live_config
-                .then(|| dir.join("xds").display().to_string()),
-        };
-        if let Some(xds) = &topology.xds_dir {
-            let files = config
-                .xds_files(&topology.wasm_dir)
-                .expect("render ECDS files");
-            edgectl::write_xds(Path::new(xds), &files).expect("write ECDS files");
-        }
-        let mut bootstrap = config
-            .envoy_bootstrap(&topology)
-            .expect("render Envoy config");
-        if std::env::var("EDGE_FILTER_CONFIG").as_deref() == Ok("istio") {
-            as_in_istio(&mut bootstrap, &config);
-        }
-        (options.bootstrap)(&mut bootstrap, &dir);
+        let service_addrs: BTreeMap<String, String> = services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.addr.clone()))
+            .collect();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .build()
             .expect("HTTP client");
+        let (mut bootstrap, istiod) = match options.mesh {
+            Some(variant) => {
+                let ports = pick_istiod_ports();
+                let topology = MeshTopology {
+                    istiod: ports.xds_addr(),
+                    gateway_port: free_port(),
+                    admin_port: 0,
+                    wasm_dir: std::fs::canonicalize(&wasm_dir)
+                        .expect("the filters' directory")
+                        .display()
+                        .to_string(),
+                    service_addrs,
+                    variant,
+                };
+                let digests = edgectl::load_digests(&root.join("istio/base/wasm-digests.json"))
+                    .expect("istio/base/wasm-digests.json");
+                let mesh_dir = dir.join("mesh");
+                edgectl::write_mesh(&config, &digests, &topology, &mesh_dir)
+                    .expect("render istiod's files");
+                let istiod = Istiod::start(&mesh_dir, ports).await;
+                let bootstrap = config
+                    .gateway_bootstrap(&topology)
+                    .expect("render the gateway's bootstrap");
+                (bootstrap, Some(istiod))
+            }
+            None => {
+                let topology = Topology {
+                    listen_port: 0,
+                    admin_port: 0,
+                    wasm_dir: wasm_dir.display().to_string(),
+                    service_addrs,
+                    xds_dir: options
+                        .live_config
+                        .then(|| dir.join("xds").display().to_string()),
+                };
+                if let Some(xds) = &topology.xds_dir {
+                    let files = config
+                        .xds_files(&topology.wasm_dir)
+                        .expect("render ECDS files");
+                    edgectl::write_xds(Path::new(xds), &files).expect("write ECDS files");
+                }
+                let bootstrap = config
+                    .envoy_bootstrap(&topology)
+                    .expect("render Envoy config");
+                (bootstrap, None)
+            }
+        };
+        (options.bootstrap)(&mut bootstrap, &dir);
         if !options.authority_up {
             let authority = services.get_mut("authority").expect("authority");
             let _ = authority.child.kill();
@@ -213,7 +259,15 @@ impl Edge {
         }
         let mut envoy =
             EnvoyProcess::start(&bootstrap, &dir, options.workers, &options.envoy, &http).await;
-        let port = envoy.listener_ports(&http).await["ingress"];
+        // The local bootstrap's listener is `ingress`; istiod's gateway has one listener.
+        let listeners = envoy.listener_ports(&http).await;
+        let port = match &istiod {
+            None => listeners["ingress"],
+            Some(_) => {
+                assert_eq!(listeners.len(), 1, "istiod's listeners: {listeners:?}");
+                listeners.into_values().next().expect("one listener")
+            }
+        };
         let mut edge = Edge {
             services,
             database_urls: options.database_urls,
@@ -221,6 +275,7 @@ impl Edge {
             base_url: format!("http://127.0.0.1:{port}"),
             admin_url: envoy.admin_url.clone(),
             envoy,
+            istiod,
             dir,
             http,
         };
@@ -283,6 +338,17 @@ impl Edge {
     /// Envoy's process id (for CPU time and memory readings).
     pub fn envoy_pid(&self) -> u32 {
         self.envoy.pid()
+    }
+
+    /// The `service.name` of the edge's spans: edge.json's locally, Istio's own name for the
+    /// gateway when it runs through istiod.
+    pub fn edge_span_service(&self) -> String {
+        let config =
+            EdgeConfig::load(&workspace_root().join("envoy/edge.json")).expect("edge.json");
+        match &self.istiod {
+            Some(_) => config.gateway_trace_service().expect("the gateway's name"),
+            None => config.tracing.expect("edge.json traces").service_name,
+        }
     }
 
     /// Where the built filters are (`EDGE_WASM_DIR`).
@@ -549,86 +615,14 @@ pub async fn sqlite_strings(file: &Path, query: &str) -> Vec<String> {
 }
 
 /// The Envoy cluster name of a service in this run: the service's name locally, Istio's
-/// `outbound|PORT||HOST` when the suite runs with the Istio-rendered configuration.
+/// `outbound|PORT||HOST` when the gateway runs through istiod.
 pub fn cluster_name(service: &str) -> String {
-    if std::env::var("EDGE_FILTER_CONFIG").as_deref() == Ok("istio") {
+    if mesh_from_env().is_some() {
         let config =
             EdgeConfig::load(&workspace_root().join("envoy/edge.json")).expect("edge.json");
         config.istio_cluster(service)
     } else {
         service.to_string()
-    }
-}
-
-/// Makes the local bootstrap run what Istio would: each filter's configuration taken from the
-/// rendered WasmPlugin objects (`istio/wasmplugins.yaml`, kept identical by edgectl's
-/// freshness test), and clusters named as Istio names them (`outbound|PORT||HOST`), which is
-/// what those configurations call. `make test` runs part of the suite this way.
-fn as_in_istio(bootstrap: &mut Value, config: &EdgeConfig) {
-    let digests = edgectl::load_digests(&workspace_root().join("istio/base/wasm-digests.json"))
-        .expect("istio/base/wasm-digests.json");
-    let objects = config.istio_objects(&digests).expect("render istio/");
-    let plugin_configs: BTreeMap<String, String> = objects["wasmplugins.yaml"]
-        .iter()
-        .filter(|object| object["kind"] == "WasmPlugin")
-        .map(|plugin| {
-            (
-                plugin["spec"]["pluginName"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                plugin["spec"]["pluginConfig"].to_string(),
-            )
-        })
-        .collect();
-    let filters = bootstrap
-        .pointer_mut(
-            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters",
-        )
-        .and_then(Value::as_array_mut)
-        .expect("http_filters");
-    for filter in filters.iter_mut() {
-        let Some(config) = filter.pointer_mut("/typed_config/config") else {
-            continue;
-        };
-        let name = config["name"].as_str().unwrap_or_default().to_string();
-        let plugin = plugin_configs
-            .get(&name)
-            .unwrap_or_else(|| panic!("no WasmPlugin for filter {name}"));
-        config["configuration"]["value"] = Value::String(plugin.clone());
-    }
-    let renamed: BTreeMap<String, String> = config
-        .services
-        .keys()
-        .map(|name| (name.clone(), config.istio_cluster(name)))
-        .collect();
-    let rename = |value: &mut Value| {
-        if let Some(istio) = value.as_str().and_then(|name| renamed.get(name)) {
-            *value = Value::String(istio.clone());
-        }
-    };
-    if let Some(clusters) = bootstrap
-        .pointer_mut("/static_resources/clusters")
-        .and_then(Value::as_array_mut)
-    {
-        for cluster in clusters {
-            rename(&mut cluster["name"]);
-            rename(&mut cluster["load_assignment"]["cluster_name"]);
-        }
-    }
-    if let Some(routes) = bootstrap
-        .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/route_config/virtual_hosts/0/routes")
-        .and_then(Value::as_array_mut)
-    {
-        for route in routes {
-            if let Some(cluster) = route.pointer_mut("/route/cluster") {
-                rename(cluster);
-            }
-            // A rollout's gRPC route matches the cluster name auth puts in the backend header.
-            if let Some(backend) = route.pointer_mut("/match/headers/0/string_match/exact") {
-                rename(backend);
-            }
-        }
     }
 }
 

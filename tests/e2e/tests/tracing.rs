@@ -12,6 +12,7 @@ use std::time::Duration;
 /// Exporters batch (Envoy flushes every 5 s): long enough for a few flushes.
 const ARRIVAL: Duration = Duration::from_secs(15);
 const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
 
 async fn traced_edge(receiver: &TraceReceiver) -> Edge {
     let collector = receiver.address.clone();
@@ -39,7 +40,7 @@ fn one<'a>(spans: &'a [ReceivedSpan], service: &str) -> &'a ReceivedSpan {
     found[0]
 }
 
-fn has_all(services: &'static [&'static str]) -> impl Fn(&[ReceivedSpan]) -> bool {
+fn has_all<'a>(services: &'a [&'a str]) -> impl Fn(&[ReceivedSpan]) -> bool + 'a {
     move |spans| {
         services
             .iter()
@@ -51,6 +52,8 @@ fn has_all(services: &'static [&'static str]) -> impl Fn(&[ReceivedSpan]) -> boo
 async fn a_json_read_is_one_trace_from_the_edge_to_item_and_customer() {
     let receiver = TraceReceiver::start().await;
     let edge = traced_edge(&receiver).await;
+    // The edge span's service: edge.json's locally, the gateway's in Istio.
+    let gateway = edge.edge_span_service();
 
     // The client's own trace: the edge span is its child, and everything below the edge's.
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -69,10 +72,10 @@ async fn a_json_read_is_one_trace_from_the_edge_to_item_and_customer() {
         .trace(
             trace,
             ARRIVAL,
-            has_all(&["edge", "catalog", "item", "customer"]),
+            has_all(&[&gateway, "catalog", "item", "customer"]),
         )
         .await;
-    let edge_span = one(&spans, "edge");
+    let edge_span = one(&spans, &gateway);
     assert_eq!(edge_span.parent_span_id, client_span, "{edge_span:#?}");
     assert_eq!(edge_span.kind, SERVER);
     assert_eq!(edge_span.attributes["http.route"], "/catalog/items/{id}");
@@ -101,6 +104,8 @@ async fn a_json_read_is_one_trace_from_the_edge_to_item_and_customer() {
 async fn a_trace_the_edge_starts_is_the_one_its_access_log_names() {
     let receiver = TraceReceiver::start().await;
     let edge = traced_edge(&receiver).await;
+    // The edge span's service: edge.json's locally, the gateway's in Istio.
+    let gateway = edge.edge_span_service();
     let response = edge
         .http
         .get(edge.url("/catalog/items"))
@@ -118,9 +123,9 @@ async fn a_trace_the_edge_starts_is_the_one_its_access_log_names() {
     let trace = line["trace_id"].as_str().expect("a trace id").to_string();
 
     let spans = receiver
-        .trace(&trace, ARRIVAL, has_all(&["edge", "catalog", "item"]))
+        .trace(&trace, ARRIVAL, has_all(&[&gateway, "catalog", "item"]))
         .await;
-    let edge_span = one(&spans, "edge");
+    let edge_span = one(&spans, &gateway);
     assert_eq!(edge_span.parent_span_id, "", "the edge span is the root");
     assert_eq!(edge_span.attributes["http.route"], "/catalog/items");
     assert_eq!(one(&spans, "catalog").parent_span_id, edge_span.span_id);
@@ -130,6 +135,8 @@ async fn a_trace_the_edge_starts_is_the_one_its_access_log_names() {
 async fn grpc_clients_pass_through_the_router_in_the_same_trace() {
     let receiver = TraceReceiver::start().await;
     let edge = traced_edge(&receiver).await;
+    // The edge span's service: edge.json's locally, the gateway's in Istio.
+    let gateway = edge.edge_span_service();
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let mut client = CatalogServiceClient::connect(edge.base_url.clone())
         .await
@@ -147,18 +154,32 @@ async fn grpc_clients_pass_through_the_router_in_the_same_trace() {
         .trace(
             trace,
             ARRIVAL,
-            has_all(&["edge", "catalog", "item", "customer"]),
+            has_all(&[&gateway, "catalog", "item", "customer"]),
         )
         .await;
-    let edge_span = one(&spans, "edge");
-    assert_eq!(edge_span.parent_span_id, "b7ad6b7169203331");
-    assert_eq!(one(&spans, "catalog").parent_span_id, edge_span.span_id);
+    // The router's call is a span of its own (Envoy's `spawn_upstream_span`, as in Istio):
+    // client → edge (server) → edge (client, to catalog) → catalog.
+    let edge_spans = by_service(&spans, &gateway);
+    assert_eq!(edge_spans.len(), 2, "{edge_spans:#?}");
+    let server = edge_spans
+        .iter()
+        .find(|s| s.kind == SERVER)
+        .expect("the edge's server span");
+    assert_eq!(server.parent_span_id, "b7ad6b7169203331");
+    let upstream = edge_spans
+        .iter()
+        .find(|s| s.kind == CLIENT)
+        .expect("the router's client span");
+    assert_eq!(upstream.parent_span_id, server.span_id);
+    assert_eq!(one(&spans, "catalog").parent_span_id, upstream.span_id);
 }
 
 #[tokio::test]
 async fn a_refused_request_is_the_edge_span_alone_with_the_reason() {
     let receiver = TraceReceiver::start().await;
     let edge = traced_edge(&receiver).await;
+    // The edge span's service: edge.json's locally, the gateway's in Istio.
+    let gateway = edge.edge_span_service();
     let trace = "11111111111111111111111111111111";
     let response = edge
         .http
@@ -171,8 +192,8 @@ async fn a_refused_request_is_the_edge_span_alone_with_the_reason() {
         .unwrap();
     assert_eq!(response.status(), 401);
 
-    let spans = receiver.trace(trace, ARRIVAL, has_all(&["edge"])).await;
-    let edge_span = one(&spans, "edge");
+    let spans = receiver.trace(trace, ARRIVAL, has_all(&[&gateway])).await;
+    let edge_span = one(&spans, &gateway);
     assert_eq!(edge_span.attributes["http.status_code"], "401");
     assert_eq!(edge_span.attributes["edge.auth.reason"], "token_malformed");
     assert!(

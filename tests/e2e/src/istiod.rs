@@ -1,0 +1,114 @@
+//! A real istiod (Istio's `pilot-discovery`, built by `make istiod`) without Kubernetes: it
+//! reads the files `edgectl::write_mesh` wrote, watches them, and serves the gateway's Envoy
+//! over plaintext xDS on loopback. Killed on drop.
+
+use edgectl::IstiodPorts;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The istiod binary (`ISTIOD_BIN`, default where `make istiod` builds it).
+pub fn istiod_binary() -> PathBuf {
+    crate::require(
+        &crate::from_env_or(
+            "ISTIOD_BIN",
+            crate::workspace_root().join("target/tools/istio-eed52ebb66ad/pilot-discovery"),
+        ),
+        "istiod (pilot-discovery)",
+    )
+}
+
+/// A port nothing listens on now, for a server that must be told its port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+pub struct Istiod {
+    child: Child,
+    log: PathBuf,
+    /// `host:port` of its plaintext xDS.
+    pub xds: String,
+    /// Its debug and readiness endpoints (`/ready`, `/debug/…`).
+    pub http_url: String,
+    /// The files it watches.
+    pub config_dir: PathBuf,
+}
+
+/// istiod's ports for one run, picked before it starts (it must be told them).
+pub fn pick_istiod_ports() -> IstiodPorts {
+    IstiodPorts {
+        xds: free_port(),
+        http: free_port(),
+        monitoring: free_port(),
+    }
+}
+
+impl Istiod {
+    /// Starts istiod on `dir` (as written by `edgectl::write_mesh`) and returns once it is ready.
+    pub async fn start(dir: &Path, ports: IstiodPorts) -> Istiod {
+        let log = dir.join("istiod.log");
+        let child = edgectl::istiod_command(&istiod_binary(), dir, ports)
+            // Pushes within 10 ms of a change (default 100 ms), so a test waits less.
+            .env("PILOT_DEBOUNCE_AFTER", "10ms")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create istiod log"))
+            .spawn()
+            .expect("start istiod");
+        let mut istiod = Istiod {
+            child,
+            log,
+            xds: ports.xds_addr(),
+            http_url: format!("http://127.0.0.1:{}", ports.http),
+            config_dir: dir.join("istio"),
+        };
+        // istiod opens its xDS port once its caches are synced and its first push context is
+        // built. (Its `/ready` also waits for the sidecar injector and config validation
+        // webhooks, which run only in a cluster.)
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while tokio::net::TcpStream::connect(&istiod.xds).await.is_err() {
+            istiod.check_alive();
+            assert!(
+                Instant::now() < deadline,
+                "istiod never served xDS:\n{}",
+                istiod.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        istiod
+    }
+
+    /// Replaces one of the files istiod watches (`name` under its `istio/` directory).
+    pub fn write(&self, name: &str, objects: &[Value]) {
+        edgectl::write_istiod_file(&self.config_dir, name, objects).expect("write istiod's file");
+    }
+
+    /// Fails the test, with istiod's last words, if istiod has exited.
+    pub fn check_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("istiod exited with {status}:\n{}", self.log_tail(30));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log_text();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Istiod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
