@@ -430,6 +430,7 @@ async fn start_under(chain: Chain, workers: usize, wrapper: &[String]) -> Edge {
         envoy: Launch {
             cpu: Some(0),
             wrapper: wrapper.to_vec(),
+            flags: Vec::new(),
         },
         workers,
         customize: Box::new(move |config| {

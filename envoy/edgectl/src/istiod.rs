@@ -45,6 +45,17 @@ const GATEWAY_WORKLOAD: &str = "istio-ingressgateway";
 /// Where the gateway pod stands on the loopback network. Istio matches the gateway's
 /// `Service` to the proxy by this address (and namespace), as it matches a pod by its IP.
 pub const GATEWAY_IP: &str = "127.0.0.1";
+/// The flags pilot-agent starts a gateway's Envoy with (`pkg/envoy/proxy.go`) that change how
+/// it takes new configuration: a listener replaced by istiod (an AuthorizationPolicy, an
+/// EnvoyFilter) tells its clients to reconnect at once (`immediate`), so they meet the new one,
+/// and is closed after proxyConfig's default `drainDuration` (45 s).
+pub const GATEWAY_ENVOY_FLAGS: [&str; 5] = [
+    "--drain-time-s",
+    "45",
+    "--drain-strategy",
+    "immediate",
+    "--disable-hot-restart",
+];
 /// pilot-agent's cluster name for the control plane.
 const XDS_CLUSTER: &str = "xds-grpc";
 

@@ -31,7 +31,7 @@ pub use cors::CorsSettings;
 pub use istio::{Digests, Files, IstioSettings, Objects, WASM_MOUNT};
 pub use istiod::{
     istiod_command, write_istiod_file, write_mesh, IstiodPorts, MeshTopology, MeshVariant,
-    ISTIO_VERSION, OVERLAY,
+    GATEWAY_ENVOY_FLAGS, ISTIO_VERSION, OVERLAY,
 };
 pub use limits::Limits;
 pub use live::apply_policy;

@@ -23,6 +23,8 @@ pub struct Launch {
     pub cpu: Option<usize>,
     /// A command and its arguments that Envoy's command line is appended to.
     pub wrapper: Vec<String>,
+    /// Further Envoy flags (the gateway's: `edgectl::GATEWAY_ENVOY_FLAGS`).
+    pub flags: Vec<String>,
 }
 
 impl Launch {
@@ -93,6 +95,7 @@ impl EnvoyProcess {
             .arg(workers.to_string())
             .arg("--admin-address-path")
             .arg(&admin_path)
+            .args(&launch.flags)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("create Envoy log"))
             .spawn()

@@ -54,8 +54,6 @@ impl Istiod {
     pub async fn start(dir: &Path, ports: IstiodPorts) -> Istiod {
         let log = dir.join("istiod.log");
         let child = edgectl::istiod_command(&istiod_binary(), dir, ports)
-            // Pushes within 10 ms of a change (default 100 ms), so a test waits less.
-            .env("PILOT_DEBOUNCE_AFTER", "10ms")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("create istiod log"))
             .spawn()

@@ -80,8 +80,9 @@ pub struct Edge {
     /// Extra environment of every service (kept for restarts).
     service_env: Vec<(String, String)>,
     envoy: EnvoyProcess,
-    /// The control plane the gateway takes its configuration from, when run through istiod.
-    pub istiod: Option<Istiod>,
+    /// The control plane the gateway takes its configuration from, when run through istiod,
+    /// and where its files say things are.
+    pub istiod: Option<(Istiod, MeshTopology)>,
     pub dir: PathBuf,
     pub base_url: String,
     pub admin_url: String,
@@ -227,7 +228,7 @@ impl Edge {
                 let bootstrap = config
                     .gateway_bootstrap(&topology)
                     .expect("render the gateway's bootstrap");
-                (bootstrap, Some(istiod))
+                (bootstrap, Some((istiod, topology)))
             }
             None => {
                 let topology = Topology {
@@ -257,8 +258,14 @@ impl Edge {
             let _ = authority.child.kill();
             let _ = authority.child.wait();
         }
+        let mut launch = options.envoy.clone();
+        if istiod.is_some() {
+            launch
+                .flags
+                .extend(edgectl::GATEWAY_ENVOY_FLAGS.map(String::from));
+        }
         let mut envoy =
-            EnvoyProcess::start(&bootstrap, &dir, options.workers, &options.envoy, &http).await;
+            EnvoyProcess::start(&bootstrap, &dir, options.workers, &launch, &http).await;
         // The local bootstrap's listener is `ingress`; istiod's gateway has one listener.
         let listeners = envoy.listener_ports(&http).await;
         let port = match &istiod {
@@ -349,6 +356,22 @@ impl Edge {
             Some(_) => config.gateway_trace_service().expect("the gateway's name"),
             None => config.tracing.expect("edge.json traces").service_name,
         }
+    }
+
+    /// What istiod would be given for `config` in this run (a gateway run through istiod).
+    pub fn istiod_files(&self, config: &EdgeConfig) -> edgectl::Objects {
+        let (_, topology) = self.istiod.as_ref().expect("an edge run through istiod");
+        let digests = edgectl::load_digests(&workspace_root().join("istio/base/wasm-digests.json"))
+            .expect("istio/base/wasm-digests.json");
+        config
+            .istiod_files(&digests, topology)
+            .expect("render istiod's files")
+    }
+
+    /// Replaces one of the files istiod watches, as `kubectl apply` of it would in a cluster.
+    pub fn write_istiod_file(&self, name: &str, objects: &[Value]) {
+        let (istiod, _) = self.istiod.as_ref().expect("an edge run through istiod");
+        istiod.write(name, objects);
     }
 
     /// Where the built filters are (`EDGE_WASM_DIR`).
