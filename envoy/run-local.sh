@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: starts the services of envoy/edge.json and Envoy (envoy/envoy.yaml) on loopback, prints the
-# README's walkthrough, and stops everything on Ctrl-C. The services are supervised as
+# README's walkthrough, and stops everything on Ctrl-C. `make mesh` (EDGE_MESH=istiod) starts a
+# local istiod too, and Envoy as the ingress gateway it configures. The services are supervised as
 # Kubernetes would: one that exits is started again after a backoff (1 s, doubling to 30 s,
 # back to 1 s once it has run for a minute) while Envoy and the others keep serving. Data
 # lives in .run/data (SQLite files and the authority's signing key) and survives restarts;
@@ -13,11 +14,12 @@ mkdir -p .run/data
 
 supervisors=()
 envoy_pid=
+istiod_pid=
 stop() {
   trap - INT TERM EXIT
   echo
   echo "stopping..."
-  for pid in "${supervisors[@]}" $envoy_pid; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${supervisors[@]}" $envoy_pid $istiod_pid; do kill -TERM "$pid" 2>/dev/null; done
   wait 2>/dev/null
 }
 trap 'stop; exit 0' INT TERM
@@ -63,10 +65,28 @@ while read -r name binary port; do
   echo "  $name: $(cat ".run/$name.out")"
 done <<< "$services"
 
-# The filters' configuration comes from .run/xds, which Envoy watches: `make policy` changes it
-# live.
-"$BIN/edgectl" policy apply >/dev/null
-setsid "$ENVOY" -c envoy/envoy.yaml --use-dynamic-base-id --concurrency 2 -l info 2> .run/envoy.log &
+if [[ ${EDGE_MESH:-} == istiod ]]; then
+  # `make mesh`: Envoy is Istio's ingress gateway, configured by a real istiod from istio/
+  # (plus the loopback overlay) in .run/mesh/istio, which istiod watches: edit a file there
+  # as you would `kubectl apply` it, and istiod pushes the change.
+  rm -rf .run/mesh
+  "$BIN/edgectl" mesh .run/mesh >/dev/null || exit 1
+  setsid "$BIN/edgectl" istiod "${ISTIOD_BIN:?set by make}" .run/mesh > .run/istiod.log 2>&1 &
+  istiod_pid=$!
+  for _ in $(seq 1 300); do
+    (: < /dev/tcp/127.0.0.1/15010) 2>/dev/null && break
+    kill -0 "$istiod_pid" 2>/dev/null || { echo "istiod failed to start:"; tail -20 .run/istiod.log; exit 1; }
+    sleep 0.1
+  done
+  echo "  istiod: xDS on 127.0.0.1:15010, watching .run/mesh/istio (log: .run/istiod.log)"
+  mapfile -t flags < .run/mesh/envoy.flags
+  setsid "$ENVOY" -c .run/mesh/envoy.yaml --use-dynamic-base-id --concurrency 2 -l info "${flags[@]}" 2> .run/envoy.log &
+else
+  # The filters' configuration comes from .run/xds, which Envoy watches: `make policy` changes
+  # it live.
+  "$BIN/edgectl" policy apply >/dev/null
+  setsid "$ENVOY" -c envoy/envoy.yaml --use-dynamic-base-id --concurrency 2 -l info 2> .run/envoy.log &
+fi
 envoy_pid=$!
 for _ in $(seq 1 100); do
   code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST -H 'authorization: Bearer x' localhost:8080/catalog/items)
@@ -78,10 +98,15 @@ done
 
 echo
 echo "The edge is up at http://localhost:8080 (Envoy admin: http://localhost:9901)."
-echo "Try, in another terminal (README.md, \"Walkthrough\"):"
+heading="## Walkthrough"
+if [[ ${EDGE_MESH:-} == istiod ]]; then
+  echo "Envoy is Istio's ingress gateway here, configured by istiod from .run/mesh/istio."
+  heading="### Without a cluster: a local istiod"
+fi
+echo "Try, in another terminal (README.md, \"${heading#\#* }\"):"
 echo
-# One source for the banner and the README: its walkthrough block, printed as it stands.
-awk '/^## Walkthrough/ { section = 1 } section && /^```sh/ { inside = 1; next }
+# One source for the banner and the README: its block, printed as it stands.
+awk -v heading="$heading" '$0 == heading { section = 1 } section && /^```sh/ { inside = 1; next }
      inside && /^```/ { exit } inside { print "  " $0 }' README.md
 echo
 echo "Stop: Ctrl-C. A service that crashes is restarted; Envoy and the others keep serving."

@@ -322,7 +322,8 @@ impl EdgeConfig {
 }
 
 /// Writes what istiod and the gateway's Envoy start from under `dir`: `istio/` (the files
-/// istiod watches), `mesh.yaml` (istiod's `--meshConfig`) and `envoy.yaml`.
+/// istiod watches), `mesh.yaml` (istiod's `--meshConfig`), `envoy.yaml` and `envoy.flags` (one
+/// flag a line).
 pub fn write_mesh(
     config: &EdgeConfig,
     digests: &crate::Digests,
@@ -338,7 +339,11 @@ pub fn write_mesh(
     let mesh = config.istiod_mesh_config(&istio.display().to_string(), &topology.istiod)?;
     write_file(&dir.join("mesh.yaml"), &crate::to_yaml(&mesh))?;
     let bootstrap = config.gateway_bootstrap(topology)?;
-    write_file(&dir.join("envoy.yaml"), &crate::to_yaml(&bootstrap))
+    write_file(&dir.join("envoy.yaml"), &crate::to_yaml(&bootstrap))?;
+    write_file(
+        &dir.join("envoy.flags"),
+        &(GATEWAY_ENVOY_FLAGS.join("\n") + "\n"),
+    )
 }
 
 /// Replaces one of istiod's files whole: written beside it under a name istiod ignores, then

@@ -82,8 +82,11 @@ fn run(args: &[String]) -> Result<(), String> {
             variant: edgectl::MeshVariant::WasmPlugin,
         };
         let digests = load_digests(Path::new("istio/base/wasm-digests.json"))?;
-        edgectl::write_mesh(&config, &digests, &topology, Path::new(dir))?;
-        println!("wrote {dir}/istio (istiod's files), {dir}/mesh.yaml and {dir}/envoy.yaml");
+        // istiod reads its files from an fs:// URL: the directory must be absolute.
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
+        let absolute = std::fs::canonicalize(dir).map_err(|e| format!("{dir}: {e}"))?;
+        edgectl::write_mesh(&config, &digests, &topology, &absolute)?;
+        println!("wrote {dir}/istio (istiod's files), {dir}/mesh.yaml, {dir}/envoy.yaml and {dir}/envoy.flags");
         return Ok(());
     }
     if command == "istiod" {

@@ -1,6 +1,7 @@
 //! Istio's gateway HTTP filter chain, as far as the edge is concerned, and where our filters
 //! sit in it. The local bootstrap is built from this same order, so `make run` and the tests run
-//! the chain a cluster runs.
+//! the chain a cluster runs; `tests/e2e/tests/istiod.rs` checks it against the chain a real
+//! istiod builds from `istio/`.
 //!
 //! Istio builds a gateway's chain in `buildHTTPConnectionManager`
 //! (pilot/pkg/networking/core/listener_builder.go): metadata exchange, CUSTOM authz, the

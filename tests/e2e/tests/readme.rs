@@ -2,7 +2,7 @@
 //! walkthrough block run literally with bash, each checked against its `#>` lines (`…` is a
 //! wildcard; each expected line must appear, in order, in what the command printed). Then,
 //! against the same `make run`, a crash under load: `kill -9` of `item` while requests flow,
-//! and finally Ctrl-C.
+//! and finally Ctrl-C. Likewise `make mesh` and the block of "Without a cluster".
 //!
 //! The commands say `localhost:8080` and `.run/`, so the test re-runs itself inside its own
 //! network and mount namespaces (`unshare`): a private loopback and a private, empty `.run`,
@@ -20,6 +20,33 @@ const INSIDE: &str = "EDGE_README_NAMESPACE";
 
 #[test]
 fn readme_walkthrough_runs_as_written_and_make_run_survives_a_crash() {
+    let Some(root) =
+        in_own_namespaces("readme_walkthrough_runs_as_written_and_make_run_survives_a_crash")
+    else {
+        return;
+    };
+    let mut edge = MakeRun::start(&root, "run");
+    run_block(&root, "## Walkthrough", 15);
+    crash_under_load(&edge);
+    edge.interrupt();
+}
+
+/// "Without a cluster": `make mesh` (istiod configuring the gateway), then its block, which
+/// changes an AuthorizationPolicy live.
+#[test]
+fn readme_make_mesh_runs_as_written() {
+    let Some(root) = in_own_namespaces("readme_make_mesh_runs_as_written") else {
+        return;
+    };
+    let mut edge = MakeRun::start(&root, "mesh");
+    run_block(&root, "### Without a cluster: a local istiod", 5);
+    edge.interrupt();
+}
+
+/// Runs the test named `test` again inside its own network and mount namespaces and returns
+/// `None` once it has passed there; inside, sets the namespaces up (loopback up, a private
+/// `.run`) and returns the repository's root.
+fn in_own_namespaces(test: &str) -> Option<std::path::PathBuf> {
     if std::env::var_os(INSIDE).is_none() {
         let me = std::env::current_exe().expect("test binary");
         let mut unshare = Command::new("unshare");
@@ -29,30 +56,19 @@ fn readme_walkthrough_runs_as_written_and_make_run_survives_a_crash() {
         let status = unshare
             .args(["--net", "--mount", "--fork", "--"])
             .arg(me)
-            .args([
-                "--exact",
-                "readme_walkthrough_runs_as_written_and_make_run_survives_a_crash",
-                "--nocapture",
-            ])
+            .args(["--exact", test, "--nocapture"])
             .env(INSIDE, "1")
             .status()
             .expect("unshare (util-linux)");
-        assert!(
-            status.success(),
-            "the README test failed inside its namespace"
-        );
-        return;
+        assert!(status.success(), "{test} failed inside its namespace");
+        return None;
     }
     let root = workspace_root();
     std::env::set_current_dir(&root).expect("cd to the repository");
     must("ip", &["link", "set", "lo", "up"]);
     std::fs::create_dir_all(".run").expect("mkdir .run");
     must("mount", &["-t", "tmpfs", "edge-readme", ".run"]);
-
-    let mut edge = MakeRun::start(&root);
-    walkthrough(&root);
-    crash_under_load(&edge);
-    edge.interrupt();
+    Some(root)
 }
 
 fn is_root() -> bool {
@@ -70,16 +86,16 @@ fn must(program: &str, args: &[&str]) {
     );
 }
 
-/// `make run`, in its own process group so that the test can press Ctrl-C.
+/// `make run` (or `make mesh`), in its own process group so that the test can press Ctrl-C.
 struct MakeRun {
     child: Child,
     output: Arc<Mutex<String>>,
 }
 
 impl MakeRun {
-    fn start(root: &Path) -> Self {
+    fn start(root: &Path, target: &str) -> Self {
         let mut child = Command::new("make")
-            .args(["-s", "run"])
+            .args(["-s", target])
             .current_dir(root)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -152,6 +168,10 @@ impl MakeRun {
             std::net::TcpStream::connect("127.0.0.1:8080").is_err(),
             "Envoy still listens after Ctrl-C"
         );
+        assert!(
+            std::net::TcpStream::connect("127.0.0.1:15010").is_err(),
+            "istiod still listens after Ctrl-C"
+        );
         println!("Ctrl-C stopped everything in {:?}", started.elapsed());
     }
 }
@@ -175,11 +195,11 @@ struct Step {
     expected: Vec<String>,
 }
 
-/// The first `sh` block after `## Walkthrough`: the same text `make run` prints.
-fn walkthrough_steps(readme: &str) -> Vec<Step> {
+/// The first `sh` block after `heading`: the same text `make run` (`make mesh`) prints.
+fn block_steps(readme: &str, heading: &str) -> Vec<Step> {
     let section = readme
-        .split_once("## Walkthrough")
-        .expect("README has a Walkthrough section")
+        .split_once(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README has a {heading:?} section"))
         .1;
     let block = section
         .split_once("```sh\n")
@@ -226,12 +246,14 @@ fn line_matches(pattern: &str, line: &str) -> bool {
     true
 }
 
-fn walkthrough(root: &Path) {
+/// Runs every command of the block after `heading` (at least `at_least` of them) with bash,
+/// as written, and checks each against its `#>` lines.
+fn run_block(root: &Path, heading: &str, at_least: usize) {
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let steps = walkthrough_steps(&readme);
+    let steps = block_steps(&readme, heading);
     assert!(
-        steps.len() >= 15,
-        "{} commands in the walkthrough",
+        steps.len() >= at_least,
+        "{} commands after {heading}",
         steps.len()
     );
     // The commands go to bash exactly as written; only markers are put between them.
@@ -276,16 +298,13 @@ fn walkthrough(root: &Path) {
     }
     assert!(
         failures.is_empty(),
-        "README walkthrough, {} of {} commands failed:\n{}\n\n{}",
+        "README {heading}, {} of {} commands failed:\n{}\n\n{}",
         failures.len(),
         steps.len(),
         failures.join("\n\n"),
         log_tails(root)
     );
-    println!(
-        "README walkthrough: all {} commands as written",
-        steps.len()
-    );
+    println!("README {heading}: all {} commands as written", steps.len());
 }
 
 /// The end of every log `make run` writes, for a failure's message: the `.run` of this test
