@@ -6,7 +6,7 @@
 //! EnvoyFilter. (`make test` also runs most suites through istiod: `EDGE_MESH=istiod`.)
 
 use edge_e2e::{Edge, Options, MOBILE_PHONE_ID};
-use edgectl::{EdgeConfig, MeshTopology, MeshVariant};
+use edgectl::{EdgeConfig, MeshVariant};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -365,38 +365,12 @@ async fn dumps(variant: MeshVariant) -> (Edge, Value, Value) {
     (edge, dump, local_dump)
 }
 
-/// The EnvoyFilters and WasmPlugins istiod is given (addresses aside, as `Edge` wrote them).
-fn files_of(config: &EdgeConfig, variant: MeshVariant) -> edgectl::Objects {
-    let digests =
-        edgectl::load_digests(&edge_e2e::workspace_root().join("istio/base/wasm-digests.json"))
-            .expect("digests");
-    let topology = MeshTopology {
-        istiod: "127.0.0.1:1".into(),
-        gateway_port: 1,
-        admin_port: 0,
-        wasm_dir: Edge::wasm_dir().display().to_string(),
-        service_addrs: config
-            .services
-            .keys()
-            .map(|name| (name.clone(), "127.0.0.1:1".into()))
-            .collect(),
-        variant,
-    };
-    config
-        .istiod_files(&digests, &topology)
-        .expect("istiod's files")
-}
-
 #[tokio::test]
 async fn istiod_builds_make_runs_chain_from_the_wasmplugins() {
     let (edge, dump, local_dump) = dumps(MeshVariant::WasmPlugin).await;
     let config = config();
     assert_same_chain(&dump, &local_dump, &config);
-    assert_every_patch_applied(
-        &dump,
-        &local_dump,
-        &files_of(&config, MeshVariant::WasmPlugin),
-    );
+    assert_every_patch_applied(&dump, &local_dump, &edge.istiod_files(&config));
     assert_rollout_route(&dump, &config);
     assert_metrics_kept(&edge, &dump).await;
 }
@@ -406,11 +380,7 @@ async fn istiod_builds_the_same_chain_from_the_envoyfilter_variant() {
     let (edge, dump, local_dump) = dumps(MeshVariant::EnvoyFilter).await;
     let config = config();
     assert_same_chain(&dump, &local_dump, &config);
-    assert_every_patch_applied(
-        &dump,
-        &local_dump,
-        &files_of(&config, MeshVariant::EnvoyFilter),
-    );
+    assert_every_patch_applied(&dump, &local_dump, &edge.istiod_files(&config));
     assert_rollout_route(&dump, &config);
 
     // And it serves: a public read, a refused write, an accepted one.

@@ -229,19 +229,13 @@ async fn mesh_policy_changes_live_through_istiod_under_load() {
     current
         .authorization
         .push(serde_json::from_value(deny).expect("a policy"));
-    edge.write_istiod_file(
-        "authorization.yaml",
-        &edge.istiod_files(&current)["authorization.yaml"],
-    );
+    push(&edge, &current, "authorization.yaml");
     figures.push((
         "(a) AuthorizationPolicy: deny a path",
         until("deny", || read(&base, &http), |s| *s == 403).await,
     ));
     current.authorization.pop();
-    edge.write_istiod_file(
-        "authorization.yaml",
-        &edge.istiod_files(&current)["authorization.yaml"],
-    );
+    push(&edge, &current, "authorization.yaml");
     figures.push((
         "(a) AuthorizationPolicy: lift it",
         until("lift", || read(&base, &http), |s| *s == 200).await,
@@ -256,19 +250,13 @@ async fn mesh_policy_changes_live_through_istiod_under_load() {
     // (b) The auth WasmPlugin's pluginConfig: the item's route becomes authenticated.
     let from = started.elapsed();
     set_item_reads_policy(&mut current, "authenticated");
-    edge.write_istiod_file(
-        "wasmplugins.yaml",
-        &edge.istiod_files(&current)["wasmplugins.yaml"],
-    );
+    push(&edge, &current, "wasmplugins.yaml");
     figures.push((
         "(b) WasmPlugin pluginConfig: route authenticated",
         until("authenticated", || read(&base, &http), |s| *s == 401).await,
     ));
     set_item_reads_policy(&mut current, "public");
-    edge.write_istiod_file(
-        "wasmplugins.yaml",
-        &edge.istiod_files(&current)["wasmplugins.yaml"],
-    );
+    push(&edge, &current, "wasmplugins.yaml");
     figures.push((
         "(b) WasmPlugin pluginConfig: public again",
         until("public", || read(&base, &http), |s| *s == 200).await,
@@ -322,10 +310,7 @@ async fn mesh_policy_changes_live_through_istiod_under_load() {
     for limit in &mut current.rate_limits {
         limit.requests = LOWERED;
     }
-    edge.write_istiod_file(
-        "wasmplugins.yaml",
-        &edge.istiod_files(&current)["wasmplugins.yaml"],
-    );
+    push(&edge, &current, "wasmplugins.yaml");
     let write_probe = || async {
         http.post(format!("{base}/catalog/items"))
             .bearer_auth(&token)
@@ -403,6 +388,11 @@ async fn mesh_policy_changes_live_through_istiod_under_load() {
         failures.len(),
         &failures[..failures.len().min(20)]
     );
+}
+
+/// Hands istiod `file` as rendered from `config`, as `kubectl apply -f` of it would.
+fn push(edge: &Edge, config: &EdgeConfig, file: &str) {
+    edge.write_istiod_file(file, &edge.istiod_files(config)[file]);
 }
 
 /// Sets the policy of the rule that makes `GET /catalog/items/*` public.
