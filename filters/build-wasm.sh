@@ -84,14 +84,15 @@ for crate in "${CRATES[@]}"; do
   name=${crate%-wasm}; name=${name%-filter}; name=${name#edge-}
   src="target/wasm/$TARGET/${PROFILE[$crate]}/${crate//-/_}.wasm"
   # cp -p keeps the mtime, so Make sees an unchanged filter as up to date.
+  # Written beside under a name of this run's own, then renamed: a filter Envoy is loading,
+  # or another build (two `make run`s at once), never sees half a file.
+  staged="$OUT/$name.wasm.$$"
+  cp -p "$src" "$staged"
   if [[ -n ${CALLBACKS[$name]:-} ]]; then
-    cp -p "$src" "$OUT/$name.wasm.new"
-    trim_callbacks "$name" "$OUT/$name.wasm.new"
-    touch -r "$src" "$OUT/$name.wasm.new"
-    mv "$OUT/$name.wasm.new" "$OUT/$name.wasm"
-  else
-    cp -p "$src" "$OUT/$name.wasm"
+    trim_callbacks "$name" "$staged"
+    touch -r "$src" "$staged"
   fi
+  mv "$staged" "$OUT/$name.wasm"
   printf '%-28s %8d bytes\n' "$OUT/$name.wasm" "$(stat -c %s "$OUT/$name.wasm")"
 done
 
