@@ -118,8 +118,23 @@ impl MakeRun {
                 }
             }
         });
-        let edge = Self { child, output };
-        edge.wait_for("Stop: Ctrl-C", Duration::from_secs(600));
+        let mut edge = Self { child, output };
+        // Up once it prints its banner's last line; a make that exits first has failed.
+        let started = Instant::now();
+        while !edge.text().contains("Stop: Ctrl-C") {
+            if let Ok(Some(status)) = edge.child.try_wait() {
+                panic!(
+                    "make {target} exited ({status}) before the edge was up:\n{}",
+                    edge.text()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "make {target} was not up within 600 s:\n{}",
+                edge.text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         edge
     }
 
