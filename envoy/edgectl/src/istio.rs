@@ -634,8 +634,13 @@ fn first(value: Value) -> Value {
     })
 }
 
-pub(crate) fn documents(objects: &[Value]) -> String {
-    let mut text = String::from(crate::GENERATED_NOTICE);
+fn documents(objects: &[Value]) -> String {
+    documents_under(crate::GENERATED_NOTICE, objects)
+}
+
+/// YAML documents under a header comment.
+pub(crate) fn documents_under(header: &str, objects: &[Value]) -> String {
+    let mut text = String::from(header);
     for object in objects {
         text.push_str("---\n");
         text.push_str(&crate::to_yaml(object));

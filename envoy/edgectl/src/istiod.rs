@@ -346,11 +346,19 @@ pub fn write_mesh(
     )
 }
 
+/// The header of istiod's files: unlike `istio/base`, they are there to be edited.
+const ISTIOD_FILE_NOTICE: &str =
+    "# Written by `edgectl mesh` from envoy/edge.json for the running istiod, which watches\n\
+# this directory: edit a file to change the mesh live, as kubectl apply would. Lost on restart.\n";
+
 /// Replaces one of istiod's files whole: written beside it under a name istiod ignores, then
 /// renamed, so istiod never reads half a file (it would keep its previous configuration).
 pub fn write_istiod_file(dir: &Path, name: &str, objects: &[Value]) -> Result<(), String> {
     let staged = dir.join(format!("{name}.staged"));
-    write_file(&staged, &crate::istio::documents(objects))?;
+    write_file(
+        &staged,
+        &crate::istio::documents_under(ISTIOD_FILE_NOTICE, objects),
+    )?;
     std::fs::rename(&staged, dir.join(name))
         .map_err(|e| format!("cannot rename {}: {e}", staged.display()))
 }
