@@ -33,6 +33,11 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `envoy/edge.json`, as the edge starts from it.
+pub fn edge_json() -> EdgeConfig {
+    EdgeConfig::load(&workspace_root().join("envoy/edge.json")).expect("envoy/edge.json")
+}
+
 /// A directory for one test's files, removed by the caller when it passes.
 pub fn test_dir(kind: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -164,7 +169,7 @@ impl Edge {
             require(&wasm_dir.join(format!("{filter}.wasm")), "filter");
         }
         let dir = test_dir("edge-e2e");
-        let mut config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("envoy/edge.json");
+        let mut config = edge_json();
         (options.customize)(&mut config);
         // The platform's services first (in dependency order), then any the test configured.
         let mut names: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
@@ -350,8 +355,7 @@ impl Edge {
     /// The `service.name` of the edge's spans: edge.json's locally, Istio's own name for the
     /// gateway when it runs through istiod.
     pub fn edge_span_service(&self) -> String {
-        let config =
-            EdgeConfig::load(&workspace_root().join("envoy/edge.json")).expect("edge.json");
+        let config = edge_json();
         match &self.istiod {
             Some(_) => config.gateway_trace_service().expect("the gateway's name"),
             None => config.tracing.expect("edge.json traces").service_name,
@@ -641,8 +645,7 @@ pub async fn sqlite_strings(file: &Path, query: &str) -> Vec<String> {
 /// `outbound|PORT||HOST` when the gateway runs through istiod.
 pub fn cluster_name(service: &str) -> String {
     if mesh_from_env().is_some() {
-        let config =
-            EdgeConfig::load(&workspace_root().join("envoy/edge.json")).expect("edge.json");
+        let config = edge_json();
         config.istio_cluster(service)
     } else {
         service.to_string()

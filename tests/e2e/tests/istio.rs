@@ -6,13 +6,13 @@
 //! end-to-end suite through it (`EDGE_MESH=istiod`).
 
 use edge_e2e::{envoy_binary, test_dir, workspace_root, Edge};
-use edgectl::{EdgeConfig, WASM_MOUNT};
+use edgectl::WASM_MOUNT;
 use serde_json::{json, Value};
 
 /// Every EnvoyFilter in the rendered manifests, by file.
 fn envoy_filters() -> Vec<(String, Value)> {
     let root = workspace_root();
-    let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
+    let config = edge_e2e::edge_json();
     let digests =
         edgectl::load_digests(&root.join("istio/base/wasm-digests.json")).expect("digests");
     let objects = config.istio_objects(&digests).expect("render istio/");
@@ -33,8 +33,7 @@ fn envoy_filters() -> Vec<(String, Value)> {
 fn istio_chain(file: &str) -> Vec<Value> {
     let mut chain = Vec::new();
     if file == "wasmplugins.yaml" {
-        let root = workspace_root();
-        let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
+        let config = edge_e2e::edge_json();
         let filters = config.istio_filter_configs().expect("filter configs");
         let namespace = config
             .istio
@@ -126,8 +125,7 @@ fn patched_chain(mut filters: Vec<Value>, patches: &[Value]) -> Patched {
 /// A gateway-like bootstrap: one HTTP listener with the patched chain, and a stub cluster for
 /// every service under its Istio name.
 fn bootstrap_with(file: &str, patches: &[Value]) -> Value {
-    let root = workspace_root();
-    let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
+    let config = edge_e2e::edge_json();
     let patched = patched_chain(istio_chain(file), patches);
     let clusters: Vec<Value> = config
         .services
@@ -343,7 +341,7 @@ fn the_bootstrap_override_adds_the_heap_limits_to_istios_bootstrap() {
         "static_resources": {}
     });
     let root = workspace_root();
-    let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
+    let config = edge_e2e::edge_json();
     let digests =
         edgectl::load_digests(&root.join("istio/base/wasm-digests.json")).expect("digests");
     let objects = config.istio_objects(&digests).expect("render istio/");

@@ -20,7 +20,7 @@ const ISTIO_ONLY: [&str; 3] = [
 ];
 
 fn config() -> EdgeConfig {
-    EdgeConfig::load(&edge_e2e::workspace_root().join("envoy/edge.json")).expect("edge.json")
+    edge_e2e::edge_json()
 }
 
 async fn config_dump(edge: &Edge) -> Value {

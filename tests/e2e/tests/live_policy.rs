@@ -63,8 +63,7 @@ async fn policy_changes_live_under_load_without_failures_or_restarts() {
         .map(|name| edge.service_pid(name))
         .chain([edge.envoy_pid()])
         .collect();
-    let mut config = edgectl::EdgeConfig::load(&edge_e2e::workspace_root().join("envoy/edge.json"))
-        .expect("edge.json");
+    let mut config = edge_e2e::edge_json();
 
     let started = Instant::now();
     let stop = Arc::new(Mutex::new(false));

@@ -36,8 +36,7 @@ struct Window {
 }
 
 fn config() -> EdgeConfig {
-    let mut config =
-        EdgeConfig::load(&edge_e2e::workspace_root().join("envoy/edge.json")).expect("edge.json");
+    let mut config = edge_e2e::edge_json();
     for limit in &mut config.rate_limits {
         limit.requests = UNREACHED;
     }

@@ -186,8 +186,7 @@ async fn per_user_sticky_rollout_changed_live_without_failures() {
         ..Options::default()
     })
     .await;
-    let mut config =
-        EdgeConfig::load(&edge_e2e::workspace_root().join("envoy/edge.json")).expect("edge.json");
+    let mut config = edge_e2e::edge_json();
     let pids: Vec<u32> = ["catalog", "catalog-v2", "item", "customer", "authority"]
         .iter()
         .map(|name| edge.service_pid(name))

@@ -4,7 +4,6 @@
 //! the traffic had: the injected share of failures, within a stated tolerance.
 
 use edge_e2e::{test_dir, workspace_root, Edge, MOBILE_PHONE_ID};
-use edgectl::EdgeConfig;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,7 +33,7 @@ fn rules_pass_promtool_check_and_the_alert_tests() {
 
     // The PrometheusRule in istio/ carries the same groups.
     let root = workspace_root();
-    let config = EdgeConfig::load(&root.join("envoy/edge.json")).expect("edge.json");
+    let config = edge_e2e::edge_json();
     let digests = edgectl::load_digests(&root.join("istio/base/wasm-digests.json")).unwrap();
     let objects = config.istio_objects(&digests).expect("render istio/");
     let dir = test_dir("slo-rules");
