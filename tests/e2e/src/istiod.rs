@@ -5,7 +5,7 @@
 use edgectl::IstiodPorts;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,8 +34,6 @@ pub struct Istiod {
     log: PathBuf,
     /// `host:port` of its plaintext xDS.
     pub xds: String,
-    /// Its debug and readiness endpoints (`/ready`, `/debug/…`).
-    pub http_url: String,
     /// The files it watches.
     pub config_dir: PathBuf,
 }
@@ -53,16 +51,17 @@ impl Istiod {
     /// Starts istiod on `dir` (as written by `edgectl::write_mesh`) and returns once it is ready.
     pub async fn start(dir: &Path, ports: IstiodPorts) -> Istiod {
         let log = dir.join("istiod.log");
+        // istiod logs to stdout.
+        let file = std::fs::File::create(&log).expect("create istiod log");
         let child = edgectl::istiod_command(&istiod_binary(), dir, ports)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create istiod log"))
+            .stdout(file.try_clone().expect("istiod log"))
+            .stderr(file)
             .spawn()
             .expect("start istiod");
         let mut istiod = Istiod {
             child,
             log,
             xds: ports.xds_addr(),
-            http_url: format!("http://127.0.0.1:{}", ports.http),
             config_dir: dir.join("istio"),
         };
         // istiod opens its xDS port once its caches are synced and its first push context is
