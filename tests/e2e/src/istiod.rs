@@ -34,6 +34,8 @@ pub struct Istiod {
     log: PathBuf,
     /// `host:port` of its plaintext xDS.
     pub xds: String,
+    /// Its debug endpoints.
+    http_url: String,
     /// The files it watches.
     pub config_dir: PathBuf,
 }
@@ -62,6 +64,7 @@ impl Istiod {
             child,
             log,
             xds: ports.xds_addr(),
+            http_url: format!("http://127.0.0.1:{}", ports.http),
             config_dir: dir.join("istio"),
         };
         // istiod opens its xDS port once its caches are synced and its first push context is
@@ -78,6 +81,63 @@ impl Istiod {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         istiod
+    }
+
+    /// Waits until istiod holds an endpoint for every ServiceEntry of `overlay` (its file
+    /// [`edgectl::OVERLAY`]). Now and then (once in some sixty starts here) this snapshot,
+    /// reading files, builds its first push with every ServiceEntry's endpoints missing and
+    /// never adds them; the ServiceEntries written again (a new annotation) are read whole.
+    pub async fn wait_for_endpoints(&mut self, http: &reqwest::Client, overlay: &[Value]) {
+        let hosts: Vec<&str> = overlay
+            .iter()
+            .filter_map(|entry| entry["spec"]["hosts"][0].as_str())
+            .collect();
+        let has_endpoints = |shards: &Value, host: &str| {
+            shards[host].as_object().is_some_and(|namespaces| {
+                namespaces.values().any(|service| {
+                    service["Shards"].as_object().is_some_and(|shards| {
+                        shards
+                            .values()
+                            .any(|endpoints| endpoints.as_array().is_some_and(|e| !e.is_empty()))
+                    })
+                })
+            })
+        };
+        for attempt in 1..=3 {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                let shards: Value = async {
+                    http.get(format!("{}/debug/endpointShardz", self.http_url))
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()
+                }
+                .await
+                .unwrap_or_default();
+                if hosts.iter().all(|host| has_endpoints(&shards, host)) {
+                    return;
+                }
+                self.check_alive();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let again: Vec<Value> = overlay
+                .iter()
+                .map(|entry| {
+                    let mut entry = entry.clone();
+                    entry["metadata"]["annotations"] =
+                        serde_json::json!({ "edge-e2e/read-again": attempt.to_string() });
+                    entry
+                })
+                .collect();
+            self.write(edgectl::OVERLAY, &again);
+        }
+        panic!(
+            "istiod has no endpoints for {hosts:?}:\n{}",
+            self.log_tail(30)
+        );
     }
 
     /// Replaces one of the files istiod watches (`name` under its `istio/` directory).

@@ -229,7 +229,13 @@ impl Edge {
                 let mesh_dir = dir.join("mesh");
                 edgectl::write_mesh(&config, &digests, &topology, &mesh_dir)
                     .expect("render istiod's files");
-                let istiod = Istiod::start(&mesh_dir, ports).await;
+                let mut istiod = Istiod::start(&mesh_dir, ports).await;
+                let overlay = config
+                    .istiod_files(&digests, &topology)
+                    .expect("render istiod's files")
+                    .remove(edgectl::OVERLAY)
+                    .expect("the overlay");
+                istiod.wait_for_endpoints(&http, &overlay).await;
                 let bootstrap = config
                     .gateway_bootstrap(&topology)
                     .expect("render the gateway's bootstrap");
