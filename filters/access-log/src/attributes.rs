@@ -25,7 +25,9 @@ pub const EXPRESSION: &str = concat!(
     // The route's cluster only when the router really sent the request there: a route names
     // one even for requests a filter answered itself.
     "'wasm.edge_transcode' in filter_state ? '' : ",
-    "has(upstream.address) && has(xds.cluster_name) ? xds.cluster_name : '']",
+    "has(upstream.address) && has(xds.cluster_name) ? xds.cluster_name : '', ",
+    // Why Envoy (or a filter's local reply) answered as it did, e.g. `edge_auth_token_missing`.
+    "has(response.code_details) ? response.code_details : '']",
 );
 
 /// What [`EXPRESSION`] yields; a value missing or unreadable is left at its default.
@@ -44,6 +46,8 @@ pub struct Attributes {
     pub grpc_status: Option<u32>,
     /// The transcoder's backend, else the cluster the router sent the request to.
     pub upstream_cluster: Option<String>,
+    /// Envoy's response-code details (`%RESPONSE_CODE_DETAILS%`).
+    pub details: Option<String>,
 }
 
 impl Attributes {
@@ -78,6 +82,7 @@ impl Attributes {
                 .grpc_status
                 .or_else(|| text(6)?.trim().parse().ok()),
             upstream_cluster: notes::non_empty(&transcode.upstream_cluster).or_else(|| text(7)),
+            details: text(8),
             transcode,
         }
     }
@@ -133,6 +138,7 @@ mod tests {
             Bytes(Vec::new()),
             Text("5"),
             Text("catalog"),
+            Text("via_upstream"),
         ]);
         let attributes = Attributes::decode(&bytes);
         assert_eq!(
@@ -146,6 +152,7 @@ mod tests {
                 transcode: TranscodeNote::default(),
                 grpc_status: Some(5),
                 upstream_cluster: Some("catalog".into()),
+                details: Some("via_upstream".into()),
             }
         );
     }

@@ -156,6 +156,10 @@ pub struct Record {
     pub trace_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_cluster: Option<String>,
+    /// Envoy's response-code details: which filter answered and why (`edge_auth_token_missing`,
+    /// `edge_transcoder_bad_request`), or `via_upstream`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_code_details: Option<String>,
 }
 
 impl Record {

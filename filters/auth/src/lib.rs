@@ -11,12 +11,13 @@ pub mod config;
 pub mod keys;
 pub mod policy;
 pub mod refresh;
+pub mod request;
 
 pub use acl::{FeedPoll, NoRestrictions, Restrictions, SubjectRestrictions};
 pub use config::{AuthConfig, Policy};
 pub use edge_core::Client;
 pub use keys::{KeySet, TokenError};
-pub use policy::{authorize, Outcome, Rejection, Request};
+pub use policy::{authorize, Outcome, Reason, Rejection, Request};
 pub use refresh::KeyRefresh;
 
 /// The response of `authority.AuthorityService/ListPublicKeys`, declared by hand so that the

@@ -3,7 +3,7 @@
 use crate::acl::Restrictions;
 use crate::config::{AuthConfig, Policy, Rule};
 use crate::keys::{Identity, KeySet, TokenError};
-use edge_core::{match_route, Client, GrpcCode, LocalReply, RouteMatch};
+use edge_core::{match_route, path_only, Client, GrpcCode, LocalReply, RouteError, RouteMatch};
 
 /// What the filter knows about a request when it decides.
 #[derive(Debug, Clone)]
@@ -38,12 +38,56 @@ pub enum Outcome {
     Reject(Rejection),
 }
 
-/// A refused request: the reply clients get, and a short reason for logs and metrics
-/// (never the token itself).
+/// A refused request: the reply clients get, and why (never the token itself).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub reply: LocalReply,
-    pub reason: &'static str,
+    pub reason: Reason,
+}
+
+/// Why auth refused a request: one name for the access log, the edge span, metrics and
+/// Envoy's response-code details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Token(TokenError),
+    /// No rule covers the request and no route of the edge serves it.
+    NoRoute,
+    /// The path is served, with other methods.
+    MethodNotAllowed,
+    /// No rule matched and `unmatched_policy` is deny.
+    NoMatchingRule,
+    /// The matching rule's policy is deny.
+    RouteDenied,
+    /// No JWKS fetched yet.
+    KeysUnavailable,
+    /// The token lacks a claim the rule requires.
+    ClaimMissing,
+    /// The acl restricts the subject from the rule's action.
+    SubjectRestricted,
+    /// The acl copy is not loaded (yet) or unreadable.
+    AclUnavailable,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Token(error) => error.reason(),
+            Reason::NoRoute => "no_route",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::NoMatchingRule => "no_matching_rule",
+            Reason::RouteDenied => "route_denied",
+            Reason::KeysUnavailable => "keys_unavailable",
+            Reason::ClaimMissing => "claim_missing",
+            Reason::SubjectRestricted => "subject_restricted",
+            Reason::AclUnavailable => "acl_unavailable",
+        }
+    }
+
+    /// Envoy's response-code details for the local reply (`%RESPONSE_CODE_DETAILS%`), in its
+    /// own filters' style (`jwt_authn_access_denied`, `rbac_access_denied…`).
+    pub fn details(self) -> String {
+        format!("edge_auth_{}", self.as_str())
+    }
 }
 
 impl Rejection {
@@ -57,7 +101,7 @@ impl Rejection {
         Self {
             reply: LocalReply::error(GrpcCode::Unauthenticated, description)
                 .with_header("www-authenticate", challenge),
-            reason: error.reason(),
+            reason: Reason::Token(error),
         }
     }
 
@@ -76,47 +120,26 @@ impl Rejection {
         })]);
         Self {
             reply: LocalReply::new(status),
-            reason: "subject_restricted",
+            reason: Reason::SubjectRestricted,
         }
     }
 
-    fn denied(reason: &'static str, message: &str) -> Self {
+    fn denied(reason: Reason, message: &str) -> Self {
         Self {
             reply: LocalReply::error(GrpcCode::PermissionDenied, message),
             reason,
         }
     }
 
-    /// A request that no rule covers and no route of the edge serves: 404, or 405 when the
-    /// path is served with other methods.
-    fn unrouted(request: &Request<'_>, allow: Option<String>) -> Self {
-        let path = request
-            .path
-            .split_once('?')
-            .map_or(request.path, |(path, _)| path);
-        let (reply, reason) = match (request.client, allow) {
-            (Client::Grpc, _) => (
-                LocalReply::error(GrpcCode::Unimplemented, format!("unknown method {path}")),
-                "no_route",
-            ),
-            (Client::Http, None) => (
-                LocalReply::error(
-                    GrpcCode::NotFound,
-                    format!("no route for {} {path}", request.method),
-                ),
-                "no_route",
-            ),
-            (Client::Http, Some(allow)) => (
-                LocalReply::error(
-                    GrpcCode::Unimplemented,
-                    format!("method {} is not allowed on {path}", request.method),
-                )
-                .with_http_status(405)
-                .with_header("allow", allow),
-                "method_not_allowed",
-            ),
-        };
-        Self { reply, reason }
+    /// A request that no rule covers and no route of the edge serves.
+    fn unrouted(request: &Request<'_>, error: RouteError) -> Self {
+        Self {
+            reply: error.reply(request.client, request.method, request.path),
+            reason: match error {
+                RouteError::NotFound => Reason::NoRoute,
+                RouteError::MethodNotAllowed { .. } => Reason::MethodNotAllowed,
+            },
+        }
     }
 }
 
@@ -165,12 +188,8 @@ fn admit(
             .routes
             .iter()
             .map(|route| (route.method.as_str(), &route.path));
-        match match_route(routes, request.method, request.path) {
-            RouteMatch::Found(_) => {}
-            RouteMatch::MethodNotAllowed { allow } => {
-                return Outcome::Reject(Rejection::unrouted(request, Some(allow)))
-            }
-            RouteMatch::NotFound => return Outcome::Reject(Rejection::unrouted(request, None)),
+        if let Some(error) = RouteError::of(match_route(routes, request.method, request.path)) {
+            return Outcome::Reject(Rejection::unrouted(request, error));
         }
     }
     match rule.map_or(config.unmatched_policy, |rule| rule.policy) {
@@ -183,12 +202,15 @@ fn admit(
         }
         Policy::Deny if rule.is_none() => {
             return Outcome::Reject(Rejection::denied(
-                "no_matching_rule",
+                Reason::NoMatchingRule,
                 "no policy allows this route",
             ))
         }
         Policy::Deny => {
-            return Outcome::Reject(Rejection::denied("route_denied", "this route is closed"))
+            return Outcome::Reject(Rejection::denied(
+                Reason::RouteDenied,
+                "this route is closed",
+            ))
         }
         Policy::Authenticated => {}
     }
@@ -199,7 +221,7 @@ fn admit(
     let Some(keys) = keys else {
         return Outcome::Reject(Rejection {
             reply: LocalReply::error(GrpcCode::Unavailable, "signing keys are not available yet"),
-            reason: "keys_unavailable",
+            reason: Reason::KeysUnavailable,
         });
     };
     let identity = match keys.verify(token, &config.into()) {
@@ -215,7 +237,7 @@ fn admit(
             .map(|(claim, _)| claim)
         {
             return Outcome::Reject(Rejection::denied(
-                "claim_missing",
+                Reason::ClaimMissing,
                 &format!("the token lacks the {claim} this action requires"),
             ));
         }
@@ -229,7 +251,7 @@ fn admit(
                             GrpcCode::Unavailable,
                             "restrictions are not available yet",
                         ),
-                        reason: "acl_unavailable",
+                        reason: Reason::AclUnavailable,
                     })
                 }
             }
@@ -256,10 +278,7 @@ fn rollout_backend(
     request: &Request<'_>,
     subject: Option<&str>,
 ) -> Option<String> {
-    let path = request
-        .path
-        .split_once('?')
-        .map_or(request.path, |(path, _)| path);
+    let path = path_only(request.path);
     let (service, read) = match request.client {
         Client::Grpc => {
             let (service, method) = path.strip_prefix('/')?.split_once('/')?;
@@ -511,7 +530,7 @@ mod tests {
 
         fn reason(outcome: &Outcome) -> &'static str {
             match outcome {
-                Outcome::Reject(rejection) => rejection.reason,
+                Outcome::Reject(rejection) => rejection.reason.as_str(),
                 Outcome::Allow { .. } => "allowed",
             }
         }
@@ -543,7 +562,7 @@ mod tests {
             );
             match f.decide("POST", "/items", &banned, &[]) {
                 Outcome::Reject(rejection) => {
-                    assert_eq!(rejection.reason, "subject_restricted");
+                    assert_eq!(rejection.reason, Reason::SubjectRestricted);
                     assert_eq!(rejection.reply.http_status, 403);
                     let body = rejection.reply.status.to_json();
                     assert!(body.contains(r#""reason":"RESTRICTED""#), "{body}");
@@ -657,7 +676,7 @@ mod tests {
                     request_id: None,
                 },
             ) {
-                Outcome::Reject(rejection) => (rejection.reason, rejection.reply),
+                Outcome::Reject(rejection) => (rejection.reason.as_str(), rejection.reply),
                 other => panic!("{other:?}"),
             };
 

@@ -6,6 +6,7 @@
 )]
 
 mod headers;
+pub mod host;
 pub mod notes;
 mod path_template;
 mod percent;
@@ -21,7 +22,7 @@ pub use path_template::PathTemplate;
 pub use percent::percent_decode;
 pub use reply::{Client, LocalReply, WireReply};
 pub use rollout::Rollout;
-pub use routes::{match_route, RouteMatch};
+pub use routes::{match_route, path_only, RouteError, RouteMatch};
 pub use status::{GrpcCode, Status};
 pub use upstream::grpc_upstream;
 

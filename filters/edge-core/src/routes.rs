@@ -3,7 +3,7 @@
 //! what grpc-gateway and Envoy's routes tell clients. The transcoder and auth's table of the
 //! routes the edge serves both decide with this.
 
-use crate::PathTemplate;
+use crate::{Client, GrpcCode, LocalReply, PathTemplate};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteMatch {
@@ -16,6 +16,59 @@ pub enum RouteMatch {
     NotFound,
 }
 
+/// The path of a `:path`, without its query string.
+pub fn path_only(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(path, _)| path)
+}
+
+/// Why no route serves a request, and the one reply both filters send for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    NotFound,
+    /// `allow` is the `Allow` header.
+    MethodNotAllowed {
+        allow: String,
+    },
+}
+
+impl RouteError {
+    /// `None` when the route was found.
+    pub fn of(route: RouteMatch) -> Option<Self> {
+        match route {
+            RouteMatch::Found(_) => None,
+            RouteMatch::NotFound => Some(Self::NotFound),
+            RouteMatch::MethodNotAllowed { allow } => Some(Self::MethodNotAllowed { allow }),
+        }
+    }
+
+    /// The name it is counted and logged under.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::NotFound => "no_route",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+        }
+    }
+
+    /// 404, or 405 with `Allow`; a gRPC client is told UNIMPLEMENTED, as a gRPC server would.
+    pub fn reply(&self, client: Client, method: &str, path: &str) -> LocalReply {
+        let path = path_only(path);
+        match (client, self) {
+            (Client::Grpc, _) => {
+                LocalReply::error(GrpcCode::Unimplemented, format!("unknown method {path}"))
+            }
+            (Client::Http, Self::NotFound) => {
+                LocalReply::error(GrpcCode::NotFound, format!("no route for {method} {path}"))
+            }
+            (Client::Http, Self::MethodNotAllowed { allow }) => LocalReply::error(
+                GrpcCode::Unimplemented,
+                format!("method {method} is not allowed on {path}"),
+            )
+            .with_http_status(405)
+            .with_header("allow", allow.as_str()),
+        }
+    }
+}
+
 /// Finds the first route for `method` and `path` (a query string is ignored). Put the most
 /// specific templates first: the first match wins.
 pub fn match_route<'r>(
@@ -23,7 +76,7 @@ pub fn match_route<'r>(
     method: &str,
     path: &str,
 ) -> RouteMatch {
-    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    let path = path_only(path);
     let mut allowed: Vec<&str> = Vec::new();
     for (index, (route_method, template)) in routes.into_iter().enumerate() {
         if !template.is_match(path) {

@@ -4,37 +4,13 @@
 //! itself reclaims it.
 #![allow(unsafe_code)]
 
+pub use edge_core::host::HostError;
 use edge_core::Headers;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
-use std::fmt;
-use std::ptr::{null, null_mut};
+use std::ptr::null_mut;
 
 const OK: u32 = 0;
 pub(crate) const NOT_FOUND: u32 = 1;
-
-/// A non-OK status from the host, by number (proxy-wasm `WasmResult`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostError(pub u32);
-
-impl HostError {
-    pub const CAS_MISMATCH: Self = Self(8);
-}
-
-impl fmt::Display for HostError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.0 {
-            1 => "NotFound",
-            2 => "BadArgument",
-            3 => "SerializationFailure",
-            4 => "ParseFailure",
-            7 => "Empty",
-            8 => "CasMismatch",
-            10 => "InternalFailure",
-            _ => "Unknown",
-        };
-        write!(f, "host status {} ({name})", self.0)
-    }
-}
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -250,19 +226,21 @@ pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), HostError> {
     check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
 }
 
+/// `details` becomes the stream's response-code details (Envoy replaces whitespace in it).
 pub fn send_local_response(
     status_code: u32,
+    details: &str,
     headers: &[(&str, &str)],
     body: &[u8],
     grpc_status: Option<u32>,
 ) -> Result<(), HostError> {
     let headers = serialize_pairs(headers);
-    // SAFETY: body and the serialized headers are live for the call; no details string.
+    // SAFETY: details, body and the serialized headers are live for the call.
     check(unsafe {
         proxy_send_local_response(
             status_code,
-            null(),
-            0,
+            details.as_ptr(),
+            details.len(),
             body.as_ptr(),
             body.len(),
             headers.as_ptr(),

@@ -12,8 +12,68 @@
 mod abi;
 
 pub use abi::HostError;
+use edge_core::host::{Host, Level, SharedStore};
 use edge_core::{Client, GrpcCode, Headers, LocalReply};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+use std::cell::RefCell;
+
+/// [`Host`] for proxy-wasm: each call is one ABI call (metrics are defined on first use, once
+/// per VM).
+#[derive(Default)]
+pub struct WasmHost {
+    metrics: RefCell<Metrics>,
+}
+
+impl SharedStore for WasmHost {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        abi::get_shared_data(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        abi::set_shared_data(key, value, cas)
+    }
+}
+
+impl Host for WasmHost {
+    fn log(&self, level: Level, message: &str) {
+        log(
+            match level {
+                Level::Debug => LogLevel::Debug,
+                Level::Info => LogLevel::Info,
+                Level::Warn => LogLevel::Warn,
+                Level::Error => LogLevel::Error,
+            },
+            message,
+        );
+    }
+    fn now(&self) -> Option<std::time::Duration> {
+        now()
+    }
+    fn request_headers(&self) -> Result<Headers, HostError> {
+        request_headers()
+    }
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        set_request_header(name, value)
+    }
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        remove_request_header(name)
+    }
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        set_property(path, value)
+    }
+    fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {
+        send_reply(reply, client, details);
+    }
+    fn increment_counter(&self, name: &str) {
+        if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
+            metrics.increment(name);
+        }
+    }
+    fn set_gauge(&self, name: &str, value: u64) {
+        if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
+            metrics.set(name, value);
+        }
+    }
+}
 
 /// Writes to Envoy's log under the plugin's name; a failure to log is not worth failing a request.
 pub fn log(level: LogLevel, message: &str) {
@@ -113,9 +173,9 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostErro
 }
 
 /// Answers the request locally with `reply`, shaped for `client` (JSON, or a gRPC status).
-/// When Envoy refuses (e.g. the response has already started), resets the stream rather than
-/// leave the client hanging.
-pub fn send_reply(reply: &LocalReply, client: Client) {
+/// `details` is Envoy's response-code details for the stream. When Envoy refuses (e.g. the
+/// response has already started), resets the stream rather than leave the client hanging.
+pub fn send_reply(reply: &LocalReply, client: Client, details: &str) {
     let wire = reply.to_wire(client);
     let headers: Vec<(&str, &str)> = wire
         .headers
@@ -124,6 +184,7 @@ pub fn send_reply(reply: &LocalReply, client: Client) {
         .collect();
     let sent = abi::send_local_response(
         u32::from(wire.http_status),
+        details,
         &headers,
         &wire.body,
         wire.grpc_status.map(GrpcCode::number),
@@ -146,7 +207,8 @@ pub fn send_body(
 ) -> Result<(), HostError> {
     let mut headers = vec![("content-type", content_type)];
     headers.extend_from_slice(extra_headers);
-    abi::send_local_response(u32::from(http_status), &headers, body, None)
+    // The backend's answer, rendered: where Envoy's own transcoder would say the same.
+    abi::send_local_response(u32::from(http_status), "via_upstream", &headers, body, None)
 }
 
 /// A CEL expression compiled by Envoy once (its `expr_create` foreign function), to read many

@@ -12,9 +12,9 @@ mod outcome;
 
 use base64::Engine;
 pub use config::{PrintOptions, TranscoderConfig};
-use edge_core::{Client, GrpcCode, PathTemplate, RouteMatch, Status};
+use edge_core::{Client, GrpcCode, PathTemplate, RouteError, RouteMatch, Status};
 use message::JsonInput;
-pub use outcome::{Failure, FinishedCall};
+pub use outcome::{Failure, FailureKind, FinishedCall};
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor,
 };
@@ -225,11 +225,8 @@ pub enum Lookup<'a> {
         /// Field path and decoded value of every path variable.
         bindings: Vec<(String, String)>,
     },
-    /// The path matches a route, but not with this method (405); `allow` lists the methods.
-    MethodNotAllowed {
-        allow: String,
-    },
-    NotFound,
+    /// No route serves it (404), or not with this method (405).
+    Unrouted(RouteError),
 }
 
 pub struct Transcoder {
@@ -345,19 +342,20 @@ impl Transcoder {
         match edge_core::match_route(table, http_method, path) {
             RouteMatch::Found(index) => {
                 let route = &self.routes[index];
-                let path = path.split_once('?').map_or(path, |(path, _)| path);
-                match route.template.matches(path) {
+                match route.template.matches(edge_core::path_only(path)) {
                     Some(bindings) => Lookup::Matched {
                         route,
                         index,
                         bindings,
                     },
                     // The path matched, but a variable's value is not valid percent-encoding.
-                    None => Lookup::NotFound,
+                    None => Lookup::Unrouted(RouteError::NotFound),
                 }
             }
-            RouteMatch::MethodNotAllowed { allow } => Lookup::MethodNotAllowed { allow },
-            RouteMatch::NotFound => Lookup::NotFound,
+            RouteMatch::MethodNotAllowed { allow } => {
+                Lookup::Unrouted(RouteError::MethodNotAllowed { allow })
+            }
+            RouteMatch::NotFound => Lookup::Unrouted(RouteError::NotFound),
         }
     }
 

@@ -2,7 +2,7 @@
 //! backend call turned into the client's response. The glue only sends what these decide.
 
 use crate::{Encoding, Route, Transcoder};
-use edge_core::{percent_decode, GrpcCode, LocalReply, Status};
+use edge_core::{percent_decode, Client, GrpcCode, LocalReply, RouteError, Status};
 use std::time::Duration;
 
 /// An error reply, and the kind it is counted under in metrics and the access log
@@ -10,40 +10,67 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub reply: LocalReply,
-    pub kind: Option<&'static str>,
+    pub kind: Option<FailureKind>,
+}
+
+/// Why the transcoder answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    NoRoute,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    BodyTooLarge,
+    /// The request could not be turned into the backend's message.
+    BadRequest,
+    BackendUnreachable,
+    /// The backend's answer could not be turned into the client's response.
+    BadResponse,
+}
+
+impl FailureKind {
+    /// The name in the access log (`transcode_error`) and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::NoRoute => "no_route",
+            FailureKind::MethodNotAllowed => "method_not_allowed",
+            FailureKind::UnsupportedMediaType => "unsupported_media_type",
+            FailureKind::BodyTooLarge => "body_too_large",
+            FailureKind::BadRequest => "bad_request",
+            FailureKind::BackendUnreachable => "backend_unreachable",
+            FailureKind::BadResponse => "bad_response",
+        }
+    }
 }
 
 impl Failure {
-    fn local(kind: &'static str, reply: LocalReply) -> Self {
+    fn local(kind: FailureKind, reply: LocalReply) -> Self {
         Self {
             reply,
             kind: Some(kind),
         }
     }
 
-    pub fn no_route(method: &str, path: &str) -> Self {
-        let path = path.split_once('?').map_or(path, |(path, _)| path);
-        Self::local(
-            "no_route",
-            LocalReply::error(GrpcCode::NotFound, format!("no route for {method} {path}")),
-        )
+    /// Envoy's response-code details for the reply: the kind, or (for the backend's own
+    /// error, carried to the client) `via_upstream`, as Envoy says of upstream answers.
+    pub fn details(&self) -> String {
+        match self.kind {
+            Some(kind) => format!("edge_transcoder_{}", kind.as_str()),
+            None => "via_upstream".to_string(),
+        }
     }
 
-    pub fn method_not_allowed(method: &str, allow: &str) -> Self {
-        Self::local(
-            "method_not_allowed",
-            LocalReply::error(
-                GrpcCode::Unimplemented,
-                format!("method {method} is not allowed on this path"),
-            )
-            .with_http_status(405)
-            .with_header("allow", allow),
-        )
+    /// No route serves the request (404, or 405 with `Allow`).
+    pub fn unrouted(error: &RouteError, method: &str, path: &str) -> Self {
+        let kind = match error {
+            RouteError::NotFound => FailureKind::NoRoute,
+            RouteError::MethodNotAllowed { .. } => FailureKind::MethodNotAllowed,
+        };
+        Self::local(kind, error.reply(Client::Http, method, path))
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::local(
-            "unsupported_media_type",
+            FailureKind::UnsupportedMediaType,
             LocalReply::error(
                 GrpcCode::InvalidArgument,
                 format!(
@@ -56,7 +83,7 @@ impl Failure {
 
     pub fn body_too_large(max_body_bytes: usize) -> Self {
         Self::local(
-            "body_too_large",
+            FailureKind::BodyTooLarge,
             LocalReply::error(
                 GrpcCode::ResourceExhausted,
                 format!("request body exceeds {max_body_bytes} bytes"),
@@ -67,12 +94,12 @@ impl Failure {
 
     /// The request could not be turned into the backend's message.
     pub fn bad_request(status: Status) -> Self {
-        Self::local("bad_request", LocalReply::new(status))
+        Self::local(FailureKind::BadRequest, LocalReply::new(status))
     }
 
     pub fn backend_unreachable() -> Self {
         Self::local(
-            "backend_unreachable",
+            FailureKind::BackendUnreachable,
             LocalReply::error(GrpcCode::Unavailable, "the backend is not reachable"),
         )
     }
@@ -80,7 +107,7 @@ impl Failure {
     /// Envoy would not hand over the request body.
     pub fn unreadable_body(error: &str) -> Self {
         Self::local(
-            "bad_request",
+            FailureKind::BadRequest,
             LocalReply::error(
                 GrpcCode::Internal,
                 format!("cannot read request body: {error}"),
@@ -90,14 +117,14 @@ impl Failure {
 
     pub(crate) fn unknown_route() -> Self {
         Self::local(
-            "bad_request",
+            FailureKind::BadRequest,
             LocalReply::error(GrpcCode::Internal, "the request lost its route"),
         )
     }
 
     fn bad_response(message: String) -> Self {
         Self::local(
-            "bad_response",
+            FailureKind::BadResponse,
             LocalReply::error(GrpcCode::Internal, message),
         )
     }
@@ -201,12 +228,22 @@ mod tests {
         assert_eq!(backend_message("100%"), "100%");
     }
 
+    fn not_allowed() -> RouteError {
+        RouteError::MethodNotAllowed {
+            allow: "GET, POST".into(),
+        }
+    }
+
     #[test]
     fn local_failures_carry_their_http_status_and_kind() {
         let cases = [
-            (Failure::no_route("GET", "/x?y=1"), 404, "no_route"),
             (
-                Failure::method_not_allowed("PUT", "GET, POST"),
+                Failure::unrouted(&RouteError::NotFound, "GET", "/x?y=1"),
+                404,
+                "no_route",
+            ),
+            (
+                Failure::unrouted(&not_allowed(), "PUT", "/x"),
                 405,
                 "method_not_allowed",
             ),
@@ -221,16 +258,18 @@ mod tests {
         ];
         for (failure, status, kind) in cases {
             assert_eq!(failure.reply.http_status, status, "{kind}");
-            assert_eq!(failure.kind, Some(kind));
+            assert_eq!(failure.kind.map(FailureKind::as_str), Some(kind));
+            assert_eq!(failure.details(), format!("edge_transcoder_{kind}"));
         }
         assert_eq!(
-            Failure::no_route("GET", "/x?y=1").reply.status.message,
+            Failure::unrouted(&RouteError::NotFound, "GET", "/x?y=1")
+                .reply
+                .status
+                .message,
             "no route for GET /x"
         );
         assert_eq!(
-            Failure::method_not_allowed("PUT", "GET, POST")
-                .reply
-                .headers,
+            Failure::unrouted(&not_allowed(), "PUT", "/x").reply.headers,
             vec![("allow".to_string(), "GET, POST".to_string())]
         );
     }

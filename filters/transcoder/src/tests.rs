@@ -73,21 +73,24 @@ fn routes_come_from_annotations_of_listed_services_only() {
     let only_catalog = Transcoder::new(config(&[("catalog.CatalogService", "c")])).unwrap();
     assert!(matches!(
         only_catalog.lookup("POST", "/auth/signin"),
-        Lookup::NotFound
+        Lookup::Unrouted(RouteError::NotFound)
     ));
 }
 
 #[test]
 fn lookup_distinguishes_unknown_path_from_wrong_method() {
     let t = transcoder();
-    assert!(matches!(t.lookup("GET", "/nope"), Lookup::NotFound));
+    assert!(matches!(
+        t.lookup("GET", "/nope"),
+        Lookup::Unrouted(RouteError::NotFound)
+    ));
     assert!(matches!(
         t.lookup("DELETE", "/catalog/items/1"),
-        Lookup::MethodNotAllowed { allow } if allow == "GET"
+        Lookup::Unrouted(RouteError::MethodNotAllowed { allow }) if allow == "GET"
     ));
     assert!(matches!(
         t.lookup("PUT", "/auth/signup"),
-        Lookup::MethodNotAllowed { .. }
+        Lookup::Unrouted(RouteError::MethodNotAllowed { .. })
     ));
     let (route, bindings) = matched(&t, "GET", "/catalog/items/abc?x=1");
     assert_eq!(route.method, "GetItem");
@@ -250,12 +253,15 @@ mod kitchen_api {
         }
         assert!(matches!(
             t.lookup("POST", "/v1/sinks/a"),
-            Lookup::MethodNotAllowed { .. }
+            Lookup::Unrouted(RouteError::MethodNotAllowed { .. })
         ));
-        assert!(matches!(t.lookup("GET", "/v2/sinks"), Lookup::NotFound));
+        assert!(matches!(
+            t.lookup("GET", "/v2/sinks"),
+            Lookup::Unrouted(RouteError::NotFound)
+        ));
         assert!(matches!(
             t.lookup("POST", "/v1/sinks:dry"),
-            Lookup::NotFound
+            Lookup::Unrouted(RouteError::NotFound)
         ));
     }
 
@@ -647,7 +653,7 @@ mod finished_calls {
             .unwrap_err();
         assert_eq!(
             (silent.reply.http_status, silent.kind),
-            (500, Some("bad_response"))
+            (500, Some(FailureKind::BadResponse))
         );
 
         let gone = t

@@ -235,6 +235,7 @@ impl HttpContext for AccessLog {
             transcode,
             grpc_status,
             upstream_cluster,
+            details,
         } = self
             .attributes
             .and_then(|expression| expression.evaluate().ok())
@@ -271,6 +272,7 @@ impl HttpContext for AccessLog {
                 .and_then(trace::trace_id_of)
                 .map(str::to_string),
             upstream_cluster,
+            response_code_details: details,
         };
         let line = record.to_json();
         if self.config.collector.is_none() {

@@ -111,12 +111,13 @@ impl TranscoderFilter {
     /// `response_headers` metadata, and the kind recorded for the access log and metrics.
     fn fail(&mut self, failure: Failure) -> Action {
         if let Some(kind) = failure.kind {
-            self.note.error = kind.to_string();
+            self.note.error = kind.as_str().to_string();
         }
         self.record_note();
+        let details = failure.details();
         let mut reply = failure.reply;
         reply.headers.extend(self.response_metadata.iter().cloned());
-        host::send_reply(&reply, Client::Http);
+        host::send_reply(&reply, Client::Http, &details);
         Action::Pause
     }
 
@@ -142,10 +143,7 @@ impl TranscoderFilter {
                 index,
                 bindings,
             } => (route, index, bindings),
-            Lookup::NotFound => return self.fail(Failure::no_route(method, path)),
-            Lookup::MethodNotAllowed { allow } => {
-                return self.fail(Failure::method_not_allowed(method, &allow))
-            }
+            Lookup::Unrouted(error) => return self.fail(Failure::unrouted(&error, method, path)),
         };
         self.note.route = route.template.as_str().to_string();
         self.note.grpc_method = route.grpc_path();

@@ -7,6 +7,9 @@
 //! long poll; changes carry versions and an entry only ever moves to a newer version, so two
 //! workers applying the same (or an older) page in any order end with the same copy.
 
+mod follower;
+
+pub use follower::{Event, Followed, Follower, SharedRestrictions, Tick};
 use serde::Deserialize;
 use std::time::{Duration, SystemTime};
 

@@ -1,0 +1,246 @@
+//! What the filters ask of the proxy they run in, as traits: the glue of every filter is written
+//! against [`Host`] (and the cores that keep state across requests against [`SharedStore`]), so
+//! that it is unit-tested on the host with [`RecordingHost`] and a second target (a native
+//! Envoy module) implements the same surface. `edge-host` implements it for proxy-wasm.
+//!
+//! Every call returns the host's status instead of panicking: a panic in a Wasm filter kills
+//! its VM for every later request on that worker.
+
+use crate::{Client, Headers, LocalReply};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+/// A non-OK status from the host, by number (proxy-wasm's `WasmResult`, which a native host
+/// maps its failures onto).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+impl HostError {
+    pub const NOT_FOUND: Self = Self(1);
+    pub const BAD_ARGUMENT: Self = Self(2);
+    pub const CAS_MISMATCH: Self = Self(8);
+    pub const INTERNAL_FAILURE: Self = Self(10);
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            1 => "NotFound",
+            2 => "BadArgument",
+            3 => "SerializationFailure",
+            4 => "ParseFailure",
+            7 => "Empty",
+            8 => "CasMismatch",
+            10 => "InternalFailure",
+            _ => "Unknown",
+        };
+        write!(f, "host status {} ({name})", self.0)
+    }
+}
+
+/// Where a log line goes in the proxy's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Values shared by every worker of one proxy, updated by compare-and-swap (Envoy's shared
+/// data: a key is never forgotten, and each value carries a CAS number).
+pub trait SharedStore {
+    /// The value and the CAS number to update it by; `None` when the key was never set.
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
+    /// Writes unless another worker changed the value since `cas` was read (then
+    /// `Err(HostError::CAS_MISMATCH)`); `cas` 0 writes unconditionally.
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError>;
+}
+
+/// Workers' contexts share one host: the root's timers and the requests read the same store.
+impl<S: SharedStore> SharedStore for std::rc::Rc<S> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        S::get(self, key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        S::set(self, key, value, cas)
+    }
+}
+
+/// The calls a filter makes while handling one request (and from its timers).
+pub trait Host: SharedStore {
+    fn log(&self, level: Level, message: &str);
+    /// The proxy's clock, as time since the Unix epoch; `None` if it will not say.
+    fn now(&self) -> Option<Duration>;
+    /// Every request header, in one call.
+    fn request_headers(&self) -> Result<Headers, HostError>;
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
+    /// Stores a value in the stream's filter state, for later filters and the access log.
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
+    /// Answers the request with `reply` shaped for `client`; `details` is the proxy's
+    /// response-code details (`%RESPONSE_CODE_DETAILS%`). When the proxy refuses (the
+    /// response has started), the host resets the stream rather than leave the client hanging.
+    fn send_reply(&self, reply: &LocalReply, client: Client, details: &str);
+    fn increment_counter(&self, name: &str);
+    fn set_gauge(&self, name: &str, value: u64);
+}
+
+/// A [`SharedStore`] in memory, as Envoy keeps shared data: a CAS number per key, bumped on
+/// every write.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    values: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        Ok(self.values.borrow().get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        let mut values = self.values.borrow_mut();
+        let held = values.get(key).map(|(_, held)| *held);
+        // Envoy checks the number only against a value it holds.
+        if held.is_some_and(|held| cas != 0 && cas != held) {
+            return Err(HostError::CAS_MISMATCH);
+        }
+        let next = held.unwrap_or(0).wrapping_add(1).max(1);
+        values.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+}
+
+/// One call a filter made, as [`RecordingHost`] saw it.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Log(Level, String),
+    SetHeader(String, String),
+    RemoveHeader(String),
+    SetProperty(String, Vec<u8>),
+    Reply {
+        http_status: u16,
+        body: String,
+        client: Client,
+        details: String,
+    },
+    Counter(String),
+    Gauge(String, u64),
+}
+
+/// A host for the glue's unit tests: it serves the request headers and clock it was given,
+/// keeps shared data in a [`MemoryStore`], records every other call in order, and fails the
+/// calls it is told to fail.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug, Default)]
+pub struct RecordingHost {
+    pub headers: Headers,
+    pub now: Option<Duration>,
+    pub store: MemoryStore,
+    pub calls: RefCell<Vec<Call>>,
+    /// Header writes (set or remove) fail with this status.
+    pub failing_header_writes: Option<HostError>,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl RecordingHost {
+    pub fn with_headers(pairs: &[(&str, &str)]) -> Self {
+        Self {
+            headers: Headers::new(
+                pairs
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect(),
+            ),
+            ..Self::default()
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    fn record(&self, call: Call) {
+        self.calls.borrow_mut().push(call);
+    }
+
+    fn header_write(&self, call: Call) -> Result<(), HostError> {
+        match self.failing_header_writes {
+            Some(error) => Err(error),
+            None => {
+                self.record(call);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl SharedStore for RecordingHost {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        self.store.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        self.store.set(key, value, cas)
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Host for RecordingHost {
+    fn log(&self, level: Level, message: &str) {
+        self.record(Call::Log(level, message.to_string()));
+    }
+    fn now(&self) -> Option<Duration> {
+        self.now
+    }
+    fn request_headers(&self) -> Result<Headers, HostError> {
+        Ok(self.headers.clone())
+    }
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.header_write(Call::SetHeader(name.to_string(), value.to_string()))
+    }
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        self.header_write(Call::RemoveHeader(name.to_string()))
+    }
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        self.record(Call::SetProperty(path.join("."), value.to_vec()));
+        Ok(())
+    }
+    fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {
+        let wire = reply.to_wire(client);
+        self.record(Call::Reply {
+            http_status: wire.http_status,
+            body: String::from_utf8_lossy(&wire.body).into_owned(),
+            client,
+            details: details.to_string(),
+        });
+    }
+    fn increment_counter(&self, name: &str) {
+        self.record(Call::Counter(name.to_string()));
+    }
+    fn set_gauge(&self, name: &str, value: u64) {
+        self.record(Call::Gauge(name.to_string(), value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_refuses_a_stale_cas_as_envoy_does() {
+        let store = MemoryStore::default();
+        assert_eq!(store.get("k"), Ok(None));
+        store.set("k", b"1", 0).unwrap();
+        let (value, cas) = store.get("k").unwrap().unwrap();
+        assert_eq!(value, b"1");
+        store.set("k", b"2", cas).unwrap();
+        assert_eq!(store.set("k", b"3", cas), Err(HostError::CAS_MISMATCH));
+        assert_eq!(store.get("k").unwrap().unwrap().0, b"2");
+        store.set("k", b"4", 0).unwrap();
+        assert_eq!(store.get("k").unwrap().unwrap().0, b"4");
+    }
+}
