@@ -193,7 +193,7 @@ pub fn profile(iterations: u32, uncached_es256: bool) -> Result<Vec<Timing>, Str
         iterations,
         || {
             black_box(record.to_json());
-            black_box(edge_access_log::metrics::samples(&record, None));
+            black_box(edge_access_log::metrics::samples(&record));
         },
     ));
     Ok(timings)

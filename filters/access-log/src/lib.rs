@@ -9,6 +9,8 @@
 pub mod attributes;
 pub mod metrics;
 
+use attributes::Attributes;
+use edge_core::{notes, trace, Headers};
 use serde::{Deserialize, Serialize};
 
 /// The access log's configuration (JSON in the Wasm plugin's `configuration`; may be empty).
@@ -156,13 +158,80 @@ pub struct Record {
     pub trace_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_cluster: Option<String>,
+    /// The transcoder's failure kind (for metrics; the line has the status and the details).
+    #[serde(skip)]
+    pub transcode_error: Option<String>,
     /// Envoy's response-code details: which filter answered and why (`edge_auth_token_missing`,
     /// `edge_transcoder_bad_request`), or `via_upstream`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_code_details: Option<String>,
 }
 
+/// When a request started and how long it took, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    pub started_unix_nanos: u64,
+    pub duration_nanos: u64,
+}
+
 impl Record {
+    /// The line for one request: its headers as they arrived, Envoy's attributes with the
+    /// other filters' notes, its timing, and the `traceparent` this filter started, if any.
+    pub fn of(
+        config: &AccessLogConfig,
+        headers: &Headers,
+        attributes: Attributes,
+        timing: Timing,
+        started_trace: Option<&str>,
+    ) -> Self {
+        let header = |name: &str| headers.value(name);
+        let Attributes {
+            status,
+            bytes_in,
+            bytes_out,
+            peer,
+            auth,
+            transcode,
+            grpc_status,
+            upstream_cluster,
+            details,
+        } = attributes;
+        Record {
+            time: rfc3339_millis(timing.started_unix_nanos),
+            request_id: header("x-request-id"),
+            method: header(":method").unwrap_or_default(),
+            path: logged_path(&header(":path").unwrap_or_default(), config),
+            route: notes::non_empty(&transcode.route),
+            grpc_method: notes::non_empty(&transcode.grpc_method),
+            // What the client was sent: this filter is the last to see the response.
+            status,
+            grpc_status,
+            duration_ms: timing.duration_nanos as f64 / 1e6,
+            upstream_ms: transcode.upstream_ms,
+            bytes_in,
+            bytes_out,
+            subject: notes::non_empty(&auth.subject),
+            auth_reason: notes::non_empty(&auth.reason),
+            user_agent: header("user-agent"),
+            client_ip: client_ip(
+                header("x-forwarded-for").as_deref(),
+                peer.as_deref(),
+                config.trusted_xff_hops,
+            ),
+            // The edge span's trace when Envoy traces (the client's traceparent is only its
+            // parent), else the traceparent this filter started or the client sent.
+            trace_id: headers
+                .get(trace::EDGE_SPAN_HEADER)
+                .or_else(|| headers.get("traceparent"))
+                .or(started_trace)
+                .and_then(trace::trace_id_of)
+                .map(str::to_string),
+            upstream_cluster,
+            transcode_error: notes::non_empty(&transcode.error),
+            response_code_details: details,
+        }
+    }
+
     pub fn to_json(&self) -> String {
         // Serializing plain strings and numbers cannot fail; an empty object is the safe fallback.
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
@@ -294,6 +363,66 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_joins_the_headers_the_notes_and_envoys_attributes() {
+        let config = AccessLogConfig {
+            trusted_xff_hops: 1,
+            ..AccessLogConfig::default()
+        };
+        let headers = Headers::new(
+            [
+                (":method", "POST"),
+                (":path", "/catalog/items?token=secret"),
+                ("x-request-id", "r-1"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("user-agent", "curl/8"),
+            ]
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        );
+        let attributes = Attributes {
+            status: 400,
+            bytes_in: 12,
+            peer: Some("127.0.0.1:5000".into()),
+            auth: notes::AuthNote {
+                subject: "ada".into(),
+                reason: String::new(),
+            },
+            transcode: notes::TranscodeNote {
+                route: "/catalog/items".into(),
+                error: "bad_request".into(),
+                ..Default::default()
+            },
+            details: Some("edge_transcoder_bad_request".into()),
+            ..Attributes::default()
+        };
+        let timing = Timing {
+            started_unix_nanos: 951_782_400_123_456_789,
+            duration_nanos: 2_500_000,
+        };
+        let started = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let record = Record::of(&config, &headers, attributes, timing, Some(started));
+        assert_eq!(record.time, "2000-02-29T00:00:00.123Z");
+        assert_eq!(record.path, "/catalog/items", "no query by default");
+        assert_eq!(record.route.as_deref(), Some("/catalog/items"));
+        assert_eq!(record.duration_ms, 2.5);
+        assert_eq!(record.subject.as_deref(), Some("ada"));
+        assert_eq!(record.auth_reason, None);
+        assert_eq!(record.client_ip.as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            record.trace_id.as_deref(),
+            Some("0af7651916cd43dd8448eb211c80319c")
+        );
+        assert_eq!(record.transcode_error.as_deref(), Some("bad_request"));
+        let line = record.to_json();
+        assert!(line.contains(r#""response_code_details":"edge_transcoder_bad_request""#));
+        assert!(
+            !line.contains("transcode_error"),
+            "for metrics only: {line}"
+        );
+    }
 
     #[test]
     fn rfc3339_formatting() {

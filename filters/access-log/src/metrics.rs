@@ -99,7 +99,7 @@ fn name(metric: &str, labels: &[(&str, &str)]) -> String {
 
 /// The samples for one request: request count and latency by route, plus auth denials by
 /// reason and transcoding errors by kind when there were any.
-pub fn samples(record: &Record, transcode_error: Option<&str>) -> Vec<Sample> {
+pub fn samples(record: &Record) -> Vec<Sample> {
     let route = record.route.as_deref().unwrap_or("unmatched");
     let backend = backend_label(record.upstream_cluster.as_deref());
     let method = if ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
@@ -138,7 +138,7 @@ pub fn samples(record: &Record, transcode_error: Option<&str>) -> Vec<Sample> {
     if let Some(reason) = &record.auth_reason {
         samples.push(Sample::Count(name(AUTH_DENIALS, &[("reason", reason)])));
     }
-    if let Some(kind) = transcode_error {
+    if let Some(kind) = record.transcode_error.as_deref() {
         samples.push(Sample::Count(name(TRANSCODER_ERRORS, &[("kind", kind)])));
     }
     samples
@@ -155,10 +155,11 @@ mod tests {
             route: Some("/catalog/items/{id}".into()),
             status: 404,
             duration_ms: 3.6,
+            transcode_error: Some("no_route".into()),
             ..Default::default()
         };
         assert_eq!(
-            samples(&record, Some("no_route")),
+            samples(&record),
             vec![
                 Sample::Count(
                     "edge_requests_total.edge_route./catalog/items/{id}.edge_method.GET.edge_status_class.4xx.edge_backend.none".into()
@@ -172,7 +173,7 @@ mod tests {
             auth_reason: Some("token.rejected\n".into()),
             ..Default::default()
         };
-        let names: Vec<Sample> = samples(&odd, None);
+        let names: Vec<Sample> = samples(&odd);
         assert_eq!(
             names[0],
             Sample::Count(
@@ -203,9 +204,10 @@ mod tests {
         // NAMES is what Istio's proxyStatsMatcher keeps: a name missing there is dropped.
         let record = Record {
             auth_reason: Some("token_rejected".into()),
+            transcode_error: Some("no_route".into()),
             ..Default::default()
         };
-        for sample in samples(&record, Some("no_route")) {
+        for sample in samples(&record) {
             let (Sample::Count(name) | Sample::Observe(name, _)) = sample;
             let family = name.split('.').next().unwrap_or_default();
             assert!(NAMES.contains(&family), "{name} is not in NAMES");

@@ -9,6 +9,7 @@
 pub mod config;
 mod message;
 mod outcome;
+mod request;
 
 use base64::Engine;
 pub use config::{PrintOptions, TranscoderConfig};
@@ -18,6 +19,7 @@ pub use outcome::{Failure, FailureKind, FinishedCall};
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor,
 };
+pub use request::{BackendCall, BodyPlan, HeadersPlan, Pending};
 use std::time::Duration;
 
 /// How a request or response body is encoded on the HTTP side.

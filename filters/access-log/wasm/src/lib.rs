@@ -5,12 +5,7 @@
 
 use edge_access_log::attributes::{self, Attributes};
 use edge_access_log::metrics::{samples, Sample};
-use edge_access_log::{
-    client_ip, logged_path, new_traceparent, rfc3339_millis, AccessLogConfig, LineBuffer, LogBatch,
-    Record,
-};
-use edge_core::notes;
-use edge_core::trace;
+use edge_access_log::{new_traceparent, AccessLogConfig, LineBuffer, LogBatch, Record, Timing};
 use edge_core::Headers;
 use edge_host as host;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -212,77 +207,39 @@ impl HttpContext for AccessLog {
             // Envoy answered before the filters saw the request.
             None => host::request_headers().unwrap_or_default(),
         };
-        let header = |name: &str| headers.value(name);
         // Without the headers callback (Envoy answered before the filters saw the request),
         // Envoy's own attributes.
-        let (started_nanos, duration_nanos) = match (self.started, host::now()) {
-            (Some(started), Some(now)) => (
-                started.as_nanos() as u64,
-                now.saturating_sub(started).as_nanos() as u64,
-            ),
-            _ => (
-                int_property(&["request", "time"]).unwrap_or_default(),
-                int_property(&["request", "duration"]).unwrap_or_default(),
-            ),
+        let timing = match (self.started, host::now()) {
+            (Some(started), Some(now)) => Timing {
+                started_unix_nanos: started.as_nanos() as u64,
+                duration_nanos: now.saturating_sub(started).as_nanos() as u64,
+            },
+            _ => Timing {
+                started_unix_nanos: int_property(&["request", "time"]).unwrap_or_default(),
+                duration_nanos: int_property(&["request", "duration"]).unwrap_or_default(),
+            },
         };
         // Unreadable, it leaves Envoy's and the other filters' fields out.
-        let Attributes {
-            status,
-            bytes_in,
-            bytes_out,
-            peer,
-            auth,
-            transcode,
-            grpc_status,
-            upstream_cluster,
-            details,
-        } = self
+        let attributes = self
             .attributes
             .and_then(|expression| expression.evaluate().ok())
             .map(|list| Attributes::decode(&list))
             .unwrap_or_default();
-        let record = Record {
-            time: rfc3339_millis(started_nanos),
-            request_id: header("x-request-id"),
-            method: header(":method").unwrap_or_default(),
-            path: logged_path(&header(":path").unwrap_or_default(), &self.config),
-            route: notes::non_empty(&transcode.route),
-            grpc_method: notes::non_empty(&transcode.grpc_method),
-            // What the client was sent: this filter is the last to see the response.
-            status,
-            grpc_status,
-            duration_ms: duration_nanos as f64 / 1e6,
-            upstream_ms: transcode.upstream_ms,
-            bytes_in,
-            bytes_out,
-            subject: notes::non_empty(&auth.subject),
-            auth_reason: notes::non_empty(&auth.reason),
-            user_agent: header("user-agent"),
-            client_ip: client_ip(
-                header("x-forwarded-for").as_deref(),
-                peer.as_deref(),
-                self.config.trusted_xff_hops,
-            ),
-            // The edge span's trace when Envoy traces (the client's traceparent is only its
-            // parent), else the traceparent this filter started or the client sent.
-            trace_id: header(trace::EDGE_SPAN_HEADER)
-                .or_else(|| header("traceparent"))
-                .or_else(|| self.traceparent.clone())
-                .as_deref()
-                .and_then(trace::trace_id_of)
-                .map(str::to_string),
-            upstream_cluster,
-            response_code_details: details,
-        };
+        let record = Record::of(
+            &self.config,
+            &headers,
+            attributes,
+            timing,
+            self.traceparent.as_deref(),
+        );
         let line = record.to_json();
         if self.config.collector.is_none() {
             host::log(LogLevel::Info, &line);
         } else if !self.buffer.borrow_mut().push(line) {
             self.metrics.borrow_mut().increment(DROPPED);
         }
-        let transcode_error = notes::non_empty(&transcode.error);
         let mut metrics = self.metrics.borrow_mut();
-        for sample in samples(&record, transcode_error.as_deref()) {
+        for sample in samples(&record) {
             match sample {
                 Sample::Count(name) => metrics.increment(&name),
                 Sample::Observe(name, value) => metrics.record(&name, value),

@@ -12,7 +12,9 @@
 use edge_core::notes::{self, TranscodeNote};
 use edge_core::{trace, Client};
 use edge_host as host;
-use edge_transcoder::{Encoding, Failure, FinishedCall, Lookup, Transcoder, TranscoderConfig};
+use edge_transcoder::{
+    BodyPlan, Failure, FinishedCall, HeadersPlan, Pending, Route, Transcoder, TranscoderConfig,
+};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
@@ -71,21 +73,6 @@ impl RootContext for TranscoderRoot {
     }
 }
 
-/// A matched request, kept until the backend answers.
-struct Pending {
-    route: usize,
-    bindings: Vec<(String, String)>,
-    query: Option<String>,
-    /// Headers to pass as gRPC metadata, read at headers time: Envoy no longer exposes the
-    /// request headers to a filter once it let them continue.
-    metadata: Vec<(String, String)>,
-    request_encoding: Encoding,
-    response_encoding: Encoding,
-    timeout: Duration,
-    /// The cluster auth's rollout chose (the backend header), if the route is being rolled out.
-    backend: Option<String>,
-}
-
 struct TranscoderFilter {
     transcoder: Option<Rc<Transcoder>>,
     pending: Option<Pending>,
@@ -121,133 +108,65 @@ impl TranscoderFilter {
         Action::Pause
     }
 
+    /// Records the route a request matched, for the access log.
+    fn note_route(&mut self, route: &Route) {
+        self.note.route = route.template.as_str().to_string();
+        self.note.grpc_method = route.grpc_path();
+    }
+
     fn on_headers(&mut self, transcoder: &Transcoder, end_of_stream: bool) -> Action {
         // Every header this needs, in one host call. Unreadable, they read as absent: the
         // request then matches no route and is refused.
         let headers = host::request_headers().unwrap_or_default();
-        let content_type = headers.get("content-type").unwrap_or_default();
-        let method = headers.get(":method").unwrap_or_default();
-        let client = Client::of_content_type(Some(content_type));
-        let preflight = edge_core::is_cors_preflight(
-            method,
-            headers.get("origin"),
-            headers.get("access-control-request-method"),
-        );
-        if transcoder.passes_through(client, preflight) {
-            return Action::Continue;
-        }
-        let path = headers.get(":path").unwrap_or_default();
-        let (route, index, bindings) = match transcoder.lookup(method, path) {
-            Lookup::Matched {
+        match transcoder.plan_headers(&headers, end_of_stream) {
+            HeadersPlan::PassThrough => Action::Continue,
+            HeadersPlan::Refuse { route, failure } => {
+                if let Some(route) = route {
+                    self.note_route(route);
+                }
+                self.fail(failure)
+            }
+            HeadersPlan::Transcode {
                 route,
-                index,
-                bindings,
-            } => (route, index, bindings),
-            Lookup::Unrouted(error) => return self.fail(Failure::unrouted(&error, method, path)),
-        };
-        self.note.route = route.template.as_str().to_string();
-        self.note.grpc_method = route.grpc_path();
-        self.record_note();
-        let mut metadata: Vec<(String, String)> = transcoder
-            .config
-            .forward_headers
-            .iter()
-            .filter_map(|name| headers.value(name).map(|value| (name.clone(), value)))
-            .collect();
-        // With Envoy tracing, the backend call is a child of the edge span, which gets the
-        // route as an attribute.
-        if let Some(edge_span) = headers.get(trace::EDGE_SPAN_HEADER) {
-            let incoming = metadata
-                .iter()
-                .find(|(name, _)| name == "traceparent")
-                .map(|(_, value)| value.as_str());
-            if let Some(traceparent) = trace::child_traceparent(edge_span, incoming) {
-                metadata.retain(|(name, _)| name != "traceparent");
-                metadata.push(("traceparent".to_string(), traceparent));
-                let _ = host::set_request_header(trace::ROUTE_HEADER, route.template.as_str());
+                pending,
+                span_route,
+                body_follows,
+            } => {
+                self.note_route(route);
+                self.record_note();
+                if span_route {
+                    let _ = host::set_request_header(trace::ROUTE_HEADER, route.template.as_str());
+                }
+                if body_follows {
+                    self.pending = Some(pending);
+                    // Let the headers go on: proxy-wasm turns a pause here into
+                    // StopAllIteration, after which the body callbacks would never come. The
+                    // body is held in on_http_request_body instead, and Envoy's buffer filter,
+                    // next in the chain, keeps the headers from reaching the router.
+                    return Action::Continue;
+                }
+                let action = self.call_backend(transcoder, &pending, &[]);
+                // The response arrives in on_grpc_stream_close, which needs the route.
+                self.pending = Some(pending);
+                action
             }
         }
-        let content_type = (!content_type.is_empty()).then_some(content_type);
-        let request_encoding = if end_of_stream {
-            Some(Encoding::Json)
-        } else {
-            transcoder.request_encoding(route, content_type)
-        };
-        let Some(request_encoding) = request_encoding else {
-            return self.fail(Failure::unsupported_media_type(
-                content_type.unwrap_or_default(),
-            ));
-        };
-        let accept = headers.get("accept");
-        let pending = Pending {
-            route: index,
-            bindings,
-            query: path.split_once('?').map(|(_, q)| q.to_string()),
-            metadata,
-            request_encoding,
-            response_encoding: transcoder.response_encoding(
-                route,
-                accept,
-                content_type.and(Some(request_encoding)),
-            ),
-            timeout: transcoder.call_timeout(headers.get("grpc-timeout")),
-            backend: route
-                .rollout
-                .as_ref()
-                .and_then(|_| headers.value(&transcoder.config.backend_header)),
-        };
-        if end_of_stream {
-            let action = self.call_backend(transcoder, &pending, &[]);
-            // The response arrives in on_grpc_stream_close, which needs the route.
-            self.pending = Some(pending);
-            return action;
-        }
-        let declared_length = headers
-            .get("content-length")
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared_length.is_some_and(|length| length > transcoder.config.max_body_bytes) {
-            return self.fail(Failure::body_too_large(transcoder.config.max_body_bytes));
-        }
-        self.pending = Some(pending);
-        // Let the headers go on: proxy-wasm turns a pause here into StopAllIteration, after
-        // which the body callbacks would never come. The body is held in
-        // on_http_request_body instead, and Envoy's buffer filter, next in the chain, keeps
-        // the headers from reaching the router.
-        Action::Continue
     }
 
     fn call_backend(&mut self, transcoder: &Transcoder, pending: &Pending, body: &[u8]) -> Action {
-        let route = match transcoder.route(pending.route) {
-            Ok(route) => route,
+        let deadline = pending.deadline();
+        let call = match transcoder.backend_call(pending, &deadline, body) {
+            Ok(call) => call,
             Err(failure) => return self.fail(failure),
         };
-        let message = match transcoder.request_message(
-            route,
-            &pending.bindings,
-            pending.query.as_deref(),
-            body,
-            pending.request_encoding,
-        ) {
-            Ok(message) => message,
-            Err(status) => return self.fail(Failure::bad_request(status)),
-        };
-        let (cluster, upstream) = route.destination(pending.backend.as_deref());
-        // The deadline travels as grpc-timeout, which the backend enforces; the cluster's
-        // max_stream_duration bounds a backend that ignores it.
-        let deadline = format!("{}m", pending.timeout.as_millis().max(1));
-        let mut metadata: Vec<(&str, &[u8])> = pending
-            .metadata
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_bytes()))
-            .collect();
-        metadata.push(("grpc-timeout", deadline.as_bytes()));
         // A stream rather than dispatch_grpc_call: Envoy hands a unary call's response
         // metadata to nobody, and the response headers and grpc-status-details-bin are needed.
+        let route = call.route;
         let opened = self
-            .open_grpc_stream(upstream, &route.service, &route.method, metadata)
+            .open_grpc_stream(call.upstream, &route.service, &route.method, call.metadata)
             .map_err(|e| format!("{e:?}"))
             .and_then(|token| {
-                host::grpc_send_last(token, &message).map_err(|e| {
+                host::grpc_send_last(token, &call.message).map_err(|e| {
                     host::grpc_cancel(token);
                     e.to_string()
                 })
@@ -255,7 +174,7 @@ impl TranscoderFilter {
         match opened {
             Ok(()) => {
                 // Recorded with the call's outcome when it closes.
-                self.note.upstream_cluster = cluster.to_string();
+                self.note.upstream_cluster = call.cluster.to_string();
                 self.dispatched_at = host::now();
                 Action::Pause
             }
@@ -265,7 +184,7 @@ impl TranscoderFilter {
                     &format!(
                         "cannot call {} on cluster {}: {error:?}",
                         route.grpc_path(),
-                        cluster
+                        call.cluster
                     ),
                 );
                 self.fail(Failure::backend_unreachable())
@@ -381,25 +300,25 @@ impl HttpContext for TranscoderFilter {
         let Some(transcoder) = self.transcoder.clone() else {
             return Action::Continue;
         };
-        if self.pending.is_none() {
-            return Action::Continue;
+        match transcoder.plan_body(self.pending.is_some(), body_size, end_of_stream) {
+            BodyPlan::Ignore => Action::Continue,
+            BodyPlan::Wait => Action::Pause,
+            BodyPlan::TooLarge => {
+                self.pending = None;
+                self.fail(Failure::body_too_large(transcoder.config.max_body_bytes))
+            }
+            BodyPlan::Call => {
+                let body = match host::request_body(body_size) {
+                    Ok(body) => body,
+                    Err(error) => return self.fail(Failure::unreadable_body(&error.to_string())),
+                };
+                let Some(pending) = self.pending.take() else {
+                    return Action::Continue;
+                };
+                let action = self.call_backend(&transcoder, &pending, &body);
+                self.pending = Some(pending);
+                action
+            }
         }
-        if body_size > transcoder.config.max_body_bytes {
-            self.pending = None;
-            return self.fail(Failure::body_too_large(transcoder.config.max_body_bytes));
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        let body = match host::request_body(body_size) {
-            Ok(body) => body,
-            Err(error) => return self.fail(Failure::unreadable_body(&error.to_string())),
-        };
-        let Some(pending) = self.pending.take() else {
-            return Action::Continue;
-        };
-        let action = self.call_backend(&transcoder, &pending, &body);
-        self.pending = Some(pending);
-        action
     }
 }

@@ -1,0 +1,427 @@
+//! One request through the transcoder, decided here and carried out by the glue: what its
+//! headers mean ([`HeadersPlan`]), whether its body is waited for ([`BodyPlan`]), and the
+//! backend call it becomes ([`BackendCall`]).
+
+use crate::{Encoding, Failure, Route, Transcoder};
+use edge_core::{trace, Client, Headers};
+use std::time::Duration;
+
+/// A matched request, kept until the backend answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// The route's index in [`Transcoder::routes`] (kept across callbacks instead of a borrow).
+    pub route: usize,
+    pub bindings: Vec<(String, String)>,
+    pub query: Option<String>,
+    /// Headers to pass as gRPC metadata, read at headers time: Envoy no longer exposes the
+    /// request headers to a filter once it let them continue.
+    pub metadata: Vec<(String, String)>,
+    pub request_encoding: Encoding,
+    pub response_encoding: Encoding,
+    pub timeout: Duration,
+    /// The cluster auth's rollout chose (the backend header), if the route is being rolled out.
+    pub backend: Option<String>,
+}
+
+/// What to do with a request's headers.
+#[derive(Debug)]
+pub enum HeadersPlan<'t> {
+    /// gRPC clients (and CORS preflights, when configured) go on to the router untouched.
+    PassThrough,
+    /// Answer with the failure; `route` is the route the request matched, if it did.
+    Refuse {
+        route: Option<&'t Route>,
+        failure: Failure,
+    },
+    /// Transcode: call the backend at once, or once the body is in (`body_follows`).
+    Transcode {
+        route: &'t Route,
+        pending: Pending,
+        /// Tell Envoy's tracer the route (the edge span's attribute): the backend call is
+        /// then a child of the edge span.
+        span_route: bool,
+        body_follows: bool,
+    },
+}
+
+/// What to do with a piece of the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// Not a request this filter transcodes.
+    Ignore,
+    TooLarge,
+    /// Hold it: more is coming.
+    Wait,
+    /// The body is complete: call the backend with it.
+    Call,
+}
+
+/// The backend call a request becomes.
+#[derive(Debug)]
+pub struct BackendCall<'t> {
+    pub route: &'t Route,
+    /// The cluster called (for the access log), and its encoded upstream argument.
+    pub cluster: &'t str,
+    pub upstream: &'t str,
+    /// Every metadata entry, `grpc-timeout` last.
+    pub metadata: Vec<(&'t str, &'t [u8])>,
+    pub message: Vec<u8>,
+}
+
+impl Transcoder {
+    /// The plan for a request's headers; `end_of_stream` when no body follows them.
+    pub fn plan_headers(&self, headers: &Headers, end_of_stream: bool) -> HeadersPlan<'_> {
+        let content_type = headers.get("content-type").unwrap_or_default();
+        let method = headers.get(":method").unwrap_or_default();
+        let client = Client::of_content_type(Some(content_type));
+        let preflight = edge_core::is_cors_preflight(
+            method,
+            headers.get("origin"),
+            headers.get("access-control-request-method"),
+        );
+        if self.passes_through(client, preflight) {
+            return HeadersPlan::PassThrough;
+        }
+        let path = headers.get(":path").unwrap_or_default();
+        let (route, index, bindings) = match self.lookup(method, path) {
+            crate::Lookup::Matched {
+                route,
+                index,
+                bindings,
+            } => (route, index, bindings),
+            crate::Lookup::Unrouted(error) => {
+                return HeadersPlan::Refuse {
+                    route: None,
+                    failure: Failure::unrouted(&error, method, path),
+                }
+            }
+        };
+        let refuse = |failure| HeadersPlan::Refuse {
+            route: Some(route),
+            failure,
+        };
+        let mut metadata: Vec<(String, String)> = self
+            .config
+            .forward_headers
+            .iter()
+            .filter_map(|name| headers.value(name).map(|value| (name.clone(), value)))
+            .collect();
+        let mut span_route = false;
+        if let Some(edge_span) = headers.get(trace::EDGE_SPAN_HEADER) {
+            let incoming = metadata
+                .iter()
+                .find(|(name, _)| name == "traceparent")
+                .map(|(_, value)| value.as_str());
+            if let Some(traceparent) = trace::child_traceparent(edge_span, incoming) {
+                metadata.retain(|(name, _)| name != "traceparent");
+                metadata.push(("traceparent".to_string(), traceparent));
+                span_route = true;
+            }
+        }
+        let content_type = (!content_type.is_empty()).then_some(content_type);
+        let request_encoding = if end_of_stream {
+            Some(Encoding::Json)
+        } else {
+            self.request_encoding(route, content_type)
+        };
+        let Some(request_encoding) = request_encoding else {
+            return refuse(Failure::unsupported_media_type(
+                content_type.unwrap_or_default(),
+            ));
+        };
+        if !end_of_stream
+            && headers
+                .get("content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|length| length > self.config.max_body_bytes)
+        {
+            return refuse(Failure::body_too_large(self.config.max_body_bytes));
+        }
+        let pending = Pending {
+            route: index,
+            bindings,
+            query: path.split_once('?').map(|(_, q)| q.to_string()),
+            metadata,
+            request_encoding,
+            response_encoding: self.response_encoding(
+                route,
+                headers.get("accept"),
+                content_type.and(Some(request_encoding)),
+            ),
+            timeout: self.call_timeout(headers.get("grpc-timeout")),
+            backend: route
+                .rollout
+                .as_ref()
+                .and_then(|_| headers.value(&self.config.backend_header)),
+        };
+        HeadersPlan::Transcode {
+            route,
+            pending,
+            span_route,
+            body_follows: !end_of_stream,
+        }
+    }
+
+    /// The plan for the body received so far (`size` bytes) of a request being transcoded
+    /// (`pending`).
+    pub fn plan_body(&self, pending: bool, size: usize, end_of_stream: bool) -> BodyPlan {
+        if !pending {
+            BodyPlan::Ignore
+        } else if size > self.config.max_body_bytes {
+            BodyPlan::TooLarge
+        } else if !end_of_stream {
+            BodyPlan::Wait
+        } else {
+            BodyPlan::Call
+        }
+    }
+
+    /// The backend call for a request and its body. The deadline travels as `grpc-timeout`,
+    /// which the backend enforces; the cluster's `max_stream_duration` bounds a backend that
+    /// ignores it.
+    pub fn backend_call<'t>(
+        &'t self,
+        pending: &'t Pending,
+        deadline: &'t str,
+        body: &[u8],
+    ) -> Result<BackendCall<'t>, Failure> {
+        let route = self.route(pending.route)?;
+        let message = self
+            .request_message(
+                route,
+                &pending.bindings,
+                pending.query.as_deref(),
+                body,
+                pending.request_encoding,
+            )
+            .map_err(Failure::bad_request)?;
+        let (cluster, upstream) = route.destination(pending.backend.as_deref());
+        let mut metadata: Vec<(&str, &[u8])> = pending
+            .metadata
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
+        metadata.push(("grpc-timeout", deadline.as_bytes()));
+        Ok(BackendCall {
+            route,
+            cluster,
+            upstream,
+            metadata,
+            message,
+        })
+    }
+}
+
+impl Pending {
+    /// `grpc-timeout` for the call: the deadline in milliseconds (at least 1).
+    pub fn deadline(&self) -> String {
+        format!("{}m", self.timeout.as_millis().max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TranscoderConfig;
+    use base64::Engine;
+    use edge_core::RouteError;
+
+    fn transcoder(extra: serde_json::Value) -> Transcoder {
+        let mut config = serde_json::json!({
+            "descriptor_set": base64::engine::general_purpose::STANDARD
+                .encode(platform_proto::FILE_DESCRIPTOR_SET),
+            "services": {"catalog.CatalogService": "catalog"},
+            "max_body_bytes": 100,
+            "timeout_ms": 2000,
+            "forward_headers": ["x-user-id", "traceparent"],
+        });
+        for (key, value) in extra.as_object().cloned().unwrap_or_default() {
+            config[key] = value;
+        }
+        Transcoder::new(serde_json::from_value::<TranscoderConfig>(config).unwrap()).unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        Headers::new(
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_get_is_called_at_once_with_its_metadata_and_deadline() {
+        let t = transcoder(serde_json::json!({}));
+        let request = headers(&[
+            (":method", "GET"),
+            (":path", "/catalog/items/42?x=1"),
+            ("x-user-id", "ada"),
+            ("grpc-timeout", "500m"),
+        ]);
+        let HeadersPlan::Transcode {
+            route,
+            pending,
+            span_route,
+            body_follows,
+        } = t.plan_headers(&request, true)
+        else {
+            panic!("transcoded");
+        };
+        assert_eq!(route.grpc_path(), "/catalog.CatalogService/GetItem");
+        assert!(!span_route && !body_follows);
+        assert_eq!(pending.bindings, vec![("id".to_string(), "42".to_string())]);
+        assert_eq!(pending.query.as_deref(), Some("x=1"));
+        assert_eq!(pending.timeout, Duration::from_millis(500));
+        let deadline = pending.deadline();
+        let call = t.backend_call(&pending, &deadline, &[]).unwrap();
+        assert_eq!(
+            (call.cluster, call.route.method.as_str()),
+            ("catalog", "GetItem")
+        );
+        assert_eq!(
+            call.metadata,
+            vec![("x-user-id", &b"ada"[..]), ("grpc-timeout", &b"500m"[..])]
+        );
+    }
+
+    #[test]
+    fn grpc_clients_pass_and_unrouted_or_unreadable_requests_are_refused() {
+        let t = transcoder(serde_json::json!({}));
+        let grpc = headers(&[
+            (":method", "POST"),
+            (":path", "/catalog.CatalogService/GetItem"),
+            ("content-type", "application/grpc"),
+        ]);
+        assert!(matches!(
+            t.plan_headers(&grpc, false),
+            HeadersPlan::PassThrough
+        ));
+        let nowhere = headers(&[(":method", "GET"), (":path", "/nowhere")]);
+        match t.plan_headers(&nowhere, true) {
+            HeadersPlan::Refuse {
+                route: None,
+                failure,
+            } => assert_eq!(
+                failure,
+                Failure::unrouted(&RouteError::NotFound, "GET", "/nowhere")
+            ),
+            other => panic!("{other:?}"),
+        }
+        let multipart = headers(&[
+            (":method", "POST"),
+            (":path", "/catalog/items"),
+            ("content-type", "multipart/form-data; boundary=x"),
+        ]);
+        assert!(matches!(
+            t.plan_headers(&multipart, false),
+            HeadersPlan::Refuse { route: Some(_), failure } if failure.reply.http_status == 415
+        ));
+        let declared_too_large = headers(&[
+            (":method", "POST"),
+            (":path", "/catalog/items"),
+            ("content-length", "101"),
+        ]);
+        assert!(matches!(
+            t.plan_headers(&declared_too_large, false),
+            HeadersPlan::Refuse { route: Some(_), failure } if failure.reply.http_status == 413
+        ));
+    }
+
+    #[test]
+    fn a_body_is_waited_for_bounded_and_then_called_with() {
+        let t = transcoder(serde_json::json!({}));
+        let create = headers(&[
+            (":method", "POST"),
+            (":path", "/catalog/items"),
+            ("content-type", "application/json"),
+        ]);
+        let HeadersPlan::Transcode {
+            pending,
+            body_follows: true,
+            ..
+        } = t.plan_headers(&create, false)
+        else {
+            panic!("waits for the body");
+        };
+        assert_eq!(t.plan_body(false, 10, true), BodyPlan::Ignore);
+        assert_eq!(t.plan_body(true, 10, false), BodyPlan::Wait);
+        assert_eq!(t.plan_body(true, 101, false), BodyPlan::TooLarge);
+        assert_eq!(t.plan_body(true, 10, true), BodyPlan::Call);
+        let deadline = pending.deadline();
+        assert_eq!(deadline, "2000m");
+        let bad = t.backend_call(&pending, &deadline, b"{").unwrap_err();
+        assert_eq!(bad.reply.http_status, 400);
+        assert!(t
+            .backend_call(&pending, &deadline, br#"{"title":"t"}"#)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_traced_request_gives_the_backend_a_child_of_the_edge_span() {
+        let t = transcoder(serde_json::json!({}));
+        let edge_span = "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331";
+        let request = headers(&[
+            (":method", "GET"),
+            (":path", "/catalog/items/1"),
+            (trace::EDGE_SPAN_HEADER, edge_span),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01",
+            ),
+        ]);
+        let HeadersPlan::Transcode {
+            pending,
+            span_route: true,
+            ..
+        } = t.plan_headers(&request, true)
+        else {
+            panic!("traced");
+        };
+        let traceparent = &pending
+            .metadata
+            .iter()
+            .find(|(name, _)| name == "traceparent")
+            .unwrap()
+            .1;
+        assert_eq!(
+            traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "the client's parent replaced by the edge span"
+        );
+        assert_eq!(
+            pending
+                .metadata
+                .iter()
+                .filter(|(n, _)| n == "traceparent")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_rollouts_backend_is_taken_only_from_the_header_auth_sets() {
+        let t =
+            transcoder(serde_json::json!({"rollouts": {"catalog.CatalogService": "catalog-v2"}}));
+        let chosen = headers(&[
+            (":method", "GET"),
+            (":path", "/catalog/items/1"),
+            ("x-edge-backend", "catalog-v2"),
+        ]);
+        let HeadersPlan::Transcode { pending, .. } = t.plan_headers(&chosen, true) else {
+            panic!("transcoded");
+        };
+        let deadline = pending.deadline();
+        assert_eq!(
+            t.backend_call(&pending, &deadline, &[]).unwrap().cluster,
+            "catalog-v2"
+        );
+        let stable = headers(&[(":method", "GET"), (":path", "/catalog/items/1")]);
+        let HeadersPlan::Transcode { pending, .. } = t.plan_headers(&stable, true) else {
+            panic!("transcoded");
+        };
+        assert_eq!(
+            t.backend_call(&pending, &deadline, &[]).unwrap().cluster,
+            "catalog"
+        );
+    }
+}
