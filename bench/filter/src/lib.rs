@@ -178,7 +178,7 @@ impl HttpContext for BenchFilter {
         match self.mode {
             Mode::Empty | Mode::Probe(_) => Action::Continue,
             Mode::GrpcStream => {
-                let Ok(upstream) = edge_core::grpc_upstream("catalog") else {
+                let Ok(upstream) = edge_host::grpc_upstream("catalog") else {
                     self.reply(false);
                     return Action::Pause;
                 };

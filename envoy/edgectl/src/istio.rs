@@ -4,7 +4,7 @@
 //! and as an EnvoyFilter alternative. Filter configurations are [`EdgeConfig::filter_configs`]
 //! with Istio's cluster names, so the mesh runs exactly what the local tests run.
 
-use crate::{EdgeConfig, FilterConfigs, Plugin, FILTERS};
+use crate::{EdgeConfig, FilterConfigs, Patch, Plugin, Slot, FILTERS};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -120,7 +120,7 @@ impl EdgeConfig {
                     .get(dependency)
                     .ok_or_else(|| format!("services.{name}.calls: no service {dependency:?}"))?;
                 env.push(json!({
-                    "name": format!("{}_ADDR", dependency.to_ascii_uppercase()),
+                    "name": crate::address_variable(dependency),
                     "value": format!("http://{}:{}", fqdn(dependency), called.port)
                 }));
             }
@@ -423,12 +423,13 @@ impl EdgeConfig {
     ) -> Result<Vec<Value>, String> {
         let istio = self.istio()?;
         let mut objects = Vec::new();
-        for Plugin {
-            name,
-            phase,
-            priority,
-        } in FILTERS
-        {
+        for plugin in FILTERS {
+            let Plugin {
+                filter,
+                phase,
+                priority,
+            } = plugin;
+            let name = filter.name();
             let digest = digests
                 .get(name)
                 .ok_or_else(|| format!("istio/base/wasm-digests.json has no digest for {name}"))?;
@@ -440,7 +441,7 @@ impl EdgeConfig {
                 "priority": priority,
                 "imagePullPolicy": "IfNotPresent",
                 "pluginName": name,
-                "pluginConfig": filters.of(name),
+                "pluginConfig": filters.of(filter),
                 // A crashed VM costs the request it crashed on; the next one gets a fresh VM
                 // (Istio ≥ 1.27). Never FAIL_OPEN: auth must not be skipped.
                 "failStrategy": "FAIL_RELOAD"
@@ -501,19 +502,44 @@ impl EdgeConfig {
     /// filter, the access log and auth first; the transcoder and the buffer filter before the
     /// router (after Istio's RBAC).
     fn envoy_filter(&self, filters: &FilterConfigs) -> Result<Value, String> {
-        let wasm = |name: &str| {
-            let mut filter = crate::wasm_filter(name, WASM_MOUNT, filters.of(name));
-            filter["typed_config"]["config"]["failure_policy"] = json!("FAIL_RELOAD");
-            filter
+        let rate_limits = self.rate_limit_filters()?;
+        let slots = self.patched_slots(!rate_limits.is_empty());
+        let filters_of = |slot: &Slot| -> Vec<Value> {
+            match slot {
+                Slot::Plugin(plugin) => {
+                    let mut filter =
+                        crate::wasm_filter(plugin.name(), WASM_MOUNT, filters.of(plugin.filter));
+                    filter["typed_config"]["config"]["failure_policy"] = json!("FAIL_RELOAD");
+                    vec![filter]
+                }
+                Slot::RateLimits => rate_limits.clone(),
+                other => envoy_filters(*other),
+            }
+        };
+        let placed = |patch: Patch| -> Vec<Value> {
+            slots
+                .iter()
+                .filter(|slot| slot.patch() == patch)
+                .flat_map(filters_of)
+                .collect()
         };
         // Each INSERT_FIRST lands before the ones applied earlier: apply in reverse order.
-        let mut patches = vec![first(wasm("auth")), first(wasm("access-log"))];
-        patches.extend(self.first_filter_patches());
-        patches.extend(self.rate_limit_filters()?.into_iter().map(before_router));
-        patches.push(before_router(wasm("transcoder")));
-        patches.push(before_router(crate::buffer_filter()));
+        let mut patches: Vec<Value> = placed(Patch::First).into_iter().rev().map(first).collect();
+        patches.extend(placed(Patch::BeforeRouter).into_iter().map(before_router));
         patches.extend(self.gateway_patches()?);
         self.envoy_filter_of("edge-filters", patches)
+    }
+
+    /// The chain in Istio's order (`mesh::chain`) with the slots EnvoyFilters add; Istio's RBAC
+    /// comes from the AuthorizationPolicies themselves.
+    fn patched_slots(&self, rate_limits: bool) -> Vec<Slot> {
+        crate::chain(crate::ChainFeatures {
+            cors: self.cors.is_some(),
+            deny: false,
+            allow: false,
+            rate_limits,
+            trace_context: self.tracing.is_some(),
+        })
     }
 
     /// Envoy's filters that go before every filter of Istio's and every WasmPlugin: the trace
@@ -521,14 +547,15 @@ impl EdgeConfig {
     /// WasmPlugin, too late to put its headers on the transcoder's replies). Each INSERT_FIRST
     /// lands before the ones applied earlier, hence the reverse order.
     fn first_filter_patches(&self) -> Vec<Value> {
-        let mut patches = Vec::new();
-        if self.cors.is_some() {
-            patches.push(first(crate::cors_filter()));
-        }
-        if self.tracing.is_some() {
-            patches.push(first(crate::trace_context_filter()));
-        }
-        patches
+        let slots = self.patched_slots(false);
+        let firsts = slots
+            .iter()
+            .filter(|slot| slot.patch() == Patch::First && !matches!(slot, Slot::Plugin(_)));
+        firsts
+            .rev()
+            .flat_map(|slot| envoy_filters(*slot))
+            .map(first)
+            .collect()
     }
 
     /// The gateway's connection manager, listeners and clusters set as the local Envoy's:
@@ -608,6 +635,18 @@ pub const WASM_MOUNT: &str = "/etc/istio/extensions";
 
 /// An HTTP filter inserted right before the router, in the gateway's listeners. Patches are
 /// applied in order, so several keep their order.
+/// Envoy's own filters for a slot; our plugins and the rate limits are rendered by the caller.
+fn envoy_filters(slot: Slot) -> Vec<Value> {
+    match slot {
+        Slot::TraceContext => vec![crate::trace_context_filter()],
+        Slot::CorsFirst => vec![crate::cors_filter()],
+        Slot::Buffer => vec![crate::buffer_filter()],
+        Slot::Plugin(_) | Slot::RateLimits | Slot::RbacDeny | Slot::RbacAllow | Slot::Router => {
+            Vec::new()
+        }
+    }
+}
+
 fn before_router(value: Value) -> Value {
     before("envoy.filters.http.router", value)
 }

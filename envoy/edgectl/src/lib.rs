@@ -39,7 +39,7 @@ pub use local::{
     buffer_filter, cors_filter, discovered_filter, render_local_envoy, router_filter, stats_config,
     wasm_filter,
 };
-pub use mesh::{chain, ChainFeatures, Plugin, Slot, FILTERS};
+pub use mesh::{chain, ChainFeatures, Filter, Patch, Plugin, Slot, FILTERS};
 pub use ratelimit::{local_reply_config, rate_limit_filters, RateLimit};
 pub use rbac::rbac_filter;
 pub use slo::{record_name, rule_groups, Slo};
@@ -123,6 +123,11 @@ impl Service {
     }
 }
 
+/// The environment variable that tells a service where `dependency` (one of its `calls`) is.
+pub fn address_variable(dependency: &str) -> String {
+    format!("{}_ADDR", dependency.to_ascii_uppercase().replace('-', "_"))
+}
+
 /// `rollouts` in edge.json: `service` (the deployment in use) moving to `to` (another
 /// deployment of the same gRPC service), for `reads_percent` / `writes_percent` of the users.
 #[derive(Debug, Clone, Deserialize)]
@@ -201,12 +206,11 @@ pub struct FilterConfigs {
 }
 
 impl FilterConfigs {
-    /// The configuration of the filter called `name` (as in [`FILTERS`]).
-    pub fn of(&self, name: &str) -> &Value {
-        match name {
-            "auth" => &self.auth,
-            "transcoder" => &self.transcoder,
-            _ => &self.access_log,
+    pub fn of(&self, filter: Filter) -> &Value {
+        match filter {
+            Filter::Auth => &self.auth,
+            Filter::Transcoder => &self.transcoder,
+            Filter::AccessLog => &self.access_log,
         }
     }
 }
@@ -368,7 +372,11 @@ impl EdgeConfig {
         let transcoder = Value::Object(transcoder);
         let parsed: edge_transcoder::TranscoderConfig =
             serde_json::from_value(transcoder.clone()).map_err(|e| format!("transcoder: {e}"))?;
-        let served = edge_transcoder::Transcoder::new(parsed)?.served_routes();
+        let built = edge_transcoder::Transcoder::new(parsed)?;
+        // What the filter checks when Envoy configures it: every cluster must fit the gRPC
+        // callout's encoding.
+        edge_host::check_clusters(built.clusters()).map_err(|e| format!("transcoder: {e}"))?;
+        let served = built.served_routes();
         // Auth answers 404/405 for what no route serves: the table comes from the same
         // descriptor set and services as the transcoder's, so the two cannot disagree.
         if auth.get("routes").is_none() {
@@ -379,7 +387,8 @@ impl EdgeConfig {
                 })
                 .collect();
         }
-        edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;
+        let auth_config = edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;
+        edge_host::check_clusters(auth_config.clusters()).map_err(|e| format!("auth: {e}"))?;
 
         let mut access_log = self.access_log.clone();
         if self.tracing.is_some() && access_log.get("generate_traceparent").is_none() {
@@ -454,7 +463,8 @@ pub fn wasm_digests(dir: &Path) -> Result<Digests, String> {
     use sha2::Digest;
     FILTERS
         .iter()
-        .map(|Plugin { name, .. }| {
+        .map(|plugin| {
+            let name = plugin.name();
             let path = dir.join(format!("{name}.wasm"));
             let bytes = std::fs::read(&path)
                 .map_err(|e| format!("{}: {e} (make wasm builds it)", path.display()))?;

@@ -121,7 +121,7 @@ impl EdgeConfig {
         .into_iter()
         .flat_map(|slot| match slot {
             Slot::CorsFirst => vec![cors_filter()],
-            Slot::Plugin(name) => vec![wasm(name, filters.of(name))],
+            Slot::Plugin(plugin) => vec![wasm(plugin.name(), filters.of(plugin.filter))],
             Slot::RbacDeny => deny.clone().into_iter().collect(),
             Slot::RbacAllow => allow.clone().into_iter().collect(),
             Slot::RateLimits => rate_limits.clone(),

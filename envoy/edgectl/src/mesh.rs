@@ -12,13 +12,43 @@
 //! `sortByPriority`). EnvoyFilter patches then go `INSERT_FIRST` (before all of it) or
 //! `INSERT_BEFORE` the router.
 
+/// One of our three filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    AccessLog,
+    Auth,
+    Transcoder,
+}
+
+impl Filter {
+    /// Its name: the .wasm file, the WasmPlugin, the Envoy filter (`edge.NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Filter::AccessLog => "access-log",
+            Filter::Auth => "auth",
+            Filter::Transcoder => "transcoder",
+        }
+    }
+}
+
 /// One of our filters as a WasmPlugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plugin {
-    pub name: &'static str,
+    pub filter: Filter,
     pub phase: &'static str,
     /// Higher runs first within the phase.
     pub priority: i64,
+}
+
+impl Plugin {
+    pub fn name(&self) -> &'static str {
+        self.filter.name()
+    }
+
+    /// Istio runs the `AUTHN` and `AUTHZ` phases before its own filters (RBAC included).
+    fn before_istio_filters(&self) -> bool {
+        matches!(self.phase, "AUTHN" | "AUTHZ")
+    }
 }
 
 /// The access log first, so it sees every request and every local reply; auth next; then
@@ -26,17 +56,17 @@ pub struct Plugin {
 /// clients as it does for gRPC clients (a filter that answers locally stops the chain).
 pub const FILTERS: [Plugin; 3] = [
     Plugin {
-        name: "access-log",
+        filter: Filter::AccessLog,
         phase: "AUTHN",
         priority: 30,
     },
     Plugin {
-        name: "auth",
+        filter: Filter::Auth,
         phase: "AUTHN",
         priority: 20,
     },
     Plugin {
-        name: "transcoder",
+        filter: Filter::Transcoder,
         phase: "UNSPECIFIED_PHASE",
         priority: 10,
     },
@@ -53,7 +83,7 @@ pub enum Slot {
     /// Envoy's CORS filter, `INSERT_FIRST` by our EnvoyFilter: Istio's own CORS filter runs
     /// after every WasmPlugin, too late to add its headers to the transcoder's replies.
     CorsFirst,
-    Plugin(&'static str),
+    Plugin(Plugin),
     /// Istio's RBAC filter for DENY AuthorizationPolicies.
     RbacDeny,
     /// Istio's RBAC filter for ALLOW AuthorizationPolicies.
@@ -85,6 +115,28 @@ pub struct ChainFeatures {
     pub trace_context: bool,
 }
 
+/// Where an EnvoyFilter puts a slot's filters to give Istio's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patch {
+    /// `INSERT_FIRST`: before every filter of Istio's.
+    First,
+    /// `INSERT_BEFORE` the router: after Istio's filters.
+    BeforeRouter,
+    /// Istio builds it itself.
+    Istio,
+}
+
+impl Slot {
+    pub fn patch(self) -> Patch {
+        match self {
+            Slot::TraceContext | Slot::CorsFirst => Patch::First,
+            Slot::Plugin(plugin) if plugin.before_istio_filters() => Patch::First,
+            Slot::Plugin(_) | Slot::RateLimits | Slot::Buffer => Patch::BeforeRouter,
+            Slot::RbacDeny | Slot::RbacAllow | Slot::Router => Patch::Istio,
+        }
+    }
+}
+
 /// The chain in Istio's order.
 pub fn chain(features: ChainFeatures) -> Vec<Slot> {
     let mut slots = Vec::new();
@@ -100,7 +152,7 @@ pub fn chain(features: ChainFeatures) -> Vec<Slot> {
         }
         let mut plugins: Vec<&Plugin> = FILTERS.iter().filter(|p| p.phase == phase).collect();
         plugins.sort_by_key(|plugin| std::cmp::Reverse(plugin.priority));
-        slots.extend(plugins.iter().map(|plugin| Slot::Plugin(plugin.name)));
+        slots.extend(plugins.iter().map(|plugin| Slot::Plugin(**plugin)));
         // Istio's own authz comes right after the AUTHZ plugins.
         if phase == "AUTHZ" {
             if features.deny {
@@ -133,12 +185,12 @@ mod tests {
             vec![
                 Slot::TraceContext,
                 Slot::CorsFirst,
-                Slot::Plugin("access-log"),
-                Slot::Plugin("auth"),
+                Slot::Plugin(FILTERS[0]),
+                Slot::Plugin(FILTERS[1]),
                 Slot::RbacDeny,
                 Slot::RbacAllow,
                 Slot::RateLimits,
-                Slot::Plugin("transcoder"),
+                Slot::Plugin(FILTERS[2]),
                 Slot::Buffer,
                 Slot::Router,
             ]
@@ -146,11 +198,28 @@ mod tests {
         assert_eq!(
             chain(ChainFeatures::default()),
             vec![
-                Slot::Plugin("access-log"),
-                Slot::Plugin("auth"),
-                Slot::Plugin("transcoder"),
+                Slot::Plugin(FILTERS[0]),
+                Slot::Plugin(FILTERS[1]),
+                Slot::Plugin(FILTERS[2]),
                 Slot::Buffer,
                 Slot::Router,
+            ]
+        );
+        let patches: Vec<Patch> = chain(everything).into_iter().map(Slot::patch).collect();
+        use Patch::{BeforeRouter, First, Istio};
+        assert_eq!(
+            patches,
+            [
+                First,
+                First,
+                First,
+                First,
+                Istio,
+                Istio,
+                BeforeRouter,
+                BeforeRouter,
+                BeforeRouter,
+                Istio
             ]
         );
     }

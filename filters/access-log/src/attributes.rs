@@ -25,9 +25,7 @@ pub const EXPRESSION: &str = concat!(
     // The route's cluster only when the router really sent the request there: a route names
     // one even for requests a filter answered itself.
     "'wasm.edge_transcode' in filter_state ? '' : ",
-    "has(upstream.address) && has(xds.cluster_name) ? xds.cluster_name : '', ",
-    // Why Envoy (or a filter's local reply) answered as it did, e.g. `edge_auth_token_missing`.
-    "has(response.code_details) ? response.code_details : '']",
+    "has(upstream.address) && has(xds.cluster_name) ? xds.cluster_name : '']",
 );
 
 /// What [`EXPRESSION`] yields; a value missing or unreadable is left at its default.
@@ -46,18 +44,12 @@ pub struct Attributes {
     pub grpc_status: Option<u32>,
     /// The transcoder's backend, else the cluster the router sent the request to.
     pub upstream_cluster: Option<String>,
-    /// Envoy's response-code details (`%RESPONSE_CODE_DETAILS%`).
-    pub details: Option<String>,
 }
 
 impl Attributes {
-    /// Decodes Envoy's answer to [`EXPRESSION`].
-    pub fn decode(list: &[u8]) -> Self {
-        let elements: Vec<&[u8]> = edge_core::map_entries(list)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(element, _)| &list[element])
-            .collect();
+    /// Reads Envoy's answer to [`EXPRESSION`], a list of `elements` (integers as 8
+    /// little-endian bytes, strings and bytes as they are).
+    pub fn from_elements(elements: &[&[u8]]) -> Self {
         let bytes = |index: usize| elements.get(index).copied().unwrap_or_default();
         let number = |index: usize| {
             <[u8; 8]>::try_from(bytes(index))
@@ -82,7 +74,6 @@ impl Attributes {
                 .grpc_status
                 .or_else(|| text(6)?.trim().parse().ok()),
             upstream_cluster: notes::non_empty(&transcode.upstream_cluster).or_else(|| text(7)),
-            details: text(8),
             transcode,
         }
     }
@@ -99,26 +90,21 @@ mod tests {
         Bytes(Vec<u8>),
     }
 
-    /// Envoy's encoding of a list: each element a pair's name, with an empty value.
-    fn list(elements: &[Element]) -> Vec<u8> {
-        let names: Vec<Vec<u8>> = elements
+    /// The elements as Envoy hands them over.
+    fn list(elements: &[Element]) -> Vec<Vec<u8>> {
+        elements
             .iter()
             .map(|element| match element {
                 Element::Int(n) => n.to_le_bytes().to_vec(),
                 Element::Text(text) => text.as_bytes().to_vec(),
                 Element::Bytes(bytes) => bytes.clone(),
             })
-            .collect();
-        let mut out = (names.len() as u32).to_le_bytes().to_vec();
-        for name in &names {
-            out.extend((name.len() as u32).to_le_bytes());
-            out.extend(0u32.to_le_bytes());
-        }
-        for name in &names {
-            out.extend(name);
-            out.extend([0, 0]);
-        }
-        out
+            .collect()
+    }
+
+    fn decode(list: &[Vec<u8>]) -> Attributes {
+        let elements: Vec<&[u8]> = list.iter().map(Vec::as_slice).collect();
+        Attributes::from_elements(&elements)
     }
 
     use Element::{Bytes, Int, Text};
@@ -138,9 +124,8 @@ mod tests {
             Bytes(Vec::new()),
             Text("5"),
             Text("catalog"),
-            Text("via_upstream"),
         ]);
-        let attributes = Attributes::decode(&bytes);
+        let attributes = decode(&bytes);
         assert_eq!(
             attributes,
             Attributes {
@@ -152,7 +137,6 @@ mod tests {
                 transcode: TranscodeNote::default(),
                 grpc_status: Some(5),
                 upstream_cluster: Some("catalog".into()),
-                details: Some("via_upstream".into()),
             }
         );
     }
@@ -176,7 +160,7 @@ mod tests {
             Text(""),
             Text(""),
         ]);
-        let attributes = Attributes::decode(&bytes);
+        let attributes = decode(&bytes);
         assert_eq!(attributes.grpc_status, Some(0));
         assert_eq!(attributes.upstream_cluster.as_deref(), Some("catalog"));
         assert_eq!(attributes.transcode, transcode);
@@ -202,7 +186,7 @@ mod tests {
             Text(""),
             Text(""),
         ]);
-        let attributes = Attributes::decode(&bytes);
+        let attributes = decode(&bytes);
         assert_eq!((attributes.status, attributes.bytes_out), (401, 77));
         assert_eq!(attributes.peer, None);
         assert_eq!(attributes.grpc_status, None);
@@ -210,11 +194,10 @@ mod tests {
     }
 
     #[test]
-    fn garbage_and_short_lists_give_defaults_not_panics() {
-        assert_eq!(Attributes::decode(b"\xff\xff\xff"), Attributes::default());
-        assert_eq!(Attributes::decode(&[]), Attributes::default());
-        assert_eq!(Attributes::decode(&list(&[Int(503)])).status, 503);
-        let odd = Attributes::decode(&list(&[
+    fn short_lists_and_odd_values_give_defaults_not_panics() {
+        assert_eq!(decode(&[]), Attributes::default());
+        assert_eq!(decode(&list(&[Int(503)])).status, 503);
+        let odd = decode(&list(&[
             Int(-1),
             Text("not a number"),
             Int(1 << 40),

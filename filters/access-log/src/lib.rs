@@ -158,13 +158,9 @@ pub struct Record {
     pub trace_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_cluster: Option<String>,
-    /// The transcoder's failure kind (for metrics; the line has the status and the details).
+    /// The transcoder's failure kind (for metrics; the line has the status).
     #[serde(skip)]
     pub transcode_error: Option<String>,
-    /// Envoy's response-code details: which filter answered and why (`edge_auth_token_missing`,
-    /// `edge_transcoder_bad_request`), or `via_upstream`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_code_details: Option<String>,
 }
 
 /// When a request started and how long it took, in nanoseconds.
@@ -194,7 +190,6 @@ impl Record {
             transcode,
             grpc_status,
             upstream_cluster,
-            details,
         } = attributes;
         Record {
             time: rfc3339_millis(timing.started_unix_nanos),
@@ -228,7 +223,6 @@ impl Record {
                 .map(str::to_string),
             upstream_cluster,
             transcode_error: notes::non_empty(&transcode.error),
-            response_code_details: details,
         }
     }
 
@@ -395,7 +389,6 @@ mod tests {
                 error: "bad_request".into(),
                 ..Default::default()
             },
-            details: Some("edge_transcoder_bad_request".into()),
             ..Attributes::default()
         };
         let timing = Timing {
@@ -417,7 +410,6 @@ mod tests {
         );
         assert_eq!(record.transcode_error.as_deref(), Some("bad_request"));
         let line = record.to_json();
-        assert!(line.contains(r#""response_code_details":"edge_transcoder_bad_request""#));
         assert!(
             !line.contains("transcode_error"),
             "for metrics only: {line}"

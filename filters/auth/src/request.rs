@@ -265,7 +265,10 @@ mod tests {
                 Call::SetHeader(trace::AUTH_REASON_HEADER.into(), "token_missing".into()),
                 Call::Reply {
                     http_status: 401,
-                    body: "a bearer token is required".into(),
+                    status: edge_core::Status::new(
+                        GrpcCode::Unauthenticated,
+                        "a bearer token is required"
+                    ),
                     client: Client::Grpc,
                     details: "edge_auth_token_missing".into(),
                 },

@@ -12,7 +12,7 @@ use std::ops::Range;
 /// The headers at one moment, in Envoy's order (names lower-case, as Envoy keeps them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    /// The proxy-wasm map encoding Envoy returned (empty for headers made on the host).
+    /// The buffer the host filled (empty for headers made from pairs).
     raw: Vec<u8>,
     pairs: Vec<(Text, Text)>,
 }
@@ -38,17 +38,20 @@ impl Headers {
         }
     }
 
-    /// Headers from proxy-wasm's map encoding (see [`map_entries`]). `None` when the bytes are
-    /// not a whole map.
-    pub fn from_map_bytes(raw: Vec<u8>) -> Option<Self> {
-        let text = |range: Range<usize>| match std::str::from_utf8(&raw[range.clone()]) {
-            Ok(_) => Text::In(range),
-            Err(_) => Text::Copied(String::from_utf8_lossy(&raw[range]).into_owned()),
+    /// Headers whose names and values lie in a host's buffer at `entries`, read in place.
+    /// `None` when a range is outside `raw`.
+    pub fn in_buffer(raw: Vec<u8>, entries: Vec<(Range<usize>, Range<usize>)>) -> Option<Self> {
+        let text = |range: Range<usize>| -> Option<Text> {
+            let bytes = raw.get(range.clone())?;
+            Some(match std::str::from_utf8(bytes) {
+                Ok(_) => Text::In(range),
+                Err(_) => Text::Copied(String::from_utf8_lossy(bytes).into_owned()),
+            })
         };
-        let pairs = map_entries(&raw)?
+        let pairs = entries
             .into_iter()
-            .map(|(name, value)| (text(name), text(value)))
-            .collect();
+            .map(|(name, value)| Some((text(name)?, text(value)?)))
+            .collect::<Option<Vec<_>>>()?;
         Some(Self { raw, pairs })
     }
 
@@ -97,54 +100,22 @@ impl Headers {
     }
 }
 
-/// Where each name and value lies in proxy-wasm's map encoding, the form Envoy returns header
-/// maps and serialized lists in: the pair count, each pair's name and value lengths (u32,
-/// little-endian), then each name and value followed by a NUL. Every range returned is within
-/// `raw`; `None` when the bytes are not a whole map (empty bytes are an empty map).
-pub fn map_entries(raw: &[u8]) -> Option<Vec<(Range<usize>, Range<usize>)>> {
-    if raw.is_empty() {
-        return Some(Vec::new());
-    }
-    let read_u32 = |at: usize| -> Option<usize> {
-        let word: [u8; 4] = raw.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(u32::from_le_bytes(word) as usize)
-    };
-    let count = read_u32(0)?;
-    let mut data = count.checked_mul(8)?.checked_add(4)?;
-    // At least 10 bytes per pair (two lengths, two NULs): a lying count allocates nothing.
-    let mut entries = Vec::with_capacity(count.min(raw.len() / 10));
-    for index in 0..count {
-        let mut next = |length: usize| -> Option<Range<usize>> {
-            let range = data..data.checked_add(length)?;
-            raw.get(range.clone())?;
-            data = range.end.checked_add(1)?;
-            Some(range)
-        };
-        let name = next(read_u32(4 + index * 8)?)?;
-        let value = next(read_u32(8 + index * 8)?)?;
-        entries.push((name, value));
-    }
-    Some(entries)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// proxy-wasm's map encoding of `pairs`, as Envoy writes it.
-    fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut bytes = (pairs.len() as u32).to_le_bytes().to_vec();
+    /// `pairs` laid out in one buffer, as a host would hand them over.
+    fn in_buffer(pairs: &[(&[u8], &[u8])]) -> Headers {
+        let mut raw = Vec::new();
+        let mut entries = Vec::new();
         for (name, value) in pairs {
-            bytes.extend((name.len() as u32).to_le_bytes());
-            bytes.extend((value.len() as u32).to_le_bytes());
+            let name_at = raw.len()..raw.len() + name.len();
+            raw.extend(*name);
+            let value_at = raw.len()..raw.len() + value.len();
+            raw.extend(*value);
+            entries.push((name_at, value_at));
         }
-        for (name, value) in pairs {
-            for text in [name, value] {
-                bytes.extend(*text);
-                bytes.push(0);
-            }
-        }
-        bytes
+        Headers::in_buffer(raw, entries).unwrap()
     }
 
     #[test]
@@ -154,12 +125,11 @@ mod tests {
             ("authorization".into(), "Bearer a".into()),
             ("Authorization".into(), "Bearer b".into()),
         ]);
-        let read = Headers::from_map_bytes(encode(&[
+        let read = in_buffer(&[
             (b":method", b"GET"),
             (b"authorization", b"Bearer a"),
             (b"Authorization", b"Bearer b"),
-        ]))
-        .unwrap();
+        ]);
         for headers in [made, read] {
             assert_eq!(headers.get(":method"), Some("GET"));
             assert_eq!(headers.get("AUTHORIZATION"), Some("Bearer a"));
@@ -172,34 +142,15 @@ mod tests {
     }
 
     #[test]
-    fn empty_values_and_bytes_that_are_not_utf8() {
-        let headers = Headers::from_map_bytes(encode(&[
+    fn empty_values_bytes_that_are_not_utf8_and_ranges_outside_the_buffer() {
+        let headers = in_buffer(&[
             (b"x-empty", b""),
             (b"x-latin1", b"caf\xe9"),
             (b"x-after", b"ok"),
-        ]))
-        .unwrap();
+        ]);
         assert_eq!(headers.get("x-empty"), Some(""));
         assert_eq!(headers.get("x-latin1"), Some("caf\u{fffd}"));
         assert_eq!(headers.get("x-after"), Some("ok"));
-        assert_eq!(
-            Headers::from_map_bytes(Vec::new()),
-            Some(Headers::default())
-        );
-    }
-
-    #[test]
-    fn a_truncated_or_lying_map_is_refused_not_a_panic() {
-        let bytes = encode(&[(b"key", b"value")]);
-        for cut in 1..bytes.len() - 1 {
-            assert_eq!(
-                Headers::from_map_bytes(bytes[..cut].to_vec()),
-                None,
-                "cut at {cut}"
-            );
-        }
-        let mut huge = bytes.clone();
-        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(Headers::from_map_bytes(huge), None);
+        assert_eq!(Headers::in_buffer(b"ab".to_vec(), vec![(0..1, 1..3)]), None);
     }
 }

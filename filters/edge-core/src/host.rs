@@ -6,6 +6,8 @@
 //! Every call returns the host's status instead of panicking: a panic in a Wasm filter kills
 //! its VM for every later request on that worker.
 
+#[cfg(any(test, feature = "testing"))]
+use crate::Status;
 use crate::{Client, Headers, LocalReply};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -123,7 +125,7 @@ pub enum Call {
     SetProperty(String, Vec<u8>),
     Reply {
         http_status: u16,
-        body: String,
+        status: Status,
         client: Client,
         details: String,
     },
@@ -210,10 +212,9 @@ impl Host for RecordingHost {
         Ok(())
     }
     fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {
-        let wire = reply.to_wire(client);
         self.record(Call::Reply {
-            http_status: wire.http_status,
-            body: String::from_utf8_lossy(&wire.body).into_owned(),
+            http_status: reply.http_status,
+            status: reply.status.clone(),
             client,
             details: details.to_string(),
         });

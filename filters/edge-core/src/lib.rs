@@ -15,16 +15,14 @@ mod rollout;
 mod routes;
 mod status;
 pub mod trace;
-mod upstream;
 
-pub use headers::{map_entries, Headers};
+pub use headers::Headers;
 pub use path_template::PathTemplate;
 pub use percent::percent_decode;
-pub use reply::{Client, LocalReply, WireReply};
+pub use reply::{Client, LocalReply};
 pub use rollout::Rollout;
 pub use routes::{match_route, path_only, RouteError, RouteMatch};
 pub use status::{GrpcCode, Status};
-pub use upstream::grpc_upstream;
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. It carries
 /// no credentials by design, and Envoy's CORS filter answers it.

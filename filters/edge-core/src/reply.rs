@@ -1,8 +1,6 @@
-//! The one shape of every answer a filter sends itself, and how it goes on the wire for each
-//! kind of client: JSON clients get the HTTP status and a `google.rpc.Status` JSON body; gRPC
-//! clients get a trailers-only gRPC response with `grpc-status` and the plain message in
-//! `grpc-message` (Envoy renders that from the local reply's body and gRPC status, and
-//! percent-encodes the message as the gRPC spec asks).
+//! The one shape of every answer a filter sends itself: a `google.rpc.Status`, the HTTP status
+//! for JSON clients, and extra headers. How it goes on the wire for each kind of client is the
+//! host's (`edge-host` for proxy-wasm).
 
 use crate::{GrpcCode, Status};
 
@@ -37,16 +35,6 @@ pub struct LocalReply {
     pub headers: Vec<(String, String)>,
 }
 
-/// What the host call `send_local_response` takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireReply {
-    pub http_status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    /// The gRPC status for gRPC clients (Envoy then answers trailers-only, HTTP 200).
-    pub grpc_status: Option<GrpcCode>,
-}
-
 impl LocalReply {
     pub fn new(status: Status) -> Self {
         Self {
@@ -70,29 +58,6 @@ impl LocalReply {
         self.headers.push((name.into(), value.into()));
         self
     }
-
-    pub fn to_wire(&self, client: Client) -> WireReply {
-        match client {
-            Client::Http => {
-                let mut headers =
-                    vec![("content-type".to_string(), "application/json".to_string())];
-                headers.extend(self.headers.iter().cloned());
-                WireReply {
-                    http_status: self.http_status,
-                    headers,
-                    body: self.status.to_json().into_bytes(),
-                    grpc_status: None,
-                }
-            }
-            // No content-type: Envoy sets application/grpc, and ours would replace it.
-            Client::Grpc => WireReply {
-                http_status: self.http_status,
-                headers: self.headers.clone(),
-                body: self.status.message.clone().into_bytes(),
-                grpc_status: Some(self.status.code),
-            },
-        }
-    }
 }
 
 #[cfg(test)]
@@ -115,36 +80,5 @@ mod tests {
         ] {
             assert_eq!(Client::of_content_type(http), Client::Http, "{http:?}");
         }
-    }
-
-    #[test]
-    fn json_clients_get_status_json_and_the_headers() {
-        let reply = LocalReply::error(GrpcCode::Unimplemented, "no such method")
-            .with_http_status(405)
-            .with_header("allow", "GET, POST");
-        let wire = reply.to_wire(Client::Http);
-        assert_eq!(wire.http_status, 405);
-        assert_eq!(wire.grpc_status, None);
-        assert_eq!(
-            wire.headers,
-            vec![
-                ("content-type".to_string(), "application/json".to_string()),
-                ("allow".to_string(), "GET, POST".to_string())
-            ]
-        );
-        assert_eq!(
-            String::from_utf8(wire.body).unwrap(),
-            r#"{"code":12,"message":"no such method"}"#
-        );
-    }
-
-    #[test]
-    fn grpc_clients_get_the_plain_message_and_code() {
-        let reply = LocalReply::error(GrpcCode::Unauthenticated, "a bearer token is required")
-            .with_header("www-authenticate", "Bearer");
-        let wire = reply.to_wire(Client::Grpc);
-        assert_eq!(wire.grpc_status, Some(GrpcCode::Unauthenticated));
-        assert_eq!(wire.body, b"a bearer token is required");
-        assert!(wire.headers.iter().all(|(name, _)| *name != "content-type"));
     }
 }

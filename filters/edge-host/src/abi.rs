@@ -167,7 +167,7 @@ pub fn get_header_map(map: MapType) -> Result<Headers, HostError> {
         unsafe { proxy_get_header_map_pairs(map, data, size) }
     })?
     .unwrap_or_default();
-    Headers::from_map_bytes(bytes).ok_or(HostError(3))
+    crate::map::headers(bytes).ok_or(HostError(3))
 }
 
 pub fn replace_header(map: MapType, key: &str, value: &str) -> Result<(), HostError> {
@@ -359,7 +359,7 @@ mod tests {
     #[test]
     fn pairs_round_trip_through_the_map_encoding() {
         let pairs = [("content-type", "application/json"), ("x-empty", "")];
-        let headers = Headers::from_map_bytes(serialize_pairs(&pairs)).unwrap();
+        let headers = crate::map::headers(serialize_pairs(&pairs)).unwrap();
         assert_eq!(headers.get("content-type"), Some("application/json"));
         assert_eq!(headers.get("x-empty"), Some(""));
     }

@@ -10,12 +10,17 @@
 )]
 
 mod abi;
+mod map;
+mod reply;
+mod upstream;
 
 pub use abi::HostError;
 use edge_core::host::{Host, Level, SharedStore};
 use edge_core::{Client, GrpcCode, Headers, LocalReply};
+pub use map::list_elements;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 use std::cell::RefCell;
+pub use upstream::{check_clusters, grpc_upstream};
 
 /// [`Host`] for proxy-wasm: each call is one ABI call (metrics are defined on first use, once
 /// per VM).
@@ -176,7 +181,7 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostErro
 /// `details` is Envoy's response-code details for the stream. When Envoy refuses (e.g. the
 /// response has already started), resets the stream rather than leave the client hanging.
 pub fn send_reply(reply: &LocalReply, client: Client, details: &str) {
-    let wire = reply.to_wire(client);
+    let wire = reply::wire(reply, client);
     let headers: Vec<(&str, &str)> = wire
         .headers
         .iter()

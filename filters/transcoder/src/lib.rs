@@ -102,10 +102,8 @@ pub struct Route {
     pub service: String,
     pub method: String,
     pub cluster: String,
-    /// `cluster` encoded as the gRPC upstream argument (see `edge_core::grpc_upstream`).
-    pub upstream: String,
-    /// The new deployment's cluster and upstream while the service is being rolled out.
-    pub rollout: Option<(String, String)>,
+    /// The new deployment's cluster while the service is being rolled out.
+    pub rollout: Option<String>,
     pub body: BodyTarget,
     /// `response_body`: render only this field of the response.
     pub response_body: Option<FieldDescriptor>,
@@ -114,12 +112,12 @@ pub struct Route {
 }
 
 impl Route {
-    /// The cluster and upstream to call: the rollout's new deployment when auth chose it
-    /// (`backend`, from the backend header), else the route's own.
-    pub fn destination(&self, backend: Option<&str>) -> (&str, &str) {
+    /// The cluster to call: the rollout's new deployment when auth chose it (`backend`, from
+    /// the backend header), else the route's own.
+    pub fn destination(&self, backend: Option<&str>) -> &str {
         match (&self.rollout, backend) {
-            (Some((cluster, upstream)), Some(chosen)) if chosen == cluster => (cluster, upstream),
-            _ => (&self.cluster, &self.upstream),
+            (Some(cluster), Some(chosen)) if chosen == cluster => cluster,
+            _ => &self.cluster,
         }
     }
 
@@ -168,7 +166,6 @@ impl Route {
             service: method.parent_service().full_name().to_string(),
             method: method.name().to_string(),
             cluster: cluster.to_string(),
-            upstream: edge_core::grpc_upstream(cluster)?,
             rollout: None,
             body,
             response_body,
@@ -272,11 +269,7 @@ impl Transcoder {
                         ));
                     }
                     let mut route = route;
-                    if let Some(new) = config.rollouts.get(service_name) {
-                        let upstream = edge_core::grpc_upstream(new)
-                            .map_err(|e| format!("{context}: rollout: {e}"))?;
-                        route.rollout = Some((new.clone(), upstream));
-                    }
+                    route.rollout = config.rollouts.get(service_name).cloned();
                     routes.push(route);
                 }
             }
@@ -288,6 +281,14 @@ impl Transcoder {
             pool,
             config,
         })
+    }
+
+    /// Every cluster the transcoder calls (rollouts' new deployments included).
+    pub fn clusters(&self) -> impl Iterator<Item = &str> {
+        self.routes
+            .iter()
+            .flat_map(|route| std::iter::once(&route.cluster).chain(&route.rollout))
+            .map(String::as_str)
     }
 
     pub fn routes(&self) -> &[Route] {

@@ -60,9 +60,8 @@ pub enum BodyPlan {
 #[derive(Debug)]
 pub struct BackendCall<'t> {
     pub route: &'t Route,
-    /// The cluster called (for the access log), and its encoded upstream argument.
+    /// The cluster called.
     pub cluster: &'t str,
-    pub upstream: &'t str,
     /// Every metadata entry, `grpc-timeout` last.
     pub metadata: Vec<(&'t str, &'t [u8])>,
     pub message: Vec<u8>,
@@ -195,7 +194,7 @@ impl Transcoder {
                 pending.request_encoding,
             )
             .map_err(Failure::bad_request)?;
-        let (cluster, upstream) = route.destination(pending.backend.as_deref());
+        let cluster = route.destination(pending.backend.as_deref());
         let mut metadata: Vec<(&str, &[u8])> = pending
             .metadata
             .iter()
@@ -205,7 +204,6 @@ impl Transcoder {
         Ok(BackendCall {
             route,
             cluster,
-            upstream,
             metadata,
             message,
         })

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 pub const GOLDIE_ID: &str = "7c0cde05-4df0-47f4-94c4-978dd9f56e5c";
 pub const MOBILE_PHONE_ID: &str = "e0e58243-4138-48e5-8aba-448a8888e2ff";
 
-const SERVICES: [&str; 5] = ["customer", "item", "acl", "authority", "catalog"];
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn workspace_root() -> PathBuf {
@@ -68,6 +67,8 @@ struct Service {
     addr: String,
     /// The program it runs (a second deployment runs another's: `catalog-v2` runs `catalog`).
     binary: String,
+    /// The services it calls (edge.json's `calls`), told where they are when it starts.
+    calls: Vec<String>,
 }
 
 /// A service never outlives its test, even when the test fails before the edge is up.
@@ -171,15 +172,13 @@ impl Edge {
         let dir = test_dir("edge-e2e");
         let mut config = edge_json();
         (options.customize)(&mut config);
-        // The platform's services first (in dependency order), then any the test configured.
-        let mut names: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
-        names.extend(
-            config
-                .services
-                .keys()
-                .filter(|n| !SERVICES.contains(&n.as_str()))
-                .cloned(),
-        );
+        // Each service after the services it calls (edge.json's `calls`), as `make run` does.
+        let names: Vec<String> = config
+            .start_order()
+            .expect("services start in some order")
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         let mut services = BTreeMap::new();
         for name in &names {
             let addrs: BTreeMap<String, String> = services
@@ -187,13 +186,10 @@ impl Edge {
                 .map(|(n, s): (&String, &Service)| (n.clone(), s.addr.clone()))
                 .collect();
             let database = options.database_urls.get(name).map(String::as_str);
-            let binary = config
-                .services
-                .get(name)
-                .map_or(name.as_str(), |s| s.binary(name));
+            let declared = &config.services[name];
             let service = start_service_at(
                 &bin_dir,
-                (name, binary),
+                (name, declared.binary(name), &declared.calls),
                 &dir,
                 &addrs,
                 ("127.0.0.1:0", database),
@@ -461,9 +457,10 @@ impl Edge {
             .collect();
         let database = self.database_urls.get(name).map(String::as_str);
         let binary = self.services[name].binary.clone();
+        let calls = self.services[name].calls.clone();
         let service = start_service_at(
             &bin_dir,
-            (name, &binary),
+            (name, &binary, &calls),
             &self.dir,
             &others,
             (&addr, database),
@@ -586,6 +583,25 @@ impl Edge {
         writers.join_all().await;
     }
 
+    /// Signs a new customer up (through the edge, as a client would) and in: (id, token).
+    pub async fn signup(&self, name: &str) -> (String, String) {
+        let response = self
+            .http
+            .post(self.url("/auth/signup"))
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .expect("signup");
+        let status = response.status();
+        let body: Value = response.json().await.expect("signup JSON");
+        assert_eq!(status, 200, "signup of {name}: {body}");
+        let id = body["customer"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no customer id in {body}"))
+            .to_string();
+        (id, self.signin(name).await)
+    }
+
     /// The `access_token` for an existing customer.
     pub async fn signin(&self, name: &str) -> String {
         let response: Value = self
@@ -658,11 +674,11 @@ pub fn cluster_name(service: &str) -> String {
     }
 }
 
-/// Starts a service on `listen_addr` (port 0: the OS picks) with its dependencies' addresses
-/// from `started`, and waits for its `listening on ADDR` line.
+/// Starts a service on `listen_addr` (port 0: the OS picks) with the addresses of the services
+/// it calls from `started`, and waits for its `listening on ADDR` line.
 fn start_service_at(
     bin_dir: &Path,
-    (name, binary): (&str, &str),
+    (name, binary, calls): (&str, &str, &[String]),
     dir: &Path,
     started: &BTreeMap<String, String>,
     (listen_addr, database_url): (&str, Option<&str>),
@@ -679,9 +695,12 @@ fn start_service_at(
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).expect("service log"));
-    for (variable, dependency) in [("CUSTOMER_ADDR", "customer"), ("ITEM_ADDR", "item")] {
+    for dependency in calls {
         if let Some(addr) = started.get(dependency) {
-            command.env(variable, format!("http://{addr}"));
+            command.env(
+                edgectl::address_variable(dependency),
+                format!("http://{addr}"),
+            );
         }
     }
     let mut child = command
@@ -708,6 +727,7 @@ fn start_service_at(
         child,
         addr,
         binary: binary.to_string(),
+        calls: calls.to_vec(),
     }
 }
 

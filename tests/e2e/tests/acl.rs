@@ -23,22 +23,6 @@ async fn edge() -> Edge {
     .await
 }
 
-/// Signs a new customer up and in: (id, token).
-async fn customer(edge: &Edge, name: &str) -> (String, String) {
-    let (status, body) = json_of(
-        edge.http
-            .post(edge.url("/auth/signup"))
-            .json(&json!({ "name": name }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let id = body["customer"]["id"].as_str().expect("id").to_string();
-    (id, edge.signin(name).await)
-}
-
 async fn create_item(edge: &Edge, token: &str, title: &str) -> (u16, Value) {
     json_of(
         edge.http
@@ -120,8 +104,8 @@ async fn stat(edge: &Edge, name: &str) -> i64 {
 #[tokio::test]
 async fn buying_an_item() {
     let edge = edge().await;
-    let (_, seller) = customer(&edge, "seller").await;
-    let (buyer_id, buyer) = customer(&edge, "buyer").await;
+    let (_, seller) = edge.signup("seller").await;
+    let (buyer_id, buyer) = edge.signup("buyer").await;
     let (status, created) = create_item(&edge, &seller, "Desk").await;
     assert_eq!(status, 200, "{created}");
     let item = created["item"]["id"].as_str().unwrap().to_string();
@@ -168,7 +152,7 @@ async fn buying_an_item() {
     let item = created["item"]["id"].as_str().unwrap().to_string();
     let mut buyers = Vec::new();
     for n in 0..16 {
-        buyers.push(customer(&edge, &format!("racer{n}")).await);
+        buyers.push(edge.signup(&format!("racer{n}")).await);
     }
     let mut attempts = tokio::task::JoinSet::new();
     for (id, token) in buyers {
@@ -207,9 +191,9 @@ async fn buying_an_item() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restriction_applies_within_two_seconds_without_a_push_and_lifts() {
     let edge = edge().await;
-    let (_, admin) = customer(&edge, "admin").await;
-    let (spammer_id, spammer) = customer(&edge, "spammer").await;
-    let (_, honest) = customer(&edge, "honest").await;
+    let (_, admin) = edge.signup("admin").await;
+    let (spammer_id, spammer) = edge.signup("spammer").await;
+    let (_, honest) = edge.signup("honest").await;
     let envoy_pid = edge.envoy_pid();
     assert_eq!(create_item(&edge, &spammer, "First").await.0, 200);
 
@@ -291,9 +275,9 @@ async fn a_restriction_applies_within_two_seconds_without_a_push_and_lifts() {
 #[tokio::test]
 async fn restrictions_outlive_an_acl_outage_and_expire_by_themselves() {
     let mut edge = edge().await;
-    let (_, admin) = customer(&edge, "admin").await;
-    let (banned_id, banned) = customer(&edge, "banned").await;
-    let (brief_id, brief) = customer(&edge, "brief").await;
+    let (_, admin) = edge.signup("admin").await;
+    let (banned_id, banned) = edge.signup("banned").await;
+    let (brief_id, brief) = edge.signup("brief").await;
     restrict(&edge, &admin, &banned_id, "list", None).await;
     until_listing_is(&edge, &banned, 403).await;
 
@@ -348,7 +332,7 @@ async fn restrictions_outlive_an_acl_outage_and_expire_by_themselves() {
 #[tokio::test]
 async fn only_administrators_change_restrictions() {
     let edge = edge().await;
-    let (user_id, user) = customer(&edge, "someone").await;
+    let (user_id, user) = edge.signup("someone").await;
     let (status, body) = json_of(
         edge.http
             .post(edge.url("/acl/restrictions"))
@@ -370,7 +354,7 @@ async fn only_administrators_change_restrictions() {
             .as_u16(),
         401
     );
-    let (_, admin) = customer(&edge, "admin").await;
+    let (_, admin) = edge.signup("admin").await;
     let (status, body) = json_of(
         edge.http
             .post(edge.url("/acl/restrictions"))
@@ -406,8 +390,8 @@ async fn refusal_cost(edge: &Edge, token: &str, requests: u32) -> Duration {
 #[tokio::test]
 async fn ten_thousand_restrictions_cost_no_more_per_request() {
     let edge = edge().await;
-    let (_, admin) = customer(&edge, "admin").await;
-    let (banned_id, banned) = customer(&edge, "banned").await;
+    let (_, admin) = edge.signup("admin").await;
+    let (banned_id, banned) = edge.signup("banned").await;
     restrict(&edge, &admin, &banned_id, "list", None).await;
     until_listing_is(&edge, &banned, 403).await;
     refusal_cost(&edge, &banned, 200).await; // warm up

@@ -338,15 +338,7 @@ async fn restrictions_and_required_claims_are_per_action() {
         key.sign(claims).unwrap()
     };
     // goldie is restricted from listing (creating items), as data in the acl service.
-    let signup = edge
-        .http
-        .post(edge.url("/auth/signup"))
-        .json(&json!({"name": "admin"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signup.status(), 200);
-    let admin = edge.signin("admin").await;
+    let (_, admin) = edge.signup("admin").await;
     let restricted = edge
         .http
         .post(edge.url("/acl/restrictions"))

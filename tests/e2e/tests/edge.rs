@@ -209,12 +209,7 @@ async fn errors_are_google_rpc_status_json() {
 async fn identity_comes_only_from_the_token() {
     let edge = Edge::start().await;
     let http = &edge.http;
-    http.post(edge.url("/auth/signup"))
-        .json(&json!({"name": "mallory"}))
-        .send()
-        .await
-        .unwrap();
-    let token = edge.signin("mallory").await;
+    let (_, token) = edge.signup("mallory").await;
     // Mallory claims to be goldie through the header the backends trust.
     let (status, created) = json_of(
         http.post(edge.url("/catalog/items"))
@@ -372,7 +367,6 @@ async fn one_access_log_line_per_request() {
         .as_str()
         .is_some_and(|t| t.ends_with('Z') && t.len() == 24));
     assert!(list.get("subject").is_none());
-    assert_eq!(list["response_code_details"], "via_upstream");
 
     let create = record("ok-create");
     assert_eq!(create["subject"], GOLDIE_ID);
@@ -382,7 +376,6 @@ async fn one_access_log_line_per_request() {
     let denied = record("denied");
     assert_eq!(denied["status"], 401);
     assert_eq!(denied["auth_reason"], "token_missing");
-    assert_eq!(denied["response_code_details"], "edge_auth_token_missing");
     assert!(denied.get("subject").is_none());
 
     let missing = record("missing");
@@ -394,10 +387,6 @@ async fn one_access_log_line_per_request() {
     let malformed = record("malformed");
     assert_eq!(malformed["status"], 400);
     assert_eq!(malformed["route"], "/catalog/items");
-    assert_eq!(
-        malformed["response_code_details"],
-        "edge_transcoder_bad_request"
-    );
     assert_eq!(malformed["subject"], GOLDIE_ID);
     assert_eq!(record("too-large")["status"], 413);
     let grpc_ok = record("grpc-ok");

@@ -135,10 +135,12 @@ fn assert_same_chain(dump: &Value, local_dump: &Value, config: &EdgeConfig) {
         .collect();
     let mesh_configs = config.istio_filter_configs().expect("filter configs");
     for ((name, real), local) in chain.iter().zip(&local) {
-        if let Some(plugin) = name
+        if let Some(filter) = name
             .strip_prefix("edge.")
-            .filter(|n| ["access-log", "auth", "transcoder"].contains(n))
+            .and_then(|n| edgectl::FILTERS.iter().find(|p| p.name() == n))
+            .map(|plugin| plugin.filter)
         {
+            let plugin = filter.name();
             // The Wasm filters: discovered from istiod (WasmPlugin) or inline (EnvoyFilter).
             let wasm = if real.get("config_discovery").is_some() {
                 ecds.get(name.as_str())
@@ -155,9 +157,9 @@ fn assert_same_chain(dump: &Value, local_dump: &Value, config: &EdgeConfig) {
             .expect("JSON");
             // istiod passes `pluginConfig` on as a protobuf Struct: every number a double.
             assert!(
-                same_json(&configuration, mesh_configs.of(plugin)),
+                same_json(&configuration, mesh_configs.of(filter)),
                 "{name}'s configuration:\n{configuration}\nagainst\n{}",
-                mesh_configs.of(plugin)
+                mesh_configs.of(filter)
             );
             assert_eq!(wasm["root_id"], plugin, "{name}");
             assert_eq!(wasm["failure_policy"], "FAIL_RELOAD", "{name}");

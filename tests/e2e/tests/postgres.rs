@@ -38,15 +38,7 @@ async fn data_services_run_on_postgresql() {
         );
     }
 
-    let signup = edge
-        .http
-        .post(edge.url("/auth/signup"))
-        .json(&json!({"name": "pg-gopher"}))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(signup.status(), 200);
-    let token = edge.signin("pg-gopher").await;
+    let (_, token) = edge.signup("pg-gopher").await;
     let created: Value = edge
         .http
         .post(edge.url("/catalog/items"))
@@ -93,21 +85,6 @@ async fn data_services_run_on_postgresql() {
     );
 }
 
-async fn signed_up(edge: &Edge, name: &str) -> (String, String) {
-    let body: Value = edge
-        .http
-        .post(edge.url("/auth/signup"))
-        .json(&json!({ "name": name }))
-        .send()
-        .await
-        .expect("signup")
-        .json()
-        .await
-        .expect("JSON");
-    let id = body["customer"]["id"].as_str().expect("id").to_string();
-    (id, edge.signin(name).await)
-}
-
 #[tokio::test]
 async fn buying_races_and_restrictions_on_postgresql() {
     let postgres = Postgres::start(&["customer", "item", "acl"]).await;
@@ -120,7 +97,7 @@ async fn buying_races_and_restrictions_on_postgresql() {
         ..Options::default()
     })
     .await;
-    let (_, seller) = signed_up(&edge, "pg-seller").await;
+    let (_, seller) = edge.signup("pg-seller").await;
     let created: Value = edge
         .http
         .post(edge.url("/catalog/items"))
@@ -136,7 +113,7 @@ async fn buying_races_and_restrictions_on_postgresql() {
     // PostgreSQL serves the item service with several connections: the buyers really race.
     let mut attempts = tokio::task::JoinSet::new();
     for n in 0..16 {
-        let (id, token) = signed_up(&edge, &format!("pg-racer{n}")).await;
+        let (id, token) = edge.signup(&format!("pg-racer{n}")).await;
         let http = edge.http.clone();
         let url = edge.url(&format!("/catalog/items/{item}:purchase"));
         attempts.spawn(async move {
@@ -171,8 +148,8 @@ async fn buying_races_and_restrictions_on_postgresql() {
     );
 
     // A restriction kept in PostgreSQL, followed by the edge.
-    let (_, admin) = signed_up(&edge, "admin").await;
-    let (banned_id, banned) = signed_up(&edge, "pg-banned").await;
+    let (_, admin) = edge.signup("admin").await;
+    let (banned_id, banned) = edge.signup("pg-banned").await;
     let restricted = edge
         .http
         .post(edge.url("/acl/restrictions"))

@@ -26,19 +26,6 @@ async fn edge() -> Edge {
     .await
 }
 
-async fn signed_up(edge: &Edge, name: &str) -> String {
-    let status = edge
-        .http
-        .post(edge.url("/auth/signup"))
-        .json(&json!({ "name": name }))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 200);
-    edge.signin(name).await
-}
-
 /// `count` listings at once with these extra headers: the statuses, sorted, and one 429's
 /// `retry-after` and body.
 async fn burst(
@@ -83,8 +70,8 @@ async fn burst(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_user_gets_the_allowance_then_429_then_recovers() {
     let edge = edge().await;
-    let alice = signed_up(&edge, "alice").await;
-    let bob = signed_up(&edge, "bob").await;
+    let (_, alice) = edge.signup("alice").await;
+    let (_, bob) = edge.signup("bob").await;
 
     let (statuses, limited) = burst(&edge, &alice, 6, &[]).await;
     assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
@@ -155,7 +142,7 @@ async fn anonymous_requests_are_limited_by_client_address() {
         .unwrap();
     assert_eq!(read(&elsewhere, None).await.unwrap().status().as_u16(), 200);
     // Reads are one group, listings another: a limited reader still lists.
-    let token = signed_up(&edge, "lister").await;
+    let (_, token) = edge.signup("lister").await;
     let (statuses, _) = burst(&edge, &token, 1, &[]).await;
     assert_eq!(statuses, [200]);
 }

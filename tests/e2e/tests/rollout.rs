@@ -10,7 +10,7 @@
 use edge_e2e::{Edge, Options, MOBILE_PHONE_ID};
 use edgectl::EdgeConfig;
 use platform_proto::catalog::{catalog_service_client::CatalogServiceClient, GetItemRequest};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,18 +34,7 @@ async fn sign_up_users(edge: &Edge) -> Users {
     let mut users = Vec::new();
     for index in 0..USERS {
         let name = format!("rollout-{index}-{}", std::process::id());
-        let created: Value = edge
-            .http
-            .post(edge.url("/auth/signup"))
-            .json(&json!({ "name": name }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let subject = created["customer"]["id"].as_str().expect("id").to_string();
-        let token = edge.signin(&name).await;
+        let (subject, token) = edge.signup(&name).await;
         users.push((subject, format!("Bearer {token}")));
     }
     Users { users }

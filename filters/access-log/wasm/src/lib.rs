@@ -61,7 +61,7 @@ impl AccessLogRoot {
         let lines = self.buffer.borrow_mut().take(collector.batch_lines);
         let count = lines.len();
         let message = prost::Message::encode_to_vec(&LogBatch { lines });
-        let sent = edge_core::grpc_upstream(&collector.cluster)
+        let sent = host::grpc_upstream(&collector.cluster)
             .map_err(|e| format!("{e:?}"))
             .and_then(|upstream| {
                 self.dispatch_grpc_call(
@@ -223,7 +223,7 @@ impl HttpContext for AccessLog {
         let attributes = self
             .attributes
             .and_then(|expression| expression.evaluate().ok())
-            .map(|list| Attributes::decode(&list))
+            .map(|list| Attributes::from_elements(&host::list_elements(&list)))
             .unwrap_or_default();
         let record = Record::of(
             &self.config,

@@ -108,7 +108,7 @@ impl AuthRoot {
         message: &[u8],
         timeout: Duration,
     ) -> Result<u32, String> {
-        let upstream = edge_core::grpc_upstream(cluster)?;
+        let upstream = host::grpc_upstream(cluster)?;
         self.dispatch_grpc_call(
             &upstream,
             service,
@@ -268,7 +268,11 @@ impl RootContext for AuthRoot {
         let config = match host::plugin_configuration()
             .map_err(|e| e.to_string())
             .and_then(|bytes| AuthConfig::from_json(&bytes))
-        {
+            .and_then(|config| {
+                host::check_clusters(config.clusters())
+                    .map_err(|e| format!("invalid auth configuration: {e}"))?;
+                Ok(config)
+            }) {
             Ok(config) => Rc::new(config),
             Err(error) => {
                 host::log(LogLevel::Error, &error);

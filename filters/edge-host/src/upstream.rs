@@ -50,6 +50,13 @@ pub fn grpc_upstream(cluster: &str) -> Result<String, String> {
     Ok(encoded)
 }
 
+/// Checks at configuration time that every cluster a filter will call can be encoded.
+pub fn check_clusters<'a>(clusters: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+    clusters
+        .into_iter()
+        .try_for_each(|cluster| grpc_upstream(cluster).map(drop))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +86,7 @@ mod tests {
         assert!(grpc_upstream(&"c".repeat(62)).is_err());
         assert!(grpc_upstream(&"c".repeat(61)).is_ok());
         assert!(grpc_upstream("caf\u{e9}").is_err());
+        assert!(check_clusters(["a", "b"]).is_ok());
+        assert!(check_clusters(["a", ""]).is_err());
     }
 }
