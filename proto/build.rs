@@ -29,6 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
 
-    tonic_prost_build::configure().compile_fds(compiler.file_descriptor_set())?;
+    // Messages only for the filters (wasm32): they call out through the proxy, not tonic.
+    let grpc = env::var_os("CARGO_FEATURE_GRPC").is_some();
+    tonic_prost_build::configure()
+        .build_client(grpc)
+        .build_server(grpc)
+        .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

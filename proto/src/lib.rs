@@ -1,4 +1,5 @@
-//! The platform's gRPC API, generated from `proto/platform/*.proto`.
+//! The platform's gRPC API, generated from `proto/platform/*.proto`: the messages, and with the
+//! `grpc` feature the services' tonic clients and servers.
 
 /// The `FileDescriptorSet` of every platform proto and its imports (including the
 /// `google.api.http` annotations): served through gRPC reflection, and embedded in the
@@ -7,31 +8,31 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/platform_descriptor.bin"));
 
 pub mod acl {
-    tonic::include_proto!("acl");
+    include!(concat!(env!("OUT_DIR"), "/acl.rs"));
 }
 
 pub mod authority {
-    tonic::include_proto!("authority");
+    include!(concat!(env!("OUT_DIR"), "/authority.rs"));
 }
 
 pub mod catalog {
-    tonic::include_proto!("catalog");
+    include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
 }
 
 pub mod customer {
-    tonic::include_proto!("customer");
+    include!(concat!(env!("OUT_DIR"), "/customer.rs"));
 }
 
 pub mod item {
-    tonic::include_proto!("item");
+    include!(concat!(env!("OUT_DIR"), "/item.rs"));
 }
 
 pub mod telemetry {
-    tonic::include_proto!("telemetry");
+    include!(concat!(env!("OUT_DIR"), "/telemetry.rs"));
 }
 
 pub mod google {
     pub mod api {
-        tonic::include_proto!("google.api");
+        include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
     }
 }

@@ -61,12 +61,8 @@ fn default_collector_timeout_ms() -> u64 {
     2000
 }
 
-/// The `telemetry.LogBatch` message, declared by hand so the filter needs no generated code.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LogBatch {
-    #[prost(string, repeated, tag = "1")]
-    pub lines: Vec<String>,
-}
+/// What the collector's `Ship` takes, generated from `proto/platform/telemetry.proto`.
+pub use platform_proto::telemetry::LogBatch;
 
 /// A worker's lines waiting to be shipped: bounded, oldest first.
 #[derive(Debug, Default)]

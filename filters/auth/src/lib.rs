@@ -17,13 +17,7 @@ pub use acl::{FeedPoll, NoRestrictions, Restrictions, SubjectRestrictions};
 pub use config::{AuthConfig, Policy};
 pub use edge_core::Client;
 pub use keys::{KeySet, TokenError};
+/// The authority's answer with its JWKS, generated from `proto/platform/authority.proto`.
+pub use platform_proto::authority::ListPublicKeysResponse;
 pub use policy::{authorize, Outcome, Reason, Rejection, Request};
 pub use refresh::KeyRefresh;
-
-/// The response of `authority.AuthorityService/ListPublicKeys`, declared by hand so that the
-/// filter needs no generated code: field 1 is the JWKS as JSON.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ListPublicKeysResponse {
-    #[prost(string, tag = "1")]
-    pub jwks: String,
-}

@@ -78,49 +78,8 @@ fn default_max_subjects() -> u64 {
     1_000_000
 }
 
-/// `acl.ListChangesRequest`, declared by hand like the other callout messages.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ListChangesRequest {
-    #[prost(int64, tag = "1")]
-    pub since_version: i64,
-    #[prost(int32, tag = "2")]
-    pub page_size: i32,
-    #[prost(message, optional, tag = "3")]
-    pub wait: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ListChangesResponse {
-    #[prost(message, repeated, tag = "1")]
-    pub changes: Vec<Change>,
-    #[prost(int64, tag = "2")]
-    pub version: i64,
-}
-
-/// The latest state of one (subject, action).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Change {
-    #[prost(int64, tag = "1")]
-    pub version: i64,
-    #[prost(string, tag = "2")]
-    pub subject: String,
-    #[prost(string, tag = "3")]
-    pub action: String,
-    #[prost(bool, tag = "4")]
-    pub restricted: bool,
-    /// Unix seconds; 0: until lifted.
-    #[prost(int64, tag = "5")]
-    pub expire_unix_seconds: i64,
-}
+/// The feed's messages, generated from `proto/platform/acl.proto`.
+pub use platform_proto::acl::{Change, ListChangesRequest, ListChangesResponse};
 
 impl AclSource {
     /// The next poll. Until the copy is complete (`loaded`), the poll must not wait: a feed
@@ -130,7 +89,7 @@ impl AclSource {
         ListChangesRequest {
             since_version,
             page_size: i32::try_from(self.page_size).unwrap_or(i32::MAX),
-            wait: Some(ProtoDuration {
+            wait: Some(prost_types::Duration {
                 seconds: i64::try_from(wait).unwrap_or(i64::MAX),
                 nanos: 0,
             }),
