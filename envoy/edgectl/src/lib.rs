@@ -6,7 +6,6 @@
 
 mod yaml;
 
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -15,6 +14,7 @@ use std::path::Path;
 pub use yaml::to_yaml;
 
 mod cors;
+mod filters;
 mod istio;
 mod istiod;
 mod limits;
@@ -28,6 +28,7 @@ mod slo;
 mod traces;
 mod xds;
 pub use cors::CorsSettings;
+pub use filters::FilterConfigs;
 pub use istio::{Digests, Files, IstioSettings, Objects, WASM_MOUNT};
 pub use istiod::{
     istiod_command, write_istiod_file, write_mesh, IstiodPorts, MeshTopology, MeshVariant,
@@ -197,24 +198,6 @@ impl Topology {
     }
 }
 
-/// The three filters' configurations, ready for Envoy.
-#[derive(Debug, Clone)]
-pub struct FilterConfigs {
-    pub auth: Value,
-    pub transcoder: Value,
-    pub access_log: Value,
-}
-
-impl FilterConfigs {
-    pub fn of(&self, filter: Filter) -> &Value {
-        match filter {
-            Filter::Auth => &self.auth,
-            Filter::Transcoder => &self.transcoder,
-            Filter::AccessLog => &self.access_log,
-        }
-    }
-}
-
 impl EdgeConfig {
     /// The service the catch-all route of transcoded requests names: nothing is sent there
     /// (the transcoder answers every such request), but Envoy and Istio want a destination.
@@ -297,122 +280,6 @@ impl EdgeConfig {
         config.limits.check()?;
         Ok(config)
     }
-
-    /// Renders each filter's configuration with `cluster_name` naming a service's cluster,
-    /// and checks it with the filter's own parser.
-    pub fn filter_configs(
-        &self,
-        cluster_name: impl Fn(&str) -> String,
-    ) -> Result<FilterConfigs, String> {
-        let mut auth = self.auth.clone();
-        let key_source = auth
-            .pointer("/authority/cluster")
-            .and_then(Value::as_str)
-            .ok_or("auth.authority.cluster must name a service")?
-            .to_string();
-        if !self.services.contains_key(&key_source) {
-            return Err(format!("auth.authority.cluster: no service {key_source:?}"));
-        }
-        auth["authority"]["cluster"] = json!(cluster_name(&key_source));
-        if let Some(acl) = auth.pointer("/acl/cluster").and_then(Value::as_str) {
-            if !self.services.contains_key(acl) {
-                return Err(format!("auth.acl.cluster: no service {acl:?}"));
-            }
-            auth["acl"]["cluster"] = json!(cluster_name(acl));
-        }
-
-        let mut transcoder = self.transcoder.clone();
-        let descriptor_set = match transcoder.remove("descriptor_set_file") {
-            None => platform_proto::FILE_DESCRIPTOR_SET.to_vec(),
-            Some(Value::String(path)) => std::fs::read(&path)
-                .map_err(|e| format!("transcoder.descriptor_set_file {path}: {e}"))?,
-            Some(other) => {
-                return Err(format!(
-                    "transcoder.descriptor_set_file must be a path, not {other}"
-                ))
-            }
-        };
-        transcoder.insert(
-            "descriptor_set".into(),
-            json!(base64::engine::general_purpose::STANDARD.encode(descriptor_set)),
-        );
-        let exposed: Map<String, Value> = self
-            .services
-            .iter()
-            .filter(|(_, service)| service.public)
-            .map(|(name, service)| (service.grpc_service.clone(), json!(cluster_name(name))))
-            .collect();
-        transcoder.insert("services".into(), Value::Object(exposed));
-        let rollouts = self.checked_rollouts()?;
-        if !rollouts.is_empty() {
-            let moving: Map<String, Value> = rollouts
-                .iter()
-                .map(|(r, grpc)| (grpc.to_string(), json!(cluster_name(&r.to))))
-                .collect();
-            transcoder.insert("rollouts".into(), Value::Object(moving));
-            transcoder.insert("backend_header".into(), json!(self.backend_header()));
-            auth["rollouts"] = rollouts
-                .iter()
-                .map(|(r, grpc)| {
-                    json!({
-                        "service": grpc,
-                        "cluster": cluster_name(&r.to),
-                        "reads_percent": r.reads_percent,
-                        "writes_percent": r.writes_percent,
-                        "salt": r.salt(),
-                        "read_methods": r.read_methods
-                    })
-                })
-                .collect();
-        }
-        if self.cors.is_some() {
-            // In Istio the CORS filter runs after the Wasm filters: preflights must reach it.
-            transcoder.insert("pass_cors_preflights".into(), json!(true));
-        }
-        let transcoder = Value::Object(transcoder);
-        let parsed: edge_transcoder::TranscoderConfig =
-            serde_json::from_value(transcoder.clone()).map_err(|e| format!("transcoder: {e}"))?;
-        let built = edge_transcoder::Transcoder::new(parsed)?;
-        // What the filter checks when Envoy configures it: every cluster must fit the gRPC
-        // callout's encoding.
-        edge_host::check_clusters(built.clusters()).map_err(|e| format!("transcoder: {e}"))?;
-        let served = built.served_routes();
-        // Auth answers 404/405 for what no route serves: the table comes from the same
-        // descriptor set and services as the transcoder's, so the two cannot disagree.
-        if auth.get("routes").is_none() {
-            auth["routes"] = served
-                .into_iter()
-                .map(|(method, path, service)| {
-                    json!({ "method": method, "path": path, "service": service })
-                })
-                .collect();
-        }
-        let auth_config = edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;
-        edge_host::check_clusters(auth_config.clusters()).map_err(|e| format!("auth: {e}"))?;
-
-        let mut access_log = self.access_log.clone();
-        if self.tracing.is_some() && access_log.get("generate_traceparent").is_none() {
-            // Envoy's tracer starts the trace; the log takes its id from the edge span.
-            access_log["generate_traceparent"] = json!(false);
-        }
-        if let Some(service) = access_log
-            .pointer("/collector/cluster")
-            .and_then(Value::as_str)
-        {
-            if !self.services.contains_key(service) {
-                return Err(format!(
-                    "access_log.collector.cluster: no service {service:?}"
-                ));
-            }
-            access_log["collector"]["cluster"] = json!(cluster_name(service));
-        }
-        edge_access_log::AccessLogConfig::from_json(access_log.to_string().as_bytes())?;
-        Ok(FilterConfigs {
-            auth,
-            transcoder,
-            access_log,
-        })
-    }
 }
 
 /// The header of every rendered file.
@@ -478,6 +345,7 @@ pub fn wasm_digests(dir: &Path) -> Result<Digests, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn repo_file(relative: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -2,7 +2,8 @@
 //! entries it is made of.
 
 use crate::{
-    chain, rbac_filter, to_yaml, ChainFeatures, EdgeConfig, Slot, Topology, GENERATED_NOTICE,
+    chain, rbac_filter, to_yaml, ChainFeatures, EdgeConfig, FilterConfigs, Slot, Topology,
+    GENERATED_NOTICE,
 };
 use serde_json::{json, Value};
 
@@ -10,10 +11,56 @@ impl EdgeConfig {
     /// The Envoy bootstrap for a local (non-mesh) edge.
     pub fn envoy_bootstrap(&self, topology: &Topology) -> Result<Value, String> {
         let filters = self.filter_configs(str::to_string)?;
-        let wasm = |name: &str, config: &Value| match &topology.xds_dir {
-            Some(dir) => discovered_filter(name, dir),
-            None => wasm_filter(name, &topology.wasm_dir, config),
-        };
+        let mut virtual_host = json!({
+            "name": "edge",
+            "domains": ["*"],
+            "routes": self.local_routes()?,
+            "request_headers_to_remove": crate::EDGE_ONLY_HEADERS
+        });
+        if let Some(cors) = &self.cors {
+            virtual_host["typed_per_filter_config"] =
+                json!({ "envoy.filters.http.cors": cors.envoy_policy() });
+        }
+        let mut connection_manager = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "ingress",
+            "codec_type": "AUTO",
+            "route_config": {
+                "name": "edge",
+                "virtual_hosts": [virtual_host]
+            },
+            "http_filters": self.local_http_filters(&filters, topology)?
+        });
+        for (field, value) in self.connection_manager_settings()? {
+            connection_manager[field] = value;
+        }
+        if let Some(tracing) = &self.tracing {
+            connection_manager["tracing"] = tracing.connection_manager();
+        }
+        Ok(json!({
+            // xDS (the filters' ECDS files) needs the node named.
+            "node": { "id": "edge", "cluster": "edge" },
+            "overload_manager": self.limits.overload_manager(),
+            "stats_config": stats_config(),
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.admin_port } } },
+            "static_resources": {
+                "listeners": [{
+                    "name": "ingress",
+                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.listen_port } },
+                    "per_connection_buffer_limit_bytes": self.limits.connection_buffer_bytes,
+                    "filter_chains": [{ "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": connection_manager
+                    }] }]
+                }],
+                "clusters": self.local_clusters(&filters, topology)?
+            }
+        }))
+    }
+
+    /// gRPC clients' routes (a rollout's first, matched on auth's choice), then the catch-all
+    /// JSON requests run their filters on.
+    fn local_routes(&self) -> Result<Vec<Value>, String> {
         let grpc_route = |service: &crate::Service, cluster: &str, backend: Option<&str>| {
             let mut route = json!({
                 "match": { "prefix": format!("/{}/", service.grpc_service), "grpc": {} },
@@ -55,6 +102,15 @@ impl EdgeConfig {
                 "route": { "cluster": name, "timeout": "30s" }
             }));
         }
+        Ok(routes)
+    }
+
+    /// A cluster per service at its address in `topology` (and the trace collector's).
+    fn local_clusters(
+        &self,
+        filters: &FilterConfigs,
+        topology: &Topology,
+    ) -> Result<Vec<Value>, String> {
         // Every stream to a backend ends within the transcoder's deadline (plus a second for
         // the backend's own DEADLINE_EXCEEDED to arrive first): gRPC streams opened by a Wasm
         // filter carry grpc-timeout but have no deadline of Envoy's own.
@@ -96,22 +152,24 @@ impl EdgeConfig {
         if let Some(tracing) = &self.tracing {
             clusters.push(tracing.collector_cluster()?);
         }
-        let mut virtual_host = json!({
-            "name": "edge",
-            "domains": ["*"],
-            "routes": routes,
-            "request_headers_to_remove": crate::EDGE_ONLY_HEADERS
-        });
-        if let Some(cors) = &self.cors {
-            virtual_host["typed_per_filter_config"] =
-                json!({ "envoy.filters.http.cors": cors.envoy_policy() });
-        }
-        // The chain Istio builds (see `mesh`), with the AuthorizationPolicies of the topology.
+        Ok(clusters)
+    }
+
+    /// The chain Istio builds (see `mesh`), with the AuthorizationPolicies of the topology.
+    fn local_http_filters(
+        &self,
+        filters: &FilterConfigs,
+        topology: &Topology,
+    ) -> Result<Vec<Value>, String> {
+        let wasm = |name: &str, config: &Value| match &topology.xds_dir {
+            Some(dir) => discovered_filter(name, dir),
+            None => wasm_filter(name, &topology.wasm_dir, config),
+        };
         let policies = self.authorization_policies()?;
         let deny = rbac_filter(&policies, "DENY")?;
         let allow = rbac_filter(&policies, "ALLOW")?;
         let rate_limits = self.rate_limit_filters()?;
-        let http_filters: Vec<Value> = chain(ChainFeatures {
+        Ok(chain(ChainFeatures {
             cors: self.cors.is_some(),
             deny: deny.is_some(),
             allow: allow.is_some(),
@@ -129,42 +187,7 @@ impl EdgeConfig {
             Slot::Buffer => vec![buffer_filter()],
             Slot::Router => vec![router_filter()],
         })
-        .collect();
-        let mut connection_manager = json!({
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": "ingress",
-            "codec_type": "AUTO",
-            "route_config": {
-                "name": "edge",
-                "virtual_hosts": [virtual_host]
-            },
-            "http_filters": http_filters
-        });
-        for (field, value) in self.connection_manager_settings()? {
-            connection_manager[field] = value;
-        }
-        if let Some(tracing) = &self.tracing {
-            connection_manager["tracing"] = tracing.connection_manager();
-        }
-        Ok(json!({
-            // xDS (the filters' ECDS files) needs the node named.
-            "node": { "id": "edge", "cluster": "edge" },
-            "overload_manager": self.limits.overload_manager(),
-            "stats_config": stats_config(),
-            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.admin_port } } },
-            "static_resources": {
-                "listeners": [{
-                    "name": "ingress",
-                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": topology.listen_port } },
-                    "per_connection_buffer_limit_bytes": self.limits.connection_buffer_bytes,
-                    "filter_chains": [{ "filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": connection_manager
-                    }] }]
-                }],
-                "clusters": clusters
-            }
-        }))
+        .collect())
     }
 }
 

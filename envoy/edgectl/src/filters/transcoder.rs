@@ -1,0 +1,67 @@
+//! The transcoder's configuration: edge.json's settings plus the descriptor set, the public
+//! services and the rollouts' new deployments.
+
+use crate::EdgeConfig;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+/// The transcoder's configuration, and the routes it serves (auth's 404/405 table).
+pub(super) struct Transcoder {
+    pub config: Value,
+    /// (method, path template, gRPC service) of every route.
+    pub served: Vec<(String, String, String)>,
+}
+
+impl EdgeConfig {
+    pub(super) fn transcoder_config(
+        &self,
+        cluster_name: &impl Fn(&str) -> String,
+    ) -> Result<Transcoder, String> {
+        let mut transcoder = self.transcoder.clone();
+        let descriptor_set = match transcoder.remove("descriptor_set_file") {
+            None => platform_proto::FILE_DESCRIPTOR_SET.to_vec(),
+            Some(Value::String(path)) => std::fs::read(&path)
+                .map_err(|e| format!("transcoder.descriptor_set_file {path}: {e}"))?,
+            Some(other) => {
+                return Err(format!(
+                    "transcoder.descriptor_set_file must be a path, not {other}"
+                ))
+            }
+        };
+        transcoder.insert(
+            "descriptor_set".into(),
+            json!(base64::engine::general_purpose::STANDARD.encode(descriptor_set)),
+        );
+        let exposed: Map<String, Value> = self
+            .services
+            .iter()
+            .filter(|(_, service)| service.public)
+            .map(|(name, service)| (service.grpc_service.clone(), json!(cluster_name(name))))
+            .collect();
+        transcoder.insert("services".into(), Value::Object(exposed));
+        let rollouts = self.checked_rollouts()?;
+        if !rollouts.is_empty() {
+            let moving: Map<String, Value> = rollouts
+                .iter()
+                .map(|(r, grpc)| (grpc.to_string(), json!(cluster_name(&r.to))))
+                .collect();
+            transcoder.insert("rollouts".into(), Value::Object(moving));
+            transcoder.insert("backend_header".into(), json!(self.backend_header()));
+        }
+        if self.cors.is_some() {
+            // In Istio the CORS filter runs after the Wasm filters: preflights must reach it.
+            transcoder.insert("pass_cors_preflights".into(), json!(true));
+        }
+        let config = Value::Object(transcoder);
+        let parsed: edge_transcoder::TranscoderConfig =
+            serde_json::from_value(config.clone()).map_err(|e| format!("transcoder: {e}"))?;
+        let built = edge_transcoder::Transcoder::new(parsed)?;
+        // What the filter checks when Envoy configures it: every cluster must fit the gRPC
+        // callout's encoding.
+        edge_host::check_clusters(built.clusters()).map_err(|e| format!("transcoder: {e}"))?;
+        Ok(Transcoder {
+            config,
+            served: built.served_routes(),
+        })
+    }
+}
