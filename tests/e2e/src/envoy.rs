@@ -165,16 +165,10 @@ impl EnvoyProcess {
     ) -> std::collections::BTreeMap<String, u16> {
         let deadline = Instant::now() + self.startup_timeout;
         loop {
-            let listeners: Option<Value> = async {
+            let listeners = crate::fetch_json(
                 http.get(format!("{}/listeners?format=json", self.admin_url))
-                    .timeout(self.probe_timeout)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()
-            }
+                    .timeout(self.probe_timeout),
+            )
             .await;
             let ports: Option<std::collections::BTreeMap<String, u16>> = listeners
                 .as_ref()

@@ -106,17 +106,10 @@ impl Istiod {
         for attempt in 1..=3 {
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
-                let shards: Value = async {
-                    http.get(format!("{}/debug/endpointShardz", self.http_url))
-                        .send()
+                let shards =
+                    crate::fetch_json(http.get(format!("{}/debug/endpointShardz", self.http_url)))
                         .await
-                        .ok()?
-                        .json()
-                        .await
-                        .ok()
-                }
-                .await
-                .unwrap_or_default();
+                        .unwrap_or_default();
                 if hosts.iter().all(|host| has_endpoints(&shards, host)) {
                     return;
                 }

@@ -583,6 +583,20 @@ impl Edge {
         writers.join_all().await;
     }
 
+    /// Lists an item as `token`'s customer: the status and the JSON answer.
+    pub async fn create_item(&self, token: &str, title: &str, price: i64) -> (u16, Value) {
+        json_of(
+            self.http
+                .post(self.url("/catalog/items"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "title": title, "price": price }))
+                .send()
+                .await
+                .expect("create item"),
+        )
+        .await
+    }
+
     /// Signs a new customer up (through the edge, as a client would) and in: (id, token).
     pub async fn signup(&self, name: &str) -> (String, String) {
         let response = self
@@ -619,6 +633,19 @@ impl Edge {
             .unwrap_or_else(|| panic!("no token in {response}"))
             .to_string()
     }
+}
+
+/// The JSON a request answers with, or `None` (no answer, not JSON): for polling admin pages.
+pub(crate) async fn fetch_json(request: reqwest::RequestBuilder) -> Option<Value> {
+    request.send().await.ok()?.json().await.ok()
+}
+
+/// A response's status and JSON body; a body that is not JSON fails the test, with the text.
+pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+    (status, body)
 }
 
 /// A process's CPU time so far (user + system) in clock ticks (100 a second on Linux), from

@@ -2,16 +2,9 @@
 //! by the auth filter), through the real Envoy and services. Figures are printed for the
 //! closing note and README; the assertions are the behaviour the issue asks for.
 
-use edge_e2e::{Edge, Options, MOBILE_PHONE_ID};
+use edge_e2e::{json_of, Edge, Options, MOBILE_PHONE_ID};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
-    (status, body)
-}
 
 /// An edge without rate limits: these tests send more than a user's allowance on purpose
 /// (the limits have their own test).
@@ -20,19 +13,6 @@ async fn edge() -> Edge {
         customize: Box::new(|config| config.rate_limits.clear()),
         ..Options::default()
     })
-    .await
-}
-
-async fn create_item(edge: &Edge, token: &str, title: &str) -> (u16, Value) {
-    json_of(
-        edge.http
-            .post(edge.url("/catalog/items"))
-            .bearer_auth(token)
-            .json(&json!({ "title": title, "price": 1200 }))
-            .send()
-            .await
-            .unwrap(),
-    )
     .await
 }
 
@@ -82,7 +62,7 @@ async fn lift(edge: &Edge, admin: &str, subject: &str, action: &str) -> u16 {
 async fn until_listing_is(edge: &Edge, token: &str, wanted: u16) -> Duration {
     let start = Instant::now();
     loop {
-        let (status, body) = create_item(edge, token, "Probe").await;
+        let (status, body) = edge.create_item(token, "Probe", 1200).await;
         if status == wanted {
             return start.elapsed();
         }
@@ -106,7 +86,7 @@ async fn buying_an_item() {
     let edge = edge().await;
     let (_, seller) = edge.signup("seller").await;
     let (buyer_id, buyer) = edge.signup("buyer").await;
-    let (status, created) = create_item(&edge, &seller, "Desk").await;
+    let (status, created) = edge.create_item(&seller, "Desk", 1200).await;
     assert_eq!(status, 200, "{created}");
     let item = created["item"]["id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -148,7 +128,7 @@ async fn buying_an_item() {
     assert_eq!(got["item"]["sold"], true);
 
     // The race: 16 buyers at once for one item; exactly one wins, and the row names them.
-    let (_, created) = create_item(&edge, &seller, "Only one").await;
+    let (_, created) = edge.create_item(&seller, "Only one", 1200).await;
     let item = created["item"]["id"].as_str().unwrap().to_string();
     let mut buyers = Vec::new();
     for n in 0..16 {
@@ -195,7 +175,7 @@ async fn a_restriction_applies_within_two_seconds_without_a_push_and_lifts() {
     let (spammer_id, spammer) = edge.signup("spammer").await;
     let (_, honest) = edge.signup("honest").await;
     let envoy_pid = edge.envoy_pid();
-    assert_eq!(create_item(&edge, &spammer, "First").await.0, 200);
+    assert_eq!(edge.create_item(&spammer, "First", 1200).await.0, 200);
 
     // Background load: anonymous reads and another user's listings, all the while.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -228,7 +208,7 @@ async fn a_restriction_applies_within_two_seconds_without_a_push_and_lifts() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     restrict(&edge, &admin, &spammer_id, "list", None).await;
     let applied = until_listing_is(&edge, &spammer, 403).await;
-    let (status, refused) = create_item(&edge, &spammer, "Again").await;
+    let (status, refused) = edge.create_item(&spammer, "Again", 1200).await;
     assert_eq!(status, 403);
     assert_eq!(refused["code"], 7);
     assert_eq!(refused["details"][0]["reason"], "RESTRICTED");
@@ -284,8 +264,8 @@ async fn restrictions_outlive_an_acl_outage_and_expire_by_themselves() {
     // acl down: the edge keeps enforcing its copy, and says how stale it is.
     edge.kill_service("acl");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(create_item(&edge, &banned, "While down").await.0, 403);
-    assert_eq!(create_item(&edge, &brief, "Fine").await.0, 200);
+    assert_eq!(edge.create_item(&banned, "While down", 1200).await.0, 403);
+    assert_eq!(edge.create_item(&brief, "Fine", 1200).await.0, 200);
     let age = stat(&edge, "wasmcustom.edge_acl_sync_age_seconds").await;
     assert!(age >= 2, "sync age {age} s while the acl is down");
     // The admin routes say the acl is down, as any backend would.
@@ -326,7 +306,7 @@ async fn restrictions_outlive_an_acl_outage_and_expire_by_themselves() {
     // Expiry lifts by itself, with no change on the feed.
     until_listing_is(&edge, &brief, 200).await;
     assert!(start.elapsed() < Duration::from_secs(6));
-    assert_eq!(create_item(&edge, &banned, "Still banned").await.0, 403);
+    assert_eq!(edge.create_item(&banned, "Still banned", 1200).await.0, 403);
 }
 
 #[tokio::test]

@@ -1,18 +1,12 @@
 //! The edge end to end: curl-like HTTP clients through the real Envoy, the three Wasm filters
 //! and the real services.
 
+use edge_e2e::json_of;
 use edge_e2e::{Edge, GOLDIE_ID, MOBILE_PHONE_ID};
 use platform_proto::catalog::{
     catalog_service_client::CatalogServiceClient, GetItemRequest, ListItemsRequest,
 };
 use serde_json::{json, Value};
-
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
-    (status, body)
-}
 
 /// The Mercari walkthrough: signup, signin, create an item with the token, list, get.
 #[tokio::test]

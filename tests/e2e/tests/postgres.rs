@@ -39,17 +39,7 @@ async fn data_services_run_on_postgresql() {
     }
 
     let (_, token) = edge.signup("pg-gopher").await;
-    let created: Value = edge
-        .http
-        .post(edge.url("/catalog/items"))
-        .bearer_auth(&token)
-        .json(&json!({"title": "Elephant", "price": 4200}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("JSON");
+    let (_, created) = edge.create_item(&token, "Elephant", 4200).await;
     let id = created["item"]["id"].as_str().expect("created").to_string();
     assert_eq!(created["item"]["customer_name"], "pg-gopher");
     assert_eq!(
@@ -98,17 +88,7 @@ async fn buying_races_and_restrictions_on_postgresql() {
     })
     .await;
     let (_, seller) = edge.signup("pg-seller").await;
-    let created: Value = edge
-        .http
-        .post(edge.url("/catalog/items"))
-        .bearer_auth(&seller)
-        .json(&json!({"title": "Contested", "price": 100}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("JSON");
+    let (_, created) = edge.create_item(&seller, "Contested", 100).await;
     let item = created["item"]["id"].as_str().expect("id").to_string();
     // PostgreSQL serves the item service with several connections: the buyers really race.
     let mut attempts = tokio::task::JoinSet::new();
