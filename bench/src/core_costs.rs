@@ -35,7 +35,7 @@ fn time(name: &'static str, iterations: u32, mut call: impl FnMut()) -> Timing {
 pub fn profile(iterations: u32, uncached_es256: bool) -> Result<Vec<Timing>, String> {
     let root = edge_e2e::workspace_root();
     let mut config = edgectl::EdgeConfig::load(&root.join("envoy/edge.json"))?;
-    crate::bench_config(&mut config, None);
+    crate::chains::bench_config(&mut config, None);
     let filters = config.filter_configs(str::to_string)?;
     let mut timings = Vec::new();
 

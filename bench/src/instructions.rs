@@ -5,8 +5,9 @@
 //! kernel's share (socket I/O, the log's writes) is not in them, and an instruction of V8's
 //! compiled Wasm is not a cycle of Envoy's C++.
 
+use crate::chains::{start_under, Chain, Route, DECOMPOSITION};
 use crate::load::{self, Budget};
-use crate::{request, start_under, token, Chain, Route, DECOMPOSITION};
+use crate::measure::{request, token};
 use edge_e2e::{Edge, MOBILE_PHONE_ID};
 use std::fmt::Write as _;
 use std::path::Path;
