@@ -8,6 +8,7 @@
 
 pub mod attributes;
 pub mod metrics;
+pub mod request;
 
 use attributes::Attributes;
 use edge_core::{notes, trace, Headers};

@@ -86,8 +86,12 @@ pub trait Host: SharedStore {
     /// response-code details (`%RESPONSE_CODE_DETAILS%`). When the proxy refuses (the
     /// response has started), the host resets the stream rather than leave the client hanging.
     fn send_reply(&self, reply: &LocalReply, client: Client, details: &str);
+    /// One of the proxy's attributes (e.g. `["request", "duration"]`), in its encoding
+    /// (integers as 8 little-endian bytes); `None` when it has none.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn increment_counter(&self, name: &str);
     fn set_gauge(&self, name: &str, value: u64);
+    fn record_histogram(&self, name: &str, value: u64);
 }
 
 /// A [`SharedStore`] in memory, as Envoy keeps shared data: a CAS number per key, bumped on
@@ -131,6 +135,7 @@ pub enum Call {
     },
     Counter(String),
     Gauge(String, u64),
+    Histogram(String, u64),
 }
 
 /// A host for the glue's unit tests: it serves the request headers and clock it was given,
@@ -145,6 +150,8 @@ pub struct RecordingHost {
     pub calls: RefCell<Vec<Call>>,
     /// Header writes (set or remove) fail with this status.
     pub failing_header_writes: Option<HostError>,
+    /// The attributes it serves, by dotted path (`request.time`).
+    pub properties: HashMap<String, Vec<u8>>,
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -219,11 +226,17 @@ impl Host for RecordingHost {
             details: details.to_string(),
         });
     }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.properties.get(&path.join(".")).cloned()
+    }
     fn increment_counter(&self, name: &str) {
         self.record(Call::Counter(name.to_string()));
     }
     fn set_gauge(&self, name: &str, value: u64) {
         self.record(Call::Gauge(name.to_string(), value));
+    }
+    fn record_histogram(&self, name: &str, value: u64) {
+        self.record(Call::Histogram(name.to_string(), value));
     }
 }
 

@@ -68,9 +68,17 @@ impl Host for WasmHost {
     fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {
         send_reply(reply, client, details);
     }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        property(path)
+    }
     fn increment_counter(&self, name: &str) {
         if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
             metrics.increment(name);
+        }
+    }
+    fn record_histogram(&self, name: &str, value: u64) {
+        if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
+            metrics.record(name, value);
         }
     }
     fn set_gauge(&self, name: &str, value: u64) {

@@ -19,7 +19,7 @@ pub use outcome::{Failure, FailureKind, FinishedCall};
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor,
 };
-pub use request::{BackendCall, BodyPlan, HeadersPlan, Pending};
+pub use request::{BackendCall, BodyPlan, HeadersPlan, Note, Pending};
 use std::time::Duration;
 
 /// How a request or response body is encoded on the HTTP side.

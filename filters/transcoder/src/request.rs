@@ -3,6 +3,8 @@
 //! backend call it becomes ([`BackendCall`]).
 
 use crate::{Encoding, Failure, Route, Transcoder};
+use edge_core::host::Host;
+use edge_core::notes::{self, TranscodeNote};
 use edge_core::{trace, Client, Headers};
 use std::time::Duration;
 
@@ -210,6 +212,38 @@ impl Transcoder {
     }
 }
 
+/// What the access log will read about a request, kept up to date in the stream's filter
+/// state (one write of the whole note each time it changes).
+#[derive(Debug, Default)]
+pub struct Note(pub TranscodeNote);
+
+impl Note {
+    /// The route a request matched.
+    pub fn route(&mut self, route: &Route) {
+        self.0.route = route.template.as_str().to_string();
+        self.0.grpc_method = route.grpc_path();
+    }
+
+    /// Records the note; a failure only loses the access log's fields.
+    pub fn record<H: Host>(&self, host: &H) {
+        let _ = host.set_property(&[notes::TRANSCODE], &notes::encode(&self.0));
+    }
+
+    /// The one way the transcoder answers with an error: the note with the failure's kind,
+    /// then the reply with the backend's `response_headers` metadata and the kind as Envoy's
+    /// response-code details.
+    pub fn refuse<H: Host>(&mut self, host: &H, failure: Failure, metadata: &[(String, String)]) {
+        if let Some(kind) = failure.kind {
+            self.0.error = kind.as_str().to_string();
+        }
+        self.record(host);
+        let details = failure.details();
+        let mut reply = failure.reply;
+        reply.headers.extend(metadata.iter().cloned());
+        host.send_reply(&reply, Client::Http, &details);
+    }
+}
+
 impl Pending {
     /// `grpc-timeout` for the call: the deadline in milliseconds (at least 1).
     pub fn deadline(&self) -> String {
@@ -246,6 +280,37 @@ mod tests {
                 .map(|(name, value)| (name.to_string(), value.to_string()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn a_refusal_is_noted_then_answered_with_its_kind_and_the_backends_headers() {
+        use edge_core::host::{Call, RecordingHost};
+        let host = RecordingHost::default();
+        let t = transcoder(serde_json::json!({}));
+        let mut note = Note::default();
+        note.route(&t.routes()[0]);
+        let metadata = [("x-backend".to_string(), "v2".to_string())];
+        note.refuse(&host, Failure::body_too_large(100), &metadata);
+        let calls = host.calls();
+        let Call::SetProperty(path, recorded) = &calls[0] else {
+            panic!("{calls:?}");
+        };
+        assert_eq!(path, notes::TRANSCODE);
+        let recorded: TranscodeNote = notes::decode(Some(recorded));
+        assert_eq!(recorded.error, "body_too_large");
+        assert_eq!(recorded.route, t.routes()[0].template.as_str());
+        assert!(matches!(
+            &calls[1],
+            Call::Reply { http_status: 413, client: Client::Http, details, .. }
+                if details == "edge_transcoder_body_too_large"
+        ));
+        let unrouted = RecordingHost::default();
+        let failure = Failure::unrouted(&RouteError::NotFound, "GET", "/x");
+        Note::default().refuse(&unrouted, failure, &[]);
+        assert!(matches!(
+            &unrouted.calls()[1],
+            Call::Reply { http_status: 404, details, .. } if details == "edge_transcoder_no_route"
+        ));
     }
 
     #[test]

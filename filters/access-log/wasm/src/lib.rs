@@ -4,10 +4,11 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use edge_access_log::attributes::{self, Attributes};
-use edge_access_log::metrics::{samples, Sample};
-use edge_access_log::{new_traceparent, AccessLogConfig, LineBuffer, LogBatch, Record, Timing};
-use edge_core::Headers;
+use edge_access_log::request::{arrive, depart, Arrival};
+use edge_access_log::{AccessLogConfig, LineBuffer, LogBatch};
+use edge_core::host::Host;
 use edge_host as host;
+use edge_host::WasmHost;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
@@ -18,7 +19,7 @@ proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| Box::new(AccessLogRoot {
         config: Rc::default(),
-        metrics: Rc::default(),
+        host: Rc::default(),
         requests_seen: Rc::default(),
         buffer: Rc::default(),
         shipping: None,
@@ -28,7 +29,7 @@ proxy_wasm::main! {{
 
 struct AccessLogRoot {
     config: Rc<AccessLogConfig>,
-    metrics: Rc<RefCell<host::Metrics>>,
+    host: Rc<WasmHost>,
     /// Mixed into generated span ids so that they differ between requests.
     requests_seen: Rc<RefCell<u64>>,
     /// Lines waiting for the collector (only used when one is configured).
@@ -44,9 +45,8 @@ const DROPPED: &str = edge_access_log::metrics::DROPPED_LINES;
 
 impl AccessLogRoot {
     fn count(&self, name: &str, lines: usize) {
-        let mut metrics = self.metrics.borrow_mut();
         for _ in 0..lines {
-            metrics.increment(name);
+            self.host.increment_counter(name);
         }
     }
 
@@ -132,11 +132,9 @@ impl RootContext for AccessLogRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(AccessLog {
-            started: None,
-            request: None,
-            traceparent: None,
+            arrival: None,
             config: self.config.clone(),
-            metrics: self.metrics.clone(),
+            host: self.host.clone(),
             requests_seen: self.requests_seen.clone(),
             buffer: self.buffer.clone(),
             attributes: self.attributes,
@@ -149,15 +147,11 @@ impl RootContext for AccessLogRoot {
 }
 
 struct AccessLog {
-    /// Envoy's clock when the request's headers arrived (the filter is first in the chain).
-    started: Option<Duration>,
-    /// The request's headers as they arrived: the line logs the client's request, and one
-    /// snapshot serves both the trace this filter may start and the line.
-    request: Option<Headers>,
-    /// The `traceparent` this filter started, if the request came without one.
-    traceparent: Option<String>,
+    /// What the request looked like when it arrived (`None`: Envoy answered before the
+    /// filters saw it).
+    arrival: Option<Arrival>,
     config: Rc<AccessLogConfig>,
-    metrics: Rc<RefCell<host::Metrics>>,
+    host: Rc<WasmHost>,
     requests_seen: Rc<RefCell<u64>>,
     buffer: Rc<RefCell<LineBuffer>>,
     attributes: Option<host::Expression>,
@@ -165,36 +159,14 @@ struct AccessLog {
 
 impl Context for AccessLog {}
 
-/// Envoy encodes integer attributes as 8 little-endian bytes.
-fn int_property(path: &[&str]) -> Option<u64> {
-    let bytes: [u8; 8] = host::property(path)?.as_slice().try_into().ok()?;
-    Some(u64::from_le_bytes(bytes))
-}
-
 impl HttpContext for AccessLog {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        // Envoy's clock is one cheap host call; the `request.time` and `request.duration`
-        // attributes would be two property reads, each far dearer.
-        self.started = host::now();
-        // Unreadable headers are logged as absent (and a trace is started), as before.
-        let headers = host::request_headers().unwrap_or_default();
-        // First in the chain: a trace started here reaches the backend through the
-        // transcoder's forwarded headers or the router.
-        if self.config.generate_traceparent && !headers.contains("traceparent") {
-            let seen = {
-                let mut seen = self.requests_seen.borrow_mut();
-                *seen = seen.wrapping_add(1);
-                *seen
-            };
-            // Any value that differs between requests will do.
-            let parent = new_traceparent(
-                headers.get("x-request-id").unwrap_or_default(),
-                seen ^ self.started.map_or(0, |now| now.as_nanos() as u64),
-            );
-            let _ = host::set_request_header("traceparent", &parent);
-            self.traceparent = Some(parent);
-        }
-        self.request = Some(headers);
+        let seen = {
+            let mut seen = self.requests_seen.borrow_mut();
+            *seen = seen.wrapping_add(1);
+            *seen
+        };
+        self.arrival = Some(arrive(&*self.host, &self.config, seen));
         Action::Continue
     }
 
@@ -202,48 +174,23 @@ impl HttpContext for AccessLog {
         // Host calls are what this costs: the request's headers come from the snapshot, and
         // Envoy's attributes with the other filters' notes (`edge_core::notes`) from one
         // expression. Whatever cannot be read is left out; the line is still written.
-        let headers = match self.request.take() {
-            Some(headers) => headers,
+        let arrival = self.arrival.take().unwrap_or_else(|| Arrival {
             // Envoy answered before the filters saw the request.
-            None => host::request_headers().unwrap_or_default(),
-        };
-        // Without the headers callback (Envoy answered before the filters saw the request),
-        // Envoy's own attributes.
-        let timing = match (self.started, host::now()) {
-            (Some(started), Some(now)) => Timing {
-                started_unix_nanos: started.as_nanos() as u64,
-                duration_nanos: now.saturating_sub(started).as_nanos() as u64,
-            },
-            _ => Timing {
-                started_unix_nanos: int_property(&["request", "time"]).unwrap_or_default(),
-                duration_nanos: int_property(&["request", "duration"]).unwrap_or_default(),
-            },
-        };
+            headers: host::request_headers().unwrap_or_default(),
+            ..Arrival::default()
+        });
         // Unreadable, it leaves Envoy's and the other filters' fields out.
         let attributes = self
             .attributes
             .and_then(|expression| expression.evaluate().ok())
             .map(|list| Attributes::from_elements(&host::list_elements(&list)))
             .unwrap_or_default();
-        let record = Record::of(
+        depart(
+            &*self.host,
             &self.config,
-            &headers,
+            &arrival,
             attributes,
-            timing,
-            self.traceparent.as_deref(),
+            &mut self.buffer.borrow_mut(),
         );
-        let line = record.to_json();
-        if self.config.collector.is_none() {
-            host::log(LogLevel::Info, &line);
-        } else if !self.buffer.borrow_mut().push(line) {
-            self.metrics.borrow_mut().increment(DROPPED);
-        }
-        let mut metrics = self.metrics.borrow_mut();
-        for sample in samples(&record) {
-            match sample {
-                Sample::Count(name) => metrics.increment(&name),
-                Sample::Observe(name, value) => metrics.record(&name, value),
-            }
-        }
     }
 }

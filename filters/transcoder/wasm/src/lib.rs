@@ -9,11 +9,11 @@
 //! `on_headers` for why.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use edge_core::notes::{self, TranscodeNote};
-use edge_core::{trace, Client};
+use edge_core::trace;
 use edge_host as host;
+use edge_host::WasmHost;
 use edge_transcoder::{
-    BodyPlan, Failure, FinishedCall, HeadersPlan, Pending, Route, Transcoder, TranscoderConfig,
+    BodyPlan, Failure, FinishedCall, HeadersPlan, Note, Pending, Transcoder, TranscoderConfig,
 };
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -99,7 +99,7 @@ impl RootContext for TranscoderRoot {
             transcoder: self.transcoder.clone(),
             pending: None,
             dispatched_at: None,
-            note: TranscodeNote::default(),
+            note: Note::default(),
             response_metadata: Vec::new(),
             status_details: None,
             response_message: None,
@@ -117,7 +117,7 @@ struct TranscoderFilter {
     /// When the backend call went out (for the access log's `upstream_ms`), by Envoy's clock.
     dispatched_at: Option<Duration>,
     /// What the access log will read about this request, recorded whenever it changes.
-    note: TranscodeNote,
+    note: Note,
     /// The backend's metadata named in `response_headers`, returned as HTTP headers.
     response_metadata: Vec<(String, String)>,
     /// `grpc-status-details-bin` from the backend's trailers, if any.
@@ -127,29 +127,17 @@ struct TranscoderFilter {
 }
 
 impl TranscoderFilter {
-    /// Records the note for the access log: one filter-state write, as a whole.
+    /// Records the note for the access log: one filter-state write, as a whole. (A `WasmHost`
+    /// holds nothing but the ids of metrics, which this filter records none of.)
     fn record_note(&self) {
-        let _ = host::set_property(&[notes::TRANSCODE], &notes::encode(&self.note));
+        self.note.record(&WasmHost::default());
     }
 
-    /// The one way this filter answers with an error: the reply, with the backend's
-    /// `response_headers` metadata, and the kind recorded for the access log and metrics.
+    /// The one way this filter answers with an error (see [`Note::refuse`]).
     fn fail(&mut self, failure: Failure) -> Action {
-        if let Some(kind) = failure.kind {
-            self.note.error = kind.as_str().to_string();
-        }
-        self.record_note();
-        let details = failure.details();
-        let mut reply = failure.reply;
-        reply.headers.extend(self.response_metadata.iter().cloned());
-        host::send_reply(&reply, Client::Http, &details);
+        self.note
+            .refuse(&WasmHost::default(), failure, &self.response_metadata);
         Action::Pause
-    }
-
-    /// Records the route a request matched, for the access log.
-    fn note_route(&mut self, route: &Route) {
-        self.note.route = route.template.as_str().to_string();
-        self.note.grpc_method = route.grpc_path();
     }
 
     fn on_headers(&mut self, transcoder: &Configured, end_of_stream: bool) -> Action {
@@ -160,7 +148,7 @@ impl TranscoderFilter {
             HeadersPlan::PassThrough => Action::Continue,
             HeadersPlan::Refuse { route, failure } => {
                 if let Some(route) = route {
-                    self.note_route(route);
+                    self.note.route(route);
                 }
                 self.fail(failure)
             }
@@ -170,7 +158,7 @@ impl TranscoderFilter {
                 span_route,
                 body_follows,
             } => {
-                self.note_route(route);
+                self.note.route(route);
                 self.record_note();
                 if span_route {
                     let _ = host::set_request_header(trace::ROUTE_HEADER, route.template.as_str());
@@ -215,7 +203,7 @@ impl TranscoderFilter {
         match opened {
             Ok(()) => {
                 // Recorded with the call's outcome when it closes.
-                self.note.upstream_cluster = call.cluster.to_string();
+                self.note.0.upstream_cluster = call.cluster.to_string();
                 self.dispatched_at = host::now();
                 Action::Pause
             }
@@ -271,9 +259,9 @@ impl Context for TranscoderFilter {
             (Some(sent), Some(now)) => now.saturating_sub(sent),
             _ => Duration::ZERO,
         };
-        self.note.grpc_status = Some(status_code);
+        self.note.0.grpc_status = Some(status_code);
         // In milliseconds to the microsecond, as logged.
-        self.note.upstream_ms = Some((elapsed.as_secs_f64() * 1e6).round() / 1e3);
+        self.note.0.upstream_ms = Some((elapsed.as_secs_f64() * 1e6).round() / 1e3);
         let (Some(transcoder), Some(pending)) = (self.transcoder.clone(), self.pending.take())
         else {
             self.record_note();
