@@ -99,6 +99,7 @@ extern "C" {
         return_message_size: *mut usize,
     ) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -322,6 +323,11 @@ pub fn current_time_nanos() -> Result<u64, HostError> {
     // SAFETY: the out-pointer points to a local of this frame.
     check(unsafe { proxy_get_current_time_nanoseconds(&mut nanos) })?;
     Ok(nanos)
+}
+
+pub fn set_tick_period_millis(period: u32) -> Result<(), HostError> {
+    // SAFETY: no pointers involved.
+    check(unsafe { proxy_set_tick_period_milliseconds(period) })
 }
 
 pub fn reset_http_request() -> Result<(), HostError> {

@@ -159,6 +159,12 @@ pub fn now() -> Option<std::time::Duration> {
         .map(std::time::Duration::from_nanos)
 }
 
+/// Asks for the root context's `on_tick` every `period` (the SDK's own call panics on a status
+/// it does not expect). Ticks reach the root context whatever its id: no registration needed.
+pub fn set_tick_period(period: std::time::Duration) -> Result<(), HostError> {
+    abi::set_tick_period_millis(u32::try_from(period.as_millis()).unwrap_or(u32::MAX))
+}
+
 /// The plugin configuration, read once per VM in `on_configure`.
 pub fn plugin_configuration() -> Result<Vec<u8>, HostError> {
     Ok(abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)?.unwrap_or_default())

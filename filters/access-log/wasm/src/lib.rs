@@ -114,7 +114,14 @@ impl RootContext for AccessLogRoot {
             Ok(config) => {
                 if let Some(collector) = &config.collector {
                     *self.buffer.borrow_mut() = LineBuffer::new(collector.max_buffered_lines);
-                    self.set_tick_period(Duration::from_millis(collector.flush_interval_ms));
+                    let period = Duration::from_millis(collector.flush_interval_ms);
+                    if let Err(error) = host::set_tick_period(period) {
+                        host::log(
+                            LogLevel::Error,
+                            &format!("cannot schedule shipping to the collector: {error}"),
+                        );
+                        return false;
+                    }
                 }
                 self.config = Rc::new(config);
                 true

@@ -279,6 +279,14 @@ impl RootContext for AuthRoot {
                 return false;
             }
         };
+        if let Err(error) = host::set_tick_period(TICK) {
+            // Without ticks the keys would never be fetched: refuse the configuration.
+            host::log(
+                LogLevel::Error,
+                &format!("cannot start the key timer: {error}"),
+            );
+            return false;
+        }
         {
             let mut state = self.state.borrow_mut();
             state.acl = config
@@ -287,7 +295,6 @@ impl RootContext for AuthRoot {
                 .map(|source| Follower::new(source, self.host.clone()));
             state.config = Some(config);
         }
-        self.set_tick_period(TICK);
         self.on_tick();
         true
     }
