@@ -62,26 +62,6 @@ fn is_multipart(media_type: &str) -> bool {
         .is_some_and(|prefix| prefix.eq_ignore_ascii_case("multipart/"))
 }
 
-/// `google.rpc.Status`, as carried in `grpc-status-details-bin`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<RpcAny>,
-}
-
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
 /// What the request body fills (`body` of the `HttpRule`).
 #[derive(Debug, Clone)]
 pub enum BodyTarget {
@@ -490,7 +470,7 @@ impl Transcoder {
             let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
                 .decode(encoded.trim().trim_end_matches('='))
                 .ok()?;
-            <RpcStatus as prost::Message>::decode(bytes.as_slice()).ok()
+            <tonic_types::Status as prost::Message>::decode(bytes.as_slice()).ok()
         });
         match decoded {
             Some(status) => {

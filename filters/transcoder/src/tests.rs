@@ -542,15 +542,15 @@ mod kitchen_api {
             domain: "d".into(),
             ..ErrorInfo::default()
         };
-        let status = RpcStatus {
+        let status = tonic_types::Status {
             code: 10,
             message: "conflict".into(),
             details: vec![
-                RpcAny {
+                prost_types::Any {
                     type_url: "type.googleapis.com/kitchen.v1.ErrorInfo".into(),
                     value: info.encode_to_vec(),
                 },
-                RpcAny {
+                prost_types::Any {
                     type_url: "type.googleapis.com/not.Known".into(),
                     value: vec![1, 2],
                 },

@@ -28,17 +28,6 @@ pub const SERVED_BY_HEADER: &str = "x-kitchen-served-by";
 #[derive(Default)]
 pub struct Echo;
 
-/// `google.rpc.Status`, to build `grpc-status-details-bin`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<prost_types::Any>,
-}
-
 async fn echo(request: Request<Sink>) -> Result<Response<Sink>, Status> {
     if let Some(delay) = request
         .get_ref()
@@ -71,7 +60,7 @@ async fn echo(request: Request<Sink>) -> Result<Response<Sink>, Status> {
             domain: "kitchen.test".into(),
             metadata: [("sink".to_string(), sink.id.clone())].into(),
         };
-        let details = RpcStatus {
+        let details = tonic_types::Status {
             code: fault.code,
             message: fault.message.clone(),
             details: vec![prost_types::Any {
