@@ -227,7 +227,8 @@ pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), HostError> {
     check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
 }
 
-/// `details` becomes the stream's response-code details (Envoy replaces whitespace in it).
+/// `details` becomes the stream's response-code details (ours have no whitespace, as Envoy's
+/// own never do).
 pub fn send_local_response(
     status_code: u32,
     details: &str,
