@@ -22,7 +22,10 @@ use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(TranscoderRoot { transcoder: None }));
+    proxy_wasm::set_root_context(|_| Box::new(TranscoderRoot {
+        host: Rc::default(),
+        transcoder: None,
+    }));
 }}
 
 /// The configured transcoder, with each cluster it calls encoded once as the callout's
@@ -50,6 +53,7 @@ impl std::ops::Deref for Configured {
 }
 
 struct TranscoderRoot {
+    host: Rc<WasmHost>,
     transcoder: Option<Rc<Configured>>,
 }
 
@@ -96,6 +100,7 @@ impl RootContext for TranscoderRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(TranscoderFilter {
+            host: self.host.clone(),
             transcoder: self.transcoder.clone(),
             pending: None,
             dispatched_at: None,
@@ -112,6 +117,7 @@ impl RootContext for TranscoderRoot {
 }
 
 struct TranscoderFilter {
+    host: Rc<WasmHost>,
     transcoder: Option<Rc<Configured>>,
     pending: Option<Pending>,
     /// When the backend call went out (for the access log's `upstream_ms`), by Envoy's clock.
@@ -127,16 +133,15 @@ struct TranscoderFilter {
 }
 
 impl TranscoderFilter {
-    /// Records the note for the access log: one filter-state write, as a whole. (A `WasmHost`
-    /// holds nothing but the ids of metrics, which this filter records none of.)
+    /// Records the note for the access log: one filter-state write, as a whole.
     fn record_note(&self) {
-        self.note.record(&WasmHost::default());
+        self.note.record(&*self.host);
     }
 
     /// The one way this filter answers with an error (see [`Note::refuse`]).
     fn fail(&mut self, failure: Failure) -> Action {
         self.note
-            .refuse(&WasmHost::default(), failure, &self.response_metadata);
+            .refuse(&*self.host, failure, &self.response_metadata);
         Action::Pause
     }
 
