@@ -60,16 +60,16 @@ impl Host for WasmHost {
         set_request_header(name, value)
     }
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
-        remove_request_header(name)
+        abi::remove_header(MapType::HttpRequestHeaders, name)
     }
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
-        set_property(path, value)
+        abi::set_property(path, value)
     }
     fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {
         send_reply(reply, client, details);
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        property(path)
+        abi::get_property(path).unwrap_or(None)
     }
     fn increment_counter(&self, name: &str) {
         if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
@@ -101,10 +101,6 @@ pub fn request_headers() -> Result<Headers, HostError> {
 
 pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
     abi::replace_header(MapType::HttpRequestHeaders, name, value)
-}
-
-pub fn remove_request_header(name: &str) -> Result<(), HostError> {
-    abi::remove_header(MapType::HttpRequestHeaders, name)
 }
 
 /// The buffered request body (up to `size` bytes).
@@ -168,27 +164,6 @@ pub fn set_tick_period(period: std::time::Duration) -> Result<(), HostError> {
 /// The plugin configuration, read once per VM in `on_configure`.
 pub fn plugin_configuration() -> Result<Vec<u8>, HostError> {
     Ok(abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)?.unwrap_or_default())
-}
-
-/// An Envoy attribute (e.g. `["request", "duration"]`), or `None` when not available.
-pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    abi::get_property(path).unwrap_or(None)
-}
-
-/// Stores a value in the stream's filter state, for other filters (and the access log) to read.
-pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), HostError> {
-    abi::set_property(path, value)
-}
-
-/// A value shared by every worker of this plugin's VM, with the CAS token to update it by.
-pub fn shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
-    abi::get_shared_data(key)
-}
-
-/// Updates a shared value unless another worker changed it since `cas` was read (then
-/// `Err(HostError::CAS_MISMATCH)`); `cas` 0 writes unconditionally.
-pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
-    abi::set_shared_data(key, value, cas)
 }
 
 /// Answers the request locally with `reply`, shaped for `client` (JSON, or a gRPC status).
@@ -255,7 +230,7 @@ impl Expression {
 /// Metrics the filters record, each defined once per VM on first use. Failures are logged and
 /// otherwise ignored: a metric must never fail a request.
 #[derive(Default)]
-pub struct Metrics {
+struct Metrics {
     ids: std::collections::HashMap<String, u32>,
 }
 
