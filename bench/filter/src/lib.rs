@@ -9,6 +9,8 @@
 //!   (`edge-bench --instructions`); `probe none` is the baseline.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+use edge_core::host::{GrpcRequest, Host};
+use edge_host::WasmHost;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
@@ -178,21 +180,16 @@ impl HttpContext for BenchFilter {
         match self.mode {
             Mode::Empty | Mode::Probe(_) => Action::Continue,
             Mode::GrpcStream => {
-                let Ok(upstream) = edge_host::grpc_upstream("catalog") else {
-                    self.reply(false);
-                    return Action::Pause;
-                };
-                match self.open_grpc_stream(
-                    &upstream,
-                    "catalog.CatalogService",
-                    "GetItem",
-                    Vec::new(),
-                ) {
-                    Ok(token) => {
-                        self.stream = Some(token);
-                        self.send_grpc_stream_message(token, Some(&get_item_request()), true);
-                        let _ = proxy_wasm::hostcalls::close_grpc_stream(token);
-                    }
+                // As the transcoder calls: through the same host adapter.
+                let message = get_item_request();
+                match WasmHost::default().grpc_stream(GrpcRequest {
+                    cluster: "catalog",
+                    service: "catalog.CatalogService",
+                    method: "GetItem",
+                    metadata: Vec::new(),
+                    message: &message,
+                }) {
+                    Ok(token) => self.stream = Some(token),
                     Err(_) => self.reply(false),
                 }
                 Action::Pause

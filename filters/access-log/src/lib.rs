@@ -9,6 +9,7 @@
 pub mod attributes;
 pub mod metrics;
 pub mod request;
+pub mod shipping;
 
 use attributes::Attributes;
 use edge_core::{notes, trace, Headers};

@@ -1,7 +1,7 @@
 //! One request through the access log, for any host: what it notes when the request arrives
 //! ([`arrive`]), and the line and the metrics it writes when the request ends
 //! ([`depart`]). The glue adds only what is proxy-wasm's own: the CEL expression that reads
-//! Envoy's attributes, and shipping batches to the collector.
+//! Envoy's attributes. Batches for the collector are shipped by [`crate::shipping`].
 
 use crate::attributes::Attributes;
 use crate::metrics::{samples, Sample, DROPPED_LINES};
@@ -109,11 +109,11 @@ mod tests {
 
     #[test]
     fn a_request_without_a_trace_gets_one_from_its_request_id() {
-        let mut host = RecordingHost::with_headers(&[
+        let host = RecordingHost::with_headers(&[
             (":method", "GET"),
             ("x-request-id", "0af76519-16cd-43dd-8448-eb211c80319c"),
         ]);
-        host.now = Some(Duration::from_secs(7));
+        host.now.set(Some(Duration::from_secs(7)));
         let arrival = arrive(&host, &config(r#"{"generate_traceparent": true}"#), 1);
         let parent = arrival.traceparent.clone().expect("started a trace");
         assert!(
@@ -134,11 +134,11 @@ mod tests {
 
     #[test]
     fn a_line_goes_to_the_log_with_its_metrics() {
-        let mut host = RecordingHost::with_headers(&[(":method", "GET"), (":path", "/x?secret=1")]);
+        let host = RecordingHost::with_headers(&[(":method", "GET"), (":path", "/x?secret=1")]);
         let config = config(r#"{"generate_traceparent": false}"#);
         let mut arrival = arrive(&host, &config, 1);
         arrival.started = Some(Duration::from_millis(1_000));
-        host.now = Some(Duration::from_millis(1_004));
+        host.now.set(Some(Duration::from_millis(1_004)));
         let attributes = Attributes {
             status: 404,
             ..Attributes::default()

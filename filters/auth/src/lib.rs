@@ -12,6 +12,7 @@ pub mod keys;
 pub mod policy;
 pub mod refresh;
 pub mod request;
+pub mod root;
 
 pub use acl::{FeedPoll, NoRestrictions, Restrictions, SubjectRestrictions};
 pub use config::{AuthConfig, Policy};

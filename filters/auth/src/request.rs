@@ -6,7 +6,7 @@ use crate::acl::Restrictions;
 use crate::config::AuthConfig;
 use crate::keys::{KeySet, TokenError};
 use crate::policy::{authorize, Outcome, Reason, Rejection, Request};
-use edge_core::host::{Host, HostError, Level};
+use edge_core::host::{Flow, Host, HostError, Level};
 use edge_core::notes::{self, AuthNote};
 use edge_core::{trace, Client, GrpcCode, Headers, LocalReply};
 use std::borrow::Cow;
@@ -140,23 +140,15 @@ pub fn plan<'a>(config: &'a AuthConfig, headers: &Headers, outcome: Outcome) -> 
     }
 }
 
-/// What the filter does after the request's headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Continue,
-    /// Answered (or reset): the request goes no further.
-    Stop,
-}
-
 /// Reads the request, decides, and carries the plan out. Unreadable headers, and edits the
 /// host refuses, fail closed with a 500: without them the client's copies of the identity
-/// headers could not be removed. Returns the plan's verdict and whether keys are wanted early.
+/// headers could not be removed. Returns whether the request goes on, and whether keys are wanted early.
 pub fn handle<H: Host>(
     host: &H,
     config: &AuthConfig,
     keys: Option<&KeySet>,
     restrictions: &dyn Restrictions,
-) -> (Verdict, bool) {
+) -> (Flow, bool) {
     let headers = host.request_headers();
     let client = Client::of_content_type(
         headers
@@ -173,11 +165,11 @@ pub fn handle<H: Host>(
         host.log(Level::Error, &format!("auth failed closed: {error}"));
         let reply = LocalReply::error(GrpcCode::Internal, "authentication could not be performed");
         host.send_reply(&reply, client, "edge_auth_failed_closed");
-        (Verdict::Stop, false)
+        (Flow::Pause, false)
     })
 }
 
-fn carry_out<H: Host>(host: &H, plan: &Plan<'_>, client: Client) -> Result<Verdict, HostError> {
+fn carry_out<H: Host>(host: &H, plan: &Plan<'_>, client: Client) -> Result<Flow, HostError> {
     for edit in &plan.edits {
         match edit {
             Edit::Remove(name) => host.remove_request_header(name)?,
@@ -193,13 +185,13 @@ fn carry_out<H: Host>(host: &H, plan: &Plan<'_>, client: Client) -> Result<Verdi
         // (`clear_route_cache`) would cost 6.6k instructions for nothing. Envoy stopped doing
         // it for newer ABIs; tests/e2e/tests/rollout.rs (gRPC clients follow auth's choice)
         // fails if a bump ever loses it.
-        return Ok(Verdict::Continue);
+        return Ok(Flow::Continue);
     };
     // For the edge span (Envoy's tracer reads it when the span ends); the request goes no
     // further. Diagnostics only: a failure must not turn the refusal into a 500.
     let _ = host.set_request_header(trace::AUTH_REASON_HEADER, rejection.reason.as_str());
     host.send_reply(&rejection.reply, client, &rejection.reason.details());
-    Ok(Verdict::Stop)
+    Ok(Flow::Pause)
 }
 
 #[cfg(test)]
@@ -231,7 +223,7 @@ mod tests {
             ("x-user-email", "admin@example.com"),
         ]);
         let verdict = handle(&host, &config, None, &NoRestrictions);
-        assert_eq!(verdict, (Verdict::Continue, false));
+        assert_eq!(verdict, (Flow::Continue, false));
         assert_eq!(
             host.calls(),
             vec![
@@ -251,7 +243,7 @@ mod tests {
         ]);
         assert_eq!(
             handle(&host, &config, None, &NoRestrictions),
-            (Verdict::Stop, false)
+            (Flow::Pause, false)
         );
         let calls = host.calls();
         let note = AuthNote {
@@ -287,7 +279,7 @@ mod tests {
         host.failing_header_writes = Some(HostError::BAD_ARGUMENT);
         assert_eq!(
             handle(&host, &config, None, &NoRestrictions),
-            (Verdict::Stop, false)
+            (Flow::Pause, false)
         );
         let calls = host.calls();
         assert!(
@@ -332,7 +324,7 @@ mod tests {
         ]);
         assert_eq!(
             handle(&host, &config, Some(&keys), &NoRestrictions),
-            (Verdict::Continue, false)
+            (Flow::Continue, false)
         );
         let note = AuthNote {
             subject: "ada".into(),
@@ -361,7 +353,7 @@ mod tests {
         ]);
         assert_eq!(
             handle(&host, &config, Some(&keys), &NoRestrictions),
-            (Verdict::Stop, true)
+            (Flow::Pause, true)
         );
     }
 }

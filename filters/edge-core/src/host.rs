@@ -9,7 +9,7 @@
 #[cfg(any(test, feature = "testing"))]
 use crate::Status;
 use crate::{Client, Headers, LocalReply};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
@@ -71,6 +71,24 @@ impl<S: SharedStore> SharedStore for std::rc::Rc<S> {
     }
 }
 
+/// Whether a request goes on to the next filter after a callback, or waits (for a body, a
+/// backend's answer, or a reply already sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Pause,
+}
+
+/// A gRPC request a filter sends: one message, with metadata, to a cluster of the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcRequest<'a> {
+    pub cluster: &'a str,
+    pub service: &'a str,
+    pub method: &'a str,
+    pub metadata: Vec<(&'a str, &'a [u8])>,
+    pub message: &'a [u8],
+}
+
 /// The calls a filter makes while handling one request (and from its timers).
 pub trait Host: SharedStore {
     fn log(&self, level: Level, message: &str);
@@ -92,6 +110,33 @@ pub trait Host: SharedStore {
     fn increment_counter(&self, name: &str);
     fn set_gauge(&self, name: &str, value: u64);
     fn record_histogram(&self, name: &str, value: u64);
+    /// The request body buffered so far (up to `size` bytes).
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
+    /// Answers the request with a body rendered from a backend's answer (Envoy's details
+    /// `via_upstream`).
+    fn send_response(
+        &self,
+        http_status: u16,
+        content_type: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<(), HostError>;
+    /// Resets the request's stream: the last resort when no reply can be sent, so that the
+    /// client sees an error instead of a hang.
+    fn reset_request(&self);
+    /// Sends a unary call; its answer comes back to the calling context as one response and
+    /// a status, under the returned token.
+    fn grpc_call(&self, request: GrpcRequest<'_>, timeout: Duration) -> Result<u32, HostError>;
+    /// Sends a unary call as a stream (opened, its one message sent, our side closed), for
+    /// callers that need the response's metadata: the answer comes back in parts (initial
+    /// metadata, message, trailing metadata, close) under the returned token.
+    fn grpc_stream(&self, request: GrpcRequest<'_>) -> Result<u32, HostError>;
+    /// Inside a gRPC callback: the message received (`size` bytes).
+    fn grpc_received(&self, size: usize) -> Result<Vec<u8>, HostError>;
+    /// Inside a stream's metadata callback: one value of its initial or trailing metadata.
+    fn grpc_metadata(&self, initial: bool, name: &str) -> Option<String>;
+    /// Inside the callback of a call that failed: the status message it closed with.
+    fn grpc_status_message(&self) -> String;
 }
 
 /// A [`SharedStore`] in memory, as Envoy keeps shared data: a CAS number per key, bumped on
@@ -136,22 +181,54 @@ pub enum Call {
     Counter(String),
     Gauge(String, u64),
     Histogram(String, u64),
+    Response {
+        http_status: u16,
+        content_type: String,
+        body: Vec<u8>,
+        headers: Vec<(String, String)>,
+    },
+    Reset,
+    /// A unary call (`timeout: Some`) or a one-message stream (`None`), with its token.
+    Grpc {
+        token: u32,
+        cluster: String,
+        path: String,
+        metadata: Vec<(String, Vec<u8>)>,
+        message: Vec<u8>,
+        timeout: Option<Duration>,
+    },
+}
+
+/// What [`RecordingHost`] serves inside gRPC callbacks: the answer a test delivers.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug, Default, Clone)]
+pub struct GrpcAnswer {
+    pub message: Vec<u8>,
+    pub initial_metadata: Vec<(String, String)>,
+    pub trailing_metadata: Vec<(String, String)>,
+    pub status_message: String,
 }
 
 /// A host for the glue's unit tests: it serves the request headers and clock it was given,
 /// keeps shared data in a [`MemoryStore`], records every other call in order, and fails the
-/// calls it is told to fail.
+/// calls it is told to fail. The clock, the failing calls and the gRPC answer can change
+/// while a test runs, behind the `Rc` the cores hold.
 #[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct RecordingHost {
     pub headers: Headers,
-    pub now: Option<Duration>,
+    pub now: Cell<Option<Duration>>,
     pub store: MemoryStore,
     pub calls: RefCell<Vec<Call>>,
     /// Header writes (set or remove) fail with this status.
     pub failing_header_writes: Option<HostError>,
     /// The attributes it serves, by dotted path (`request.time`).
     pub properties: HashMap<String, Vec<u8>>,
+    pub body: Vec<u8>,
+    /// gRPC calls fail to start with this status.
+    pub failing_grpc: Cell<Option<HostError>>,
+    /// What gRPC callbacks read (set it before delivering one).
+    pub answer: RefCell<GrpcAnswer>,
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -174,6 +251,36 @@ impl RecordingHost {
 
     fn record(&self, call: Call) {
         self.calls.borrow_mut().push(call);
+    }
+
+    /// The gRPC calls made so far.
+    pub fn grpc_calls(&self) -> Vec<Call> {
+        self.calls
+            .borrow()
+            .iter()
+            .filter(|call| matches!(call, Call::Grpc { .. }))
+            .cloned()
+            .collect()
+    }
+
+    fn grpc(&self, request: GrpcRequest<'_>, timeout: Option<Duration>) -> Result<u32, HostError> {
+        if let Some(error) = self.failing_grpc.get() {
+            return Err(error);
+        }
+        let token = 1 + self.grpc_calls().len() as u32;
+        self.record(Call::Grpc {
+            token,
+            cluster: request.cluster.to_string(),
+            path: format!("/{}/{}", request.service, request.method),
+            metadata: request
+                .metadata
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_vec()))
+                .collect(),
+            message: request.message.to_vec(),
+            timeout,
+        });
+        Ok(token)
     }
 
     fn header_write(&self, call: Call) -> Result<(), HostError> {
@@ -203,7 +310,7 @@ impl Host for RecordingHost {
         self.record(Call::Log(level, message.to_string()));
     }
     fn now(&self) -> Option<Duration> {
-        self.now
+        self.now.get()
     }
     fn request_headers(&self) -> Result<Headers, HostError> {
         Ok(self.headers.clone())
@@ -237,6 +344,55 @@ impl Host for RecordingHost {
     }
     fn record_histogram(&self, name: &str, value: u64) {
         self.record(Call::Histogram(name.to_string(), value));
+    }
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        Ok(self.body[..size.min(self.body.len())].to_vec())
+    }
+    fn send_response(
+        &self,
+        http_status: u16,
+        content_type: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<(), HostError> {
+        self.record(Call::Response {
+            http_status,
+            content_type: content_type.to_string(),
+            body: body.to_vec(),
+            headers: headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+        });
+        Ok(())
+    }
+    fn reset_request(&self) {
+        self.record(Call::Reset);
+    }
+    fn grpc_call(&self, request: GrpcRequest<'_>, timeout: Duration) -> Result<u32, HostError> {
+        self.grpc(request, Some(timeout))
+    }
+    fn grpc_stream(&self, request: GrpcRequest<'_>) -> Result<u32, HostError> {
+        self.grpc(request, None)
+    }
+    fn grpc_received(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        let message = &self.answer.borrow().message;
+        Ok(message[..size.min(message.len())].to_vec())
+    }
+    fn grpc_metadata(&self, initial: bool, name: &str) -> Option<String> {
+        let answer = self.answer.borrow();
+        let metadata = if initial {
+            &answer.initial_metadata
+        } else {
+            &answer.trailing_metadata
+        };
+        metadata
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    }
+    fn grpc_status_message(&self) -> String {
+        self.answer.borrow().status_message.clone()
     }
 }
 

@@ -3,7 +3,8 @@
 //! proxy-wasm's SDK (0.2.5) `panic!`s on any host status it does not expect, and a panic kills
 //! the Wasm VM for every later request on that worker. The calls the filters make on request
 //! paths therefore go through [`abi`], which hands every status back to the caller; the SDK is
-//! still used where it must be (dispatching gRPC calls, whose callbacks it routes).
+//! still used where it must be (starting gRPC calls, whose callbacks only its dispatcher can
+//! route).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -15,18 +16,44 @@ mod reply;
 mod upstream;
 
 pub use abi::HostError;
-use edge_core::host::{Host, Level, SharedStore};
+use edge_core::host::{GrpcRequest, Host, Level, SharedStore};
 use edge_core::{Client, GrpcCode, Headers, LocalReply};
 pub use map::list_elements;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 use std::cell::RefCell;
-pub use upstream::{check_clusters, grpc_upstream};
+use std::collections::HashMap;
+pub use upstream::check_clusters;
 
-/// [`Host`] for proxy-wasm: each call is one ABI call (metrics are defined on first use, once
-/// per VM).
+/// [`Host`] for proxy-wasm: each call is one ABI call (metrics are defined on first use, and
+/// each cluster's callout `upstream` encoded on first use, once per VM).
 #[derive(Default)]
 pub struct WasmHost {
     metrics: RefCell<Metrics>,
+    /// Encoding a cluster per call cost ~1.3k instructions on the transcoder's path.
+    upstreams: RefCell<HashMap<String, String>>,
+}
+
+impl WasmHost {
+    /// The callout `upstream` argument for `cluster` (see [`upstream`]).
+    fn upstream(&self, cluster: &str) -> Result<String, HostError> {
+        let mut upstreams = self
+            .upstreams
+            .try_borrow_mut()
+            .map_err(|_| HostError::INTERNAL_FAILURE)?;
+        if let Some(upstream) = upstreams.get(cluster) {
+            return Ok(upstream.clone());
+        }
+        let upstream = upstream::grpc_upstream(cluster).map_err(|error| {
+            log(LogLevel::Error, &error);
+            HostError::BAD_ARGUMENT
+        })?;
+        upstreams.insert(cluster.to_string(), upstream.clone());
+        Ok(upstream)
+    }
+}
+
+fn status(status: proxy_wasm::types::Status) -> HostError {
+    HostError(status as u32)
 }
 
 impl SharedStore for WasmHost {
@@ -86,6 +113,80 @@ impl Host for WasmHost {
             metrics.set(name, value);
         }
     }
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        Ok(abi::get_buffer(BufferType::HttpRequestBody, 0, size)?.unwrap_or_default())
+    }
+    fn send_response(
+        &self,
+        http_status: u16,
+        content_type: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<(), HostError> {
+        let mut all = Vec::with_capacity(headers.len() + 1);
+        all.push(("content-type", content_type));
+        all.extend_from_slice(headers);
+        // The backend's answer, rendered: where Envoy's own transcoder would say the same.
+        abi::send_local_response(u32::from(http_status), "via_upstream", &all, body, None)
+    }
+    fn reset_request(&self) {
+        reset_request();
+    }
+    // The two calls that start callouts go through the SDK, whose dispatcher must learn the
+    // token to route the answer. It panics on statuses other than OK, ParseFailure and
+    // InternalFailure; see README ("No panics on request paths") for why Envoy returns none.
+    fn grpc_call(
+        &self,
+        request: GrpcRequest<'_>,
+        timeout: std::time::Duration,
+    ) -> Result<u32, HostError> {
+        let upstream = self.upstream(request.cluster)?;
+        proxy_wasm::hostcalls::dispatch_grpc_call(
+            &upstream,
+            request.service,
+            request.method,
+            request.metadata,
+            Some(request.message),
+            timeout,
+        )
+        .map_err(status)
+    }
+    fn grpc_stream(&self, request: GrpcRequest<'_>) -> Result<u32, HostError> {
+        let upstream = self.upstream(request.cluster)?;
+        let token = proxy_wasm::hostcalls::open_grpc_stream(
+            &upstream,
+            request.service,
+            request.method,
+            request.metadata,
+        )
+        .map_err(status)?;
+        // Closing our side matters beyond the end-of-stream flag: Envoy frees a Wasm gRPC
+        // stream's state when it closes remotely only if the filter closed it locally
+        // (`proxy_grpc_close`); without it every call left its stream behind (Envoy's RSS
+        // grew ~10 MB per 100k requests in the soak).
+        abi::grpc_send(token, request.message, true)
+            .and_then(|()| abi::grpc_close(token))
+            .inspect_err(|_| {
+                let _ = abi::grpc_cancel(token);
+            })?;
+        Ok(token)
+    }
+    fn grpc_received(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        Ok(abi::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)?.unwrap_or_default())
+    }
+    fn grpc_metadata(&self, initial: bool, name: &str) -> Option<String> {
+        let map = if initial {
+            MapType::GrpcReceiveInitialMetadata
+        } else {
+            MapType::GrpcReceiveTrailingMetadata
+        };
+        abi::get_header(map, name).unwrap_or(None)
+    }
+    fn grpc_status_message(&self) -> String {
+        abi::grpc_status()
+            .map(|(_, message)| message)
+            .unwrap_or_default()
+    }
 }
 
 /// Writes to Envoy's log under the plugin's name; a failure to log is not worth failing a request.
@@ -101,50 +202,6 @@ pub fn request_headers() -> Result<Headers, HostError> {
 
 pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
     abi::replace_header(MapType::HttpRequestHeaders, name, value)
-}
-
-/// The buffered request body (up to `size` bytes).
-pub fn request_body(size: usize) -> Result<Vec<u8>, HostError> {
-    Ok(abi::get_buffer(BufferType::HttpRequestBody, 0, size)?.unwrap_or_default())
-}
-
-/// The message just received on a gRPC call or stream (inside its callback).
-pub fn grpc_received_message(size: usize) -> Result<Vec<u8>, HostError> {
-    Ok(abi::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)?.unwrap_or_default())
-}
-
-/// One value of the gRPC call's response metadata: `initial` (headers) inside
-/// `on_grpc_stream_initial_metadata`, else trailing inside
-/// `on_grpc_stream_trailing_metadata`.
-pub fn grpc_call_metadata(initial: bool, name: &str) -> Option<String> {
-    let map = if initial {
-        MapType::GrpcReceiveInitialMetadata
-    } else {
-        MapType::GrpcReceiveTrailingMetadata
-    };
-    abi::get_header(map, name).unwrap_or(None)
-}
-
-/// Sends the one message of a unary call over a gRPC stream and closes our side. The close
-/// matters beyond the end-of-stream flag: Envoy frees a Wasm gRPC stream's state when it closes
-/// remotely only if the filter closed it locally (`proxy_grpc_close`); without it every call
-/// left its stream behind (Envoy's RSS grew ~10 MB per 100k requests in the soak).
-pub fn grpc_send_last(token: u32, message: &[u8]) -> Result<(), HostError> {
-    abi::grpc_send(token, message, true)?;
-    abi::grpc_close(token)
-}
-
-/// Abandons a gRPC stream (its callbacks will not come).
-pub fn grpc_cancel(token: u32) {
-    let _ = abi::grpc_cancel(token);
-}
-
-/// The (raw) message of the gRPC call or stream being closed; its code comes with the
-/// callback itself.
-pub fn grpc_message() -> String {
-    abi::grpc_status()
-        .map(|(_, message)| message)
-        .unwrap_or_default()
 }
 
 /// Envoy's clock as time since the Unix epoch (the SDK's `get_current_time` panics on a host
@@ -190,19 +247,6 @@ pub fn send_reply(reply: &LocalReply, client: Client, details: &str) {
         );
         reset_request();
     }
-}
-
-/// Answers the request locally with a body of `content_type`.
-pub fn send_body(
-    http_status: u16,
-    content_type: &str,
-    body: &[u8],
-    extra_headers: &[(&str, &str)],
-) -> Result<(), HostError> {
-    let mut headers = vec![("content-type", content_type)];
-    headers.extend_from_slice(extra_headers);
-    // The backend's answer, rendered: where Envoy's own transcoder would say the same.
-    abi::send_local_response(u32::from(http_status), "via_upstream", &headers, body, None)
 }
 
 /// A CEL expression compiled by Envoy once (its `expr_create` foreign function), to read many

@@ -7,6 +7,7 @@
 )]
 
 pub mod config;
+mod exchange;
 mod message;
 mod outcome;
 mod request;
@@ -14,6 +15,7 @@ mod request;
 use base64::Engine;
 pub use config::{PrintOptions, TranscoderConfig};
 use edge_core::{Client, GrpcCode, PathTemplate, RouteError, RouteMatch, Status};
+pub use exchange::Exchange;
 use message::JsonInput;
 pub use outcome::{Failure, FailureKind, FinishedCall};
 use prost_reflect::{

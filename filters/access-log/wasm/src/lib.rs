@@ -1,11 +1,13 @@
 //! proxy-wasm glue of the access log: in `on_log`, which Envoy calls for every request
 //! (local replies from auth or the transcoder included), gathers the request's attributes and
-//! writes one JSON line to Envoy's log.
+//! writes one JSON line to Envoy's log, or buffers it for the collector (shipped from the root
+//! context's timer by `edge_access_log::shipping`).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use edge_access_log::attributes::{self, Attributes};
 use edge_access_log::request::{arrive, depart, Arrival};
-use edge_access_log::{AccessLogConfig, LineBuffer, LogBatch};
+use edge_access_log::shipping::Shipping;
+use edge_access_log::{AccessLogConfig, LineBuffer};
 use edge_core::host::Host;
 use edge_host as host;
 use edge_host::WasmHost;
@@ -22,7 +24,7 @@ proxy_wasm::main! {{
         host: Rc::default(),
         requests_seen: Rc::default(),
         buffer: Rc::default(),
-        shipping: None,
+        shipping: Shipping::default(),
         attributes: None,
     }));
 }}
@@ -34,61 +36,15 @@ struct AccessLogRoot {
     requests_seen: Rc<RefCell<u64>>,
     /// Lines waiting for the collector (only used when one is configured).
     buffer: Rc<RefCell<LineBuffer>>,
-    /// Lines in the batch being shipped, if one is in flight.
-    shipping: Option<usize>,
+    /// The batch in flight to the collector, if any.
+    shipping: Shipping,
     /// `attributes::EXPRESSION`, compiled by Envoy for this root context.
     attributes: Option<host::Expression>,
 }
 
-const SHIPPED: &str = edge_access_log::metrics::SHIPPED_LINES;
-const DROPPED: &str = edge_access_log::metrics::DROPPED_LINES;
-
-impl AccessLogRoot {
-    fn count(&self, name: &str, lines: usize) {
-        for _ in 0..lines {
-            self.host.increment_counter(name);
-        }
-    }
-
-    /// Sends the oldest lines as one batch, unless a batch is still in flight.
-    fn flush(&mut self) {
-        let Some(collector) = self.config.collector.clone() else {
-            return;
-        };
-        if self.shipping.is_some() || self.buffer.borrow().is_empty() {
-            return;
-        }
-        let lines = self.buffer.borrow_mut().take(collector.batch_lines);
-        let count = lines.len();
-        let message = prost::Message::encode_to_vec(&LogBatch { lines });
-        let sent = host::grpc_upstream(&collector.cluster)
-            .map_err(|e| format!("{e:?}"))
-            .and_then(|upstream| {
-                self.dispatch_grpc_call(
-                    &upstream,
-                    "telemetry.LogCollector",
-                    "Ship",
-                    Vec::new(),
-                    Some(&message),
-                    Duration::from_millis(collector.timeout_ms),
-                )
-                .map_err(|e| format!("{e:?}"))
-            });
-        match sent {
-            Ok(_) => self.shipping = Some(count),
-            Err(error) => {
-                host::log(LogLevel::Warn, &format!("cannot ship access log: {error}"));
-                self.count(DROPPED, count);
-            }
-        }
-    }
-}
-
 impl Context for AccessLogRoot {
-    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, _response_size: usize) {
-        let count = self.shipping.take().unwrap_or_default();
-        // A failed batch is dropped, not retried: memory stays bounded while the collector is down.
-        self.count(if status_code == 0 { SHIPPED } else { DROPPED }, count);
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, _response_size: usize) {
+        self.shipping.on_answer(&*self.host, token_id, status_code);
     }
 }
 
@@ -134,7 +90,10 @@ impl RootContext for AccessLogRoot {
     }
 
     fn on_tick(&mut self) {
-        self.flush();
+        if let Some(collector) = &self.config.collector {
+            self.shipping
+                .flush(&*self.host, collector, &mut self.buffer.borrow_mut());
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -183,7 +142,7 @@ impl HttpContext for AccessLog {
         // expression. Whatever cannot be read is left out; the line is still written.
         let arrival = self.arrival.take().unwrap_or_else(|| Arrival {
             // Envoy answered before the filters saw the request.
-            headers: host::request_headers().unwrap_or_default(),
+            headers: self.host.request_headers().unwrap_or_default(),
             ..Arrival::default()
         });
         // Unreadable, it leaves Envoy's and the other filters' fields out.

@@ -1,0 +1,483 @@
+//! One request's exchange with the transcoder, driven by the host's callbacks: the request's
+//! headers and body, then the backend's answer in parts. Everything that decides lives here
+//! (over [`Host`]); the glue of a target only forwards its callbacks.
+
+use crate::{BodyPlan, Failure, FinishedCall, HeadersPlan, Note, Pending, Transcoder};
+use edge_core::host::{Flow, GrpcRequest, Host, HostError, Level};
+use edge_core::trace;
+use std::time::Duration;
+
+/// What the transcoder keeps about one request between callbacks.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    pending: Option<Pending>,
+    /// When the backend call went out (for the access log's `upstream_ms`), by the host's clock.
+    dispatched_at: Option<Duration>,
+    /// What the access log will read about this request, recorded whenever it changes.
+    note: Note,
+    /// The backend's metadata named in `response_headers`, returned as HTTP headers.
+    response_metadata: Vec<(String, String)>,
+    /// `grpc-status-details-bin` from the backend's trailers, if any.
+    status_details: Option<String>,
+    /// The backend's response message, kept until the stream closes with its status.
+    response_message: Option<Result<Vec<u8>, HostError>>,
+}
+
+impl Exchange {
+    /// The request's headers (`end_of_stream`: no body follows).
+    pub fn on_request_headers<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        end_of_stream: bool,
+    ) -> Flow {
+        // Every header this needs, in one host call. Unreadable, they read as absent: the
+        // request then matches no route and is refused.
+        let headers = host.request_headers().unwrap_or_default();
+        match transcoder.plan_headers(&headers, end_of_stream) {
+            HeadersPlan::PassThrough => Flow::Continue,
+            HeadersPlan::Refuse { route, failure } => {
+                if let Some(route) = route {
+                    self.note.route(route);
+                }
+                self.fail(host, failure)
+            }
+            HeadersPlan::Transcode {
+                route,
+                pending,
+                span_route,
+                body_follows,
+            } => {
+                self.note.route(route);
+                self.note.record(host);
+                if span_route {
+                    let _ = host.set_request_header(trace::ROUTE_HEADER, route.template.as_str());
+                }
+                if body_follows {
+                    self.pending = Some(pending);
+                    // Let the headers go on: proxy-wasm turns a pause here into
+                    // StopAllIteration, after which the body callbacks would never come. The
+                    // body is held in `on_request_body` instead, and Envoy's buffer filter,
+                    // next in the chain, keeps the headers from reaching the router.
+                    return Flow::Continue;
+                }
+                let flow = self.call_backend(host, transcoder, &pending, &[]);
+                // The answer arrives in `on_close`, which needs the route.
+                self.pending = Some(pending);
+                flow
+            }
+        }
+    }
+
+    /// The request body received so far (`size` bytes).
+    pub fn on_request_body<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        match transcoder.plan_body(self.pending.is_some(), size, end_of_stream) {
+            BodyPlan::Ignore => Flow::Continue,
+            BodyPlan::Wait => Flow::Pause,
+            BodyPlan::TooLarge => {
+                self.pending = None;
+                self.fail(
+                    host,
+                    Failure::body_too_large(transcoder.config.max_body_bytes),
+                )
+            }
+            BodyPlan::Call => {
+                let body = match host.request_body(size) {
+                    Ok(body) => body,
+                    Err(error) => {
+                        self.pending = None;
+                        return self.fail(host, Failure::unreadable_body(&error.to_string()));
+                    }
+                };
+                let Some(pending) = self.pending.take() else {
+                    return Flow::Continue;
+                };
+                let flow = self.call_backend(host, transcoder, &pending, &body);
+                self.pending = Some(pending);
+                flow
+            }
+        }
+    }
+
+    /// The backend's initial (`initial`) or trailing metadata arrived.
+    pub fn on_response_metadata<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        initial: bool,
+    ) {
+        for name in &transcoder.config.response_headers {
+            if let Some(value) = host.grpc_metadata(initial, name) {
+                self.response_metadata.push((name.clone(), value));
+            }
+        }
+        if !initial {
+            self.status_details = host.grpc_metadata(false, "grpc-status-details-bin");
+        }
+    }
+
+    /// The backend's response message (`size` bytes) arrived.
+    pub fn on_response_message<H: Host>(&mut self, host: &H, size: usize) {
+        // A unary method answers once; anything after the first message is ignored.
+        if self.response_message.is_none() {
+            self.response_message = Some(host.grpc_received(size));
+        }
+    }
+
+    /// The backend call closed with `status_code`: answer the client.
+    pub fn on_close<H: Host>(&mut self, host: &H, transcoder: &Transcoder, status_code: u32) {
+        let elapsed = match (self.dispatched_at, host.now()) {
+            (Some(sent), Some(now)) => now.saturating_sub(sent),
+            _ => Duration::ZERO,
+        };
+        self.note.0.grpc_status = Some(status_code);
+        // In milliseconds to the microsecond, as logged.
+        self.note.0.upstream_ms = Some((elapsed.as_secs_f64() * 1e6).round() / 1e3);
+        let Some(pending) = self.pending.take() else {
+            self.note.record(host);
+            return;
+        };
+        let route = match transcoder.route(pending.route) {
+            Ok(route) => route,
+            Err(failure) => {
+                self.fail(host, failure);
+                return;
+            }
+        };
+        let grpc_message = if status_code == 0 {
+            String::new()
+        } else {
+            host.grpc_status_message()
+        };
+        let response = self.response_message.take();
+        let response_error = match &response {
+            Some(Err(error)) => error.to_string(),
+            _ => String::new(),
+        };
+        let call = FinishedCall {
+            grpc_status: status_code,
+            grpc_message: &grpc_message,
+            details_bin: self.status_details.as_deref(),
+            response: response.as_ref().map(|read| match read {
+                Ok(body) => Ok(body.as_slice()),
+                Err(_) => Err(response_error.as_str()),
+            }),
+            elapsed,
+            timeout: pending.timeout,
+        };
+        match transcoder.finish_call(route, pending.response_encoding, call) {
+            Ok(body) => {
+                self.note.record(host);
+                let headers: Vec<(&str, &str)> = self
+                    .response_metadata
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .collect();
+                let content_type = pending.response_encoding.content_type();
+                if let Err(error) = host.send_response(200, content_type, &body, &headers) {
+                    host.log(Level::Error, &format!("cannot send response: {error}"));
+                    host.reset_request();
+                }
+            }
+            Err(failure) => {
+                self.fail(host, failure);
+            }
+        }
+    }
+
+    /// The one way this filter answers with an error (see [`Note::refuse`]).
+    fn fail<H: Host>(&mut self, host: &H, failure: Failure) -> Flow {
+        self.note.refuse(host, failure, &self.response_metadata);
+        Flow::Pause
+    }
+
+    fn call_backend<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        pending: &Pending,
+        body: &[u8],
+    ) -> Flow {
+        let deadline = pending.deadline();
+        let call = match transcoder.backend_call(pending, &deadline, body) {
+            Ok(call) => call,
+            Err(failure) => return self.fail(host, failure),
+        };
+        let route = call.route;
+        // A stream rather than a unary call: Envoy hands a unary call's response metadata to
+        // nobody, and the response headers and grpc-status-details-bin are needed.
+        let opened = host.grpc_stream(GrpcRequest {
+            cluster: call.cluster,
+            service: &route.service,
+            method: &route.method,
+            metadata: call.metadata,
+            message: &call.message,
+        });
+        match opened {
+            Ok(_) => {
+                // Recorded with the call's outcome when it closes.
+                self.note.0.upstream_cluster = call.cluster.to_string();
+                self.dispatched_at = host.now();
+                Flow::Pause
+            }
+            Err(error) => {
+                host.log(
+                    Level::Error,
+                    &format!(
+                        "cannot call {} on cluster {}: {error}",
+                        route.grpc_path(),
+                        call.cluster
+                    ),
+                );
+                self.fail(host, Failure::backend_unreachable())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TranscoderConfig;
+    use base64::Engine;
+    use edge_core::host::{Call, GrpcAnswer, RecordingHost};
+    use edge_core::notes::{self, TranscodeNote};
+    use platform_proto::catalog::{CreateItemRequest, GetItemResponse, Item};
+    use prost::Message;
+
+    fn transcoder() -> Transcoder {
+        let config = serde_json::json!({
+            "descriptor_set": base64::engine::general_purpose::STANDARD
+                .encode(platform_proto::FILE_DESCRIPTOR_SET),
+            "services": {"catalog.CatalogService": "catalog"},
+            "max_body_bytes": 100,
+            "timeout_ms": 2000,
+            "forward_headers": ["x-user-id"],
+            "response_headers": ["x-backend"],
+        });
+        Transcoder::new(serde_json::from_value::<TranscoderConfig>(config).unwrap()).unwrap()
+    }
+
+    fn recorded_note(host: &RecordingHost) -> TranscodeNote {
+        let calls = host.calls();
+        let last = calls
+            .iter()
+            .rev()
+            .find_map(|call| match call {
+                Call::SetProperty(path, value) if path == notes::TRANSCODE => Some(value),
+                _ => None,
+            })
+            .expect("a note");
+        notes::decode(Some(last))
+    }
+
+    fn at(millis: u64) -> Option<Duration> {
+        Some(Duration::from_millis(1_700_000_000_000 + millis))
+    }
+
+    #[test]
+    fn a_get_calls_the_backend_and_answers_with_its_message_and_metadata() {
+        let t = transcoder();
+        let host = RecordingHost::with_headers(&[
+            (":method", "GET"),
+            (":path", "/catalog/items/42"),
+            ("x-user-id", "ada"),
+        ]);
+        host.now.set(at(0));
+        let mut exchange = Exchange::default();
+        assert_eq!(
+            exchange.on_request_headers(&host, &t, true),
+            Flow::Pause,
+            "waits for the backend"
+        );
+        let Call::Grpc {
+            cluster,
+            path,
+            metadata,
+            message,
+            timeout: None,
+            ..
+        } = &host.grpc_calls()[0]
+        else {
+            panic!("a stream: {:?}", host.calls());
+        };
+        assert_eq!(
+            (cluster.as_str(), path.as_str()),
+            ("catalog", "/catalog.CatalogService/GetItem")
+        );
+        assert_eq!(
+            metadata,
+            &vec![
+                ("x-user-id".to_string(), b"ada".to_vec()),
+                ("grpc-timeout".to_string(), b"2000m".to_vec())
+            ]
+        );
+        assert_eq!(
+            message,
+            &platform_proto::catalog::GetItemRequest { id: "42".into() }.encode_to_vec()
+        );
+
+        let item = GetItemResponse {
+            item: Some(Item {
+                id: "42".into(),
+                title: "lamp".into(),
+                price: 1200,
+                ..Item::default()
+            }),
+        };
+        *host.answer.borrow_mut() = GrpcAnswer {
+            message: item.encode_to_vec(),
+            initial_metadata: vec![
+                ("x-backend".into(), "v2".into()),
+                ("x-other".into(), "no".into()),
+            ],
+            ..GrpcAnswer::default()
+        };
+        exchange.on_response_metadata(&host, &t, true);
+        exchange.on_response_message(&host, item.encoded_len());
+        exchange.on_response_metadata(&host, &t, false);
+        host.now.set(at(7));
+        exchange.on_close(&host, &t, 0);
+
+        let Some(Call::Response {
+            http_status: 200,
+            content_type,
+            body,
+            headers,
+        }) = host.calls().last().cloned()
+        else {
+            panic!("answered: {:?}", host.calls());
+        };
+        assert_eq!(content_type, "application/json");
+        assert_eq!(headers, vec![("x-backend".to_string(), "v2".to_string())]);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["item"]["title"], "lamp");
+        assert_eq!(
+            body["item"]["price"], "1200",
+            "int64 as a string, as proto3 JSON says"
+        );
+        let note = recorded_note(&host);
+        assert_eq!(note.grpc_status, Some(0));
+        assert_eq!(note.upstream_cluster, "catalog");
+        assert_eq!(note.upstream_ms, Some(7.0));
+        assert_eq!(note.grpc_method, "/catalog.CatalogService/GetItem");
+    }
+
+    #[test]
+    fn a_backend_error_is_answered_with_its_status_and_message() {
+        let t = transcoder();
+        let host =
+            RecordingHost::with_headers(&[(":method", "GET"), (":path", "/catalog/items/9")]);
+        let mut exchange = Exchange::default();
+        exchange.on_request_headers(&host, &t, true);
+        host.answer.borrow_mut().status_message = "no item 9".into();
+        exchange.on_close(&host, &t, 5);
+        let calls = host.calls();
+        let Some(Call::Reply {
+            http_status: 404,
+            status,
+            details,
+            ..
+        }) = calls.last()
+        else {
+            panic!("refused: {calls:?}");
+        };
+        assert_eq!(status.message, "no item 9");
+        assert_eq!(details, "via_upstream");
+        assert_eq!(recorded_note(&host).grpc_status, Some(5));
+    }
+
+    #[test]
+    fn a_body_is_held_until_complete_then_sent_as_the_message() {
+        let t = transcoder();
+        let mut host = RecordingHost::with_headers(&[
+            (":method", "POST"),
+            (":path", "/catalog/items"),
+            ("content-type", "application/json"),
+        ]);
+        host.body = br#"{"title":"lamp","price":"1200"}"#.to_vec();
+        let mut exchange = Exchange::default();
+        assert_eq!(
+            exchange.on_request_headers(&host, &t, false),
+            Flow::Continue
+        );
+        assert_eq!(exchange.on_request_body(&host, &t, 10, false), Flow::Pause);
+        assert!(
+            host.grpc_calls().is_empty(),
+            "nothing sent before the body is complete"
+        );
+        assert_eq!(
+            exchange.on_request_body(&host, &t, host.body.len(), true),
+            Flow::Pause
+        );
+        let Call::Grpc { path, message, .. } = &host.grpc_calls()[0] else {
+            panic!("called");
+        };
+        assert_eq!(path, "/catalog.CatalogService/CreateItem");
+        let sent = CreateItemRequest::decode(message.as_slice()).unwrap();
+        assert_eq!((sent.title.as_str(), sent.price), ("lamp", 1200));
+    }
+
+    #[test]
+    fn a_body_too_large_or_a_backend_that_cannot_be_called_is_refused_without_a_call() {
+        let t = transcoder();
+        let host = RecordingHost::with_headers(&[(":method", "POST"), (":path", "/catalog/items")]);
+        let mut exchange = Exchange::default();
+        exchange.on_request_headers(&host, &t, false);
+        assert_eq!(exchange.on_request_body(&host, &t, 101, false), Flow::Pause);
+        assert!(matches!(
+            host.calls().last(),
+            Some(Call::Reply { http_status: 413, details, .. }) if details == "edge_transcoder_body_too_large"
+        ));
+        assert_eq!(
+            exchange.on_request_body(&host, &t, 120, true),
+            Flow::Continue,
+            "the rest of a refused body is not transcoded"
+        );
+        assert!(host.grpc_calls().is_empty());
+
+        let unreachable =
+            RecordingHost::with_headers(&[(":method", "GET"), (":path", "/catalog/items/1")]);
+        unreachable
+            .failing_grpc
+            .set(Some(HostError::INTERNAL_FAILURE));
+        let mut exchange = Exchange::default();
+        assert_eq!(
+            exchange.on_request_headers(&unreachable, &t, true),
+            Flow::Pause
+        );
+        let calls = unreachable.calls();
+        assert!(calls.iter().any(|call| matches!(call, Call::Log(Level::Error, line)
+            if line.contains("/catalog.CatalogService/GetItem") && line.contains("InternalFailure"))));
+        assert!(matches!(
+            calls.last(),
+            Some(Call::Reply { http_status: 503, details, .. }) if details == "edge_transcoder_backend_unreachable"
+        ));
+    }
+
+    #[test]
+    fn grpc_clients_pass_through_without_a_call_or_a_note() {
+        let t = transcoder();
+        let host = RecordingHost::with_headers(&[
+            (":method", "POST"),
+            (":path", "/catalog.CatalogService/GetItem"),
+            ("content-type", "application/grpc"),
+        ]);
+        let mut exchange = Exchange::default();
+        assert_eq!(
+            exchange.on_request_headers(&host, &t, false),
+            Flow::Continue
+        );
+        assert_eq!(
+            exchange.on_request_body(&host, &t, 10, true),
+            Flow::Continue
+        );
+        assert!(host.calls().is_empty());
+    }
+}
