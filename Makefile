@@ -16,7 +16,7 @@ export ISTIOD_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run mesh test build wasm services toolchain envoy istiod config digests lint bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
+.PHONY: help run mesh test build wasm services toolchain envoy istiod config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -167,7 +167,16 @@ istio-check: istiod
 	sed 's/phase: "AUTHN"/phase: "BOGUS"/' istio/base/wasmplugins.yaml > $(ISTIO_TOOLS)/broken.yaml
 	! node $(ISTIO_TOOLS)/validate.mjs $(ISTIO_TOOLS)/broken.yaml 2>/dev/null
 
-lint:
+# proto/google/api holds the protos every annotated API imports, exactly as PyPI's
+# googleapis-common-protos ships them (cargo builds without Make or a network); checked here
+# against the pinned package, installed once into target/tools.
+GOOGLEAPIS_PROTOS := $(CURDIR)/target/tools/googleapis-common-protos-1.76.0
+protos-check:
+	@test -f $(GOOGLEAPIS_PROTOS)/google/api/http.proto || pip3 install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target $(GOOGLEAPIS_PROTOS) googleapis-common-protos==1.76.0
+	cmp proto/google/api/http.proto $(GOOGLEAPIS_PROTOS)/google/api/http.proto
+	cmp proto/google/api/annotations.proto $(GOOGLEAPIS_PROTOS)/google/api/annotations.proto
+
+lint: protos-check
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 

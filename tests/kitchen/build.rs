@@ -1,4 +1,4 @@
-//! Compiles the test-only kitchen API (with the platform's vendored google/api protos) into
+//! Compiles the test-only kitchen API (importing google/api from proto/) into
 //! tonic/prost code and a descriptor set that keeps the `google.api.http` options.
 
 use std::{env, fs, path::PathBuf};
