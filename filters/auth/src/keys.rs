@@ -1,6 +1,9 @@
 //! The keys tokens are verified with, from the authority's JWKS, and token verification.
 
 use crate::config::AuthConfig;
+use crate::es256::{InVm, PublicKey, SignatureCheck};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jwt_simple::prelude::*;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -103,11 +106,21 @@ impl<'a> From<&'a AuthConfig> for VerifyOptions<'a> {
 /// `exp` (with the clock skew) has not passed. A refresh ([`KeySet::refreshed`]) keeps the
 /// tokens of the keys it keeps unchanged, so a retired key's tokens are verified again (and
 /// refused) while a refresh that changes nothing costs nothing.
-#[derive(Debug, Default)]
 pub struct KeySet {
-    keys: HashMap<String, ES256PublicKey>,
+    keys: HashMap<String, PublicKey>,
+    /// The host's crypto or the VM's, chosen once per worker ([`crate::es256::choose`]).
+    check: Rc<dyn SignatureCheck>,
     /// Shared, so a cache hit costs a reference count rather than a copy of every claim.
     verified: RefCell<HashMap<String, Verified>>,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .field("check", &self.check.name())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A verified token: who it names, its `exp`, and the `kid` of the key that verified it.
@@ -146,8 +159,11 @@ impl KeySet {
                 continue;
             }
             let key = ES256PublicKey::from_jwk(&entry.to_string())
-                .map_err(|e| format!("JWKS key {kid:?} is invalid: {e}"))?
-                .with_key_id(kid);
+                .map_err(|e| format!("JWKS key {kid:?} is invalid: {e}"))
+                .and_then(|key| {
+                    PublicKey::from_uncompressed(&key.public_key().to_bytes_uncompressed())
+                        .map_err(|e| format!("JWKS key {kid:?} is invalid: {e}"))
+                })?;
             keys.insert(kid.to_string(), key);
         }
         if keys.is_empty() {
@@ -155,8 +171,14 @@ impl KeySet {
         }
         Ok(Self {
             keys,
+            check: Rc::new(InVm),
             verified: RefCell::default(),
         })
+    }
+
+    /// The same keys, their signatures checked by `check`.
+    pub fn checked_by(self, check: Rc<dyn SignatureCheck>) -> Self {
+        Self { check, ..self }
     }
 
     /// The set a newly fetched JWKS makes, remembering the verified tokens of every key it
@@ -164,16 +186,11 @@ impl KeySet {
     /// of them publishes a fetch, so without this each periodic refresh would send every
     /// client's next request through an ECDSA verification again.
     pub fn refreshed(&self, jwks: &str) -> Result<Self, String> {
-        let next = Self::from_jwks(jwks)?;
+        let next = Self::from_jwks(jwks)?.checked_by(self.check.clone());
         let unchanged: HashSet<&str> = self
             .keys
             .iter()
-            .filter(|(kid, old)| {
-                next.keys.get(*kid).is_some_and(|new| {
-                    old.public_key().to_bytes_uncompressed()
-                        == new.public_key().to_bytes_uncompressed()
-                })
-            })
+            .filter(|(kid, old)| next.keys.get(*kid) == Some(old))
             .map(|(kid, _)| kid.as_str())
             .collect();
         let kept: HashMap<String, Verified> = self
@@ -228,32 +245,30 @@ impl KeySet {
         token: &str,
         options: &VerifyOptions<'_>,
     ) -> Result<Verified, TokenError> {
-        let metadata = Token::decode_metadata(token).map_err(|_| TokenError::Malformed)?;
-        let kid = metadata.key_id().ok_or(TokenError::MissingKeyId)?;
+        let jws = Jws::parse(token)?;
+        let kid = jws.header.kid.as_deref().ok_or(TokenError::MissingKeyId)?;
         let key = self.keys.get(kid).ok_or(TokenError::UnknownKeyId)?;
-        let verification = VerificationOptions {
-            allowed_issuers: options
-                .issuer
-                .as_ref()
-                .map(|issuer| HashSet::from([issuer.to_string()])),
-            allowed_audiences: (!options.audiences.is_empty())
-                .then(|| options.audiences.iter().cloned().collect()),
-            time_tolerance: Some(Duration::from_secs(options.clock_skew_seconds)),
-            max_token_length: Some(options.max_token_bytes),
-            artificial_time: options.now.map(UnixTimeStamp::from_secs),
-            ..Default::default()
-        };
-        // The key decides the algorithm; jwt-simple refuses a token whose header disagrees.
-        let claims = key
-            .verify_token::<serde_json::Map<String, serde_json::Value>>(token, Some(verification))
+        // The key decides the algorithm: `none`, or HS256 keyed with the public key, never pass.
+        if jws.header.alg != "ES256" || !jws.header.crit.is_empty() || !jws.header.typ_is_jwt() {
+            return Err(TokenError::Rejected);
+        }
+        let valid = self
+            .check
+            .verify(key, jws.signed.as_bytes(), &jws.signature)
             .map_err(|_| TokenError::Rejected)?;
+        if !valid {
+            return Err(TokenError::Rejected);
+        }
+        let claims: JWTClaims<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_slice(&jws.payload).map_err(|_| TokenError::Rejected)?;
+        let now = options
+            .now
+            .unwrap_or_else(|| Clock::now_since_epoch().as_secs());
+        check_claims(&claims, options, now)?;
         let expires_at = claims.expires_at.ok_or(TokenError::MissingExpiry)?;
         if let Some(max) = options.max_lifetime_seconds {
-            let start = claims
-                .issued_at
-                .or(options.now.map(UnixTimeStamp::from_secs));
-            let start = start.unwrap_or_else(Clock::now_since_epoch);
-            if expires_at.as_secs().saturating_sub(start.as_secs()) > max {
+            let start = claims.issued_at.map_or(now, |issued| issued.as_secs());
+            if expires_at.as_secs().saturating_sub(start) > max {
                 return Err(TokenError::LivesTooLong);
             }
         }
@@ -270,6 +285,99 @@ impl KeySet {
             kid: kid.to_string(),
         })
     }
+}
+
+/// A compact JWS (`header.payload.signature`), decoded but not yet verified.
+struct Jws<'t> {
+    header: JwsHeader,
+    /// `header.payload` as sent: what the signature covers.
+    signed: &'t str,
+    payload: Vec<u8>,
+    signature: [u8; 64],
+}
+
+#[derive(Deserialize)]
+struct JwsHeader {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+    /// Extensions the token says must be understood: none are.
+    #[serde(default)]
+    crit: Vec<serde_json::Value>,
+}
+
+impl JwsHeader {
+    /// RFC 7519: `typ`, when present, names a JWT.
+    fn typ_is_jwt(&self) -> bool {
+        self.typ.as_deref().is_none_or(|typ| {
+            let typ = typ.to_ascii_uppercase();
+            typ == "JWT" || typ.ends_with("+JWT")
+        })
+    }
+}
+
+impl<'t> Jws<'t> {
+    /// An unreadable header is malformed; anything else wrong is left to verification, which
+    /// refuses it (a signature of the wrong size never verifies).
+    fn parse(token: &'t str) -> Result<Self, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header_part), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header: JwsHeader = URL_SAFE_NO_PAD
+            .decode(header_part)
+            .ok()
+            .and_then(|json| serde_json::from_slice::<JwsHeader>(&json).ok())
+            .ok_or(TokenError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .ok()
+            .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
+            .unwrap_or([0; 64]);
+        Ok(Self {
+            header,
+            signed: &token[..header_part.len() + 1 + payload.len()],
+            payload: URL_SAFE_NO_PAD.decode(payload).unwrap_or_default(),
+            signature,
+        })
+    }
+}
+
+/// The registered claims' checks (RFC 7519 §4.1), as jwt-simple makes them, with the
+/// configured clock skew: `iat` and `nbf` not in the future, `exp` not past, `iss` and `aud`
+/// among those allowed.
+fn check_claims<C>(
+    claims: &JWTClaims<C>,
+    options: &VerifyOptions<'_>,
+    now: u64,
+) -> Result<(), TokenError> {
+    let skew = options.clock_skew_seconds;
+    let future = |time: Option<UnixTimeStamp>| time.is_some_and(|time| time.as_secs() > now + skew);
+    let expired = claims
+        .expires_at
+        .is_some_and(|exp| now < skew || now - skew > exp.as_secs());
+    let issuer_ok = options
+        .issuer
+        .is_none_or(|issuer| claims.issuer.as_deref() == Some(issuer));
+    let audience_ok = options.audiences.is_empty()
+        || claims
+            .audiences
+            .as_ref()
+            .is_some_and(|audiences| match audiences {
+                Audiences::AsString(audience) => options.audiences.contains(audience),
+                Audiences::AsSet(set) => options.audiences.iter().any(|a| set.contains(a)),
+            });
+    if future(claims.issued_at)
+        || future(claims.invalid_before)
+        || expired
+        || !issuer_ok
+        || !audience_ok
+    {
+        return Err(TokenError::Rejected);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod acl;
 pub mod config;
+pub mod es256;
 pub mod keys;
 pub mod policy;
 pub mod refresh;

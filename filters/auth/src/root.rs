@@ -15,6 +15,7 @@
 //! every `retry_seconds` while the last copy keeps being enforced.
 
 use crate::acl::{self, Follower, ListChangesResponse};
+use crate::es256::{self, SignatureCheck};
 use crate::request;
 use crate::{AuthConfig, KeyRefresh, KeySet, ListPublicKeysResponse};
 use edge_core::host::{Flow, GrpcRequest, Host, Level};
@@ -64,6 +65,8 @@ fn now<H: Host>(host: &H) -> SystemTime {
 /// One worker's root: its timer and the answers to its calls keep [`Shared`] current.
 pub struct Root<H: Host> {
     host: Rc<H>,
+    /// How this worker checks signatures: the host's crypto where it has it.
+    check: Rc<dyn SignatureCheck>,
     shared: Rc<RefCell<Shared<H>>>,
     /// Shared-data version of the JWKS our keys were built from.
     loaded_version: Option<u32>,
@@ -71,9 +74,14 @@ pub struct Root<H: Host> {
     acl_call: Option<u32>,
 }
 
-impl<H: Host> Root<H> {
+impl<H: Host + 'static> Root<H> {
     /// A worker for `config`; call [`Root::on_tick`] to start fetching.
     pub fn new(host: Rc<H>, config: AuthConfig) -> Self {
+        let check = es256::choose(&host);
+        host.log(
+            Level::Info,
+            &format!("verifying token signatures with {}", check.name()),
+        );
         let acl = config
             .acl
             .clone()
@@ -86,6 +94,7 @@ impl<H: Host> Root<H> {
                 acl,
             })),
             host,
+            check,
             loaded_version: None,
             keys_call: None,
             acl_call: None,
@@ -154,7 +163,11 @@ impl<H: Host> Root<H> {
         let jwks = String::from_utf8_lossy(&jwks);
         let current = self.shared.borrow().keys.clone();
         let first = current.is_none();
-        match current.map_or_else(|| KeySet::from_jwks(&jwks), |keys| keys.refreshed(&jwks)) {
+        let built = match current {
+            Some(keys) => keys.refreshed(&jwks),
+            None => KeySet::from_jwks(&jwks).map(|keys| keys.checked_by(self.check.clone())),
+        };
+        match built {
             Ok(keys) => {
                 let mut shared = self.shared.borrow_mut();
                 shared.keys = Some(Rc::new(keys));

@@ -9,7 +9,9 @@
 #[cfg(any(test, feature = "testing"))]
 use crate::Status;
 use crate::{Client, Headers, LocalReply};
-use std::cell::{Cell, RefCell};
+#[cfg(any(test, feature = "testing"))]
+use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
@@ -137,7 +139,21 @@ pub trait Host: SharedStore {
     fn grpc_metadata(&self, initial: bool, name: &str) -> Option<String>;
     /// Inside the callback of a call that failed: the status message it closed with.
     fn grpc_status_message(&self) -> String;
+    /// Checks `signature` (DER) over `text` with `public_key` (DER SubjectPublicKeyInfo) and
+    /// the `hash` named (e.g. `sha256`) by the proxy's own crypto: `Ok(valid)`;
+    /// `Err(HostError::NOT_FOUND)` when the proxy has none.
+    fn verify_signature(
+        &self,
+        hash: &str,
+        public_key: &[u8],
+        signature: &[u8],
+        text: &[u8],
+    ) -> Result<bool, HostError>;
 }
+
+/// A signature check for [`RecordingHost`]: (hash, public key, signature, text) → valid.
+#[cfg(any(test, feature = "testing"))]
+pub type Crypto = fn(&str, &[u8], &[u8], &[u8]) -> bool;
 
 /// A [`SharedStore`] in memory, as Envoy keeps shared data: a CAS number per key, bumped on
 /// every write.
@@ -229,6 +245,8 @@ pub struct RecordingHost {
     pub failing_grpc: Cell<Option<HostError>>,
     /// What gRPC callbacks read (set it before delivering one).
     pub answer: RefCell<GrpcAnswer>,
+    /// The proxy's crypto, if it has any.
+    pub crypto: Option<Crypto>,
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -393,6 +411,16 @@ impl Host for RecordingHost {
     }
     fn grpc_status_message(&self) -> String {
         self.answer.borrow().status_message.clone()
+    }
+    fn verify_signature(
+        &self,
+        hash: &str,
+        public_key: &[u8],
+        signature: &[u8],
+        text: &[u8],
+    ) -> Result<bool, HostError> {
+        let crypto = self.crypto.ok_or(HostError::NOT_FOUND)?;
+        Ok(crypto(hash, public_key, signature, text))
     }
 }
 

@@ -11,6 +11,7 @@
 )]
 
 mod abi;
+mod crypto;
 mod map;
 mod reply;
 mod upstream;
@@ -186,6 +187,15 @@ impl Host for WasmHost {
         abi::grpc_status()
             .map(|(_, message)| message)
             .unwrap_or_default()
+    }
+    fn verify_signature(
+        &self,
+        hash: &str,
+        public_key: &[u8],
+        signature: &[u8],
+        text: &[u8],
+    ) -> Result<bool, HostError> {
+        crypto::verify_signature(hash, public_key, signature, text)
     }
 }
 
