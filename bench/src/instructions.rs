@@ -7,7 +7,7 @@
 
 use crate::chains::{start_under, Chain, Route, DECOMPOSITION};
 use crate::load::{self, Budget};
-use crate::measure::{request, token};
+use crate::measure::{many_tokens, request, token};
 use edge_e2e::{Edge, MOBILE_PHONE_ID};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -37,13 +37,19 @@ const PROBES: [&str; 10] = [
 const PROBE_CALLS: u64 = 10;
 
 /// What is counted: the decomposition's chains on the gRPC read, the full chains on the
-/// three routes the CPU targets are set on, the bare callouts, then the host-call probes.
+/// four routes the CPU targets are set on (the last, a token never seen before on every
+/// request, is signature verification), the bare callouts, then the host-call probes.
 fn cases() -> Vec<(Chain, Route)> {
     let mut cases: Vec<(Chain, Route)> = DECOMPOSITION
         .iter()
         .map(|chain| (*chain, Route::GrpcRead))
         .collect();
-    for route in [Route::HotRead, Route::Write, Route::Reject] {
+    for route in [
+        Route::HotRead,
+        Route::Write,
+        Route::Reject,
+        Route::ManyUsers,
+    ] {
         for chain in [Chain::Wasm, Chain::Native] {
             cases.push((chain, route));
         }
@@ -113,11 +119,25 @@ fn last_dump_total(dir: &Path) -> Result<u64, String> {
     Ok(total)
 }
 
-async fn send(edge: &Edge, route: Route, token: &str, budget: Budget) -> Result<(), String> {
+/// Sends `requests` requests; on `Route::ManyUsers` each with the token of one of the users
+/// numbered from `first_user`, so that no verified token is reused.
+async fn send(
+    edge: &Edge,
+    route: Route,
+    token: &str,
+    requests: u64,
+    first_user: usize,
+) -> Result<(), String> {
+    let budget = Budget::Requests(requests);
+    let mut http = request(route, token);
+    if route == Route::ManyUsers {
+        http.headers.clear();
+        http.tokens = many_tokens(edge, first_user..first_user + requests as usize);
+    }
     let run = if route == Route::GrpcRead {
         load::grpc_get_item(&edge.base_url, MOBILE_PHONE_ID, Some(token), 1, budget).await
     } else {
-        load::http(&edge.base_url, &request(route, token), 1, budget).await
+        load::http(&edge.base_url, &http, 1, budget).await
     };
     run.check(route.name())
 }
@@ -142,11 +162,11 @@ async fn count(chain: Chain, route: Route, requests: u64) -> Result<u64, String>
     .collect();
     let edge = start_under(chain, 1, &wrapper).await;
     let token = token(&edge).await;
-    send(&edge, route, &token, Budget::Requests(WARMUP)).await?;
+    send(&edge, route, &token, WARMUP, 0).await?;
     let pid = edge.envoy_pid();
     callgrind_control(pid, &["--instr=on"])?;
     callgrind_control(pid, &["--zero"])?;
-    send(&edge, route, &token, Budget::Requests(requests)).await?;
+    send(&edge, route, &token, requests, WARMUP as usize).await?;
     callgrind_control(pid, &["--dump"])?;
     let total = last_dump_total(&dir)?;
     drop(edge);

@@ -10,12 +10,16 @@ use std::collections::BTreeMap;
 
 /// `count` valid tokens, one per made-up user, signed with the authority's current key (as
 /// the authority would sign them).
-fn many_tokens(edge: &Edge, count: usize) -> std::sync::Arc<Vec<String>> {
+/// A token each for the users numbered `users`.
+pub(crate) fn many_tokens(
+    edge: &Edge,
+    users: std::ops::Range<usize>,
+) -> std::sync::Arc<Vec<String>> {
     let key = edge.signing_key();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let tokens = (0..count)
+    let tokens = users
         .map(|n| {
             let mut claims = Claims::create(Duration::from_secs(3600))
                 .with_issuer("authority")
@@ -136,7 +140,7 @@ pub(crate) async fn measure(
     let mut http = request(route, token);
     if route == Route::ManyUsers {
         http.headers.clear();
-        http.tokens = many_tokens(edge, plan.users);
+        http.tokens = many_tokens(edge, 0..plan.users);
     }
     if chain == Chain::Direct {
         direct(plan.warmup).await;
