@@ -25,6 +25,11 @@ pub struct AuthConfig {
     /// Tokens longer than this are rejected before any parsing.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// Verified tokens shared by every worker (Envoy's shared data), so that a token is
+    /// verified once per proxy rather than once per worker: at most this many, each slot
+    /// ~300 bytes when filled. 0: each worker keeps only its own 1024.
+    #[serde(default = "default_shared_token_slots")]
+    pub shared_token_slots: u32,
     /// Header that carries the verified subject to the backend (as gRPC metadata).
     #[serde(default = "default_subject_header")]
     pub subject_header: String,
@@ -216,6 +221,10 @@ fn default_backend_header() -> String {
 fn default_clock_skew_seconds() -> u64 {
     60
 }
+fn default_shared_token_slots() -> u32 {
+    65_536
+}
+
 fn default_max_token_bytes() -> usize {
     8192
 }

@@ -48,6 +48,16 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// The first 16 bytes of X: tells a key from another published under the same `kid`.
+    pub fn fingerprint(&self) -> [u8; 16] {
+        let mut fingerprint = [0; 16];
+        // SPKI prefix, then 0x04, then X.
+        fingerprint.copy_from_slice(&self.der[SPKI_PREFIX.len() + 1..SPKI_PREFIX.len() + 17]);
+        fingerprint
+    }
+}
+
 /// Checks ES256 signatures: `Ok(valid)`, or an error when the check could not be made.
 pub trait SignatureCheck {
     /// `signature` is the JWS form (R ‖ S, 64 bytes) over `signed`.

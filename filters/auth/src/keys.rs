@@ -2,6 +2,7 @@
 
 use crate::config::AuthConfig;
 use crate::es256::{InVm, PublicKey, SignatureCheck};
+use crate::token_cache::{self, Entry, SharedTokens};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
@@ -110,6 +111,8 @@ pub struct KeySet {
     keys: HashMap<String, PublicKey>,
     /// The host's crypto or the VM's, chosen once per worker ([`crate::es256::choose`]).
     check: Rc<dyn SignatureCheck>,
+    /// Tokens verified by any worker, if the proxy shares them.
+    shared: Option<SharedTokens>,
     /// Shared, so a cache hit costs a reference count rather than a copy of every claim.
     verified: RefCell<HashMap<String, Verified>>,
 }
@@ -172,6 +175,7 @@ impl KeySet {
         Ok(Self {
             keys,
             check: Rc::new(InVm),
+            shared: None,
             verified: RefCell::default(),
         })
     }
@@ -181,12 +185,19 @@ impl KeySet {
         Self { check, ..self }
     }
 
+    /// The same keys, sharing verified tokens with the proxy's other workers.
+    pub fn sharing(self, shared: Option<SharedTokens>) -> Self {
+        Self { shared, ..self }
+    }
+
     /// The set a newly fetched JWKS makes, remembering the verified tokens of every key it
     /// keeps unchanged (same `kid`, same public key). Every worker rebuilds its set whenever any
     /// of them publishes a fetch, so without this each periodic refresh would send every
     /// client's next request through an ECDSA verification again.
     pub fn refreshed(&self, jwks: &str) -> Result<Self, String> {
-        let next = Self::from_jwks(jwks)?.checked_by(self.check.clone());
+        let next = Self::from_jwks(jwks)?
+            .checked_by(self.check.clone())
+            .sharing(self.shared.clone());
         let unchanged: HashSet<&str> = self
             .keys
             .iter()
@@ -225,12 +236,41 @@ impl KeySet {
         let now = options
             .now
             .unwrap_or_else(|| Clock::now_since_epoch().as_secs());
+        let current =
+            |expires_at: u64| now.saturating_sub(options.clock_skew_seconds) <= expires_at;
         if let Some(verified) = self.verified.borrow().get(token) {
-            if now.saturating_sub(options.clock_skew_seconds) <= verified.expires_at {
+            if current(verified.expires_at) {
                 return Ok(verified.identity.clone());
             }
         }
-        let verified = self.verify_signature_and_claims(token, options)?;
+        let digest = self.shared.as_ref().map(|_| token_cache::digest(token));
+        let from_shared = match (&self.shared, &digest) {
+            (Some(shared), Some(digest)) => shared
+                .get(digest, |kid| self.keys.get(kid))
+                .filter(|entry| current(entry.expires_at)),
+            _ => None,
+        };
+        let verified = match from_shared {
+            Some(entry) => Verified {
+                identity: Rc::new(entry.identity),
+                expires_at: entry.expires_at,
+                kid: entry.kid,
+            },
+            None => {
+                let verified = self.verify_signature_and_claims(token, options)?;
+                if let (Some(shared), Some(digest), Some(key)) =
+                    (&self.shared, &digest, self.keys.get(&verified.kid))
+                {
+                    let entry = Entry {
+                        identity: (*verified.identity).clone(),
+                        expires_at: verified.expires_at,
+                        kid: verified.kid.clone(),
+                    };
+                    shared.put(digest, &entry, key);
+                }
+                verified
+            }
+        };
         let identity = Rc::clone(&verified.identity);
         let mut cache = self.verified.borrow_mut();
         if cache.len() >= CACHE_ENTRIES {

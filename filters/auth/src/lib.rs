@@ -14,6 +14,7 @@ pub mod policy;
 pub mod refresh;
 pub mod request;
 pub mod root;
+pub mod token_cache;
 
 pub use acl::{FeedPoll, NoRestrictions, Restrictions, SubjectRestrictions};
 pub use config::{AuthConfig, Policy};

@@ -17,8 +17,9 @@
 use crate::acl::{self, Follower, ListChangesResponse};
 use crate::es256::{self, SignatureCheck};
 use crate::request;
+use crate::token_cache::SharedTokens;
 use crate::{AuthConfig, KeyRefresh, KeySet, ListPublicKeysResponse};
-use edge_core::host::{Flow, GrpcRequest, Host, Level};
+use edge_core::host::{Flow, GrpcRequest, Host, Level, SharedStore};
 use prost::Message;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -67,6 +68,8 @@ pub struct Root<H: Host> {
     host: Rc<H>,
     /// How this worker checks signatures: the host's crypto where it has it.
     check: Rc<dyn SignatureCheck>,
+    /// The verified tokens every worker shares, if configured.
+    shared_tokens: Option<SharedTokens>,
     shared: Rc<RefCell<Shared<H>>>,
     /// Shared-data version of the JWKS our keys were built from.
     loaded_version: Option<u32>,
@@ -86,6 +89,8 @@ impl<H: Host + 'static> Root<H> {
             .acl
             .clone()
             .map(|source| Follower::new(source, host.clone()));
+        let store: Rc<dyn SharedStore> = host.clone();
+        let shared_tokens = SharedTokens::new(store, &config);
         Self {
             shared: Rc::new(RefCell::new(Shared {
                 config: Rc::new(config),
@@ -95,6 +100,7 @@ impl<H: Host + 'static> Root<H> {
             })),
             host,
             check,
+            shared_tokens,
             loaded_version: None,
             keys_call: None,
             acl_call: None,
@@ -165,7 +171,10 @@ impl<H: Host + 'static> Root<H> {
         let first = current.is_none();
         let built = match current {
             Some(keys) => keys.refreshed(&jwks),
-            None => KeySet::from_jwks(&jwks).map(|keys| keys.checked_by(self.check.clone())),
+            None => KeySet::from_jwks(&jwks).map(|keys| {
+                keys.checked_by(self.check.clone())
+                    .sharing(self.shared_tokens.clone())
+            }),
         };
         match built {
             Ok(keys) => {
