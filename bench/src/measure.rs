@@ -138,16 +138,21 @@ pub(crate) async fn measure(
         )
     };
     let mut http = request(route, token);
+    let mut warmup_http = http.clone();
     if route == Route::ManyUsers {
+        // Half the users warm up, the other half are measured: every measured token is one
+        // no worker has seen (the shared verified tokens would otherwise serve the warm-up's).
         http.headers.clear();
-        http.tokens = many_tokens(edge, 0..plan.users);
+        warmup_http.headers.clear();
+        warmup_http.tokens = many_tokens(edge, 0..plan.users / 2);
+        http.tokens = many_tokens(edge, plan.users / 2..plan.users);
     }
     if chain == Chain::Direct {
         direct(plan.warmup).await;
     } else if route == Route::GrpcRead {
         through_envoy(plan.warmup).await;
     } else {
-        load::http(&edge.base_url, &http, connections, plan.warmup).await;
+        load::http(&edge.base_url, &warmup_http, connections, plan.warmup).await;
     }
     let pid = edge.envoy_pid();
     let (rss_before, ticks_before, totals_before) = (
