@@ -397,6 +397,21 @@ mod tests {
         )
     }
 
+    /// A worker whose first key fetch (at time 0) was answered with `k1`.
+    fn worker_with_keys() -> (Rc<RecordingHost>, ES256KeyPair, Root<RecordingHost>) {
+        let host = Rc::new(RecordingHost::default());
+        host.now.set(at(0));
+        let key = ES256KeyPair::generate().with_key_id("k1");
+        let mut worker = root(&host);
+        worker.on_tick();
+        let size = answer(
+            &host,
+            ListPublicKeysResponse { jwks: jwks(&key) }.encode_to_vec(),
+        );
+        worker.on_grpc_answer(calls_to(&host, KEYS)[0].0, 0, size);
+        (host, key, worker)
+    }
+
     #[test]
     fn keys_fetched_by_one_worker_serve_every_worker() {
         let host = Rc::new(RecordingHost::default());
@@ -438,16 +453,7 @@ mod tests {
 
     #[test]
     fn a_failed_or_bad_fetch_keeps_the_keys_and_is_tried_again_later() {
-        let host = Rc::new(RecordingHost::default());
-        host.now.set(at(0));
-        let key = ES256KeyPair::generate().with_key_id("k1");
-        let mut worker = root(&host);
-        worker.on_tick();
-        let size = answer(
-            &host,
-            ListPublicKeysResponse { jwks: jwks(&key) }.encode_to_vec(),
-        );
-        worker.on_grpc_answer(calls_to(&host, KEYS)[0].0, 0, size);
+        let (host, key, mut worker) = worker_with_keys();
 
         // The refresh fails: the keys stay.
         host.now.set(at(300));
@@ -540,16 +546,7 @@ mod tests {
     #[test]
     fn the_acl_feed_is_polled_followed_and_enforced_and_a_failure_is_retried() {
         const FEED: &str = "/acl.AclService/ListChanges";
-        let host = Rc::new(RecordingHost::default());
-        host.now.set(at(0));
-        let key = ES256KeyPair::generate().with_key_id("k1");
-        let mut worker = root(&host);
-        worker.on_tick();
-        let size = answer(
-            &host,
-            ListPublicKeysResponse { jwks: jwks(&key) }.encode_to_vec(),
-        );
-        worker.on_grpc_answer(calls_to(&host, KEYS)[0].0, 0, size);
+        let (host, key, mut worker) = worker_with_keys();
         let polls = calls_to(&host, FEED);
         assert_eq!(polls.len(), 1, "{:?}", host.calls());
         let first = acl::ListChangesRequest::decode(polls[0].1.as_slice()).unwrap();
