@@ -290,6 +290,7 @@ impl EdgeConfig {
         NAMES
             .iter()
             .chain(edge_auth::acl::metrics::NAMES)
+            .chain(edge_auth::metrics::NAMES)
             .map(|name| format!("{ENVOY_NAMESPACE}.{name}"))
             .collect()
     }

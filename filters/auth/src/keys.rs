@@ -6,7 +6,7 @@ use crate::token_cache::{self, Entry, SharedTokens};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
@@ -113,6 +113,9 @@ pub struct KeySet {
     check: Rc<dyn SignatureCheck>,
     /// Tokens verified by any worker, if the proxy shares them.
     shared: Option<SharedTokens>,
+    /// Signatures checked since the root last took the count (requests cannot reach the
+    /// host's metrics from here).
+    checks: Cell<u64>,
     /// Shared, so a cache hit costs a reference count rather than a copy of every claim.
     verified: RefCell<HashMap<String, Verified>>,
 }
@@ -176,6 +179,7 @@ impl KeySet {
             keys,
             check: Rc::new(InVm),
             shared: None,
+            checks: Cell::new(0),
             verified: RefCell::default(),
         })
     }
@@ -212,7 +216,13 @@ impl KeySet {
             .map(|(token, verified)| (token.clone(), verified.clone()))
             .collect();
         *next.verified.borrow_mut() = kept;
+        next.checks.set(self.take_checks());
         Ok(next)
+    }
+
+    /// The signatures checked since the last call.
+    pub fn take_checks(&self) -> u64 {
+        self.checks.take()
     }
 
     pub fn len(&self) -> usize {
@@ -292,6 +302,7 @@ impl KeySet {
         if jws.header.alg != "ES256" || !jws.header.crit.is_empty() || !jws.header.typ_is_jwt() {
             return Err(TokenError::Rejected);
         }
+        self.checks.set(self.checks.get() + 1);
         let valid = self
             .check
             .verify(key, jws.signed.as_bytes(), &jws.signature)

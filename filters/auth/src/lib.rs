@@ -7,6 +7,14 @@
 )]
 
 pub mod acl;
+
+/// The metrics auth records itself (the access log records the refusals).
+pub mod metrics {
+    /// ES256 signatures checked (valid or not), by the host's crypto or the VM's: with the
+    /// shared verified tokens, about one per distinct token per proxy.
+    pub const SIGNATURE_CHECKS: &str = "edge_auth_signature_checks_total";
+    pub const NAMES: &[&str] = &[SIGNATURE_CHECKS];
+}
 pub mod config;
 pub mod es256;
 pub mod keys;

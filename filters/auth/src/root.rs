@@ -112,8 +112,19 @@ impl<H: Host + 'static> Root<H> {
         self.shared.clone()
     }
 
-    /// The timer: pick up newer keys, fetch if due, poll the acl feed if due.
+    /// The timer: count the signatures checked, pick up newer keys, fetch if due, poll the
+    /// acl feed if due.
     pub fn on_tick(&mut self) {
+        let checks = self
+            .shared
+            .borrow()
+            .keys
+            .as_ref()
+            .map_or(0, |keys| keys.take_checks());
+        if checks > 0 {
+            self.host
+                .add_to_counter(crate::metrics::SIGNATURE_CHECKS, checks);
+        }
         self.sync_keys();
         let due = {
             let shared = self.shared.borrow();
@@ -417,6 +428,7 @@ mod tests {
         let host = Rc::new(RecordingHost::default());
         host.now.set(at(0));
         let key = ES256KeyPair::generate().with_key_id("k1");
+        let ada = token(&key, "ada");
         let mut first = root(&host);
         first.on_tick();
         let fetches = calls_to(&host, KEYS);
@@ -426,7 +438,7 @@ mod tests {
         );
         let shared = first.shared();
         assert_eq!(
-            request(&shared, "/catalog/items", &token(&key, "ada")),
+            request(&shared, "/catalog/items", &ada),
             Flow::Pause,
             "no keys yet: refused"
         );
@@ -436,19 +448,26 @@ mod tests {
             ListPublicKeysResponse { jwks: jwks(&key) }.encode_to_vec(),
         );
         first.on_grpc_answer(fetches[0].0, 0, size);
-        assert_eq!(
-            request(&shared, "/catalog/items", &token(&key, "ada")),
-            Flow::Continue
-        );
+        assert_eq!(request(&shared, "/catalog/items", &ada), Flow::Continue);
 
         // Another worker (sharing the proxy's shared data) loads them without a call.
         let mut second = root(&host);
         second.on_tick();
         assert_eq!(calls_to(&host, KEYS).len(), 1, "one fetch for every worker");
+        assert_eq!(request(&shared, "/catalog/items", &ada), Flow::Continue);
         assert_eq!(
-            request(&second.shared(), "/catalog/items", &token(&key, "ada")),
+            request(&second.shared(), "/catalog/items", &ada),
             Flow::Continue
         );
+        // One signature checked per token for the whole proxy, counted on the next ticks.
+        first.on_tick();
+        second.on_tick();
+        let checks = host
+            .calls()
+            .iter()
+            .filter(|call| matches!(call, Call::Counter(name) if name == crate::metrics::SIGNATURE_CHECKS))
+            .count();
+        assert_eq!(checks, 1, "ada's token, checked once for both workers");
     }
 
     #[test]

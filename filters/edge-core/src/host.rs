@@ -109,7 +109,10 @@ pub trait Host: SharedStore {
     /// One of the proxy's attributes (e.g. `["request", "duration"]`), in its encoding
     /// (integers as 8 little-endian bytes); `None` when it has none.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    fn increment_counter(&self, name: &str);
+    fn increment_counter(&self, name: &str) {
+        self.add_to_counter(name, 1);
+    }
+    fn add_to_counter(&self, name: &str, amount: u64);
     fn set_gauge(&self, name: &str, value: u64);
     fn record_histogram(&self, name: &str, value: u64);
     /// The request body buffered so far (up to `size` bytes).
@@ -354,8 +357,11 @@ impl Host for RecordingHost {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         self.properties.get(&path.join(".")).cloned()
     }
-    fn increment_counter(&self, name: &str) {
-        self.record(Call::Counter(name.to_string()));
+    /// Recorded as `amount` increments.
+    fn add_to_counter(&self, name: &str, amount: u64) {
+        for _ in 0..amount {
+            self.record(Call::Counter(name.to_string()));
+        }
     }
     fn set_gauge(&self, name: &str, value: u64) {
         self.record(Call::Gauge(name.to_string(), value));

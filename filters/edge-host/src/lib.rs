@@ -99,9 +99,9 @@ impl Host for WasmHost {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         abi::get_property(path).unwrap_or(None)
     }
-    fn increment_counter(&self, name: &str) {
+    fn add_to_counter(&self, name: &str, amount: u64) {
         if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
-            metrics.increment(name);
+            metrics.add(name, amount);
         }
     }
     fn record_histogram(&self, name: &str, value: u64) {
@@ -308,9 +308,9 @@ impl Metrics {
         }
     }
 
-    pub fn increment(&mut self, name: &str) {
+    pub fn add(&mut self, name: &str, amount: u64) {
         if let Some(id) = self.id(MetricType::Counter, name) {
-            let _ = abi::increment_metric(id, 1);
+            let _ = abi::increment_metric(id, i64::try_from(amount).unwrap_or(i64::MAX));
         }
     }
 

@@ -548,3 +548,50 @@ async fn spoofed_identity_never_reaches_a_backend_on_public_routes() {
         "refused by catalog, not the edge: {body}"
     );
 }
+
+/// The signatures Envoy checked so far (auth's counter, flushed on its 1 s timer): waits until
+/// it has held still for two ticks.
+async fn signature_checks(edge: &Edge) -> i64 {
+    let name = "wasmcustom.edge_auth_signature_checks_total";
+    let mut last = edge.stat(name).await.unwrap_or(0);
+    loop {
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let now = edge.stat(name).await.unwrap_or(0);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// With two workers, one token is checked once for the whole proxy when the workers share
+/// verified tokens (`shared_token_slots`), and once per worker without: 40 requests, each on a
+/// new connection, so both workers serve some.
+#[tokio::test]
+async fn a_token_is_verified_once_per_proxy_not_once_per_worker() {
+    for (slots, expected) in [(65_536, 1), (0, 2)] {
+        let edge = Edge::start_with(Options {
+            workers: 2,
+            customize: Box::new(move |config| {
+                config.auth["shared_token_slots"] = json!(slots);
+            }),
+            ..Options::default()
+        })
+        .await;
+        let token = edge.signing_key().sign(good_claims()).unwrap();
+        let before = signature_checks(&edge).await;
+        for _ in 0..40 {
+            // A client per request: a new connection each time, spread over the workers.
+            let response = reqwest::Client::new()
+                .get(edge.url("/acl/restrictions"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("an answer");
+            // Verified, then refused for lack of the acl.admin scope.
+            assert_eq!(response.status().as_u16(), 403);
+        }
+        let checked = signature_checks(&edge).await - before;
+        assert_eq!(checked, expected, "shared_token_slots {slots}");
+    }
+}
