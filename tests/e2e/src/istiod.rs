@@ -84,10 +84,12 @@ impl Istiod {
     }
 
     /// Waits until istiod holds an endpoint for every ServiceEntry of `overlay` (its file
-    /// [`edgectl::OVERLAY`]). Now and then (once in some sixty starts here) this snapshot,
-    /// reading files, builds its first push with every ServiceEntry's endpoints missing and
-    /// never adds them; the ServiceEntries written again (a new annotation) are read whole.
-    pub async fn wait_for_endpoints(&mut self, http: &reqwest::Client, overlay: &[Value]) {
+    /// [`edgectl::OVERLAY`]); `false` if it never does. Now and then (once in some sixty starts
+    /// here) this snapshot, reading files, builds its first push with every ServiceEntry's
+    /// endpoints missing and never adds them; the ServiceEntries written again (a new
+    /// annotation) are usually read whole, and when even that fails the caller starts a fresh
+    /// istiod.
+    pub async fn wait_for_endpoints(&mut self, http: &reqwest::Client, overlay: &[Value]) -> bool {
         let hosts: Vec<&str> = overlay
             .iter()
             .filter_map(|entry| entry["spec"]["hosts"][0].as_str())
@@ -111,7 +113,7 @@ impl Istiod {
                         .await
                         .unwrap_or_default();
                 if hosts.iter().all(|host| has_endpoints(&shards, host)) {
-                    return;
+                    return true;
                 }
                 self.check_alive();
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -127,10 +129,7 @@ impl Istiod {
                 .collect();
             self.write(edgectl::OVERLAY, &again);
         }
-        panic!(
-            "istiod has no endpoints for {hosts:?}:\n{}",
-            self.log_tail(30)
-        );
+        false
     }
 
     /// Replaces one of the files istiod watches (`name` under its `istio/` directory).

@@ -231,7 +231,18 @@ impl Edge {
                     .expect("render istiod's files")
                     .remove(edgectl::OVERLAY)
                     .expect("the overlay");
-                istiod.wait_for_endpoints(&http, &overlay).await;
+                for start in 1.. {
+                    if istiod.wait_for_endpoints(&http, &overlay).await {
+                        break;
+                    }
+                    assert!(
+                        start < 3,
+                        "istiod has no endpoints after {start} starts:\n{}",
+                        istiod.log_tail(30)
+                    );
+                    drop(istiod);
+                    istiod = Istiod::start(&mesh_dir, ports).await;
+                }
                 let bootstrap = config
                     .gateway_bootstrap(&topology)
                     .expect("render the gateway's bootstrap");
