@@ -6,6 +6,7 @@ use edgectl::IstiodPorts;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -21,12 +22,34 @@ pub fn istiod_binary() -> PathBuf {
     )
 }
 
-/// A port nothing listens on now, for a server that must be told its port.
+/// A port nothing uses now, for a server that must be told its port before it binds it
+/// (istiod's ports; the gateway's, which istiod reads from a Gateway resource). It is taken
+/// below the kernel's ephemeral range (`ip_local_port_range`), from which every bind to port 0
+/// and every outgoing connection gets theirs: a port picked from that range was now and then
+/// taken by a connection before its server bound it (seen: the gateway's listener refused with
+/// "Address already in use"). Ports are handed out in turn, so one test binary never gets the
+/// same one twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = 10_000.min(ephemeral_low.saturating_sub(1_024)).max(1);
+    let base = ephemeral_low - span;
+    // Test binaries run one after the other; the pid spreads them anyway.
+    let start = std::process::id().wrapping_mul(7_919);
+    for _ in 0..span {
+        let turn = NEXT.fetch_add(1, Ordering::SeqCst);
+        let Ok(port) = u16::try_from(base + start.wrapping_add(turn) % span) else {
+            continue;
+        };
+        let free = |host: &str| std::net::TcpListener::bind((host, port)).is_ok();
+        if free("0.0.0.0") && free("127.0.0.1") {
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral_low}");
 }
 
 pub struct Istiod {
