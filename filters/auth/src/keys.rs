@@ -432,7 +432,7 @@ fn check_claims<C>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const NOW: u64 = 1_800_000_000;
@@ -441,7 +441,8 @@ mod tests {
         ES256KeyPair::generate().with_key_id(kid)
     }
 
-    fn jwks(keys: &[&ES256KeyPair]) -> String {
+    /// The JWKS publishing `keys`.
+    pub(crate) fn jwks(keys: &[&ES256KeyPair]) -> String {
         let keys: Vec<serde_json::Value> = keys
             .iter()
             .map(|key| serde_json::from_str(&key.public_key().to_jwk()).unwrap())

@@ -408,11 +408,11 @@ mod tests {
         )
     }
 
-    /// A worker whose first key fetch (at time 0) was answered with `k1`.
-    fn worker_with_keys() -> (Rc<RecordingHost>, ES256KeyPair, Root<RecordingHost>) {
+    /// A worker whose first key fetch (at time 0) was answered with a key named `kid`.
+    fn worker_with_keys(kid: &str) -> (Rc<RecordingHost>, ES256KeyPair, Root<RecordingHost>) {
         let host = Rc::new(RecordingHost::default());
         host.now.set(at(0));
-        let key = ES256KeyPair::generate().with_key_id("k1");
+        let key = ES256KeyPair::generate().with_key_id(kid);
         let mut worker = root(&host);
         worker.on_tick();
         let size = answer(
@@ -472,7 +472,7 @@ mod tests {
 
     #[test]
     fn a_failed_or_bad_fetch_keeps_the_keys_and_is_tried_again_later() {
-        let (host, key, mut worker) = worker_with_keys();
+        let (host, key, mut worker) = worker_with_keys("k1");
 
         // The refresh fails: the keys stay.
         host.now.set(at(300));
@@ -529,17 +529,8 @@ mod tests {
 
     #[test]
     fn an_unknown_key_id_fetches_early_but_not_more_often_than_min_refresh() {
-        let host = Rc::new(RecordingHost::default());
-        host.now.set(at(0));
-        let old = ES256KeyPair::generate().with_key_id("old");
+        let (host, _old, mut worker) = worker_with_keys("old");
         let new = ES256KeyPair::generate().with_key_id("new");
-        let mut worker = root(&host);
-        worker.on_tick();
-        let size = answer(
-            &host,
-            ListPublicKeysResponse { jwks: jwks(&old) }.encode_to_vec(),
-        );
-        worker.on_grpc_answer(calls_to(&host, KEYS)[0].0, 0, size);
         let shared = worker.shared();
 
         host.now.set(at(10));
@@ -565,7 +556,7 @@ mod tests {
     #[test]
     fn the_acl_feed_is_polled_followed_and_enforced_and_a_failure_is_retried() {
         const FEED: &str = "/acl.AclService/ListChanges";
-        let (host, key, mut worker) = worker_with_keys();
+        let (host, key, mut worker) = worker_with_keys("k1");
         let polls = calls_to(&host, FEED);
         assert_eq!(polls.len(), 1, "{:?}", host.calls());
         let first = acl::ListChangesRequest::decode(polls[0].1.as_slice()).unwrap();

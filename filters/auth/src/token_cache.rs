@@ -141,6 +141,7 @@ impl SharedTokens {
 mod tests {
     use super::*;
     use crate::es256::{InVm, SignatureCheck};
+    use crate::keys::tests::jwks;
     use crate::keys::{KeySet, TokenError, VerifyOptions};
     use edge_core::host::MemoryStore;
     use jwt_simple::prelude::*;
@@ -179,14 +180,6 @@ mod tests {
             .as_bytes(),
         )
         .unwrap()
-    }
-
-    fn jwks(keys: &[&ES256KeyPair]) -> String {
-        let keys: Vec<serde_json::Value> = keys
-            .iter()
-            .map(|key| serde_json::from_str(&key.public_key().to_jwk()).unwrap())
-            .collect();
-        serde_json::json!({ "keys": keys }).to_string()
     }
 
     /// A worker's key set: `key`'s JWKS, its checks counted, sharing `store` under `config`.
