@@ -63,6 +63,26 @@ fn now<H: Host>(host: &H) -> SystemTime {
     SystemTime::UNIX_EPOCH + host.now().unwrap_or_default()
 }
 
+/// Sends a unary call to (cluster, service, method); the error says what could not be called.
+fn unary<H: Host>(
+    host: &H,
+    (cluster, service, method): (&str, &str, &str),
+    message: &[u8],
+    timeout: Duration,
+) -> Result<u32, String> {
+    host.grpc_call(
+        GrpcRequest {
+            cluster,
+            service,
+            method,
+            metadata: Vec::new(),
+            message,
+        },
+        timeout,
+    )
+    .map_err(|error| format!("cannot call {service}/{method}: {error}"))
+}
+
 /// One worker's root: its timer and the answers to its calls keep [`Shared`] current.
 pub struct Root<H: Host> {
     host: Rc<H>,
@@ -207,14 +227,10 @@ impl<H: Host + 'static> Root<H> {
         let now = now(&*self.host);
         let config = self.shared.borrow().config.clone();
         let source = &config.authority;
-        let sent = self.host.grpc_call(
-            GrpcRequest {
-                cluster: &source.cluster,
-                service: &source.service,
-                method: &source.method,
-                metadata: Vec::new(),
-                message: &[],
-            },
+        let sent = unary(
+            &*self.host,
+            (&source.cluster, &source.service, &source.method),
+            &[],
             Duration::from_millis(source.timeout_ms),
         );
         let mut shared = self.shared.borrow_mut();
@@ -225,10 +241,7 @@ impl<H: Host + 'static> Root<H> {
             }
             Err(error) => {
                 shared.refresh.attempted(now);
-                self.host.log(
-                    Level::Warn,
-                    &format!("cannot call {}/{}: {error}", source.service, source.method),
-                );
+                self.host.log(Level::Warn, &error);
             }
         }
     }
@@ -257,14 +270,10 @@ impl<H: Host + 'static> Root<H> {
         };
         let message = poll.encode_to_vec();
         let source = follower.source();
-        let sent = self.host.grpc_call(
-            GrpcRequest {
-                cluster: &source.cluster,
-                service: &source.service,
-                method: &source.method,
-                metadata: Vec::new(),
-                message: &message,
-            },
+        let sent = unary(
+            &*self.host,
+            (&source.cluster, &source.service, &source.method),
+            &message,
             source.timeout(),
         );
         match sent {
@@ -273,9 +282,8 @@ impl<H: Host + 'static> Root<H> {
                 follower.sent(poll);
             }
             Err(error) => {
-                let line = format!("cannot call {}/{}: {error}", source.service, source.method);
                 follower.not_sent(now(&*self.host));
-                self.host.log(Level::Warn, &line);
+                self.host.log(Level::Warn, &error);
             }
         }
     }

@@ -50,6 +50,18 @@ async fn still_serves(edge: &Edge) {
     assert_eq!(response.status().as_u16(), 200, "the edge still answers");
 }
 
+/// Goldie signs in (a route that needs neither catalog nor a token).
+async fn signs_in(edge: &Edge, why: &str) {
+    let signin = edge
+        .http
+        .post(edge.url("/auth/signin"))
+        .json(&json!({"name": "goldie"}))
+        .send()
+        .await
+        .expect("signin");
+    assert_eq!(signin.status().as_u16(), 200, "{why}");
+}
+
 /// Writes `request` on a fresh connection and reads until Envoy closes it (or `within`): the
 /// first status code seen, everything read, and when the status arrived.
 async fn raw(edge: &Edge, request: &[u8], within: Duration) -> (Option<u16>, String) {
@@ -570,14 +582,7 @@ async fn a_hanging_backend_gets_504_without_holding_up_other_routes() {
         busy_p99 < quiet_p99 * 5 + Duration::from_millis(50),
         "head-of-line blocking"
     );
-    let signin_ok = edge
-        .http
-        .post(edge.url("/auth/signin"))
-        .json(&json!({"name": "goldie"}))
-        .send()
-        .await
-        .expect("signin");
-    assert_eq!(signin_ok.status().as_u16(), 200, "the edge still answers");
+    signs_in(&edge, "the edge still answers").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -775,14 +780,7 @@ async fn a_backend_cluster_envoy_lacks_is_a_503_and_the_filter_lives_on() {
         let body: Value = response.json().await.expect("a JSON error");
         assert_eq!((status, body["code"].as_i64()), (503, Some(14)), "{body}");
     }
-    let signin = edge
-        .http
-        .post(edge.url("/auth/signin"))
-        .json(&json!({"name": "goldie"}))
-        .send()
-        .await
-        .expect("signin");
-    assert_eq!(signin.status().as_u16(), 200, "other services still served");
+    signs_in(&edge, "other services still served").await;
     let log = edge.envoy_log_text();
     let failure = log
         .lines()
