@@ -43,7 +43,7 @@ bench: envoy wasm ## The wasm edge vs Envoy's native filters vs direct gRPC: wri
 	taskset -c 1 target/release/edge-bench
 
 soak: export EDGE_BIN_DIR := $(CURDIR)/target/release
-soak: envoy wasm ## 1,000,000 requests through the wasm chain; fails on RSS growth or any wrong answer (bench/SOAK.md).
+soak: envoy wasm ## 1,000,000 distinct users through the wasm chain, a request each; fails on RSS growth or any wrong answer (bench/SOAK.md).
 	cargo build --release --locked $(RELEASE_BINS)
 	taskset -c 1 target/release/edge-bench --soak 1000000
 
@@ -86,7 +86,7 @@ istiod: $(ISTIOD_BIN) ## Istio's istiod and istioctl, built from the pinned isti
 $(ISTIOD_BIN):
 	./istio/install-istio.sh >/dev/null
 
-wasm: toolchain ## The three filters as .wasm files in target/filters.
+wasm: toolchain ## The three filters, one .wasm module: target/filters/edge.wasm.
 	./filters/build-wasm.sh
 
 services:
@@ -100,7 +100,7 @@ CONFIG ?= envoy/edge.json
 policy: ## Apply envoy/edge.json's filter configuration to the running `make run` Envoy, live (CONFIG=FILE for another).
 	@cargo run -q --locked -p edgectl -- policy apply $(CONFIG)
 
-digests: wasm ## Pin the built filters' sha256 in istio/base/wasm-digests.json (then make config).
+digests: wasm ## Pin the built module's sha256 in istio/base/wasm-digests.json (then make config).
 	cargo run -q --locked -p edgectl -- digests
 
 # Kubernetes: these need Docker, kind and istioctl, which `make test` never does (it validates
@@ -108,15 +108,14 @@ digests: wasm ## Pin the built filters' sha256 in istio/base/wasm-digests.json (
 REGISTRY ?= localhost:5001/edge
 TAG ?= 0.1.0
 SERVICES := acl authority catalog customer item
-FILTERS := access-log auth transcoder
 need = @command -v $(1) >/dev/null || { echo "make $@ needs $(1), which this machine does not have: install it, or use make run / make test"; exit 1; }
 need_docker = @docker info >/dev/null 2>&1 || { echo "make $@ needs a running Docker daemon, which this machine does not have: start one, or use make run / make test"; exit 1; }
 
-images: wasm ## Service images and the filters' OCI images, pushed to $(REGISTRY) (needs Docker).
+images: wasm ## Service images and the filters' OCI image, pushed to $(REGISTRY) (needs Docker).
 	$(call need,docker)
 	$(need_docker)
 	for s in $(SERVICES); do docker build -f services/Dockerfile --build-arg SERVICE=$$s -t $(REGISTRY)/$$s:$(TAG) . && docker push $(REGISTRY)/$$s:$(TAG) || exit 1; done
-	for f in $(FILTERS); do docker build -f filters/Dockerfile --build-arg FILTER=$$f -t $(REGISTRY)/filter-$$f:$(TAG) . && docker push $(REGISTRY)/filter-$$f:$(TAG) || exit 1; done
+	docker build -f filters/Dockerfile -t $(REGISTRY)/edge-filters:$(TAG) . && docker push $(REGISTRY)/edge-filters:$(TAG)
 	cargo run -q --locked -p edgectl -- digests
 	cargo run -q --locked -p edgectl -- render
 

@@ -347,12 +347,13 @@ pub(crate) async fn start_under(chain: Chain, workers: usize, wrapper: &[String]
                 add_bindings(bootstrap, &descriptor_with_bindings(EXTRA_BINDINGS, dir));
             } else if let Some((count, mode)) = chain.bench_filters() {
                 let wasm_dir = Edge::wasm_dir().display().to_string();
+                let module = format!("{wasm_dir}/bench.wasm");
                 let mut filters: Vec<Value> = (0..count)
                     .map(|n| {
-                        // One VM each, as each of our filters has its own.
+                        // Same code, no vm_id: one VM for all, as our three filters share one.
                         let mut filter = edgectl::wasm_filter("bench", &wasm_dir, &json!(mode));
                         filter["name"] = json!(format!("edge.bench-{n}"));
-                        filter["typed_config"]["config"]["vm_config"]["vm_id"] = json!(format!("bench-{n}"));
+                        filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = json!(module);
                         filter
                     })
                     .collect();

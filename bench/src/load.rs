@@ -155,7 +155,9 @@ pub async fn http(
             .expect("HTTP client");
         let request = request.clone();
         let url = format!("{base}{}", request.path);
-        let mut turn = connection * 7919;
+        // Each connection starts its own share of the tokens: none is sent twice until every
+        // connection has used its share.
+        let mut turn = connection * request.tokens.len() / connections;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
             while budget.goes_on(started, tally.requests) {

@@ -10,8 +10,8 @@
 //! `--smoke`: one short round, checks only that every configuration answers correctly.
 //! `--only TEXT`: the full-length cases whose configuration or route contains TEXT, printed,
 //! nothing written.
-//! `--soak N`: N requests through the wasm chain, RSS every 100k; fails on growth > 10% or any
-//! wrong answer.
+//! `--soak N`: N distinct users through the wasm chain, a request each, RSS and CPU every 100k;
+//! fails on RSS growth > 10% or any wrong answer.
 
 mod chains;
 mod core_costs;
@@ -144,56 +144,85 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Requests per soak segment: one RSS and CPU reading each, every one a user not seen before.
+const SOAK_SEGMENT: usize = 100_000;
+
+/// Users replayed to time the verified-token cache's hit path (after the first segment, and
+/// again after the last): the most recent ones, which the shared slots mostly still hold.
+const SOAK_REPLAY: usize = 10_000;
+
+/// The hot read through the wasm chain by `total` distinct users, a token each, in segments of
+/// `SOAK_SEGMENT`: every request verifies a token never seen before and stores it in the shared
+/// slots, which fill and then evict. Fails on a wrong answer or Envoy RSS more than 10% over
+/// the first segment's. Envoy CPU per request is read per segment, and on a replay of the
+/// latest users (cache hits) after the first segment and after the last.
 async fn soak(total: u64) -> Result<(), String> {
     let edge = start(Chain::Wasm).await;
-    let token = token(&edge).await;
-    let request = request(Route::HotRead, &token);
-    let (mut sent, mut next_mark, mut baseline) = (0u64, 100_000u64, None::<u64>);
+    let connections = 16;
     let started = std::time::Instant::now();
-    let mut report =
-        String::from("| requests | Envoy RSS MB | since warm-up |\n|---:|---:|---:|\n");
+    let mut report = String::from(
+        "| users so far | Envoy CPU µs / request | Envoy RSS MB | since the first segment |\n|---:|---:|---:|---:|\n",
+    );
+    let mut replays = Vec::new();
+    let (mut sent, mut baseline) = (0usize, None::<u64>);
     let outcome = loop {
-        if sent >= total {
+        if sent as u64 >= total {
             break Ok(());
         }
-        let run = load::http(&edge.base_url, &request, 16, StdDuration::from_secs(5)).await;
-        sent += run.requests;
-        if run.unexpected > 0 {
+        let users = sent..(sent + SOAK_SEGMENT).min(total as usize);
+        let mut request = request(Route::ManyUsers, "");
+        request.headers.clear();
+        request.tokens = measure::many_tokens(&edge, users.clone());
+        let (run, cpu) = soak_run(&edge, &request, connections, users.len()).await;
+        sent = users.end;
+        if run.unexpected > 0 || run.requests < users.len() as u64 {
             break Err(format!(
-                "{} wrong answers by {sent} requests",
-                run.unexpected
+                "{} wrong answers, {} of {} requests sent, by {sent} users",
+                run.unexpected,
+                run.requests,
+                users.len()
             ));
         }
-        let mut grew = None;
-        while sent >= next_mark && next_mark <= total {
-            let rss = edge_e2e::process_rss_kib(edge.envoy_pid());
-            let growth = baseline.map_or(0.0, |b| 100.0 * (rss as f64 - b as f64) / b as f64);
-            let line = format!(
-                "| {next_mark} | {:.1} | {growth:+.1}% |",
-                rss as f64 / 1024.0
-            );
-            println!("{line}");
-            report.push_str(&line);
-            report.push('\n');
-            match baseline {
-                Some(base) if rss as f64 > base as f64 * 1.10 => {
-                    grew = Some(format!("Envoy RSS grew {growth:.1}% after warm-up"));
-                }
-                Some(_) => {}
-                None => baseline = Some(rss),
+        let rss = edge_e2e::process_rss_kib(edge.envoy_pid());
+        let growth = baseline.map_or(0.0, |b| 100.0 * (rss as f64 - b as f64) / b as f64);
+        let line = format!(
+            "| {sent} | {cpu:.0} | {:.1} | {growth:+.1}% |",
+            rss as f64 / 1024.0
+        );
+        println!("{line}");
+        report.push_str(&line);
+        report.push('\n');
+        // The replay: the segment's last users again, spread over the connections.
+        if baseline.is_none() || sent as u64 >= total {
+            // The same tokens (signing again would make new ones).
+            let latest = request.tokens.len().saturating_sub(SOAK_REPLAY);
+            request.tokens = std::sync::Arc::new(request.tokens[latest..].to_vec());
+            let (run, cpu) = soak_run(&edge, &request, connections, request.tokens.len()).await;
+            if run.unexpected > 0 {
+                break Err(format!("{} wrong answers replaying", run.unexpected));
             }
-            next_mark += 100_000;
+            replays.push((sent, cpu));
         }
-        if let Some(error) = grew {
-            break Err(error);
+        match baseline {
+            Some(base) if rss as f64 > base as f64 * 1.10 => {
+                break Err(format!(
+                    "Envoy RSS grew {growth:.1}% after the first segment"
+                ));
+            }
+            Some(_) => {}
+            None => baseline = Some(rss),
         }
     };
     let verdict = match &outcome {
-        Ok(()) => format!("**Passed**: {sent} requests, every one answered correctly; RSS within 10% of the first reading."),
+        Ok(()) => format!("**Passed**: {sent} users, a request each, every one answered correctly; RSS within 10% of the first segment's."),
         Err(error) => format!("**Failed**: {error}."),
     };
+    let replay_lines: String = replays
+        .iter()
+        .map(|(users, cpu)| format!("| after {users} users | {cpu:.0} |\n"))
+        .collect();
     let text = format!(
-        "# Soak\n\nWritten by `make soak`: the hot read through the wasm chain, 16 connections, {:.0} s. Machine: {}.\n\n{verdict}\n\n{report}",
+        "# Soak\n\nWritten by `make soak`: the hot read (`GET /catalog/items/{{id}}`) through the wasm chain, one Envoy worker, {connections} connections, each request by a user not seen before (a token each, signed by the bench with the authority's key): {sent} users in {:.0} s. Every request verifies its token and stores it in auth's shared slots (`shared_token_slots`, default 65,536), which fill during the first segment and evict from then on. Machine: {}.\n\n{verdict}\n\n{report}\nThe cache's hit path: the last {SOAK_REPLAY} users of the segment again (most still in the shared slots), Envoy CPU µs per request.\n\n| replay | Envoy CPU µs / request |\n|---|---:|\n{replay_lines}",
         started.elapsed().as_secs_f64(),
         machine()
     );
@@ -201,6 +230,29 @@ async fn soak(total: u64) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     println!("wrote bench/SOAK.md");
     outcome
+}
+
+/// `requests` requests of `request` over `connections` (each token once), and Envoy's CPU µs
+/// per request over them.
+async fn soak_run(
+    edge: &edge_e2e::Edge,
+    request: &load::HttpRequest,
+    connections: usize,
+    requests: usize,
+) -> (load::Run, f64) {
+    let per_connection = (requests / connections) as u64;
+    let ticks = edge_e2e::process_cpu_ticks(edge.envoy_pid());
+    let run = load::http(
+        &edge.base_url,
+        request,
+        connections,
+        load::Budget::Requests(per_connection),
+    )
+    .await;
+    let spent = edge_e2e::process_cpu_ticks(edge.envoy_pid()) - ticks;
+    // CLK_TCK is 100 on Linux.
+    let cpu = spent as f64 * 1e4 / run.requests.max(1) as f64;
+    (run, cpu)
 }
 
 /// Where Envoy's CPU goes under the hot read, by `perf` (sampling the pinned Envoy): by

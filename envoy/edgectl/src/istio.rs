@@ -24,8 +24,8 @@ pub struct IstioSettings {
     pub hosts: Vec<String>,
 }
 
-/// The sha256 of each filter's `.wasm` (`istio/base/wasm-digests.json`, written by
-/// `make images`): WasmPlugins pin them.
+/// The sha256 of the filters' module (`istio/base/wasm-digests.json`, written by
+/// `make images`), by module name: WasmPlugins pin it.
 pub type Digests = BTreeMap<String, String>;
 
 /// Rendered files, by path under `istio/`.
@@ -423,7 +423,13 @@ impl EdgeConfig {
         digests: &Digests,
     ) -> Result<Vec<Value>, String> {
         let istio = self.istio()?;
+        let module = crate::WASM_MODULE;
+        let digest = digests
+            .get(module)
+            .ok_or_else(|| format!("istio/base/wasm-digests.json has no digest for {module}"))?;
         let mut objects = Vec::new();
+        // Three plugins, one module (one URL and digest): Envoy runs the three in one VM per
+        // worker, as istiod sets no vm_id; `pluginName` (the root id) picks each one's filter.
         for plugin in FILTERS {
             let Plugin {
                 filter,
@@ -431,12 +437,9 @@ impl EdgeConfig {
                 priority,
             } = plugin;
             let name = filter.name();
-            let digest = digests
-                .get(name)
-                .ok_or_else(|| format!("istio/base/wasm-digests.json has no digest for {name}"))?;
             let spec = json!({
                 "selector": { "matchLabels": { "istio": istio.gateway_selector } },
-                "url": format!("oci://{}/filter-{name}:{}", istio.registry, istio.tag),
+                "url": format!("oci://{}/{module}-filters:{}", istio.registry, istio.tag),
                 "sha256": digest,
                 "phase": phase,
                 "priority": priority,

@@ -105,8 +105,7 @@ impl EdgeConfig {
         }
         for plugin in files.values_mut().flatten() {
             if plugin["kind"] == "WasmPlugin" {
-                let name = plugin["spec"]["pluginName"].as_str().unwrap_or_default();
-                let url = format!("file://{}/{name}.wasm", topology.wasm_dir);
+                let url = format!("file://{}/{}.wasm", topology.wasm_dir, crate::WASM_MODULE);
                 plugin["spec"]["url"] = Value::String(url);
                 // A local file is not checked against a digest (Envoy's local source has none).
                 if let Some(spec) = plugin["spec"].as_object_mut() {

@@ -170,7 +170,7 @@ pub struct AuthorizationPolicy {
 pub struct Topology {
     pub listen_port: u16,
     pub admin_port: u16,
-    /// Directory holding auth.wasm, transcoder.wasm and access-log.wasm.
+    /// Directory holding the filters' module, edge.wasm.
     pub wasm_dir: String,
     /// `host:port` of each service by short name.
     pub service_addrs: BTreeMap<String, String>,
@@ -314,7 +314,11 @@ impl EdgeConfig {
     }
 }
 
-/// `istio/base/wasm-digests.json`: the sha256 of each filter's .wasm, as `make images` built them.
+/// The proxy-wasm module holding the three filters (`<name>.wasm`, Istio's `<name>-filters`
+/// image); each plugin's `root_id` picks its filter.
+pub const WASM_MODULE: &str = "edge";
+
+/// `istio/base/wasm-digests.json`: the sha256 of the filters' module, as `make images` built it.
 pub fn load_digests(path: &Path) -> Result<Digests, String> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         format!(
@@ -325,21 +329,15 @@ pub fn load_digests(path: &Path) -> Result<Digests, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The sha256 of each filter's .wasm in `dir`, as WasmPlugins pin them.
+/// The sha256 of the filters' module in `dir`, as WasmPlugins pin it.
 pub fn wasm_digests(dir: &Path) -> Result<Digests, String> {
     use sha2::Digest;
-    FILTERS
-        .iter()
-        .map(|plugin| {
-            let name = plugin.name();
-            let path = dir.join(format!("{name}.wasm"));
-            let bytes = std::fs::read(&path)
-                .map_err(|e| format!("{}: {e} (make wasm builds it)", path.display()))?;
-            let digest = sha2::Sha256::digest(&bytes);
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            Ok((name.to_string(), hex))
-        })
-        .collect()
+    let path = dir.join(format!("{WASM_MODULE}.wasm"));
+    let bytes = std::fs::read(&path)
+        .map_err(|e| format!("{}: {e} (make wasm builds it)", path.display()))?;
+    let digest = sha2::Sha256::digest(&bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Digests::from([(WASM_MODULE.to_string(), hex)]))
 }
 
 #[cfg(test)]

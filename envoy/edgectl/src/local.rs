@@ -251,8 +251,10 @@ pub fn discovered_filter(name: &str, dir: &str) -> Value {
     })
 }
 
-/// One of our filters as an Envoy HTTP filter: `<wasm_dir>/<name>.wasm` with its JSON
-/// configuration, in the V8 runtime.
+/// One of our filters as an Envoy HTTP filter: the module `<wasm_dir>/edge.wasm`, whose root
+/// context `name` is the filter, with its JSON configuration, in the V8 runtime. No `vm_id`, as
+/// istiod renders a WasmPlugin: the three filters have the same code, so Envoy runs them in one
+/// VM per worker.
 pub fn wasm_filter(name: &str, wasm_dir: &str, config: &Value) -> Value {
     json!({
         "name": format!("edge.{name}"),
@@ -262,9 +264,8 @@ pub fn wasm_filter(name: &str, wasm_dir: &str, config: &Value) -> Value {
                 "name": name,
                 "root_id": name,
                 "vm_config": {
-                    "vm_id": name,
                     "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": format!("{wasm_dir}/{name}.wasm") } }
+                    "code": { "local": { "filename": format!("{wasm_dir}/{}.wasm", crate::WASM_MODULE) } }
                 },
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",

@@ -228,7 +228,16 @@ pub fn set_tick_period(period: std::time::Duration) -> Result<(), HostError> {
     abi::set_tick_period_millis(u32::try_from(period.as_millis()).unwrap_or(u32::MAX))
 }
 
-/// The plugin configuration, read once per VM in `on_configure`.
+/// The plugin's `root_id` (Istio: the WasmPlugin's `pluginName`), which picks the filter in a
+/// module that holds several; `None` if Envoy would not say.
+pub fn plugin_root_id() -> Option<String> {
+    abi::get_property(&["plugin_root_id"])
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+/// The plugin configuration, read once per plugin and worker in `on_configure`.
 pub fn plugin_configuration() -> Result<Vec<u8>, HostError> {
     Ok(abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)?.unwrap_or_default())
 }

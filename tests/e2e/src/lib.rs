@@ -1,4 +1,4 @@
-//! A whole edge for one test: the four services and Envoy with the three `.wasm` filters, on
+//! A whole edge for one test: the four services and Envoy with the filters' `.wasm` module, on
 //! ports the OS picks (so test runs never collide), configured by `edgectl` from
 //! `envoy/edge.json` exactly as `make run` is. Everything is stopped when the [`Edge`] drops.
 //!
@@ -166,9 +166,10 @@ impl Edge {
         let root = workspace_root();
         let bin_dir = from_env_or("EDGE_BIN_DIR", root.join("target/debug"));
         let wasm_dir = from_env_or("EDGE_WASM_DIR", root.join("target/filters"));
-        for filter in ["auth", "transcoder", "access-log"] {
-            require(&wasm_dir.join(format!("{filter}.wasm")), "filter");
-        }
+        require(
+            &wasm_dir.join(format!("{}.wasm", edgectl::WASM_MODULE)),
+            "filter",
+        );
         let dir = test_dir("edge-e2e");
         let mut config = edge_json();
         (options.customize)(&mut config);

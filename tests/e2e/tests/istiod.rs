@@ -166,7 +166,9 @@ fn assert_same_chain(dump: &Value, local_dump: &Value, config: &EdgeConfig) {
             let code = wasm["vm_config"]["code"]["local"]["filename"]
                 .as_str()
                 .expect("a local file");
-            assert!(code.ends_with(&format!("/{plugin}.wasm")), "{name}: {code}");
+            // One module for the three filters, no vm_id: one VM per worker.
+            assert!(code.ends_with("/edge.wasm"), "{name}: {code}");
+            assert_eq!(wasm["vm_config"].get("vm_id"), None, "{name}");
         } else if name != "envoy.filters.http.router" {
             // Native filters: exactly as the local Envoy has them (RBAC as istiod translates the
             // AuthorizationPolicies, the rate limits, CORS, the trace context, the buffer).

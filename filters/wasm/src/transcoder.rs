@@ -8,7 +8,6 @@
 //!
 //! Requests with a body rely on Envoy's buffer filter right after this one: see
 //! `Exchange::on_request_headers` for why.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use edge_core::host::{Flow, Host};
 use edge_host as host;
@@ -18,13 +17,14 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(TranscoderRoot {
+pub(crate) const ROOT_ID: &str = "transcoder";
+
+pub(crate) fn root_context() -> Box<dyn RootContext> {
+    Box::new(TranscoderRoot {
         host: Rc::default(),
         transcoder: None,
-    }));
-}}
+    })
+}
 
 struct TranscoderRoot {
     host: Rc<WasmHost>,

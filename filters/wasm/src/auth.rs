@@ -1,7 +1,6 @@
 //! proxy-wasm glue of the auth filter: forwards Envoy's callbacks to the core
 //! ([`edge_auth::root`]): the root context's timer and gRPC answers keep the signing keys and
 //! the acl copy current, and each request is decided and carried out over [`WasmHost`].
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use edge_auth::root::{Root, Shared};
 use edge_auth::AuthConfig;
@@ -13,10 +12,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(AuthRoot::default()));
-}}
+pub(crate) const ROOT_ID: &str = "auth";
+
+pub(crate) fn root_context() -> Box<dyn RootContext> {
+    Box::new(AuthRoot::default())
+}
 
 /// How often the timer looks for newer keys and due fetches and polls.
 const TICK: Duration = Duration::from_secs(1);

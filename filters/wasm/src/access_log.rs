@@ -2,7 +2,6 @@
 //! (local replies from auth or the transcoder included), gathers the request's attributes and
 //! writes one JSON line to Envoy's log, or buffers it for the collector (shipped from the root
 //! context's timer by `edge_access_log::shipping`).
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use edge_access_log::attributes::{self, Attributes};
 use edge_access_log::request::{arrive, depart, Arrival};
@@ -17,17 +16,18 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(AccessLogRoot {
+pub(crate) const ROOT_ID: &str = "access-log";
+
+pub(crate) fn root_context() -> Box<dyn RootContext> {
+    Box::new(AccessLogRoot {
         config: Rc::default(),
         host: Rc::default(),
         requests_seen: Rc::default(),
         buffer: Rc::default(),
         shipping: Shipping::default(),
         attributes: None,
-    }));
-}}
+    })
+}
 
 struct AccessLogRoot {
     config: Rc<AccessLogConfig>,
