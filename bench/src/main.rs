@@ -128,12 +128,22 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
             )
         })
         .unwrap_or_default();
+    // A million users take longer than this run: `make soak` measures them (bench/SOAK.md).
+    let soak = std::fs::read_to_string(dir.join("SOAK.md"))
+        .map(|text| {
+            format!(
+                "\n## A million users (from `make soak`, bench/SOAK.md)\n\n{}\n",
+                text.split_once('\n').map_or("", |(_, rest)| rest).trim()
+            )
+        })
+        .unwrap_or_default();
     let text = format!(
         "# Benchmark results\n\nWritten by `make bench` on {when}.\n\nMachine: {}. Envoy 1.40.0, one worker pinned to CPU 0; load generator (closed loop, HTTP/1.1 keep-alive or h2 gRPC) and release-built services on CPU 1; loopback only. Filters: {}.\n\n{table}{memory}\n## The filters' own Rust, natively\n\nThe pure cores on the same inputs as the hot read (release build, host CPU; inside V8 expect a few times more). Compare with the Envoy CPU per request above: what is not here is Envoy's (host calls, the gRPC callout, the local reply).\n\n{}",
         machine(),
         wasm_sizes(),
         core_table(&cores)
-    ) + &changes;
+    ) + &soak
+        + &changes;
     std::fs::write(dir.join("RESULTS.md"), text).map_err(|e| e.to_string())?;
     std::fs::write(
         dir.join("results.json"),
