@@ -157,23 +157,27 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
 /// Requests per soak segment: one RSS and CPU reading each, every one a user not seen before.
 const SOAK_SEGMENT: usize = 100_000;
 
-/// Users replayed to time the verified-token cache's hit path (after the first segment, and
-/// again after the last): the most recent ones, which the shared slots mostly still hold.
+/// Users replayed after each segment to time the verified-token cache's hit path: the segment's
+/// last, which the shared slots mostly still hold.
 const SOAK_REPLAY: usize = 10_000;
 
 /// The hot read through the wasm chain by `total` distinct users, a token each, in segments of
 /// `SOAK_SEGMENT`: every request verifies a token never seen before and stores it in the shared
 /// slots, which fill and then evict. Fails on a wrong answer or Envoy RSS more than 10% over
-/// the first segment's. Envoy CPU per request is read per segment, and on a replay of the
-/// latest users (cache hits) after the first segment and after the last.
+/// the first segment's. Envoy CPU per request is read per segment, on a replay of its latest
+/// users (cache hits), and first on one user's token (the worker's own cache).
 async fn soak(total: u64) -> Result<(), String> {
     let edge = start(Chain::Wasm).await;
     let connections = 16;
     let started = std::time::Instant::now();
     let mut report = String::from(
-        "| users so far | Envoy CPU µs / request | Envoy RSS MB | since the first segment |\n|---:|---:|---:|---:|\n",
+        "| users so far | Envoy CPU µs / request, new users | the last 10,000 again | Envoy RSS MB | since the first segment |\n|---:|---:|---:|---:|---:|\n",
     );
-    let mut replays = Vec::new();
+    let one_user = request(Route::HotRead, &token(&edge).await);
+    let (run, one_user_cpu) = soak_run(&edge, &one_user, connections, SOAK_REPLAY).await;
+    if run.unexpected > 0 {
+        return Err(format!("{} wrong answers for one user", run.unexpected));
+    }
     let (mut sent, mut baseline) = (0usize, None::<u64>);
     let outcome = loop {
         if sent as u64 >= total {
@@ -193,26 +197,24 @@ async fn soak(total: u64) -> Result<(), String> {
                 users.len()
             ));
         }
+        // The replay: the segment's last users again (the same tokens: signing again would
+        // make new ones), spread over the connections.
+        let latest = request.tokens.len().saturating_sub(SOAK_REPLAY);
+        request.tokens = std::sync::Arc::new(request.tokens[latest..].to_vec());
+        let (replay, replay_cpu) =
+            soak_run(&edge, &request, connections, request.tokens.len()).await;
+        if replay.unexpected > 0 {
+            break Err(format!("{} wrong answers replaying", replay.unexpected));
+        }
         let rss = edge_e2e::process_rss_kib(edge.envoy_pid());
         let growth = baseline.map_or(0.0, |b| 100.0 * (rss as f64 - b as f64) / b as f64);
         let line = format!(
-            "| {sent} | {cpu:.0} | {:.1} | {growth:+.1}% |",
+            "| {sent} | {cpu:.0} | {replay_cpu:.0} | {:.1} | {growth:+.1}% |",
             rss as f64 / 1024.0
         );
         println!("{line}");
         report.push_str(&line);
         report.push('\n');
-        // The replay: the segment's last users again, spread over the connections.
-        if baseline.is_none() || sent as u64 >= total {
-            // The same tokens (signing again would make new ones).
-            let latest = request.tokens.len().saturating_sub(SOAK_REPLAY);
-            request.tokens = std::sync::Arc::new(request.tokens[latest..].to_vec());
-            let (run, cpu) = soak_run(&edge, &request, connections, request.tokens.len()).await;
-            if run.unexpected > 0 {
-                break Err(format!("{} wrong answers replaying", run.unexpected));
-            }
-            replays.push((sent, cpu));
-        }
         match baseline {
             Some(base) if rss as f64 > base as f64 * 1.10 => {
                 break Err(format!(
@@ -227,12 +229,13 @@ async fn soak(total: u64) -> Result<(), String> {
         Ok(()) => format!("**Passed**: {sent} users, a request each, every one answered correctly; RSS within 10% of the first segment's."),
         Err(error) => format!("**Failed**: {error}."),
     };
-    let replay_lines: String = replays
-        .iter()
-        .map(|(users, cpu)| format!("| after {users} users | {cpu:.0} |\n"))
-        .collect();
+    let when = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     let text = format!(
-        "# Soak\n\nWritten by `make soak`: the hot read (`GET /catalog/items/{{id}}`) through the wasm chain, one Envoy worker, {connections} connections, each request by a user not seen before (a token each, signed by the bench with the authority's key): {sent} users in {:.0} s. Every request verifies its token and stores it in auth's shared slots (`shared_token_slots`, default 65,536), which fill during the first segment and evict from then on. Machine: {}.\n\n{verdict}\n\n{report}\nThe cache's hit path: the last {SOAK_REPLAY} users of the segment again (most still in the shared slots), Envoy CPU µs per request.\n\n| replay | Envoy CPU µs / request |\n|---|---:|\n{replay_lines}",
+        "# Soak\n\nWritten by `make soak` on {when}: the hot read (`GET /catalog/items/{{id}}`) through the wasm chain, one Envoy worker, {connections} connections, each request by a user not seen before (a token each, signed by the bench with the authority's key): {sent} users in {:.0} s. Every request verifies its token and stores it in auth's shared slots (`shared_token_slots`, default 65,536), which fill during the first segment and evict from then on. Machine: {}.\n\n{verdict}\n\nEach segment: Envoy CPU µs per request for its new users (every token verified), then for its last {SOAK_REPLAY} users again (most still in the shared slots: the cache's hit path), and Envoy's RSS. Before the first, one user's token (cached by the worker itself): {one_user_cpu:.0} µs per request.\n\n{report}",
         started.elapsed().as_secs_f64(),
         machine()
     );
