@@ -34,24 +34,94 @@ pub fn merge_json(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = DynamicMessage::deserialize_with_options(
-        request.descriptor(),
-        &mut deserializer,
-        &input.options(),
-    )
-    .and_then(|message| deserializer.end().map(|()| message))
-    .map_err(|e| {
-        let located = serde_json::from_slice(body)
-            .ok()
-            .and_then(|value| offending_field(&request.descriptor(), &value, input));
-        match located {
-            Some(field) => invalid(format!("invalid JSON body: field {field}: {e}")),
-            None => invalid(format!("invalid JSON body: {e}")),
-        }
-    })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
+    refuse_unknown_enum_names(&request.descriptor(), &value, input)?;
+    let parsed =
+        DynamicMessage::deserialize_with_options(request.descriptor(), &value, &input.options())
+            .map_err(
+                |e| match offending_field(&request.descriptor(), &value, input) {
+                    Some(field) => invalid(format!("invalid JSON body: field {field}: {e}")),
+                    None => invalid(format!("invalid JSON body: {e}")),
+                },
+            )?;
     *request = parsed;
     Ok(())
+}
+
+/// Dropping unknown fields (`reject_unknown_json_fields: false`) must not drop a value the
+/// client sent for a known one: prost-reflect, like protojson's DiscardUnknown, would silently
+/// leave out an enum name it does not know. Refused here instead, naming the field, as proto3
+/// JSON and Envoy's transcoder do. (With unknown fields refused, prost-reflect refuses it.)
+fn refuse_unknown_enum_names(
+    descriptor: &MessageDescriptor,
+    value: &serde_json::Value,
+    input: JsonInput,
+) -> Result<(), Status> {
+    if input.deny_unknown_fields {
+        return Ok(());
+    }
+    match unknown_enum_name(descriptor, value) {
+        Some((field, name)) => Err(invalid(format!(
+            "invalid JSON body: field {field}: unrecognized enum value '{name}'"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The first enum value in `value` (a JSON object for `descriptor`) that names no value of its
+/// enum, with the dotted path of its field.
+fn unknown_enum_name(
+    descriptor: &MessageDescriptor,
+    value: &serde_json::Value,
+) -> Option<(String, String)> {
+    let within = |key: &str, (path, name): (String, String)| {
+        let path = if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{key}.{path}")
+        };
+        (path, name)
+    };
+    for (key, inner) in value.as_object()? {
+        let Some(field) = descriptor
+            .get_field_by_json_name(key)
+            .or_else(|| descriptor.get_field_by_name(key))
+        else {
+            continue;
+        };
+        let found = match field.kind() {
+            Kind::Message(entry) if field.is_map() => {
+                let kind = entry.map_entry_value_field().kind();
+                inner.as_object().and_then(|map| {
+                    map.iter()
+                        .find_map(|(k, v)| unknown_enum_in(&kind, v).map(|found| within(k, found)))
+                })
+            }
+            kind if field.is_list() => inner
+                .as_array()
+                .and_then(|items| items.iter().find_map(|item| unknown_enum_in(&kind, item))),
+            kind => unknown_enum_in(&kind, inner),
+        };
+        if let Some(found) = found {
+            return Some(within(key, found));
+        }
+    }
+    None
+}
+
+fn unknown_enum_in(kind: &Kind, value: &serde_json::Value) -> Option<(String, String)> {
+    match kind {
+        Kind::Enum(descriptor) => value
+            .as_str()
+            .filter(|name| descriptor.get_value_by_name(name).is_none())
+            .map(|name| (String::new(), name.to_string())),
+        // Well-known types have JSON forms of their own (Struct takes any keys).
+        Kind::Message(message) if !message.full_name().starts_with("google.protobuf.") => {
+            unknown_enum_name(message, value)
+        }
+        _ => None,
+    }
 }
 
 /// The dotted path of the first field of `value` that does not fit `descriptor`, found by
@@ -98,11 +168,13 @@ pub fn merge_json_field(
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
     let wrapped = serde_json::json!({ field.json_name(): value });
+    refuse_unknown_enum_names(&request.descriptor(), &wrapped, input)?;
     let parsed =
         DynamicMessage::deserialize_with_options(request.descriptor(), wrapped, &input.options())
             .map_err(|e| invalid(format!("invalid JSON body for field {}: {e}", field.name())))?;
-    if let Some(value) = parsed.get_field_by_name(field.name()) {
-        request.set_field(field, value.into_owned());
+    // `null` (or a default) leaves the field unset, as proto3 JSON reads it.
+    if parsed.has_field(field) {
+        request.set_field(field, parsed.get_field(field).into_owned());
     }
     Ok(())
 }
@@ -213,6 +285,19 @@ fn set_field(
                     list.push(parsed);
                 }
             } else {
+                // Setting one member of a oneof clears the others: refuse rather than drop one.
+                if let Some(oneof) = field.containing_oneof() {
+                    if let Some(set) = oneof
+                        .fields()
+                        .find(|other| other.number() != field.number() && message.has_field(other))
+                    {
+                        return Err(invalid(format!(
+                            "{key}: field {} of oneof {} is already set",
+                            set.name(),
+                            oneof.name()
+                        )));
+                    }
+                }
                 message.set_field(&field, parsed);
             }
             Ok(true)
@@ -282,33 +367,164 @@ pub fn to_json(
     let failed = |e: serde_json::Error| {
         Status::new(GrpcCode::Internal, format!("cannot render response: {e}"))
     };
+    let mut out = Vec::with_capacity(128);
     let Some(field) = response_body else {
-        let mut out = Vec::with_capacity(128);
-        if print.add_whitespace {
-            response.serialize_with_options(&mut serde_json::Serializer::pretty(&mut out), &options)
-        } else {
-            response.serialize_with_options(&mut serde_json::Serializer::new(&mut out), &options)
-        }
-        .map_err(failed)?;
+        write_json(&mut out, response, &options, print.add_whitespace).map_err(failed)?;
         return Ok(out);
     };
-    // Render the whole message with defaults included, then keep only the one field.
-    let whole = response
-        .serialize_with_options(
-            serde_json::value::Serializer,
-            &options.skip_default_fields(false),
-        )
-        .map_err(failed)?;
     let key = if print.preserve_proto_field_names {
         field.name()
     } else {
         field.json_name()
     };
-    let value = whole.get(key).cloned().unwrap_or(serde_json::Value::Null);
-    if print.add_whitespace {
-        serde_json::to_vec_pretty(&value).map_err(failed)
+    // The one field as the whole message would print it; an unset field prints as its
+    // default (`[]`, `0`, `""`, `{}` for a message).
+    let rendered = response
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .map_err(failed)?;
+    let value = match rendered.get(key) {
+        Some(value) => value.clone(),
+        None => response
+            .serialize_with_options(
+                serde_json::value::Serializer,
+                &options.clone().skip_default_fields(false),
+            )
+            .map_err(failed)?
+            .get(key)
+            .filter(|value| !value.is_null())
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+    };
+    write_json(&mut out, &value, &options, print.add_whitespace).map_err(failed)?;
+    Ok(out)
+}
+
+/// Serializes `value` (a message, or JSON already rendered from one) with [`ProtoJsonNumbers`].
+fn write_json(
+    out: &mut Vec<u8>,
+    value: &impl SerializeWith,
+    options: &SerializeOptions,
+    pretty: bool,
+) -> Result<(), serde_json::Error> {
+    if pretty {
+        let formatter = ProtoJsonNumbers(serde_json::ser::PrettyFormatter::new());
+        value.serialize_with(
+            &mut serde_json::Serializer::with_formatter(out, formatter),
+            options,
+        )
     } else {
-        serde_json::to_vec(&value).map_err(failed)
+        let formatter = ProtoJsonNumbers(serde_json::ser::CompactFormatter);
+        value.serialize_with(
+            &mut serde_json::Serializer::with_formatter(out, formatter),
+            options,
+        )
+    }
+}
+
+/// A message (serialized with the options) or JSON rendered from one (as it is).
+trait SerializeWith {
+    fn serialize_with<S: serde::Serializer>(
+        &self,
+        serializer: S,
+        options: &SerializeOptions,
+    ) -> Result<S::Ok, S::Error>;
+}
+
+impl SerializeWith for DynamicMessage {
+    fn serialize_with<S: serde::Serializer>(
+        &self,
+        serializer: S,
+        options: &SerializeOptions,
+    ) -> Result<S::Ok, S::Error> {
+        self.serialize_with_options(serializer, options)
+    }
+}
+
+impl SerializeWith for serde_json::Value {
+    fn serialize_with<S: serde::Serializer>(
+        &self,
+        serializer: S,
+        _options: &SerializeOptions,
+    ) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(self, serializer)
+    }
+}
+
+/// proto3 JSON numbers as protojson and Envoy's transcoder print them: an integral `double` or
+/// `float` without a fraction (`1000`, where serde_json prints `1000.0`). Everything else is
+/// the wrapped formatter's.
+struct ProtoJsonNumbers<F>(F);
+
+/// Below this an integral float prints every digit (protojson switches to an exponent at 1e21).
+const PLAIN_INTEGRAL_BELOW: f64 = 1e21;
+
+impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for ProtoJsonNumbers<F> {
+    fn write_f64<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        value: f64,
+    ) -> std::io::Result<()> {
+        if value.fract() == 0.0 && value.abs() < PLAIN_INTEGRAL_BELOW {
+            write!(writer, "{value:.0}")
+        } else {
+            self.0.write_f64(writer, value)
+        }
+    }
+
+    fn write_f32<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        value: f32,
+    ) -> std::io::Result<()> {
+        if value.fract() == 0.0 && f64::from(value).abs() < PLAIN_INTEGRAL_BELOW {
+            write!(writer, "{value:.0}")
+        } else {
+            self.0.write_f32(writer, value)
+        }
+    }
+
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(w)
     }
 }
 

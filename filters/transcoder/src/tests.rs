@@ -533,6 +533,106 @@ mod kitchen_api {
         assert_eq!(render(json!({}), "/v1/sinks/a/tags"), r#"["t"]"#);
     }
 
+    /// What a client sends is read or refused, never silently dropped (proto3 JSON, and
+    /// Envoy's transcoder: a 400 naming the field).
+    #[test]
+    fn client_input_is_refused_rather_than_dropped() {
+        let lenient = kitchen(json!({}));
+        let strict = kitchen(json!({"reject_unknown_json_fields": true}));
+        // Two members of one oneof in the query: setting the second would clear the first.
+        let status = sink(&lenient, "GET", "/v1/sinks/a?text=t&number=1", "").unwrap_err();
+        assert_eq!(status.code, GrpcCode::InvalidArgument);
+        assert!(
+            status.message.contains("number") && status.message.contains("oneof choice"),
+            "{}",
+            status.message
+        );
+        assert_eq!(
+            sink(&lenient, "GET", "/v1/sinks/a?number=1", "")
+                .unwrap()
+                .choice,
+            Some(kitchen::v1::sink::Choice::Number(1))
+        );
+        // An enum name the enum lacks, where unknown fields are dropped and where they are not,
+        // alone, in a list and inside an unknown field's neighbour.
+        for t in [&lenient, &strict] {
+            for (body, field) in [
+                (r#"{"color":"PURPLE"}"#, "color"),
+                (r#"{"colors":["RED","PURPLE"]}"#, "colors"),
+            ] {
+                let status = sink(t, "POST", "/v1/sinks", body).unwrap_err();
+                assert!(
+                    status.message.contains(&format!("field {field}"))
+                        && status.message.contains("PURPLE"),
+                    "{body}: {}",
+                    status.message
+                );
+            }
+        }
+        let s = sink(
+            &lenient,
+            "POST",
+            "/v1/sinks",
+            r#"{"color":"GREEN","extra":"PURPLE"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.color, Color::Green as i32);
+        // `body: "inner"` given `null` leaves the field unset, not an empty message.
+        assert_eq!(
+            sink(&lenient, "PATCH", "/v1/sinks/k", "null")
+                .unwrap()
+                .inner,
+            None
+        );
+        assert!(sink(&lenient, "PATCH", "/v1/sinks/k", "{}")
+            .unwrap()
+            .inner
+            .is_some());
+    }
+
+    #[test]
+    fn numbers_and_response_body_print_as_protojson_does() {
+        let t = kitchen(json!({}));
+        let render = |path: &str, sent: &Sink| {
+            let (route, _) = matched(&t, "GET", path);
+            let body = t
+                .response_body(route, &sent.encode_to_vec(), Encoding::Json)
+                .unwrap();
+            String::from_utf8(body).unwrap()
+        };
+        let numbers = Sink {
+            double_value: 1000.0,
+            float_value: 3.0,
+            int32_value: 7,
+            ..Sink::default()
+        };
+        assert_eq!(
+            render("/v1/sinks", &numbers),
+            r#"{"int32_value":7,"double_value":1000,"float_value":3}"#
+        );
+        let fractions = Sink {
+            double_value: -0.25,
+            float_value: 1.5,
+            ..Sink::default()
+        };
+        assert_eq!(
+            render("/v1/sinks", &fractions),
+            r#"{"double_value":-0.25,"float_value":1.5}"#
+        );
+        // response_body: the field as the message prints it (defaults inside left out), and an
+        // unset field as its default.
+        let with_inner = Sink {
+            inner: Some(Inner {
+                name: "i".into(),
+                ..Inner::default()
+            }),
+            ..Sink::default()
+        };
+        assert_eq!(render("/v1/sinks/a/inner", &with_inner), r#"{"name":"i"}"#);
+        assert_eq!(render("/v1/sinks/a/inner", &Sink::default()), "{}");
+        assert_eq!(render("/v1/sinks/a/tags", &Sink::default()), "[]");
+    }
+
     #[test]
     fn backend_errors_carry_decoded_details() {
         use kitchen::v1::ErrorInfo;

@@ -281,6 +281,7 @@ fn cases() -> Vec<Case> {
         case("Int32Value wrapper", "GET", "/v1/sinks?maybe_count=4"),
         case("StringValue wrapper", "GET", "/v1/sinks?maybe_note=hi"),
         case("oneof member", "GET", "/v1/sinks?number=5"),
+        case("integral double and float", "GET", "/v1/sinks?double_value=1000&float_value=3"),
         case("json_name in query", "GET", "/v1/sinks?camelCaseName=cc"),
         case("sint32 and fixed64", "GET", "/v1/sinks?sint_value=-9&fixed_value=5"),
         case("+ is a space", "GET", "/v1/sinks?name=a+b"),
@@ -309,6 +310,7 @@ fn cases() -> Vec<Case> {
             .headers(&[]),
         case("create, null field", "POST", "/v1/sinks").json(json!({"name": null})),
         case("update, body is one field", "PATCH", "/v1/sinks/s1").json(json!({"name": "n", "level": 4})),
+        case("update, body field null", "PATCH", "/v1/sinks/s1").raw("null"),
         case("replace, path wins over body", "PUT", "/v1/sinks/path")
             .json(json!({"id": "body", "name": "n"}))
             .expect(Expect::Differs {
@@ -342,6 +344,10 @@ fn cases() -> Vec<Case> {
         case("malformed JSON", "POST", "/v1/sinks").raw("{\"id\":").expect(text_error),
         case("JSON array for a message", "POST", "/v1/sinks").raw("[1,2]").expect(text_error),
         case("wrong JSON type", "POST", "/v1/sinks").raw("{\"int32_value\":\"x\"}").expect(text_error),
+        // Never dropped: refused.
+        case("two members of one oneof", "GET", "/v1/sinks?text=t&number=1").expect(text_error),
+        case("unknown enum name in body", "POST", "/v1/sinks").raw("{\"color\":\"PURPLE\"}").expect(text_error),
+        case("unknown enum name in a list", "POST", "/v1/sinks").raw("{\"colors\":[\"RED\",\"PURPLE\"]}").expect(text_error),
         case("bad timestamp in body", "POST", "/v1/sinks").raw("{\"created_at\":\"yesterday\"}").expect(text_error),
         case("bad nested JSON", "PATCH", "/v1/sinks/s1").raw("{\"level\":true}").expect(text_error),
         case("bad int in query", "GET", "/v1/sinks?int32_value=x").expect(text_error),
@@ -488,6 +494,9 @@ async fn response_body_selects_any_field() {
             "/v1/sinks/s1/inner?inner.name=x&inner.level=2",
             json!({"name": "x", "level": 2}),
         ),
+        // As the message would print it: defaults left out; unset, the empty message.
+        ("/v1/sinks/s1/inner?inner.name=x", json!({"name": "x"})),
+        ("/v1/sinks/s1/inner", json!({})),
     ] {
         let response = parity.http.get(parity.ours(path)).send().await.expect(path);
         assert_eq!(response.status(), 200, "{path}");
