@@ -177,7 +177,9 @@ impl Transcoder {
                 )),
             };
         }
-        if call.elapsed >= call.timeout || call.grpc_status == GrpcCode::DeadlineExceeded.number() {
+        // Past our deadline, whatever the call says is our timeout; a backend's own
+        // DEADLINE_EXCEEDED before it (its downstream call ran out) keeps its message and details.
+        if call.elapsed >= call.timeout {
             return Err(Failure::from_backend(Status::new(
                 GrpcCode::DeadlineExceeded,
                 format!(

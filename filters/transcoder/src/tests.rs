@@ -774,6 +774,17 @@ mod finished_calls {
             "the backend did not answer within 100 ms"
         );
 
+        let backend_deadline = t
+            .finish_call(route, Encoding::Json, call(4, None))
+            .unwrap_err();
+        assert_eq!(
+            (
+                backend_deadline.reply.http_status,
+                backend_deadline.reply.status.message.as_str()
+            ),
+            (504, "item gone")
+        );
+
         let unauthenticated = t
             .finish_call(route, Encoding::Json, call(16, None))
             .unwrap_err();
