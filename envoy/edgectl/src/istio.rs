@@ -42,7 +42,7 @@ impl EdgeConfig {
     pub(crate) fn istio(&self) -> Result<&IstioSettings, String> {
         self.istio
             .as_ref()
-            .ok_or_else(|| "envoy/edge.json has no \"istio\" section".to_string())
+            .ok_or_else(|| "no \"istio\" section".to_string())
     }
 
     /// Istio's name for the cluster of a service: `outbound|PORT||HOST`.

@@ -274,10 +274,11 @@ impl EdgeConfig {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let config: Self =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let in_file = |e: String| format!("{}: {e}", path.display());
         if let Some(cors) = &config.cors {
-            cors.check()?;
+            cors.check().map_err(in_file)?;
         }
-        config.limits.check()?;
+        config.limits.check().map_err(in_file)?;
         Ok(config)
     }
 }

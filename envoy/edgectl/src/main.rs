@@ -103,14 +103,24 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     let source = args.get(1).map_or("envoy/edge.json", String::as_str);
     let config = EdgeConfig::load(Path::new(source))?;
-    let local = config.local_files()?;
-    let istio = config.render_istio(&load_digests(Path::new("istio/base/wasm-digests.json"))?)?;
+    // Errors name the file they are about, whichever it is.
+    let in_source = |e: String| format!("{source}: {e}");
+    let local = config.local_files().map_err(in_source)?;
+    let render_istio = || -> Result<_, String> {
+        let digests = load_digests(Path::new("istio/base/wasm-digests.json"))?;
+        config.render_istio(&digests).map_err(in_source)
+    };
     match command {
         "check" => {
+            // A configuration for a local Envoy alone has no "istio" section to check.
+            if config.istio.is_some() {
+                render_istio()?;
+            }
             println!("{source}: ok");
             Ok(())
         }
         "render" => {
+            let istio = render_istio()?;
             for (file, text) in local {
                 let path = Path::new(file);
                 if let Some(dir) = path.parent() {
