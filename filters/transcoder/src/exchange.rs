@@ -21,6 +21,8 @@ pub struct Exchange {
     status_details: Option<String>,
     /// The backend's response message, kept until the stream closes with its status.
     response_message: Option<Result<Vec<u8>, HostError>>,
+    /// Trailing metadata arrived with entries: the backend's own status, not Envoy's reset.
+    trailers: bool,
 }
 
 impl Exchange {
@@ -105,13 +107,17 @@ impl Exchange {
         }
     }
 
-    /// The backend's initial (`initial`) or trailing metadata arrived.
+    /// The backend's initial (`initial`) or trailing metadata arrived, `entries` of it.
     pub fn on_response_metadata<H: Host>(
         &mut self,
         host: &H,
         transcoder: &Transcoder,
         initial: bool,
+        entries: usize,
     ) {
+        if !initial && entries > 0 {
+            self.trailers = true;
+        }
         for name in &transcoder.config.response_headers {
             if let Some(value) = host.grpc_metadata(initial, name) {
                 self.response_metadata.push((name.clone(), value));
@@ -170,6 +176,7 @@ impl Exchange {
             }),
             elapsed,
             timeout: pending.timeout,
+            reset: !self.trailers,
         };
         match transcoder.finish_call(route, pending.response_encoding, call) {
             Ok(body) => {
@@ -339,9 +346,9 @@ mod tests {
             ],
             ..GrpcAnswer::default()
         };
-        exchange.on_response_metadata(&host, &t, true);
+        exchange.on_response_metadata(&host, &t, true, 2);
         exchange.on_response_message(&host, item.encoded_len());
-        exchange.on_response_metadata(&host, &t, false);
+        exchange.on_response_metadata(&host, &t, false, 1);
         host.now.set(at(7));
         exchange.on_close(&host, &t, 0);
 
@@ -377,6 +384,7 @@ mod tests {
         let mut exchange = Exchange::default();
         exchange.on_request_headers(&host, &t, true);
         host.answer.borrow_mut().status_message = "no item 9".into();
+        exchange.on_response_metadata(&host, &t, false, 2);
         exchange.on_close(&host, &t, 5);
         let calls = host.calls();
         let Some(Call::Reply {
@@ -391,6 +399,40 @@ mod tests {
         assert_eq!(status.message, "no item 9");
         assert_eq!(details, "via_upstream");
         assert_eq!(recorded_note(&host).grpc_status, Some(5));
+    }
+
+    /// Envoy closes a stream it reset INTERNAL, with empty trailers; a backend's own INTERNAL
+    /// comes with its trailers.
+    #[test]
+    fn a_stream_reset_mid_answer_is_a_502_not_the_backends_500() {
+        let t = transcoder();
+        for (trailers, expected) in [(0, 502), (3, 500)] {
+            let host =
+                RecordingHost::with_headers(&[(":method", "GET"), (":path", "/catalog/items/9")]);
+            let mut exchange = Exchange::default();
+            exchange.on_request_headers(&host, &t, true);
+            host.answer.borrow_mut().status_message =
+                "upstream reset: connection termination".into();
+            exchange.on_response_metadata(&host, &t, true, 2);
+            exchange.on_response_metadata(&host, &t, false, trailers);
+            exchange.on_close(&host, &t, 13);
+            let calls = host.calls();
+            let Some(Call::Reply {
+                http_status,
+                status,
+                details,
+                ..
+            }) = calls.last()
+            else {
+                panic!("refused: {calls:?}");
+            };
+            assert_eq!(*http_status, expected, "{trailers} trailers: {status:?}");
+            if expected == 502 {
+                assert_eq!(details, "edge_transcoder_backend_reset");
+                assert_eq!(recorded_note(&host).error, "backend_reset");
+                assert!(!status.message.contains("upstream"), "{}", status.message);
+            }
+        }
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum FailureKind {
     /// The request could not be turned into the backend's message.
     BadRequest,
     BackendUnreachable,
+    /// Envoy reset the call's stream after the backend started answering (e.g. the backend
+    /// went away mid-answer): no status of the backend's own.
+    BackendReset,
     /// The backend's answer could not be turned into the client's response.
     BadResponse,
 }
@@ -37,6 +40,7 @@ impl FailureKind {
             FailureKind::BodyTooLarge => "body_too_large",
             FailureKind::BadRequest => "bad_request",
             FailureKind::BackendUnreachable => "backend_unreachable",
+            FailureKind::BackendReset => "backend_reset",
             FailureKind::BadResponse => "bad_response",
         }
     }
@@ -104,6 +108,18 @@ impl Failure {
         )
     }
 
+    /// As Envoy's router answers a reset upstream stream: 502, the backend's answer was cut.
+    fn backend_reset() -> Self {
+        Self::local(
+            FailureKind::BackendReset,
+            LocalReply::error(
+                GrpcCode::Unavailable,
+                "the backend's answer was cut off: its stream was reset",
+            )
+            .with_http_status(502),
+        )
+    }
+
     /// Envoy would not hand over the request body.
     pub fn unreadable_body(error: &str) -> Self {
         Self::local(
@@ -152,6 +168,9 @@ pub struct FinishedCall<'a> {
     /// Time from dispatch to close, and the deadline the call had.
     pub elapsed: Duration,
     pub timeout: Duration,
+    /// The call ended without the backend's trailers (no `grpc-status` of its own): Envoy
+    /// reset the stream, and closes it INTERNAL with its own reason.
+    pub reset: bool,
 }
 
 impl Transcoder {
@@ -188,6 +207,9 @@ impl Transcoder {
                 ),
             )));
         }
+        if call.reset && call.grpc_status == GrpcCode::Internal.number() {
+            return Err(Failure::backend_reset());
+        }
         Err(Failure::from_backend(self.backend_error(
             call.grpc_status,
             backend_message(call.grpc_message),
@@ -199,16 +221,26 @@ impl Transcoder {
 /// The backend's message as users should read it: `grpc-message` is percent-encoded on the
 /// wire, and Envoy may append a `{details}` suffix (e.g. `{via_upstream}`) of its own.
 fn backend_message(message: &str) -> String {
-    let envoy_details = |at: usize| {
-        message[at + 1..message.len() - 1]
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '_')
+    // Envoy's details are lowercase words, nested in braces when they carry a reason
+    // (`{upstream_reset_before_response_started{remote_reset}}`).
+    let envoy_details = |suffix: &str| {
+        let mut depth = 0usize;
+        suffix.chars().all(|c| match c {
+            '{' => {
+                depth += 1;
+                true
+            }
+            '}' => depth.checked_sub(1).map(|d| depth = d).is_some(),
+            c => depth > 0 && (c.is_ascii_lowercase() || c == '_'),
+        }) && depth == 0
     };
-    let trimmed = match message.rfind('{') {
-        Some(at) if at > 0 && message.ends_with('}') && envoy_details(at) => {
-            message[..at].trim_end()
-        }
-        _ => message.trim_end(),
+    let trimmed = match message
+        .match_indices('{')
+        .map(|(at, _)| at)
+        .find(|&at| at > 0 && message.ends_with('}') && envoy_details(&message[at..]))
+    {
+        Some(at) => message[..at].trim_end(),
+        None => message.trim_end(),
     };
     percent_decode(trimmed, false).unwrap_or_else(|| trimmed.to_string())
 }
@@ -223,6 +255,13 @@ mod tests {
         assert_eq!(
             backend_message("upstream connect error {via_upstream}"),
             "upstream connect error"
+        );
+        assert_eq!(
+            backend_message(
+                "upstream connect error or disconnect/reset before headers. reset reason: \
+                 remote reset{upstream_reset_before_response_started{remote_reset}}"
+            ),
+            "upstream connect error or disconnect/reset before headers. reset reason: remote reset"
         );
         // A backend's own braces are its message.
         assert_eq!(backend_message("bad {Field}"), "bad {Field}");

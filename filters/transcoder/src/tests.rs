@@ -725,6 +725,7 @@ mod finished_calls {
             response,
             elapsed: Duration::from_millis(5),
             timeout: Duration::from_millis(100),
+            reset: false,
         }
     }
 

@@ -91,10 +91,14 @@ fn action(flow: Flow) -> Action {
 }
 
 impl Context for TranscoderFilter {
-    fn on_grpc_stream_initial_metadata(&mut self, _token_id: u32, _num_elements: u32) {
+    fn on_grpc_stream_initial_metadata(&mut self, _token_id: u32, num_elements: u32) {
         if let Some(transcoder) = &self.transcoder {
-            self.exchange
-                .on_response_metadata(&*self.host, transcoder, true);
+            self.exchange.on_response_metadata(
+                &*self.host,
+                transcoder,
+                true,
+                num_elements as usize,
+            );
         }
     }
 
@@ -102,10 +106,14 @@ impl Context for TranscoderFilter {
         self.exchange.on_response_message(&*self.host, message_size);
     }
 
-    fn on_grpc_stream_trailing_metadata(&mut self, _token_id: u32, _num_elements: u32) {
+    fn on_grpc_stream_trailing_metadata(&mut self, _token_id: u32, num_elements: u32) {
         if let Some(transcoder) = &self.transcoder {
-            self.exchange
-                .on_response_metadata(&*self.host, transcoder, false);
+            self.exchange.on_response_metadata(
+                &*self.host,
+                transcoder,
+                false,
+                num_elements as usize,
+            );
         }
     }
 

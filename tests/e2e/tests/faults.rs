@@ -585,6 +585,82 @@ async fn a_hanging_backend_gets_504_without_holding_up_other_routes() {
     signs_in(&edge, "the edge still answers").await;
 }
 
+/// Starts every answer (response headers), then resets the stream: what a backend that dies
+/// mid-answer looks like to Envoy.
+async fn resetting_backend() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    let started = tonic::codegen::http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/grpc")
+                        .body(())
+                        .expect("response head");
+                    let Ok(mut stream) = respond.send_response(started, false) else {
+                        continue;
+                    };
+                    // Half a gRPC message (5 of its 100 bytes), then the reset, once Envoy has
+                    // the response's start.
+                    let _ =
+                        stream.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 100, 1]), false);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                    });
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_reset_mid_answer_is_a_502() {
+    let (port, _backend) = resetting_backend().await;
+    let edge = edge_with(Box::new(move |bootstrap, _| {
+        let clusters = bootstrap["static_resources"]["clusters"]
+            .as_array_mut()
+            .expect("clusters");
+        let catalog = clusters
+            .iter_mut()
+            .find(|c| c["name"] == "catalog")
+            .expect("catalog cluster");
+        catalog["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"]["port_value"] = json!(port);
+    }))
+    .await;
+    let response = edge
+        .http
+        .get(edge.url("/catalog/items"))
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON");
+    // As Envoy's router answers a reset upstream: 502; the body a google.rpc.Status of ours,
+    // not Envoy's internal reason.
+    assert_eq!((status, body["code"].as_i64()), (502, Some(14)), "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("reset") && !message.contains("upstream"),
+        "{body}"
+    );
+    assert_eq!(
+        edge.metric("edge_transcoder_errors_total", &[("kind", "backend_reset")])
+            .await,
+        1.0
+    );
+    signs_in(&edge, "the edge still answers").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_killed_under_load_loses_no_acknowledged_write() {
     let mut edge = edge().await;
