@@ -23,10 +23,7 @@ fn to_status(error: Error) -> Status {
         Error::InvalidName(why) | Error::TooMany(why) => Status::invalid_argument(why),
         Error::NameTaken => Status::already_exists("a customer with this name already exists"),
         Error::NotFound => Status::not_found("customer not found"),
-        Error::Database(e) => {
-            tracing::error!(error = %e, "database error");
-            Status::internal("internal error")
-        }
+        Error::Database(e) => service_kit::database_status(&e),
     }
 }
 

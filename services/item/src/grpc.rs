@@ -23,10 +23,7 @@ fn to_status(error: Error) -> Status {
         Error::Invalid(why) => Status::invalid_argument(why),
         Error::NotFound => Status::not_found("item not found"),
         Error::FailedPrecondition(why) => Status::failed_precondition(why),
-        Error::Database(e) => {
-            tracing::error!(error = %e, "database error");
-            Status::internal("internal error")
-        }
+        Error::Database(e) => service_kit::database_status(&e),
     }
 }
 

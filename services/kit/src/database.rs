@@ -185,9 +185,45 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The gRPC status for a database error a request hit. A database too busy to take the
+/// request in time (no connection within the pool's timeout, or SQLite busy or locked) is
+/// UNAVAILABLE, which clients may retry; anything else is logged and INTERNAL, without the
+/// database's words.
+pub fn database_status(error: &sqlx::Error) -> tonic::Status {
+    let busy = match error {
+        sqlx::Error::PoolTimedOut => true,
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with any extended code.
+        sqlx::Error::Database(e) => e
+            .code()
+            .and_then(|code| code.parse::<u32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+        _ => false,
+    };
+    if busy {
+        tracing::warn!(error = %error, "database busy");
+        tonic::Status::unavailable("the database is busy: try again")
+    } else {
+        tracing::error!(error = %error, "database error");
+        tonic::Status::internal("internal error")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_database_is_unavailable_and_other_errors_internal() {
+        assert_eq!(
+            database_status(&sqlx::Error::PoolTimedOut).code(),
+            tonic::Code::Unavailable
+        );
+        let internal = database_status(&sqlx::Error::RowNotFound);
+        assert_eq!(
+            (internal.code(), internal.message()),
+            (tonic::Code::Internal, "internal error")
+        );
+    }
 
     #[test]
     fn urls() {

@@ -7,7 +7,7 @@ mod server;
 mod telemetry;
 
 pub use client::unreachable_is_unavailable;
-pub use database::{open_database, Database, Migration};
+pub use database::{database_status, open_database, Database, Migration};
 pub use server::{serve, Listener};
 pub use telemetry::{
     continue_trace, init_tracing, traced, PropagateTrace, Telemetry, TracedChannel,
