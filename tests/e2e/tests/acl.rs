@@ -391,15 +391,25 @@ async fn ten_thousand_restrictions_cost_no_more_per_request() {
                     .await
                     .expect("acl");
             for n in (worker..10_000).step_by(8) {
-                client
-                    .restrict(platform_proto::acl::RestrictRequest {
-                        subject: format!("bulk-{n}"),
-                        action: "list".into(),
-                        reason: "bulk".into(),
-                        ttl: None,
-                    })
-                    .await
-                    .expect("restrict");
+                let request = platform_proto::acl::RestrictRequest {
+                    subject: format!("bulk-{n}"),
+                    action: "list".into(),
+                    reason: "bulk".into(),
+                    ttl: None,
+                };
+                // As a client should: UNAVAILABLE (the database busy with the other seven
+                // writers) is tried again after a pause; anything else fails the test.
+                let mut tries = 0u64;
+                loop {
+                    match client.restrict(request.clone()).await {
+                        Ok(_) => break,
+                        Err(status) if status.code() == tonic::Code::Unavailable && tries < 5 => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                        }
+                        Err(status) => panic!("restrict: {status:?}"),
+                    }
+                }
             }
         }));
     }
