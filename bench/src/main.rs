@@ -110,33 +110,18 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
         return Ok(());
     }
     let dir = edge_e2e::workspace_root().join("bench");
-    let when = std::process::Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let when = utc_now();
     let cores = core_costs::profile(100_000, true)?;
     // The measured before/after of each change kept (kept by hand, from `--only` runs).
-    let changes = std::fs::read_to_string(dir.join("CHANGES.md"))
-        .map(|text| {
-            format!(
-                "\n## Changes kept, before and after (bench/CHANGES.md)\n\n{}",
-                text.split_once('\n')
-                    .map_or("", |(_, rest)| rest)
-                    .trim_start()
-            )
-        })
-        .unwrap_or_default();
+    let changes = section(
+        &dir.join("CHANGES.md"),
+        "Changes kept, before and after (bench/CHANGES.md)",
+    );
     // A million users take longer than this run: `make soak` measures them (bench/SOAK.md).
-    let soak = std::fs::read_to_string(dir.join("SOAK.md"))
-        .map(|text| {
-            format!(
-                "\n## A million users (from `make soak`, bench/SOAK.md)\n\n{}\n",
-                text.split_once('\n').map_or("", |(_, rest)| rest).trim()
-            )
-        })
-        .unwrap_or_default();
+    let soak = section(
+        &dir.join("SOAK.md"),
+        "A million users (from `make soak`, bench/SOAK.md)",
+    );
     let text = format!(
         "# Benchmark results\n\nWritten by `make bench` on {when}.\n\nMachine: {}. Envoy 1.40.0, one worker pinned to CPU 0; load generator (closed loop, HTTP/1.1 keep-alive or h2 gRPC) and release-built services on CPU 1; loopback only. Filters: {}.\n\n{table}{memory}\n## The filters' own Rust, natively\n\nThe pure cores on the same inputs as the hot read (release build, host CPU; inside V8 expect a few times more). Compare with the Envoy CPU per request above: what is not here is Envoy's (host calls, the gRPC callout, the local reply).\n\n{}",
         machine(),
@@ -166,6 +151,26 @@ const SOAK_REPLAY: usize = 10_000;
 /// slots, which fill and then evict. Fails on a wrong answer or Envoy RSS more than 10% over
 /// the first segment's. Envoy CPU per request is read per segment, on a replay of its latest
 /// users (cache hits), and first on one user's token (the worker's own cache).
+/// The time now, to the minute, as the results files give it.
+fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Another results file (e.g. bench/CHANGES.md) as a section of RESULTS.md under `heading`,
+/// its own title left out; nothing when it is missing.
+fn section(file: &std::path::Path, heading: &str) -> String {
+    std::fs::read_to_string(file)
+        .map(|text| {
+            let body = text.split_once('\n').map_or("", |(_, rest)| rest).trim();
+            format!("\n## {heading}\n\n{body}\n")
+        })
+        .unwrap_or_default()
+}
+
 async fn soak(total: u64) -> Result<(), String> {
     let edge = start(Chain::Wasm).await;
     let connections = 16;
@@ -229,11 +234,7 @@ async fn soak(total: u64) -> Result<(), String> {
         Ok(()) => format!("**Passed**: {sent} users, a request each, every one answered correctly; RSS within 10% of the first segment's."),
         Err(error) => format!("**Failed**: {error}."),
     };
-    let when = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let when = utc_now();
     let text = format!(
         "# Soak\n\nWritten by `make soak` on {when}: the hot read (`GET /catalog/items/{{id}}`) through the wasm chain, one Envoy worker, {connections} connections, each request by a user not seen before (a token each, signed by the bench with the authority's key): {sent} users in {:.0} s. Every request verifies its token and stores it in auth's shared slots (`shared_token_slots`, default 65,536), which fill during the first segment and evict from then on. Machine: {}.\n\n{verdict}\n\nEach segment: Envoy CPU µs per request for its new users (every token verified), then for its last {SOAK_REPLAY} users again (most still in the shared slots: the cache's hit path), and Envoy's RSS. Before the first, one user's token (cached by the worker itself): {one_user_cpu:.0} µs per request.\n\n{report}",
         started.elapsed().as_secs_f64(),

@@ -492,6 +492,22 @@ async fn more_connections_than_allowed_are_shed_and_the_rest_served() {
     still_serves(&edge).await;
 }
 
+/// The edge with Envoy's catalog cluster pointed at `port` (a misbehaving backend).
+async fn edge_with_catalog_at(port: u16) -> Edge {
+    edge_with(Box::new(move |bootstrap, _| {
+        let clusters = bootstrap["static_resources"]["clusters"]
+            .as_array_mut()
+            .expect("clusters");
+        let catalog = clusters
+            .iter_mut()
+            .find(|c| c["name"] == "catalog")
+            .expect("catalog cluster");
+        catalog["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"]["port_value"] = json!(port);
+    }))
+    .await
+}
+
 /// Accepts connections and never answers: a backend that hangs.
 async fn hanging_backend() -> (u16, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -510,18 +526,7 @@ async fn hanging_backend() -> (u16, tokio::task::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_backend_gets_504_without_holding_up_other_routes() {
     let (port, _backend) = hanging_backend().await;
-    let edge = edge_with(Box::new(move |bootstrap, _| {
-        let clusters = bootstrap["static_resources"]["clusters"]
-            .as_array_mut()
-            .expect("clusters");
-        let catalog = clusters
-            .iter_mut()
-            .find(|c| c["name"] == "catalog")
-            .expect("catalog cluster");
-        catalog["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-            ["socket_address"]["port_value"] = json!(port);
-    }))
-    .await;
+    let edge = edge_with_catalog_at(port).await;
     let pid = edge.envoy_pid();
     let signin = |edge: &Edge| {
         let request = edge
@@ -625,18 +630,7 @@ async fn resetting_backend() -> (u16, tokio::task::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_reset_mid_answer_is_a_502() {
     let (port, _backend) = resetting_backend().await;
-    let edge = edge_with(Box::new(move |bootstrap, _| {
-        let clusters = bootstrap["static_resources"]["clusters"]
-            .as_array_mut()
-            .expect("clusters");
-        let catalog = clusters
-            .iter_mut()
-            .find(|c| c["name"] == "catalog")
-            .expect("catalog cluster");
-        catalog["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-            ["socket_address"]["port_value"] = json!(port);
-    }))
-    .await;
+    let edge = edge_with_catalog_at(port).await;
     let response = edge
         .http
         .get(edge.url("/catalog/items"))
