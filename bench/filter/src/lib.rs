@@ -187,7 +187,7 @@ impl HttpContext for BenchFilter {
                     service: "catalog.CatalogService",
                     method: "GetItem",
                     metadata: Vec::new(),
-                    message: &message,
+                    messages: &[&message],
                 }) {
                     Ok(token) => self.stream = Some(token),
                     Err(_) => self.reply(false),

@@ -35,7 +35,7 @@ impl Shipping {
                 service: "telemetry.LogCollector",
                 method: "Ship",
                 metadata: Vec::new(),
-                message: &message,
+                messages: &[&message],
             },
             Duration::from_millis(collector.timeout_ms),
         );
@@ -104,7 +104,7 @@ mod tests {
             token,
             cluster,
             path,
-            message,
+            messages,
             ..
         } = &calls[0]
         else {
@@ -115,7 +115,7 @@ mod tests {
             ("collector", "/telemetry.LogCollector/Ship")
         );
         assert_eq!(
-            LogBatch::decode(message.as_slice()).unwrap().lines,
+            LogBatch::decode(messages[0].as_slice()).unwrap().lines,
             ["a", "b"]
         );
         shipping.on_answer(&host, token + 1, 0);
@@ -124,10 +124,16 @@ mod tests {
         assert_eq!(counted(&host, SHIPPED_LINES), 2);
 
         shipping.flush(&host, &collector(), &mut lines);
-        let Call::Grpc { token, message, .. } = &host.grpc_calls()[1] else {
+        let Call::Grpc {
+            token, messages, ..
+        } = &host.grpc_calls()[1]
+        else {
             panic!("a second batch");
         };
-        assert_eq!(LogBatch::decode(message.as_slice()).unwrap().lines, ["c"]);
+        assert_eq!(
+            LogBatch::decode(messages[0].as_slice()).unwrap().lines,
+            ["c"]
+        );
         shipping.on_answer(&host, *token, 14);
         assert_eq!(
             counted(&host, DROPPED_LINES),

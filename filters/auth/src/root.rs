@@ -76,7 +76,7 @@ fn unary<H: Host>(
             service,
             method,
             metadata: Vec::new(),
-            message,
+            messages: &[message],
         },
         timeout,
     )
@@ -383,9 +383,9 @@ mod tests {
                 Call::Grpc {
                     token,
                     path,
-                    message,
+                    mut messages,
                     ..
-                } if path == wanted => Some((token, message)),
+                } if path == wanted && messages.len() == 1 => Some((token, messages.remove(0))),
                 _ => None,
             })
             .collect()

@@ -81,14 +81,15 @@ pub enum Flow {
     Pause,
 }
 
-/// A gRPC request a filter sends: one message, with metadata, to a cluster of the proxy.
+/// A gRPC request a filter sends, with metadata, to a cluster of the proxy: one message (a
+/// unary call), or a client stream's messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrpcRequest<'a> {
     pub cluster: &'a str,
     pub service: &'a str,
     pub method: &'a str,
     pub metadata: Vec<(&'a str, &'a [u8])>,
-    pub message: &'a [u8],
+    pub messages: &'a [&'a [u8]],
 }
 
 /// The calls a filter makes while handling one request (and from its timers).
@@ -132,10 +133,12 @@ pub trait Host: SharedStore {
     /// Sends a unary call; its answer comes back to the calling context as one response and
     /// a status, under the returned token.
     fn grpc_call(&self, request: GrpcRequest<'_>, timeout: Duration) -> Result<u32, HostError>;
-    /// Sends a unary call as a stream (opened, its one message sent, our side closed), for
-    /// callers that need the response's metadata: the answer comes back in parts (initial
-    /// metadata, message, trailing metadata, close) under the returned token.
+    /// Sends a call as a stream (opened, its messages sent, our side closed), for callers that
+    /// need the response's metadata or several messages: the answer comes back in parts
+    /// (initial metadata, each message, trailing metadata, close) under the returned token.
     fn grpc_stream(&self, request: GrpcRequest<'_>) -> Result<u32, HostError>;
+    /// Cancels a stream: no more of its callbacks come, and the backend sees CANCELLED.
+    fn grpc_cancel(&self, token: u32);
     /// Inside a gRPC callback: the message received (`size` bytes).
     fn grpc_received(&self, size: usize) -> Result<Vec<u8>, HostError>;
     /// Inside a stream's metadata callback: one value of its initial or trailing metadata.
@@ -207,15 +210,17 @@ pub enum Call {
         headers: Vec<(String, String)>,
     },
     Reset,
-    /// A unary call (`timeout: Some`) or a one-message stream (`None`), with its token.
+    /// A unary call (`timeout: Some`) or a stream (`None`), with its token.
     Grpc {
         token: u32,
         cluster: String,
         path: String,
         metadata: Vec<(String, Vec<u8>)>,
-        message: Vec<u8>,
+        messages: Vec<Vec<u8>>,
         timeout: Option<Duration>,
     },
+    /// A stream cancelled by its token.
+    GrpcCancel(u32),
 }
 
 /// What [`RecordingHost`] serves inside gRPC callbacks: the answer a test delivers.
@@ -298,7 +303,7 @@ impl RecordingHost {
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.to_vec()))
                 .collect(),
-            message: request.message.to_vec(),
+            messages: request.messages.iter().map(|m| m.to_vec()).collect(),
             timeout,
         });
         Ok(token)
@@ -398,6 +403,9 @@ impl Host for RecordingHost {
     }
     fn grpc_stream(&self, request: GrpcRequest<'_>) -> Result<u32, HostError> {
         self.grpc(request, None)
+    }
+    fn grpc_cancel(&self, token: u32) {
+        self.record(Call::GrpcCancel(token));
     }
     fn grpc_received(&self, size: usize) -> Result<Vec<u8>, HostError> {
         let message = &self.answer.borrow().message;

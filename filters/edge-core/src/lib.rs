@@ -22,7 +22,7 @@ pub use percent::percent_decode;
 pub use reply::{Client, LocalReply};
 pub use rollout::Rollout;
 pub use routes::{match_route, path_only, RouteError, RouteMatch};
-pub use status::{GrpcCode, Status};
+pub use status::{parse_grpc_timeout, GrpcCode, Status};
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. It carries
 /// no credentials by design, and Envoy's CORS filter answers it.

@@ -183,14 +183,16 @@ impl PathTemplate {
         regex
     }
 
-    /// Orders templates so that the most specific is tried first: more literal segments,
-    /// then more segments, then no trailing `**`.
+    /// Orders templates so that the most specific is tried first: more literal segments (a
+    /// `:verb` counts as one: `/items/{id}:watch` before `/items/{id}`, whose variable would
+    /// take `42:watch` whole), then more segments, then no trailing `**`.
     pub fn specificity(&self) -> (usize, usize, bool) {
         let literals = self
             .segments
             .iter()
             .filter(|s| matches!(s, Segment::Literal(_)))
-            .count();
+            .count()
+            + usize::from(self.verb.is_some());
         let open_ended = matches!(self.segments.last(), Some(Segment::Rest));
         (literals, self.segments.len(), !open_ended)
     }
@@ -432,7 +434,13 @@ mod tests {
         let literal = PathTemplate::parse("/catalog/items/count").unwrap();
         let variable = PathTemplate::parse("/catalog/items/{id}").unwrap();
         let open = PathTemplate::parse("/catalog/{rest=**}").unwrap();
+        let verb = PathTemplate::parse("/catalog/items/{id}:watch").unwrap();
         assert!(literal.specificity() > variable.specificity());
         assert!(variable.specificity() > open.specificity());
+        assert!(verb.specificity() > variable.specificity());
+        assert!(
+            variable.is_match("/catalog/items/42:watch"),
+            "why the verb goes first"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! gRPC status codes, the HTTP status each maps to (grpc-gateway v2's table, which Envoy's
-//! native transcoder also follows), and the `google.rpc.Status` JSON body clients get.
+//! native transcoder also follows), the `google.rpc.Status` JSON body clients get, and the
+//! `grpc-timeout` a call's deadline travels in.
 
 use serde_json::json;
+use std::time::Duration;
 
 /// The canonical gRPC status codes (`google.rpc.Code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,26 @@ impl Status {
         }
         body.to_string()
     }
+}
+
+/// `grpc-timeout` (`1..=8` digits and a unit: H, M, S, m, u, n), per the gRPC HTTP/2 spec.
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let unit = value.chars().last()?;
+    let digits = &value[..value.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(amount.checked_mul(3600)?),
+        'M' => Duration::from_secs(amount.checked_mul(60)?),
+        'S' => Duration::from_secs(amount),
+        'm' => Duration::from_millis(amount),
+        'u' => Duration::from_micros(amount),
+        'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

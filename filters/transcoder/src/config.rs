@@ -18,6 +18,10 @@ pub struct TranscoderConfig {
     /// Larger request bodies are refused with 413 before reaching a backend.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// A server stream is held (until it ends) up to this many bytes of messages; past it the
+    /// stream is cancelled and answered with what came and a RESOURCE_EXHAUSTED entry.
+    #[serde(default = "default_max_stream_bytes")]
+    pub max_stream_bytes: usize,
     /// Request headers passed to the backend as gRPC metadata.
     #[serde(default = "default_forward_headers")]
     pub forward_headers: Vec<String>,
@@ -130,6 +134,9 @@ fn default_timeout_ms() -> u64 {
 }
 fn default_max_body_bytes() -> usize {
     64 * 1024
+}
+fn default_max_stream_bytes() -> usize {
+    4 * 1024 * 1024
 }
 fn default_forward_headers() -> Vec<String> {
     [

@@ -5,6 +5,7 @@
 use crate::{BodyPlan, Failure, FinishedCall, HeadersPlan, Note, Pending, Transcoder};
 use edge_core::host::{Flow, GrpcRequest, Host, HostError, Level};
 use edge_core::trace;
+use edge_core::GrpcCode;
 use std::time::Duration;
 
 /// What the transcoder keeps about one request between callbacks.
@@ -19,8 +20,14 @@ pub struct Exchange {
     response_metadata: Vec<(String, String)>,
     /// `grpc-status-details-bin` from the backend's trailers, if any.
     status_details: Option<String>,
-    /// The backend's response message, kept until the stream closes with its status.
-    response_message: Option<Result<Vec<u8>, HostError>>,
+    /// The backend's response messages, kept until the call closes with its status: one for a
+    /// unary method, every one (up to `max_stream_bytes`) for a server stream.
+    messages: Vec<Vec<u8>>,
+    received_bytes: usize,
+    /// Why a response message could not be read, if one could not.
+    unreadable: Option<HostError>,
+    /// The backend call, while it is open.
+    call: Option<u32>,
     /// Trailing metadata arrived with entries: the backend's own status, not Envoy's reset.
     trailers: bool,
 }
@@ -128,16 +135,61 @@ impl Exchange {
         }
     }
 
-    /// The backend's response message (`size` bytes) arrived.
-    pub fn on_response_message<H: Host>(&mut self, host: &H, size: usize) {
+    /// A response message (`size` bytes) arrived.
+    pub fn on_response_message<H: Host>(&mut self, host: &H, transcoder: &Transcoder, size: usize) {
+        let streaming = self.pending.as_ref().is_some_and(|p| p.framing.is_some());
         // A unary method answers once; anything after the first message is ignored.
-        if self.response_message.is_none() {
-            self.response_message = Some(host.grpc_received(size));
+        if self.unreadable.is_some() || (!streaming && !self.messages.is_empty()) {
+            return;
+        }
+        if self.received_bytes.saturating_add(size) > transcoder.config.max_stream_bytes {
+            // Collected in memory until the stream ends: past the bound, the stream is
+            // cancelled and answered with what came and why it stopped.
+            if let Some(token) = self.call.take() {
+                host.grpc_cancel(token);
+            }
+            self.finish(
+                host,
+                transcoder,
+                Some(Failure::stream_too_large(
+                    transcoder.config.max_stream_bytes,
+                )),
+                GrpcCode::ResourceExhausted.number(),
+            );
+            return;
+        }
+        match host.grpc_received(size) {
+            Ok(message) => {
+                self.received_bytes += message.len();
+                self.messages.push(message);
+            }
+            Err(error) => self.unreadable = Some(error),
+        }
+    }
+
+    /// The request is over (the proxy logs it): a backend call still open is for a client
+    /// that went away, and is cancelled — the proxy would keep it open until it ends.
+    pub fn on_end<H: Host>(&mut self, host: &H) {
+        if let Some(token) = self.call.take() {
+            host.grpc_cancel(token);
         }
     }
 
     /// The backend call closed with `status_code`: answer the client.
     pub fn on_close<H: Host>(&mut self, host: &H, transcoder: &Transcoder, status_code: u32) {
+        self.call = None;
+        self.finish(host, transcoder, None, status_code);
+    }
+
+    /// Answers the client once the call is over: closed with `status_code`, or stopped by
+    /// the transcoder itself (`stopped`).
+    fn finish<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        stopped: Option<Failure>,
+        status_code: u32,
+    ) {
         let elapsed = match (self.dispatched_at, host.now()) {
             (Some(sent), Some(now)) => now.saturating_sub(sent),
             _ => Duration::ZERO,
@@ -156,37 +208,46 @@ impl Exchange {
                 return;
             }
         };
-        let grpc_message = if status_code == 0 {
+        let grpc_message = if status_code == 0 || stopped.is_some() {
             String::new()
         } else {
             host.grpc_status_message()
         };
-        let response = self.response_message.take();
-        let response_error = match &response {
-            Some(Err(error)) => error.to_string(),
-            _ => String::new(),
-        };
+        let unreadable = self.unreadable.map(|error| error.to_string());
         let call = FinishedCall {
             grpc_status: status_code,
             grpc_message: &grpc_message,
             details_bin: self.status_details.as_deref(),
-            response: response.as_ref().map(|read| match read {
-                Ok(body) => Ok(body.as_slice()),
-                Err(_) => Err(response_error.as_str()),
-            }),
+            response: match &unreadable {
+                Some(error) => Some(Err(error.as_str())),
+                None => self.messages.first().map(|message| Ok(message.as_slice())),
+            },
             elapsed,
             timeout: pending.timeout,
             reset: !self.trailers,
         };
-        match transcoder.finish_call(route, pending.response_encoding, call) {
-            Ok(body) => {
+        let answer = match pending.framing {
+            Some(framing) => transcoder
+                .finish_stream(route, framing, call, &self.messages, stopped)
+                .map(|(body, failed)| {
+                    if let Some(kind) = failed {
+                        self.note.0.error = kind.as_str().to_string();
+                    }
+                    (body, framing.content_type())
+                }),
+            None => transcoder
+                .finish_call(route, pending.response_encoding, call)
+                .map(|body| (body, pending.response_encoding.content_type())),
+        };
+        self.messages = Vec::new();
+        match answer {
+            Ok((body, content_type)) => {
                 self.note.record(host);
                 let headers: Vec<(&str, &str)> = self
                     .response_metadata
                     .iter()
                     .map(|(name, value)| (name.as_str(), value.as_str()))
                     .collect();
-                let content_type = pending.response_encoding.content_type();
                 if let Err(error) = host.send_response(200, content_type, &body, &headers) {
                     host.log(Level::Error, &format!("cannot send response: {error}"));
                     host.reset_request();
@@ -217,6 +278,7 @@ impl Exchange {
             Err(failure) => return self.fail(host, failure),
         };
         let route = call.route;
+        let messages: Vec<&[u8]> = call.messages.iter().map(Vec::as_slice).collect();
         // A stream rather than a unary call: Envoy hands a unary call's response metadata to
         // nobody, and the response headers and grpc-status-details-bin are needed.
         let opened = host.grpc_stream(GrpcRequest {
@@ -224,10 +286,11 @@ impl Exchange {
             service: &route.service,
             method: &route.method,
             metadata: call.metadata,
-            message: &call.message,
+            messages: &messages,
         });
         match opened {
-            Ok(_) => {
+            Ok(token) => {
+                self.call = Some(token);
                 // Recorded with the call's outcome when it closes.
                 self.note.0.upstream_cluster = call.cluster.to_string();
                 self.dispatched_at = host.now();
@@ -307,7 +370,7 @@ mod tests {
             cluster,
             path,
             metadata,
-            message,
+            messages,
             timeout: None,
             ..
         } = &host.grpc_calls()[0]
@@ -326,8 +389,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            message,
-            &platform_proto::catalog::GetItemRequest { id: "42".into() }.encode_to_vec()
+            messages,
+            &vec![platform_proto::catalog::GetItemRequest { id: "42".into() }.encode_to_vec()]
         );
 
         let item = GetItemResponse {
@@ -347,7 +410,7 @@ mod tests {
             ..GrpcAnswer::default()
         };
         exchange.on_response_metadata(&host, &t, true, 2);
-        exchange.on_response_message(&host, item.encoded_len());
+        exchange.on_response_message(&host, &t, item.encoded_len());
         exchange.on_response_metadata(&host, &t, false, 1);
         host.now.set(at(7));
         exchange.on_close(&host, &t, 0);
@@ -458,11 +521,11 @@ mod tests {
             exchange.on_request_body(&host, &t, host.body.len(), true),
             Flow::Pause
         );
-        let Call::Grpc { path, message, .. } = &host.grpc_calls()[0] else {
+        let Call::Grpc { path, messages, .. } = &host.grpc_calls()[0] else {
             panic!("called");
         };
         assert_eq!(path, "/catalog.CatalogService/CreateItem");
-        let sent = CreateItemRequest::decode(message.as_slice()).unwrap();
+        let sent = CreateItemRequest::decode(messages[0].as_slice()).unwrap();
         assert_eq!((sent.title.as_str(), sent.price), ("lamp", 1200));
     }
 
@@ -501,6 +564,143 @@ mod tests {
             calls.last(),
             Some(Call::Reply { http_status: 503, details, .. }) if details == "edge_transcoder_backend_unreachable"
         ));
+    }
+
+    fn listing(title: &str) -> Vec<u8> {
+        Item {
+            id: title.into(),
+            title: title.into(),
+            ..Item::default()
+        }
+        .encode_to_vec()
+    }
+
+    /// A watch of `listings`, closed with `status` (trailers with entries: the backend's own).
+    fn watch(t: &Transcoder, accept: &str, listings: &[&str], status: u32) -> RecordingHost {
+        let host = RecordingHost::with_headers(&[
+            (":method", "GET"),
+            (":path", "/catalog/items:watch?max_items=2"),
+            ("accept", accept),
+        ]);
+        let mut exchange = Exchange::default();
+        assert_eq!(exchange.on_request_headers(&host, t, true), Flow::Pause);
+        exchange.on_response_metadata(&host, t, true, 1);
+        for title in listings {
+            let message = listing(title);
+            host.answer.borrow_mut().message = message.clone();
+            exchange.on_response_message(&host, t, message.len());
+        }
+        host.answer.borrow_mut().status_message = "item store gone".into();
+        exchange.on_response_metadata(&host, t, false, 2);
+        exchange.on_close(&host, t, status);
+        host
+    }
+
+    fn answered(host: &RecordingHost) -> (String, String) {
+        let Some(Call::Response {
+            http_status: 200,
+            content_type,
+            body,
+            ..
+        }) = host.calls().last().cloned()
+        else {
+            panic!("answered: {:?}", host.calls());
+        };
+        (content_type, String::from_utf8(body).unwrap())
+    }
+
+    #[test]
+    fn a_server_stream_is_answered_in_the_framing_accept_chose_with_its_failure_last() {
+        let t = transcoder();
+        let host = watch(&t, "*/*", &["a", "b"], 0);
+        let Call::Grpc { path, messages, .. } = &host.grpc_calls()[0] else {
+            panic!("called");
+        };
+        assert_eq!(path, "/catalog.CatalogService/WatchItems");
+        assert_eq!(
+            messages,
+            &vec![platform_proto::catalog::WatchItemsRequest {
+                max_items: 2,
+                wait_seconds: 0
+            }
+            .encode_to_vec()]
+        );
+        assert_eq!(
+            answered(&host),
+            (
+                "application/x-ndjson".to_string(),
+                "{\"result\":{\"id\":\"a\",\"title\":\"a\"}}\n{\"result\":{\"id\":\"b\",\"title\":\"b\"}}\n"
+                    .to_string()
+            )
+        );
+        let (content_type, body) = answered(&watch(&t, "text/event-stream", &["a"], 14));
+        assert_eq!(content_type, "text/event-stream");
+        assert_eq!(
+            body,
+            "data: {\"id\":\"a\",\"title\":\"a\"}\n\nevent: error\ndata: {\"code\":14,\"message\":\"item store gone\"}\n\n"
+        );
+        let (_, body) = answered(&watch(&t, "application/json", &[], 0));
+        assert_eq!(body, "[]");
+    }
+
+    #[test]
+    fn a_server_stream_that_fails_before_any_message_is_an_error_reply() {
+        let t = transcoder();
+        let host = watch(&t, "*/*", &[], 14);
+        assert!(matches!(
+            host.calls().last(),
+            Some(Call::Reply { http_status: 503, status, .. }) if status.message == "item store gone"
+        ));
+    }
+
+    #[test]
+    fn a_server_stream_past_its_bound_is_cancelled_and_answered_with_what_came() {
+        let mut t = transcoder();
+        t.config.max_stream_bytes = 20;
+        let host =
+            RecordingHost::with_headers(&[(":method", "GET"), (":path", "/catalog/items:watch")]);
+        let mut exchange = Exchange::default();
+        exchange.on_request_headers(&host, &t, true);
+        for title in ["first", "second"] {
+            let message = listing(title);
+            host.answer.borrow_mut().message = message.clone();
+            exchange.on_response_message(&host, &t, message.len());
+        }
+        let calls = host.calls();
+        assert!(calls.contains(&Call::GrpcCancel(1)), "{calls:?}");
+        let (_, body) = answered(&host);
+        assert_eq!(
+            body,
+            "{\"result\":{\"id\":\"first\",\"title\":\"first\"}}\n\
+             {\"error\":{\"code\":8,\"message\":\"the backend's stream exceeded 20 bytes: cancelled\"}}\n"
+        );
+        assert_eq!(recorded_note(&host).error, "stream_too_large");
+    }
+
+    #[test]
+    fn a_call_still_open_when_the_request_ends_is_cancelled() {
+        let t = transcoder();
+        let host =
+            RecordingHost::with_headers(&[(":method", "GET"), (":path", "/catalog/items:watch")]);
+        let mut exchange = Exchange::default();
+        exchange.on_request_headers(&host, &t, true);
+        exchange.on_end(&host);
+        assert_eq!(
+            host.calls().last(),
+            Some(&Call::GrpcCancel(1)),
+            "the client left"
+        );
+
+        let answered =
+            RecordingHost::with_headers(&[(":method", "GET"), (":path", "/catalog/items/1")]);
+        let mut exchange = Exchange::default();
+        exchange.on_request_headers(&answered, &t, true);
+        exchange.on_close(&answered, &t, 5);
+        exchange.on_end(&answered);
+        assert!(!answered
+            .calls()
+            .iter()
+            .any(|call| matches!(call, Call::GrpcCancel(_))));
     }
 
     #[test]

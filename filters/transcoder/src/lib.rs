@@ -11,6 +11,7 @@ mod exchange;
 mod message;
 mod outcome;
 mod request;
+pub mod stream;
 
 use base64::Engine;
 pub use config::{PrintOptions, TranscoderConfig};
@@ -89,6 +90,10 @@ pub struct Route {
     pub body: BodyTarget,
     /// `response_body`: render only this field of the response.
     pub response_body: Option<FieldDescriptor>,
+    /// The method takes a stream of messages: the body is a JSON array of them.
+    pub client_streaming: bool,
+    /// The method answers with a stream of messages, written in a [`stream::Framing`].
+    pub server_streaming: bool,
     input: MessageDescriptor,
     output: MessageDescriptor,
 }
@@ -151,6 +156,8 @@ impl Route {
             rollout: None,
             body,
             response_body,
+            client_streaming: method.is_client_streaming(),
+            server_streaming: method.is_server_streaming(),
             input,
             output,
         })
@@ -164,7 +171,6 @@ impl Route {
 }
 
 /// A method's `google.api.http` rule and its `additional_bindings`; none when unannotated.
-/// Streaming methods cannot be transcoded and are refused.
 fn http_rules(
     method: &MethodDescriptor,
     http: &prost_reflect::ExtensionDescriptor,
@@ -172,12 +178,6 @@ fn http_rules(
     let options = method.options();
     if !options.has_extension(http) {
         return Ok(Vec::new());
-    }
-    if method.is_client_streaming() || method.is_server_streaming() {
-        return Err(format!(
-            "{}: streaming methods cannot be transcoded",
-            method.full_name()
-        ));
     }
     let Some(rule) = options.get_extension(http).as_message().cloned() else {
         return Ok(Vec::new());
@@ -439,6 +439,73 @@ impl Transcoder {
         finish(request, bindings)
     }
 
+    /// The request's messages: its one message, or for a client-streaming method one per
+    /// element of the JSON array body (none for an empty body), each with the query parameters
+    /// and path variables, as Envoy's transcoder reads a stream.
+    pub fn request_messages(
+        &self,
+        route: &Route,
+        bindings: &[(String, String)],
+        query: Option<&str>,
+        body: &[u8],
+        encoding: Encoding,
+    ) -> Result<Vec<Vec<u8>>, Status> {
+        if !route.client_streaming {
+            return Ok(vec![
+                self.request_message(route, bindings, query, body, encoding)?
+            ]);
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Vec::new());
+        }
+        let not_an_array = || {
+            Status::new(
+                GrpcCode::InvalidArgument,
+                format!(
+                    "invalid JSON body: {} takes a stream: send a JSON array of messages",
+                    route.grpc_path()
+                ),
+            )
+        };
+        let elements = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Array(elements)) => elements,
+            Ok(_) => return Err(not_an_array()),
+            Err(e) => {
+                return Err(Status::new(
+                    GrpcCode::InvalidArgument,
+                    format!("invalid JSON body: {e}"),
+                ))
+            }
+        };
+        elements
+            .iter()
+            .enumerate()
+            .map(|(index, element)| {
+                let element = serde_json::to_vec(element).unwrap_or_default();
+                self.request_message(route, bindings, query, &element, encoding)
+                    .map_err(|status| {
+                        Status::new(status.code, format!("message {index}: {}", status.message))
+                    })
+            })
+            .collect()
+    }
+
+    /// One message of a server stream as one line of JSON (never indented: a line is a
+    /// message in NDJSON and SSE).
+    pub fn stream_message_json(&self, route: &Route, message: &[u8]) -> Result<Vec<u8>, Status> {
+        let response = DynamicMessage::decode(route.output.clone(), message).map_err(|e| {
+            Status::new(
+                GrpcCode::Internal,
+                format!("backend sent an undecodable stream message: {e}"),
+            )
+        })?;
+        let print = PrintOptions {
+            add_whitespace: false,
+            ..self.config.print.clone()
+        };
+        message::to_json(&response, route.response_body.as_ref(), &print)
+    }
+
     /// The body for a successful response message.
     pub fn response_body(
         &self,
@@ -500,29 +567,9 @@ impl Transcoder {
     pub fn call_timeout(&self, grpc_timeout: Option<&str>) -> Duration {
         let configured = Duration::from_millis(self.config.timeout_ms);
         grpc_timeout
-            .and_then(parse_grpc_timeout)
+            .and_then(edge_core::parse_grpc_timeout)
             .map_or(configured, |client| client.min(configured))
     }
-}
-
-/// `grpc-timeout` (`1..=8` digits and a unit: H, M, S, m, u, n), per the gRPC HTTP/2 spec.
-pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let unit = value.chars().last()?;
-    let digits = &value[..value.len() - unit.len_utf8()];
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        'H' => Duration::from_secs(amount.checked_mul(3600)?),
-        'M' => Duration::from_secs(amount.checked_mul(60)?),
-        'S' => Duration::from_secs(amount),
-        'm' => Duration::from_millis(amount),
-        'u' => Duration::from_micros(amount),
-        'n' => Duration::from_nanos(amount),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! How a transcoded request ends: every error the transcoder answers itself, and the finished
 //! backend call turned into the client's response. The glue only sends what these decide.
 
+use crate::stream::Framing;
 use crate::{Encoding, Route, Transcoder};
 use edge_core::{percent_decode, Client, GrpcCode, LocalReply, RouteError, Status};
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub enum FailureKind {
     BackendReset,
     /// The backend's answer could not be turned into the client's response.
     BadResponse,
+    /// A server stream outgrew what the transcoder holds (`max_stream_bytes`).
+    StreamTooLarge,
 }
 
 impl FailureKind {
@@ -42,6 +45,7 @@ impl FailureKind {
             FailureKind::BackendUnreachable => "backend_unreachable",
             FailureKind::BackendReset => "backend_reset",
             FailureKind::BadResponse => "bad_response",
+            FailureKind::StreamTooLarge => "stream_too_large",
         }
     }
 }
@@ -85,6 +89,20 @@ impl Failure {
         )
     }
 
+    /// A client stream is a JSON array of messages: binary protobuf has no framing here.
+    pub fn stream_needs_json(content_type: &str) -> Self {
+        Self::local(
+            FailureKind::UnsupportedMediaType,
+            LocalReply::error(
+                GrpcCode::InvalidArgument,
+                format!(
+                    "content type {content_type:?} is not supported for a stream: send a JSON array of messages"
+                ),
+            )
+            .with_http_status(415),
+        )
+    }
+
     pub fn body_too_large(max_body_bytes: usize) -> Self {
         Self::local(
             FailureKind::BodyTooLarge,
@@ -117,6 +135,17 @@ impl Failure {
                 "the backend's answer was cut off: its stream was reset",
             )
             .with_http_status(502),
+        )
+    }
+
+    /// A server stream collected past `max_stream_bytes`: cancelled there.
+    pub fn stream_too_large(max_stream_bytes: usize) -> Self {
+        Self::local(
+            FailureKind::StreamTooLarge,
+            LocalReply::error(
+                GrpcCode::ResourceExhausted,
+                format!("the backend's stream exceeded {max_stream_bytes} bytes: cancelled"),
+            ),
         )
     }
 
@@ -183,23 +212,76 @@ impl Transcoder {
         encoding: Encoding,
         call: FinishedCall<'_>,
     ) -> Result<Vec<u8>, Failure> {
+        if let Some(failure) = self.call_failure(&call) {
+            return Err(failure);
+        }
+        match call.response {
+            Some(Ok(message)) => self
+                .response_body(route, message, encoding)
+                .map_err(|status| Failure::bad_response(status.message)),
+            Some(Err(error)) => Err(Failure::bad_response(format!(
+                "cannot read backend response: {error}"
+            ))),
+            None => Err(Failure::bad_response(
+                "the backend closed the call without a response".into(),
+            )),
+        }
+    }
+
+    /// The client's response body for a finished server stream: its `messages` in `framing`,
+    /// and how it failed, if it did, as its last entry (with the kind, when the transcoder's,
+    /// for the access log) — unless it failed before any message, which is an error reply like
+    /// a unary call's. `stopped`: the transcoder ended the call.
+    pub fn finish_stream(
+        &self,
+        route: &Route,
+        framing: Framing,
+        call: FinishedCall<'_>,
+        messages: &[Vec<u8>],
+        stopped: Option<Failure>,
+    ) -> Result<(Vec<u8>, Option<FailureKind>), Failure> {
+        let mut failure = stopped.or_else(|| self.call_failure(&call));
+        if let (None, Some(Err(error))) = (&failure, call.response) {
+            failure = Some(Failure::bad_response(format!(
+                "cannot read backend response: {error}"
+            )));
+        }
+        let mut body = Vec::new();
+        let mut written = 0;
+        for message in messages {
+            match self.stream_message_json(route, message) {
+                Ok(json) => {
+                    framing.write_message(&mut body, written, &json);
+                    written += 1;
+                }
+                Err(status) => {
+                    failure = Some(Failure::bad_response(status.message));
+                    break;
+                }
+            }
+        }
+        match failure {
+            Some(failure) if written == 0 => Err(failure),
+            failure => {
+                framing.write_end(
+                    &mut body,
+                    written,
+                    failure.as_ref().map(|f| &f.reply.status),
+                );
+                Ok((body, failure.and_then(|f| f.kind)))
+            }
+        }
+    }
+
+    /// How a closed call failed, `None` if it did not.
+    fn call_failure(&self, call: &FinishedCall<'_>) -> Option<Failure> {
         if call.grpc_status == GrpcCode::Ok.number() {
-            return match call.response {
-                Some(Ok(message)) => self
-                    .response_body(route, message, encoding)
-                    .map_err(|status| Failure::bad_response(status.message)),
-                Some(Err(error)) => Err(Failure::bad_response(format!(
-                    "cannot read backend response: {error}"
-                ))),
-                None => Err(Failure::bad_response(
-                    "the backend closed the call without a response".into(),
-                )),
-            };
+            return None;
         }
         // Past our deadline, whatever the call says is our timeout; a backend's own
         // DEADLINE_EXCEEDED before it (its downstream call ran out) keeps its message and details.
         if call.elapsed >= call.timeout {
-            return Err(Failure::from_backend(Status::new(
+            return Some(Failure::from_backend(Status::new(
                 GrpcCode::DeadlineExceeded,
                 format!(
                     "the backend did not answer within {} ms",
@@ -208,9 +290,9 @@ impl Transcoder {
             )));
         }
         if call.reset && call.grpc_status == GrpcCode::Internal.number() {
-            return Err(Failure::backend_reset());
+            return Some(Failure::backend_reset());
         }
-        Err(Failure::from_backend(self.backend_error(
+        Some(Failure::from_backend(self.backend_error(
             call.grpc_status,
             backend_message(call.grpc_message),
             call.details_bin,

@@ -2,6 +2,7 @@
 //! headers mean ([`HeadersPlan`]), whether its body is waited for ([`BodyPlan`]), and the
 //! backend call it becomes ([`BackendCall`]).
 
+use crate::stream::Framing;
 use crate::{Encoding, Failure, Route, Transcoder};
 use edge_core::host::Host;
 use edge_core::notes::{self, TranscodeNote};
@@ -20,6 +21,8 @@ pub struct Pending {
     pub metadata: Vec<(String, String)>,
     pub request_encoding: Encoding,
     pub response_encoding: Encoding,
+    /// How a server-streaming method's messages are written (`None` for one message).
+    pub framing: Option<Framing>,
     pub timeout: Duration,
     /// The cluster auth's rollout chose (the backend header), if the route is being rolled out.
     pub backend: Option<String>,
@@ -66,7 +69,8 @@ pub struct BackendCall<'t> {
     pub cluster: &'t str,
     /// Every metadata entry, `grpc-timeout` last.
     pub metadata: Vec<(&'t str, &'t [u8])>,
-    pub message: Vec<u8>,
+    /// The request's one message, or a client stream's messages.
+    pub messages: Vec<Vec<u8>>,
 }
 
 impl Transcoder {
@@ -130,6 +134,9 @@ impl Transcoder {
                 content_type.unwrap_or_default(),
             ));
         };
+        if route.client_streaming && request_encoding == Encoding::Protobuf {
+            return refuse(Failure::stream_needs_json(content_type.unwrap_or_default()));
+        }
         if !end_of_stream
             && headers
                 .get("content-length")
@@ -144,11 +151,18 @@ impl Transcoder {
             query: path.split_once('?').map(|(_, q)| q.to_string()),
             metadata,
             request_encoding,
-            response_encoding: self.response_encoding(
-                route,
-                headers.get("accept"),
-                content_type.and(Some(request_encoding)),
-            ),
+            response_encoding: if route.server_streaming {
+                Encoding::Json
+            } else {
+                self.response_encoding(
+                    route,
+                    headers.get("accept"),
+                    content_type.and(Some(request_encoding)),
+                )
+            },
+            framing: route
+                .server_streaming
+                .then(|| Framing::of_accept(headers.get("accept"))),
             timeout: self.call_timeout(headers.get("grpc-timeout")),
             backend: route
                 .rollout
@@ -187,8 +201,8 @@ impl Transcoder {
         body: &[u8],
     ) -> Result<BackendCall<'t>, Failure> {
         let route = self.route(pending.route)?;
-        let message = self
-            .request_message(
+        let messages = self
+            .request_messages(
                 route,
                 &pending.bindings,
                 pending.query.as_deref(),
@@ -207,7 +221,7 @@ impl Transcoder {
             route,
             cluster,
             metadata,
-            message,
+            messages,
         })
     }
 }

@@ -103,7 +103,10 @@ impl Context for TranscoderFilter {
     }
 
     fn on_grpc_stream_message(&mut self, _token_id: u32, message_size: usize) {
-        self.exchange.on_response_message(&*self.host, message_size);
+        if let Some(transcoder) = &self.transcoder {
+            self.exchange
+                .on_response_message(&*self.host, transcoder, message_size);
+        }
     }
 
     fn on_grpc_stream_trailing_metadata(&mut self, _token_id: u32, num_elements: u32) {
@@ -135,6 +138,10 @@ impl HttpContext for TranscoderFilter {
             self.exchange
                 .on_request_headers(&*self.host, transcoder, end_of_stream),
         )
+    }
+
+    fn on_log(&mut self) {
+        self.exchange.on_end(&*self.host);
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

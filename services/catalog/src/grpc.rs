@@ -4,7 +4,7 @@
 use platform_proto::catalog::{
     catalog_service_server::CatalogService, CreateItemRequest, CreateItemResponse, GetItemRequest,
     GetItemResponse, Item, ListItemsRequest, ListItemsResponse, PurchaseItemRequest,
-    PurchaseItemResponse,
+    PurchaseItemResponse, WatchItemsRequest,
 };
 use platform_proto::customer::{
     customer_service_client::CustomerServiceClient, BatchGetCustomersRequest, GetCustomerRequest,
@@ -12,6 +12,8 @@ use platform_proto::customer::{
 use platform_proto::item::{self as item_api, item_service_client::ItemServiceClient};
 use service_kit::{traced, unreachable_is_unavailable, TracedChannel};
 use std::collections::HashMap;
+use std::time::Duration;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -33,15 +35,49 @@ impl CatalogApi {
     }
 
     async fn customer_name(&self, id: &str) -> Result<String, Status> {
-        let customer = self
-            .customers
-            .clone()
-            .get_customer(GetCustomerRequest { id: id.to_string() })
-            .await
-            .map_err(unreachable_is_unavailable)?
-            .into_inner()
-            .customer;
-        Ok(customer.map(|c| c.name).unwrap_or_default())
+        customer_name(&self.customers, id).await
+    }
+}
+
+async fn customer_name(
+    customers: &CustomerServiceClient<TracedChannel>,
+    id: &str,
+) -> Result<String, Status> {
+    let customer = customers
+        .clone()
+        .get_customer(GetCustomerRequest { id: id.to_string() })
+        .await
+        .map_err(unreachable_is_unavailable)?
+        .into_inner()
+        .customer;
+    Ok(customer.map(|c| c.name).unwrap_or_default())
+}
+
+/// A request's count or duration: 0 is `default`, larger than `max` is `max`, negative is
+/// invalid (as AIP-158 reads `page_size`).
+fn bounded(value: i32, default: u32, max: u32, name: &str) -> Result<u32, Status> {
+    match u32::try_from(value) {
+        Ok(0) => Ok(default),
+        Ok(value) => Ok(value.min(max)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "{name} must not be negative"
+        ))),
+    }
+}
+
+/// How long a watch lasts: `wait`, ended early enough before the caller's deadline (its
+/// `grpc-timeout`) that the stream ends OK, as a long poll does, rather than time out.
+fn watch_length<T>(request: &Request<T>, wait: Duration) -> Duration {
+    let deadline = request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|value| value.to_str().ok())
+        .and_then(edge_core::parse_grpc_timeout);
+    match deadline {
+        Some(deadline) => {
+            wait.min(deadline.saturating_sub((deadline / 10).min(Duration::from_secs(1))))
+        }
+        None => wait,
     }
 }
 
@@ -73,6 +109,51 @@ fn missing_item() -> Status {
 
 #[tonic::async_trait]
 impl CatalogService for CatalogApi {
+    type WatchItemsStream = ReceiverStream<Result<Item, Status>>;
+
+    async fn watch_items(
+        &self,
+        request: Request<WatchItemsRequest>,
+    ) -> Result<Response<Self::WatchItemsStream>, Status> {
+        let wait = bounded(request.get_ref().wait_seconds, 30, 300, "wait_seconds")?;
+        let length = watch_length(&request, Duration::from_secs(u64::from(wait)));
+        let max_items = bounded(request.get_ref().max_items, 50, 1000, "max_items")?;
+        let mut listed = self
+            .items
+            .clone()
+            .watch_items(item_api::WatchItemsRequest {})
+            .await
+            .map_err(unreachable_is_unavailable)?
+            .into_inner();
+        let customers = self.customers.clone();
+        // One item in flight: a caller that stops reading stops the watch upstream too.
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let over = tokio::time::sleep(length);
+            tokio::pin!(over);
+            for _ in 0..max_items {
+                let next = tokio::select! {
+                    () = &mut over => return,
+                    () = sender.closed() => return,
+                    next = listed.message() => next,
+                };
+                let answer = match next {
+                    Ok(Some(item)) => match customer_name(&customers, &item.customer_id).await {
+                        Ok(name) => Ok(aggregate(item, name)),
+                        Err(status) => Err(status),
+                    },
+                    Ok(None) => return,
+                    Err(status) => Err(unreachable_is_unavailable(status)),
+                };
+                let failed = answer.is_err();
+                if sender.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
     async fn create_item(
         &self,
         request: Request<CreateItemRequest>,

@@ -1,12 +1,19 @@
 //! The gRPC adapter: requests in, domain calls, domain errors out as gRPC codes.
 
-use crate::store::{Error, Item, ItemStore, Page};
+use crate::store::{Cursor, Error, Item, ItemStore, Page};
 use platform_proto::item::{
     item_service_server::ItemService, CreateItemRequest, CreateItemResponse, GetItemRequest,
     GetItemResponse, Item as ItemMessage, ListItemsRequest, ListItemsResponse, PurchaseItemRequest,
-    PurchaseItemResponse,
+    PurchaseItemResponse, WatchItemsRequest,
 };
+use std::time::Duration;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+
+/// How often a watch looks for new items.
+const WATCH_POLL: Duration = Duration::from_millis(200);
+/// Items a watch reads per poll.
+const WATCH_BATCH: u32 = 100;
 
 pub struct ItemApi {
     store: ItemStore,
@@ -39,6 +46,41 @@ fn message(item: Item) -> ItemMessage {
 
 #[tonic::async_trait]
 impl ItemService for ItemApi {
+    type WatchItemsStream = ReceiverStream<Result<ItemMessage, Status>>;
+
+    async fn watch_items(
+        &self,
+        _request: Request<WatchItemsRequest>,
+    ) -> Result<Response<Self::WatchItemsStream>, Status> {
+        let store = self.store.clone();
+        // One item in flight: a caller that stops reading holds the poll, not memory.
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut seen = Cursor::now();
+            loop {
+                match store.listed_after(&seen, WATCH_BATCH).await {
+                    Ok(items) => {
+                        for (item, cursor) in items {
+                            if sender.send(Ok(message(item))).await.is_err() {
+                                return;
+                            }
+                            seen = cursor;
+                        }
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(to_status(error))).await;
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(WATCH_POLL) => {}
+                    () = sender.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
     async fn create_item(
         &self,
         request: Request<CreateItemRequest>,

@@ -52,6 +52,13 @@ pub enum Error {
     Database(sqlx::Error),
 }
 
+/// The clock `created_at` is read from: µs since the epoch.
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// What a new item must satisfy.
 fn check(customer_id: &str, title: &str, price: i64) -> Result<(), Error> {
     if customer_id.is_empty() {
@@ -69,6 +76,7 @@ fn check(customer_id: &str, title: &str, price: i64) -> Result<(), Error> {
     Ok(())
 }
 
+#[derive(Clone)]
 pub struct ItemStore {
     database: Database,
 }
@@ -95,9 +103,7 @@ impl ItemStore {
     /// Creates an item; returns only once the row is committed.
     pub async fn create(&self, customer_id: &str, title: &str, price: i64) -> Result<Item, Error> {
         check(customer_id, title, price)?;
-        let created_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let created_at = now_micros();
         let item = Item {
             id: uuid::Uuid::new_v4().to_string(),
             customer_id: customer_id.to_string(),
@@ -173,35 +179,52 @@ impl ItemStore {
     /// One page of items, oldest first, and where the next page starts (`None`: this was the
     /// last). Keyset pagination: a page costs the same wherever it is in the list.
     pub async fn list(&self, page: Page) -> Result<(Vec<Item>, Option<Cursor>), Error> {
-        let (after_created, after_id) = page
-            .after
-            .map_or((i64::MIN, String::new()), |c| (c.created_at, c.id));
+        let start = page.after.unwrap_or(Cursor {
+            created_at: i64::MIN,
+            id: String::new(),
+        });
         // One more than asked tells whether a next page exists.
+        let mut rows = self.listed_after(&start, page.size + 1).await?;
+        let more = rows.len() > page.size as usize;
+        rows.truncate(page.size as usize);
+        let next = rows.last().map(|(_, cursor)| cursor.clone());
+        Ok((
+            rows.into_iter().map(|(item, _)| item).collect(),
+            next.filter(|_| more),
+        ))
+    }
+
+    /// Up to `size` items listed after `after`, oldest first, each with its cursor. A watcher
+    /// polls with the last cursor it saw. (An item whose insert commits after a later one's
+    /// poll, with an earlier `created_at`, is missed: the window is the time between reading
+    /// the clock and committing one insert.)
+    pub async fn listed_after(
+        &self,
+        after: &Cursor,
+        size: u32,
+    ) -> Result<Vec<(Item, Cursor)>, Error> {
         let rows: Vec<(String, String, String, i64, Option<String>, i64)> =
             sqlx::query_as(&format!(
                 "SELECT {ITEM_COLUMNS}, created_at FROM items
                   WHERE created_at > $1 OR (created_at = $1 AND id > $2)
                   ORDER BY created_at, id LIMIT $3"
             ))
-            .bind(after_created)
-            .bind(after_id)
-            .bind(i64::from(page.size) + 1)
+            .bind(after.created_at)
+            .bind(&after.id)
+            .bind(i64::from(size))
             .fetch_all(self.database.reads())
             .await
             .map_err(Error::Database)?;
-        let more = rows.len() > page.size as usize;
-        let mut items = Vec::with_capacity(rows.len().min(page.size as usize));
-        let mut next = None;
-        for (id, customer_id, title, price, buyer_id, created_at) in
-            rows.into_iter().take(page.size as usize)
-        {
-            next = Some(Cursor {
-                created_at,
-                id: id.clone(),
-            });
-            items.push(item((id, customer_id, title, price, buyer_id)));
-        }
-        Ok((items, next.filter(|_| more)))
+        Ok(rows
+            .into_iter()
+            .map(|(id, customer_id, title, price, buyer_id, created_at)| {
+                let cursor = Cursor {
+                    created_at,
+                    id: id.clone(),
+                };
+                (item((id, customer_id, title, price, buyer_id)), cursor)
+            })
+            .collect())
     }
 }
 
@@ -241,6 +264,14 @@ impl Page {
 }
 
 impl Cursor {
+    /// Just before anything listed from now on.
+    pub fn now() -> Self {
+        Self {
+            created_at: now_micros(),
+            id: String::new(),
+        }
+    }
+
     /// An opaque token: base64url of `created_at:id`.
     pub fn encode(&self) -> String {
         use base64::Engine;

@@ -516,3 +516,85 @@ async fn listings_come_in_pages() {
     .await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(3)), "{body}");
 }
+
+/// A watch of new listings: over HTTP the stream is answered when it ends (NDJSON here), over
+/// gRPC each listing arrives as it is listed.
+#[tokio::test]
+async fn watchers_see_new_listings_with_their_owners() {
+    use platform_proto::catalog::WatchItemsRequest;
+    let edge = Edge::start().await;
+    let token = edge.signin("goldie").await;
+    let http_watch = edge
+        .http
+        .post(edge.url("/catalog/items:watch"))
+        .json(&json!({"max_items": 2, "wait_seconds": 20}))
+        .send();
+    let mut grpc = CatalogServiceClient::connect(edge.base_url.clone())
+        .await
+        .expect("connect via Envoy");
+    let mut grpc_watch = grpc
+        .watch_items(WatchItemsRequest {
+            max_items: 2,
+            wait_seconds: 20,
+        })
+        .await
+        .expect("WatchItems via Envoy")
+        .into_inner();
+    let lister = async {
+        // Both watches are open (the item service polls every 200 ms) before the first listing.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(edge.create_item(&token, "Lamp", 40).await.0, 200);
+        let first = grpc_watch
+            .message()
+            .await
+            .expect("a listing")
+            .expect("open");
+        assert_eq!(
+            (first.title.as_str(), first.customer_name.as_str()),
+            ("Lamp", "goldie"),
+            "live over gRPC: the first listing before the second exists"
+        );
+        assert_eq!(edge.create_item(&token, "Desk", 90).await.0, 200);
+        let second = grpc_watch
+            .message()
+            .await
+            .expect("a listing")
+            .expect("open");
+        assert_eq!(second.title, "Desk");
+        assert!(
+            grpc_watch.message().await.expect("ended OK").is_none(),
+            "max_items"
+        );
+    };
+    let (response, ()) = tokio::join!(http_watch, lister);
+    let response = response.expect("watch over HTTP");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let body = response.text().await.expect("body");
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let titles: Vec<&str> = lines
+        .iter()
+        .map(|line| line["result"]["title"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(titles, ["Lamp", "Desk"], "{body}");
+    assert_eq!(lines[0]["result"]["customer_name"], "goldie");
+
+    // Nothing listed within the wait: an empty stream, in the framing asked for.
+    let quiet = edge
+        .http
+        .get(edge.url("/catalog/items:watch?wait_seconds=1"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("quiet watch");
+    assert_eq!(quiet.status(), 200);
+    assert_eq!(quiet.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        quiet.text().await.expect("body"),
+        ": no events\n\n",
+        "an SSE comment"
+    );
+}

@@ -28,6 +28,7 @@ impl Drop for Parity {
 }
 
 const MAX_BODY: usize = 65536;
+const MAX_STREAM: usize = 4096;
 const BACKEND_TIMEOUT_MS: u64 = 3000;
 
 fn listener(name: &str, filters: Vec<Value>) -> Value {
@@ -53,7 +54,12 @@ fn listener(name: &str, filters: Vec<Value>) -> Value {
 fn our_config(descriptor: &str) -> Value {
     json!({
         "descriptor_set": descriptor,
-        "services": { "kitchen.v1.Kitchen": "kitchen", "kitchen.v1.Extras": "kitchen" },
+        "services": {
+            "kitchen.v1.Kitchen": "kitchen",
+            "kitchen.v1.Extras": "kitchen",
+            "kitchen.v1.Streams": "kitchen"
+        },
+        "max_stream_bytes": MAX_STREAM,
         "max_body_bytes": MAX_BODY,
         "timeout_ms": BACKEND_TIMEOUT_MS,
         "forward_headers": ["x-kitchen-tag"],
@@ -90,7 +96,7 @@ impl Parity {
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
                 "proto_descriptor_bin": descriptor,
-                "services": ["kitchen.v1.Kitchen"],
+                "services": ["kitchen.v1.Kitchen", "kitchen.v1.Streams"],
                 "print_options": { "preserve_proto_field_names": true },
                 "convert_grpc_status": true,
                 "query_param_unescape_plus": true,
@@ -442,6 +448,358 @@ async fn wasm_transcoder_matches_envoys_native_transcoder() {
 impl Parity {
     fn ours(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.ports["wasm"])
+    }
+
+    fn native(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports["native"])
+    }
+
+    /// POSTs `body` to `path` on `url_of`'s listener with `accept`: (status, content type, body).
+    async fn post(
+        &self,
+        url: String,
+        accept: &str,
+        content_type: &str,
+        body: String,
+    ) -> (u16, String, String) {
+        let response = self
+            .http
+            .post(url)
+            .header("accept", accept)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("answered");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (status, content_type, response.text().await.expect("body"))
+    }
+}
+
+/// The NDJSON lines of a body, parsed.
+fn ndjson(body: &str) -> Vec<Value> {
+    body.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn server_streams_are_written_as_accept_asks_and_as_native_for_an_array() {
+    let parity = Parity::start().await;
+    let feed = || json!({"id": "f", "int32_value": 3}).to_string();
+    let (status, content_type, body) = parity
+        .post(
+            parity.ours("/v1/sinks:feed"),
+            "*/*",
+            "application/json",
+            feed(),
+        )
+        .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/x-ndjson")
+    );
+    let lines = ndjson(&body);
+    assert_eq!(
+        lines,
+        vec![
+            json!({"result": {"id": "f"}}),
+            json!({"result": {"id": "f", "int32_value": 1}}),
+            json!({"result": {"id": "f", "int32_value": 2}}),
+        ],
+        "{body}"
+    );
+
+    let (status, content_type, body) = parity
+        .post(
+            parity.ours("/v1/sinks:feed"),
+            "text/event-stream",
+            "application/json",
+            feed(),
+        )
+        .await;
+    assert_eq!((status, content_type.as_str()), (200, "text/event-stream"));
+    assert_eq!(
+        body,
+        "data: {\"id\":\"f\"}\n\ndata: {\"id\":\"f\",\"int32_value\":1}\n\n\
+         data: {\"id\":\"f\",\"int32_value\":2}\n\n"
+    );
+
+    // A JSON array, what Envoy's native transcoder answers by default.
+    let ours = parity
+        .post(
+            parity.ours("/v1/sinks:feed"),
+            "application/json",
+            "application/json",
+            feed(),
+        )
+        .await;
+    let native = parity
+        .post(
+            parity.native("/v1/sinks:feed"),
+            "application/json",
+            "application/json",
+            feed(),
+        )
+        .await;
+    assert_eq!(ours.0, 200);
+    assert_eq!(ours.0, native.0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&ours.2).expect("array"),
+        serde_json::from_str::<Value>(&native.2).expect("native array"),
+        "ours {} native {}",
+        ours.2,
+        native.2
+    );
+
+    // The GET binding: path and query, as for any method.
+    let response = parity
+        .http
+        .get(parity.ours("/v1/sinks/g:feed?int32_value=2&name=n"))
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        ndjson(&response.text().await.expect("body")),
+        vec![
+            json!({"result": {"id": "g", "name": "n"}}),
+            json!({"result": {"id": "g", "name": "n", "int32_value": 1}}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_midway_ends_with_its_status_where_clients_read_it() {
+    let parity = Parity::start().await;
+    let failing = |count: i32| {
+        json!({"id": "f", "int32_value": count, "fault": fault(14, "feed broke", false)})
+            .to_string()
+    };
+    let (status, _, body) = parity
+        .post(
+            parity.ours("/v1/sinks:feed"),
+            "*/*",
+            "application/json",
+            failing(2),
+        )
+        .await;
+    assert_eq!(status, 200, "the messages came: {body}");
+    let lines = ndjson(&body);
+    assert_eq!(lines.len(), 3, "{body}");
+    assert_eq!(
+        lines[2],
+        json!({"error": {"code": 14, "message": "feed broke"}})
+    );
+
+    let (_, _, body) = parity
+        .post(
+            parity.ours("/v1/sinks:feed"),
+            "text/event-stream",
+            "application/json",
+            failing(1),
+        )
+        .await;
+    assert!(
+        body.ends_with("event: error\ndata: {\"code\":14,\"message\":\"feed broke\"}\n\n"),
+        "{body}"
+    );
+
+    let (_, _, body) = parity
+        .post(
+            parity.ours("/v1/sinks:feed"),
+            "application/json",
+            "application/json",
+            failing(1),
+        )
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("array"),
+        json!([{"id": "f"}, {"error": {"code": 14, "message": "feed broke"}}])
+    );
+
+    // Before any message: an error like any call's, with its HTTP status.
+    let not_found = json!({"int32_value": 0, "fault": fault(5, "no such feed", false)}).to_string();
+    let (status, _, body) = parity
+        .post(
+            parity.ours("/v1/sinks:feed"),
+            "*/*",
+            "application/json",
+            not_found,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("Status"),
+        json!({"code": 5, "message": "no such feed"})
+    );
+}
+
+#[tokio::test]
+async fn client_streams_take_a_json_array_as_native_does() {
+    let parity = Parity::start().await;
+    let messages = json!([{"name": "a"}, {"name": "b"}, {"name": "c"}]).to_string();
+    let ours = parity
+        .post(
+            parity.ours("/v1/sinks:collect"),
+            "*/*",
+            "application/json",
+            messages.clone(),
+        )
+        .await;
+    let native = parity
+        .post(
+            parity.native("/v1/sinks:collect"),
+            "*/*",
+            "application/json",
+            messages,
+        )
+        .await;
+    assert_eq!(ours.0, 200, "{}", ours.2);
+    let collected = json!({"tags": ["a", "b", "c"], "int32_value": 3});
+    assert_eq!(
+        serde_json::from_str::<Value>(&ours.2).expect("JSON"),
+        collected
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&native.2).expect("JSON"),
+        collected
+    );
+
+    let (status, _, body) = parity
+        .post(
+            parity.ours("/v1/sinks:collect"),
+            "*/*",
+            "application/json",
+            "[]".into(),
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (200, "{}"), "no messages");
+
+    for (body, expected) in [
+        (
+            r#"{"name": "a"}"#,
+            "invalid JSON body: /kitchen.v1.Streams/Collect takes a stream: send a JSON array of messages",
+        ),
+        (
+            r#"[{"name": "a"}, {"name": 7}]"#,
+            "message 1: invalid JSON body: field name: ",
+        ),
+    ] {
+        let (status, _, answer) = parity
+            .post(parity.ours("/v1/sinks:collect"), "*/*", "application/json", body.into())
+            .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        let message = serde_json::from_str::<Value>(&answer).expect("Status")["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.starts_with(expected), "{body}: {message}");
+    }
+    let (status, _, _) = parity
+        .post(
+            parity.ours("/v1/sinks:collect"),
+            "*/*",
+            "application/x-protobuf",
+            "\n\x01a".into(),
+        )
+        .await;
+    assert_eq!(status, 415, "a stream has no binary framing here");
+
+    // Both ways: an array of messages in, the answers out in the framing asked for.
+    let chat = json!([{"name": "hi"}, {"name": "there"}]).to_string();
+    let ours = parity
+        .post(
+            parity.ours("/v1/sinks:chat"),
+            "application/json",
+            "application/json",
+            chat.clone(),
+        )
+        .await;
+    let native = parity
+        .post(
+            parity.native("/v1/sinks:chat"),
+            "application/json",
+            "application/json",
+            chat,
+        )
+        .await;
+    assert_eq!(ours.0, 200, "{}", ours.2);
+    let echoed = json!([{"name": "hi"}, {"name": "there"}]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&ours.2).expect("JSON"),
+        echoed
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&native.2).expect("JSON"),
+        echoed
+    );
+}
+
+#[tokio::test]
+async fn an_endless_stream_is_bounded_and_cancelled_and_so_is_one_the_client_left() {
+    use std::sync::atomic::Ordering;
+    let parity = Parity::start().await;
+    let endless = json!({"id": "e", "int32_value": -1}).to_string();
+    let before = kitchen::FEEDS_CANCELLED.load(Ordering::SeqCst);
+    let (status, _, body) = parity
+        .post(
+            parity.ours("/v1/sinks:feed"),
+            "*/*",
+            "application/json",
+            endless,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let lines = ndjson(&body);
+    // Each message is 5 or 6 bytes of protobuf: the bound, not the 3 s deadline, ended it.
+    assert!(
+        (MAX_STREAM / 6..=MAX_STREAM / 5).contains(&(lines.len() - 1)),
+        "{} messages",
+        lines.len() - 1
+    );
+    let last = &lines[lines.len() - 1]["error"];
+    assert_eq!(last["code"], 8, "{last}");
+    assert_eq!(
+        last["message"],
+        format!("the backend's stream exceeded {MAX_STREAM} bytes: cancelled")
+    );
+    wait_for_cancelled(before + 1).await;
+
+    // A client that goes away: Envoy cancels the backend call.
+    let before = kitchen::FEEDS_CANCELLED.load(Ordering::SeqCst);
+    let slow = json!({"id": "s", "int32_value": -1, "fault": {"delay_ms": 100}}).to_string();
+    let gone = parity
+        .http
+        .post(parity.ours("/v1/sinks:feed"))
+        .header("content-type", "application/json")
+        .body(slow)
+        .timeout(std::time::Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(gone.is_err(), "still streaming when the client left");
+    wait_for_cancelled(before + 1).await;
+}
+
+/// Waits (up to 5 s) until the kitchen backend has seen `count` feeds cancelled.
+async fn wait_for_cancelled(count: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let seen = kitchen::FEEDS_CANCELLED.load(std::sync::atomic::Ordering::SeqCst);
+        if seen >= count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backend saw {seen} cancelled feeds, expected {count}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

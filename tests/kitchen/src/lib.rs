@@ -17,9 +17,13 @@ pub mod google {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/kitchen_descriptor.bin"));
 
-use tonic::{Request, Response, Status};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
 use v1::extras_server::{Extras, ExtrasServer};
 use v1::kitchen_server::{Kitchen, KitchenServer};
+use v1::streams_server::{Streams, StreamsServer};
 use v1::Sink;
 
 /// Response metadata every answer carries, for tests of metadata → HTTP headers.
@@ -97,11 +101,103 @@ macro_rules! echo_methods {
 echo_methods!(Kitchen: get, list, create, update, replace, delete, named, files, nested, wash, search, fail);
 echo_methods!(Extras: tags, inner_only);
 
+/// Feeds that ended because their caller went away (the stream was cancelled), in this process.
+pub static FEEDS_CANCELLED: AtomicUsize = AtomicUsize::new(0);
+
+type SinkStream = ReceiverStream<Result<Sink, Status>>;
+
+/// The fault a request carries, as the status it asks for (`None`: no fault).
+fn fault_status(sink: &Sink) -> Option<Status> {
+    let fault = sink.fault.as_ref().filter(|f| f.code != 0)?;
+    Some(Status::new(
+        tonic::Code::from_i32(fault.code),
+        fault.message.clone(),
+    ))
+}
+
+#[tonic::async_trait]
+impl Streams for Echo {
+    type FeedStream = SinkStream;
+    type ChatStream = SinkStream;
+
+    async fn feed(&self, request: Request<Sink>) -> Result<Response<SinkStream>, Status> {
+        let sink = request.into_inner();
+        let failure = fault_status(&sink);
+        if sink.int32_value == 0 {
+            if let Some(status) = failure {
+                return Err(status);
+            }
+        }
+        let delay = std::time::Duration::from_millis(u64::from(
+            sink.fault.as_ref().map_or(0, |f| f.delay_ms),
+        ));
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut index = 0;
+            while sink.int32_value < 0 || index < sink.int32_value {
+                if index > 0 && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let copy = Sink {
+                    int32_value: index,
+                    fault: None,
+                    ..sink.clone()
+                };
+                if sender.send(Ok(copy)).await.is_err() {
+                    FEEDS_CANCELLED.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                index += 1;
+            }
+            if let Some(status) = failure {
+                let _ = sender.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn collect(&self, request: Request<Streaming<Sink>>) -> Result<Response<Sink>, Status> {
+        let mut stream = request.into_inner();
+        let mut collected = Sink::default();
+        while let Some(sink) = stream.next().await {
+            let sink = sink?;
+            if let Some(status) = fault_status(&sink) {
+                return Err(status);
+            }
+            collected.tags.push(sink.name);
+            collected.int32_value += 1;
+        }
+        Ok(Response::new(collected))
+    }
+
+    async fn chat(
+        &self,
+        request: Request<Streaming<Sink>>,
+    ) -> Result<Response<SinkStream>, Status> {
+        let mut stream = request.into_inner();
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while let Some(sink) = stream.next().await {
+                let answer = sink.and_then(|sink| match fault_status(&sink) {
+                    Some(status) => Err(status),
+                    None => Ok(sink),
+                });
+                let failed = answer.is_err();
+                if sender.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
 /// Serves the echo backend on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(KitchenServer::new(Echo))
         .add_service(ExtrasServer::new(Echo))
+        .add_service(StreamsServer::new(Echo))
         .serve_with_incoming(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
         )
