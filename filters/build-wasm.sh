@@ -31,10 +31,11 @@ VM=(memory _initialize proxy_abi_version_0_2_1 proxy_on_memory_allocate proxy_on
 GRPC_CALLS=(proxy_on_grpc_receive_initial_metadata proxy_on_grpc_receive
   proxy_on_grpc_receive_trailing_metadata proxy_on_grpc_close)
 # The three filters share one module, so each is entered for the union: auth and the access log
-# for a request body (proxy_on_request_body, the transcoder's) and auth and the transcoder at
-# the end (proxy_on_log, the access log's); bench/CHANGES.md has what that costs.
+# for a request body (proxy_on_request_body, the transcoder's), auth and the access log for the
+# response (proxy_on_response_*, the transcoder's streams through the router) and auth and the
+# transcoder at the end (proxy_on_log); bench/CHANGES.md has what that costs.
 declare -A CALLBACKS=(
-  [edge]="proxy_on_tick proxy_on_request_headers proxy_on_request_body proxy_on_log ${GRPC_CALLS[*]}"
+  [edge]="proxy_on_tick proxy_on_request_headers proxy_on_request_body proxy_on_response_headers proxy_on_response_body proxy_on_response_trailers proxy_on_log ${GRPC_CALLS[*]}"
 )
 
 # Keeps only the VM's exports and the filter's callbacks (and the code they reach).

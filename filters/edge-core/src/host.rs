@@ -127,6 +127,19 @@ pub trait Host: SharedStore {
         body: &[u8],
         headers: &[(&str, &str)],
     ) -> Result<(), HostError>;
+    /// Replaces the request body buffered so far (`size` bytes) with `body`.
+    fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
+    /// Every response header, or every trailer (`trailers`), in one call.
+    fn response_headers(&self, trailers: bool) -> Result<Headers, HostError>;
+    fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    fn remove_response_header(&self, name: &str) -> Result<(), HostError>;
+    /// The response body of this callback (`size` bytes).
+    fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
+    /// Replaces the response body of this callback (`size` bytes) with `body`.
+    fn replace_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
+    /// Appends to the response body this filter holds; refused when it holds none (no body
+    /// came).
+    fn append_response_body(&self, body: &[u8]) -> Result<(), HostError>;
     /// Resets the request's stream: the last resort when no reply can be sent, so that the
     /// client sees an error instead of a hang.
     fn reset_request(&self);
@@ -193,6 +206,11 @@ pub enum Call {
     Log(Level, String),
     SetHeader(String, String),
     RemoveHeader(String),
+    SetResponseHeader(String, String),
+    RemoveResponseHeader(String),
+    ReplaceRequestBody(Vec<u8>),
+    ReplaceResponseBody(Vec<u8>),
+    AppendResponseBody(Vec<u8>),
     SetProperty(String, Vec<u8>),
     Reply {
         http_status: u16,
@@ -253,6 +271,13 @@ pub struct RecordingHost {
     pub failing_grpc: Cell<Option<HostError>>,
     /// What gRPC callbacks read (set it before delivering one).
     pub answer: RefCell<GrpcAnswer>,
+    /// The response headers and trailers it serves.
+    pub response_headers: RefCell<Headers>,
+    pub response_trailers: RefCell<Headers>,
+    /// The response body of the callback being delivered (set it before delivering one).
+    pub response_body: RefCell<Vec<u8>>,
+    /// Appends to the response body fail with this status (no body was held).
+    pub failing_appends: Cell<Option<HostError>>,
     /// The proxy's crypto, if it has any.
     pub crypto: Option<Crypto>,
 }
@@ -376,6 +401,40 @@ impl Host for RecordingHost {
     }
     fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
         Ok(self.body[..size.min(self.body.len())].to_vec())
+    }
+    fn replace_request_body(&self, _size: usize, body: &[u8]) -> Result<(), HostError> {
+        self.record(Call::ReplaceRequestBody(body.to_vec()));
+        Ok(())
+    }
+    fn response_headers(&self, trailers: bool) -> Result<Headers, HostError> {
+        Ok(if trailers {
+            self.response_trailers.borrow().clone()
+        } else {
+            self.response_headers.borrow().clone()
+        })
+    }
+    fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.record(Call::SetResponseHeader(name.to_string(), value.to_string()));
+        Ok(())
+    }
+    fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
+        self.record(Call::RemoveResponseHeader(name.to_string()));
+        Ok(())
+    }
+    fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        let body = self.response_body.borrow();
+        Ok(body[..size.min(body.len())].to_vec())
+    }
+    fn replace_response_body(&self, _size: usize, body: &[u8]) -> Result<(), HostError> {
+        self.record(Call::ReplaceResponseBody(body.to_vec()));
+        Ok(())
+    }
+    fn append_response_body(&self, body: &[u8]) -> Result<(), HostError> {
+        if let Some(error) = self.failing_appends.get() {
+            return Err(error);
+        }
+        self.record(Call::AppendResponseBody(body.to_vec()));
+        Ok(())
     }
     fn send_response(
         &self,

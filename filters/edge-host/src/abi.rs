@@ -115,10 +115,20 @@ extern "C" {
         cas: u32,
     ) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
 }
 
 /// `proxy_close_stream` stream type of the HTTP request.
 const STREAM_HTTP_REQUEST: u32 = 0;
+const STREAM_HTTP_RESPONSE: u32 = 1;
 
 fn check(status: u32) -> Result<(), HostError> {
     if status == OK {
@@ -329,6 +339,29 @@ pub fn current_time_nanos() -> Result<u64, HostError> {
 pub fn set_tick_period_millis(period: u32) -> Result<(), HostError> {
     // SAFETY: no pointers involved.
     check(unsafe { proxy_set_tick_period_milliseconds(period) })
+}
+
+/// Replaces `size` bytes from `start` of a body buffer with `data`; a `start` past its end
+/// appends (Envoy's `Buffer::copyFrom`).
+pub fn set_buffer(
+    buffer: BufferType,
+    start: usize,
+    size: usize,
+    data: &[u8],
+) -> Result<(), HostError> {
+    // SAFETY: data is live for the call.
+    check(unsafe { proxy_set_buffer_bytes(buffer, start, size, data.as_ptr(), data.len()) })
+}
+
+/// Makes `context_id` the context the next calls act for (from a root context's timer).
+pub fn set_effective_context(context_id: u32) -> Result<(), HostError> {
+    // SAFETY: no pointers involved.
+    check(unsafe { proxy_set_effective_context(context_id) })
+}
+
+pub fn continue_http_response() -> Result<(), HostError> {
+    // SAFETY: no pointers involved.
+    check(unsafe { proxy_continue_stream(STREAM_HTTP_RESPONSE) })
 }
 
 pub fn reset_http_request() -> Result<(), HostError> {

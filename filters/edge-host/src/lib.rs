@@ -130,6 +130,32 @@ impl Host for WasmHost {
         // The backend's answer, rendered: where Envoy's own transcoder would say the same.
         abi::send_local_response(u32::from(http_status), "via_upstream", &all, body, None)
     }
+    fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        abi::set_buffer(BufferType::HttpRequestBody, 0, size, body)
+    }
+    fn response_headers(&self, trailers: bool) -> Result<Headers, HostError> {
+        abi::get_header_map(if trailers {
+            MapType::HttpResponseTrailers
+        } else {
+            MapType::HttpResponseHeaders
+        })
+    }
+    fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        abi::replace_header(MapType::HttpResponseHeaders, name, value)
+    }
+    fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
+        abi::remove_header(MapType::HttpResponseHeaders, name)
+    }
+    fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        Ok(abi::get_buffer(BufferType::HttpResponseBody, 0, size)?.unwrap_or_default())
+    }
+    fn replace_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        abi::set_buffer(BufferType::HttpResponseBody, 0, size, body)
+    }
+    fn append_response_body(&self, body: &[u8]) -> Result<(), HostError> {
+        // A start past the end appends (Envoy's Buffer::copyFrom).
+        abi::set_buffer(BufferType::HttpResponseBody, usize::MAX >> 1, 0, body)
+    }
     fn reset_request(&self) {
         reset_request();
     }
@@ -354,4 +380,41 @@ impl Metrics {
 /// error instead of a hang.
 pub fn reset_request() {
     let _ = abi::reset_http_request();
+}
+
+thread_local! {
+    /// HTTP contexts (this worker's) whose response waits to be resumed by the root's timer.
+    static HELD_RESPONSES: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Holds the response of `context_id`, whose callback rewrote its body and returned `Pause`,
+/// until the root's next tick resumes it (within a millisecond). Envoy sends on a body a
+/// filter holds, and lets the filter add to its end when the trailers come, only when the
+/// filter is resumed from outside the callback: a resume from inside it takes effect one chunk
+/// late (tried: a chunk was lost). See README, "Streaming methods".
+pub fn hold_response(context_id: u32) {
+    HELD_RESPONSES.with(|held| held.borrow_mut().push(context_id));
+    if let Err(error) = abi::set_tick_period_millis(1) {
+        log(
+            LogLevel::Error,
+            &format!("cannot start the resume timer: {error}"),
+        );
+    }
+}
+
+/// Whether the response of `context_id` is held still (the timer has not resumed it yet).
+pub fn is_held(context_id: u32) -> bool {
+    HELD_RESPONSES.with(|held| held.borrow().contains(&context_id))
+}
+
+/// From the root's `on_tick`: resumes every held response (a context whose request has ended
+/// is skipped), and stops the timer once none is held.
+pub fn resume_held_responses() {
+    let held = HELD_RESPONSES.with(|held| std::mem::take(&mut *held.borrow_mut()));
+    for context_id in held {
+        if abi::set_effective_context(context_id).is_ok() {
+            let _ = abi::continue_http_response();
+        }
+    }
+    let _ = abi::set_tick_period_millis(0);
 }

@@ -2,10 +2,11 @@
 //! headers and body, then the backend's answer in parts. Everything that decides lives here
 //! (over [`Host`]); the glue of a target only forwards its callbacks.
 
-use crate::{BodyPlan, Failure, FinishedCall, HeadersPlan, Note, Pending, Transcoder};
+use crate::stream::Framing;
+use crate::{frames, BodyPlan, Failure, FinishedCall, HeadersPlan, Note, Pending, Transcoder};
 use edge_core::host::{Flow, GrpcRequest, Host, HostError, Level};
 use edge_core::trace;
-use edge_core::GrpcCode;
+use edge_core::{GrpcCode, Headers};
 use std::time::Duration;
 
 /// What the transcoder keeps about one request between callbacks.
@@ -30,6 +31,32 @@ pub struct Exchange {
     call: Option<u32>,
     /// Trailing metadata arrived with entries: the backend's own status, not Envoy's reset.
     trailers: bool,
+    /// A stream sent through the router, while its response comes back.
+    live: Option<Live>,
+}
+
+/// A server stream sent through Envoy's router, its response rewritten as it comes back.
+#[derive(Debug)]
+struct Live {
+    framing: Framing,
+    /// The start of a message whose rest has not come yet.
+    partial: Vec<u8>,
+    /// What this filter wrote that Envoy still holds (not resumed since): it is at the front
+    /// of the next callback's body, before the new bytes.
+    held: Vec<u8>,
+    /// Messages written so far.
+    written: usize,
+    /// A message could not be rendered: the stream's end is written, the rest dropped.
+    ended: bool,
+}
+
+/// What the glue does after a response callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFlow {
+    Continue,
+    /// Pause, and resume the response as soon as the callback has returned: Envoy then sends
+    /// what the filter holds, and the filter can still add to the body when the trailers come.
+    Hold,
 }
 
 impl Exchange {
@@ -63,6 +90,20 @@ impl Exchange {
                     let _ = host.set_request_header(trace::ROUTE_HEADER, route.template.as_str());
                 }
                 if body_follows {
+                    if pending.through_router {
+                        let (set, remove) = pending.grpc_request_headers(route);
+                        let rewritten = set
+                            .iter()
+                            .try_for_each(|(name, value)| host.set_request_header(name, value))
+                            .and_then(|()| {
+                                remove
+                                    .iter()
+                                    .try_for_each(|name| host.remove_request_header(name))
+                            });
+                        if let Err(error) = rewritten {
+                            return self.fail(host, Failure::unreadable_body(&error.to_string()));
+                        }
+                    }
                     self.pending = Some(pending);
                     // Let the headers go on: proxy-wasm turns a pause here into
                     // StopAllIteration, after which the body callbacks would never come. The
@@ -107,7 +148,11 @@ impl Exchange {
                 let Some(pending) = self.pending.take() else {
                     return Flow::Continue;
                 };
-                let flow = self.call_backend(host, transcoder, &pending, &body);
+                let flow = if pending.through_router {
+                    self.send_through_router(host, transcoder, &pending, size, &body)
+                } else {
+                    self.call_backend(host, transcoder, &pending, &body)
+                };
                 self.pending = Some(pending);
                 flow
             }
@@ -165,6 +210,106 @@ impl Exchange {
             }
             Err(error) => self.unreadable = Some(error),
         }
+    }
+
+    /// The response headers of a request sent through the router (`end_of_stream`: no body or
+    /// trailers follow).
+    pub fn on_response_headers<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        end_of_stream: bool,
+    ) -> ResponseFlow {
+        let Some(live) = &self.live else {
+            return ResponseFlow::Continue;
+        };
+        let headers = host.response_headers(false).unwrap_or_default();
+        if headers.get("grpc-status").is_some() || end_of_stream {
+            // Trailers-only: the call ended before any message; answered like a unary call.
+            return self.end_live(host, transcoder, &headers, true);
+        }
+        let grpc = headers
+            .get("content-type")
+            .is_some_and(|value| value.starts_with("application/grpc"));
+        if !grpc {
+            // Not the backend's gRPC answer: passed on as it is.
+            self.live = None;
+            return ResponseFlow::Continue;
+        }
+        let _ = host.set_response_header("content-type", live.framing.content_type());
+        ResponseFlow::Continue
+    }
+
+    /// The response body of a request sent through the router (`size` bytes: what this
+    /// filter wrote and Envoy still holds, unless it was `resumed` since, then what came): its
+    /// complete messages are written in the stream's framing, at once.
+    pub fn on_response_body<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        size: usize,
+        end_of_stream: bool,
+        resumed: bool,
+    ) -> ResponseFlow {
+        let (Some(live), Some(pending)) = (&mut self.live, &self.pending) else {
+            return ResponseFlow::Continue;
+        };
+        if resumed {
+            live.held.clear();
+        }
+        let body = host.response_body(size).unwrap_or_default();
+        let mut out = std::mem::take(&mut live.held);
+        if !live.ended {
+            live.partial
+                .extend_from_slice(body.get(out.len()..).unwrap_or_default());
+            let max = transcoder.config.max_stream_bytes;
+            let written = frames::take_messages(&mut live.partial, max).and_then(|messages| {
+                let route = transcoder
+                    .route(pending.route)
+                    .map_err(|failure| failure.reply.status.message)?;
+                messages.iter().try_for_each(|message| {
+                    let json = transcoder
+                        .stream_message_json(route, message)
+                        .map_err(|status| status.message)?;
+                    live.framing.write_message(&mut out, live.written, &json);
+                    live.written += 1;
+                    Ok(())
+                })
+            });
+            if let Err(why) = written {
+                let failure = Failure::bad_response(why);
+                live.framing
+                    .write_end(&mut out, live.written, Some(&failure.reply.status));
+                live.ended = true;
+                if let Some(kind) = failure.kind {
+                    self.note.0.error = kind.as_str().to_string();
+                }
+            }
+        }
+        if let Err(error) = host.replace_response_body(size, &out) {
+            host.log(Level::Error, &format!("cannot rewrite a stream: {error}"));
+            host.reset_request();
+            return ResponseFlow::Continue;
+        }
+        live.held = out;
+        if end_of_stream {
+            // No trailers follow: a gRPC stream without its status.
+            return self.end_live(host, transcoder, &Headers::default(), false);
+        }
+        ResponseFlow::Hold
+    }
+
+    /// The response trailers of a request sent through the router: the stream's status.
+    pub fn on_response_trailers<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+    ) -> ResponseFlow {
+        if self.live.is_none() {
+            return ResponseFlow::Continue;
+        }
+        let trailers = host.response_headers(true).unwrap_or_default();
+        self.end_live(host, transcoder, &trailers, false)
     }
 
     /// The request is over (the proxy logs it): a backend call still open is for a client
@@ -265,6 +410,123 @@ impl Exchange {
         Flow::Pause
     }
 
+    /// Sends the request on through the router as the gRPC call (its headers were rewritten
+    /// when they came): the body, `size` bytes, becomes the gRPC message(s).
+    fn send_through_router<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        pending: &Pending,
+        size: usize,
+        body: &[u8],
+    ) -> Flow {
+        let route = match transcoder.route(pending.route) {
+            Ok(route) => route,
+            Err(failure) => return self.fail(host, failure),
+        };
+        let Some(framing) = pending.framing else {
+            return self.fail(host, Failure::unknown_route());
+        };
+        let messages = match transcoder.request_messages(
+            route,
+            &pending.bindings,
+            pending.query.as_deref(),
+            body,
+            pending.request_encoding,
+        ) {
+            Ok(messages) => messages,
+            Err(status) => return self.fail(host, Failure::bad_request(status)),
+        };
+        if let Err(error) = host.replace_request_body(size, &frames::frame(&messages)) {
+            return self.fail(host, Failure::unreadable_body(&error.to_string()));
+        }
+        self.live = Some(Live {
+            framing,
+            partial: Vec::new(),
+            held: Vec::new(),
+            written: 0,
+            ended: false,
+        });
+        self.note.0.upstream_cluster = route.destination(pending.backend.as_deref()).to_string();
+        self.note.record(host);
+        self.dispatched_at = host.now();
+        Flow::Continue
+    }
+
+    /// Ends a stream sent through the router with the status in `status` (the trailers, or
+    /// the headers of a trailers-only answer): in band after messages, else as an error reply.
+    fn end_live<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        status: &Headers,
+        trailers_only: bool,
+    ) -> ResponseFlow {
+        let (Some(live), Some(pending)) = (self.live.take(), self.pending.take()) else {
+            return ResponseFlow::Continue;
+        };
+        let elapsed = match (self.dispatched_at, host.now()) {
+            (Some(sent), Some(now)) => now.saturating_sub(sent),
+            _ => Duration::ZERO,
+        };
+        let code = status
+            .get("grpc-status")
+            .and_then(|value| value.trim().parse::<u32>().ok());
+        let call = FinishedCall {
+            // No status at all: the stream was cut short (Envoy reset it).
+            grpc_status: code.unwrap_or(GrpcCode::Internal.number()),
+            grpc_message: status.get("grpc-message").unwrap_or_default(),
+            details_bin: status.get("grpc-status-details-bin"),
+            response: None,
+            elapsed,
+            timeout: pending.timeout,
+            reset: code.is_none(),
+        };
+        self.note.0.grpc_status = Some(call.grpc_status);
+        self.note.0.upstream_ms = Some((elapsed.as_secs_f64() * 1e6).round() / 1e3);
+        let failure = transcoder.call_failure(&call);
+        if trailers_only {
+            match failure {
+                Some(failure) => {
+                    self.fail(host, failure);
+                }
+                None => {
+                    self.note.record(host);
+                    let _ = host.set_response_header("content-type", live.framing.content_type());
+                }
+            }
+            return ResponseFlow::Continue;
+        }
+        if let Some(kind) = failure.as_ref().and_then(|f| f.kind) {
+            self.note.0.error = kind.as_str().to_string();
+        }
+        self.note.record(host);
+        if live.ended {
+            return ResponseFlow::Continue;
+        }
+        let mut end = Vec::new();
+        let status = failure.as_ref().map(|f| &f.reply.status);
+        live.framing.write_end(&mut end, live.written, status);
+        if end.is_empty() {
+            return ResponseFlow::Continue;
+        }
+        match host.append_response_body(&end) {
+            Ok(()) => ResponseFlow::Hold,
+            // No body came, so Envoy holds none to add to, and the headers (200) are gone.
+            Err(_) if failure.is_some() => {
+                host.log(
+                    Level::Warn,
+                    "a stream failed after its headers and before any message: reset, so that \
+                     the client does not take it for a complete answer",
+                );
+                host.reset_request();
+                ResponseFlow::Continue
+            }
+            // An empty stream: its content type is set, and no body is a valid one.
+            Err(_) => ResponseFlow::Continue,
+        }
+    }
+
     fn call_backend<H: Host>(
         &mut self,
         host: &H,
@@ -318,6 +580,7 @@ mod tests {
     use base64::Engine;
     use edge_core::host::{Call, GrpcAnswer, RecordingHost};
     use edge_core::notes::{self, TranscodeNote};
+    use edge_core::Headers;
     use platform_proto::catalog::{CreateItemRequest, GetItemResponse, Item};
     use prost::Message;
 
@@ -701,6 +964,188 @@ mod tests {
             .calls()
             .iter()
             .any(|call| matches!(call, Call::GrpcCancel(_))));
+    }
+
+    /// A POST watch sent through the router, its body in: the exchange and its host.
+    fn live_watch(t: &Transcoder, accept: &str) -> (Exchange, RecordingHost) {
+        let mut host = RecordingHost::with_headers(&[
+            (":method", "POST"),
+            (":path", "/catalog/items:watch?x=1"),
+            ("content-type", "application/json"),
+            ("content-length", "15"),
+            ("accept", accept),
+        ]);
+        host.body = br#"{"max_items":2}"#.to_vec();
+        let mut exchange = Exchange::default();
+        assert_eq!(exchange.on_request_headers(&host, t, false), Flow::Continue);
+        assert_eq!(
+            exchange.on_request_body(&host, t, host.body.len(), true),
+            Flow::Continue,
+            "on to the router"
+        );
+        (exchange, host)
+    }
+
+    fn grpc_frame(message: &[u8]) -> Vec<u8> {
+        crate::frames::frame(&[message.to_vec()])
+    }
+
+    #[test]
+    fn a_post_stream_becomes_a_grpc_call_through_the_router() {
+        let t = transcoder();
+        let (_, host) = live_watch(&t, "*/*");
+        let calls = host.calls();
+        for expected in [
+            Call::SetHeader(":path".into(), "/catalog.CatalogService/WatchItems".into()),
+            Call::SetHeader(":method".into(), "POST".into()),
+            Call::SetHeader("content-type".into(), "application/grpc".into()),
+            Call::SetHeader("te".into(), "trailers".into()),
+            Call::SetHeader("grpc-timeout".into(), "2000m".into()),
+            Call::RemoveHeader("content-length".into()),
+            Call::ReplaceRequestBody(grpc_frame(
+                &platform_proto::catalog::WatchItemsRequest {
+                    max_items: 2,
+                    wait_seconds: 0,
+                }
+                .encode_to_vec(),
+            )),
+        ] {
+            assert!(calls.contains(&expected), "{expected:?} in {calls:?}");
+        }
+        assert!(host.grpc_calls().is_empty(), "no callout");
+    }
+
+    #[test]
+    fn a_stream_through_the_router_is_rewritten_as_it_comes_and_ends_in_band() {
+        let t = transcoder();
+        let (mut exchange, host) = live_watch(&t, "*/*");
+        *host.response_headers.borrow_mut() = Headers::new(vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/grpc".into()),
+        ]);
+        assert_eq!(
+            exchange.on_response_headers(&host, &t, false),
+            ResponseFlow::Continue
+        );
+        assert!(host.calls().contains(&Call::SetResponseHeader(
+            "content-type".into(),
+            "application/x-ndjson".into()
+        )));
+        let (a, b) = (grpc_frame(&listing("a")), grpc_frame(&listing("b")));
+        // The first message and half the second: only the whole one is written.
+        let mut first = a.clone();
+        first.extend_from_slice(&b[..4]);
+        *host.response_body.borrow_mut() = first.clone();
+        assert_eq!(
+            exchange.on_response_body(&host, &t, first.len(), false, true),
+            ResponseFlow::Hold
+        );
+        let line_a = "{\"result\":{\"id\":\"a\",\"title\":\"a\"}}\n";
+        assert_eq!(
+            host.calls().last(),
+            Some(&Call::ReplaceResponseBody(line_a.as_bytes().to_vec()))
+        );
+        // Not resumed yet: Envoy holds what was written, in front of the rest.
+        let mut held = line_a.as_bytes().to_vec();
+        held.extend_from_slice(&b[4..]);
+        *host.response_body.borrow_mut() = held.clone();
+        assert_eq!(
+            exchange.on_response_body(&host, &t, held.len(), false, false),
+            ResponseFlow::Hold
+        );
+        let line_b = "{\"result\":{\"id\":\"b\",\"title\":\"b\"}}\n";
+        assert_eq!(
+            host.calls().last(),
+            Some(&Call::ReplaceResponseBody(
+                format!("{line_a}{line_b}").into_bytes()
+            ))
+        );
+        *host.response_trailers.borrow_mut() = Headers::new(vec![
+            ("grpc-status".into(), "14".into()),
+            ("grpc-message".into(), "item%20store gone".into()),
+        ]);
+        assert_eq!(exchange.on_response_trailers(&host, &t), ResponseFlow::Hold);
+        assert_eq!(
+            host.calls().last(),
+            Some(&Call::AppendResponseBody(
+                b"{\"error\":{\"code\":14,\"message\":\"item store gone\"}}\n".to_vec()
+            ))
+        );
+        let note = recorded_note(&host);
+        assert_eq!(note.grpc_status, Some(14));
+        assert_eq!(note.upstream_cluster, "catalog");
+    }
+
+    #[test]
+    fn a_stream_through_the_router_that_ends_before_any_message_is_an_error_or_a_reset() {
+        let t = transcoder();
+        // Trailers-only: the status in the headers; answered as a unary call's error.
+        let (mut exchange, host) = live_watch(&t, "text/event-stream");
+        *host.response_headers.borrow_mut() = Headers::new(vec![
+            (":status".into(), "200".into()),
+            ("grpc-status".into(), "3".into()),
+            (
+                "grpc-message".into(),
+                "max_items must not be negative".into(),
+            ),
+        ]);
+        exchange.on_response_headers(&host, &t, true);
+        assert!(matches!(
+            host.calls().last(),
+            Some(Call::Reply { http_status: 400, status, .. }) if status.message == "max_items must not be negative"
+        ));
+
+        // Headers, then an error without a message: nothing to add to, and the 200 is gone.
+        let (mut exchange, host) = live_watch(&t, "*/*");
+        *host.response_headers.borrow_mut() = Headers::new(vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/grpc".into()),
+        ]);
+        exchange.on_response_headers(&host, &t, false);
+        *host.response_trailers.borrow_mut() =
+            Headers::new(vec![("grpc-status".into(), "14".into())]);
+        host.failing_appends.set(Some(HostError::BAD_ARGUMENT));
+        assert_eq!(
+            exchange.on_response_trailers(&host, &t),
+            ResponseFlow::Continue
+        );
+        assert_eq!(host.calls().last(), Some(&Call::Reset));
+
+        // An empty stream that ends OK: nothing to write.
+        let (mut exchange, host) = live_watch(&t, "*/*");
+        *host.response_headers.borrow_mut() = Headers::new(vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/grpc".into()),
+        ]);
+        exchange.on_response_headers(&host, &t, false);
+        *host.response_trailers.borrow_mut() =
+            Headers::new(vec![("grpc-status".into(), "0".into())]);
+        assert_eq!(
+            exchange.on_response_trailers(&host, &t),
+            ResponseFlow::Continue
+        );
+        assert!(!host
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::AppendResponseBody(_) | Call::Reset)));
+    }
+
+    #[test]
+    fn a_get_stream_or_an_array_is_collected_by_a_callout() {
+        let t = transcoder();
+        let host = RecordingHost::with_headers(&[
+            (":method", "POST"),
+            (":path", "/catalog/items:watch"),
+            ("accept", "application/json"),
+        ]);
+        let mut exchange = Exchange::default();
+        exchange.on_request_headers(&host, &t, false);
+        exchange.on_request_body(&host, &t, 0, true);
+        assert_eq!(
+            host.grpc_calls().len(),
+            1,
+            "an array is only whole at the end"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod config;
 mod exchange;
+mod frames;
 mod message;
 mod outcome;
 mod request;
@@ -16,7 +17,7 @@ pub mod stream;
 use base64::Engine;
 pub use config::{PrintOptions, TranscoderConfig};
 use edge_core::{Client, GrpcCode, PathTemplate, RouteError, RouteMatch, Status};
-pub use exchange::Exchange;
+pub use exchange::{Exchange, ResponseFlow};
 use message::JsonInput;
 pub use outcome::{Failure, FailureKind, FinishedCall};
 use prost_reflect::{

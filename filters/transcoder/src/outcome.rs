@@ -167,7 +167,7 @@ impl Failure {
         )
     }
 
-    fn bad_response(message: String) -> Self {
+    pub(crate) fn bad_response(message: String) -> Self {
         Self::local(
             FailureKind::BadResponse,
             LocalReply::error(GrpcCode::Internal, message),
@@ -274,7 +274,7 @@ impl Transcoder {
     }
 
     /// How a closed call failed, `None` if it did not.
-    fn call_failure(&self, call: &FinishedCall<'_>) -> Option<Failure> {
+    pub(crate) fn call_failure(&self, call: &FinishedCall<'_>) -> Option<Failure> {
         if call.grpc_status == GrpcCode::Ok.number() {
             return None;
         }

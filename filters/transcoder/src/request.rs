@@ -23,6 +23,10 @@ pub struct Pending {
     pub response_encoding: Encoding,
     /// How a server-streaming method's messages are written (`None` for one message).
     pub framing: Option<Framing>,
+    /// Sent on through Envoy's router as a gRPC request, its response rewritten as it streams
+    /// back, rather than called out and answered once the call ends: a server stream whose
+    /// request has a body to become the gRPC message, written as NDJSON or SSE.
+    pub through_router: bool,
     pub timeout: Duration,
     /// The cluster auth's rollout chose (the backend header), if the route is being rolled out.
     pub backend: Option<String>,
@@ -145,6 +149,9 @@ impl Transcoder {
         {
             return refuse(Failure::body_too_large(self.config.max_body_bytes));
         }
+        let framing = route
+            .server_streaming
+            .then(|| Framing::of_accept(headers.get("accept")));
         let pending = Pending {
             route: index,
             bindings,
@@ -160,9 +167,9 @@ impl Transcoder {
                     content_type.and(Some(request_encoding)),
                 )
             },
-            framing: route
-                .server_streaming
-                .then(|| Framing::of_accept(headers.get("accept"))),
+            framing,
+            through_router: !end_of_stream
+                && matches!(framing, Some(Framing::Ndjson | Framing::Sse)),
             timeout: self.call_timeout(headers.get("grpc-timeout")),
             backend: route
                 .rollout
@@ -262,6 +269,26 @@ impl Pending {
     /// `grpc-timeout` for the call: the deadline in milliseconds (at least 1).
     pub fn deadline(&self) -> String {
         format!("{}m", self.timeout.as_millis().max(1))
+    }
+
+    /// The request headers that make a request sent through the router a gRPC call of
+    /// `route`: (name, value) to set, then names to remove. The route table then matches it
+    /// as any gRPC client's call (a rollout's choice included).
+    pub fn grpc_request_headers(
+        &self,
+        route: &Route,
+    ) -> ([(&'static str, String); 5], [&'static str; 2]) {
+        (
+            [
+                (":path", route.grpc_path()),
+                (":method", "POST".to_string()),
+                ("content-type", "application/grpc".to_string()),
+                ("te", "trailers".to_string()),
+                ("grpc-timeout", self.deadline()),
+            ],
+            // The body becomes the gRPC message; what the client said of its own is moot.
+            ["content-length", "content-encoding"],
+        )
     }
 }
 

@@ -1,9 +1,12 @@
 //! proxy-wasm glue of the transcoder: forwards Envoy's callbacks to one
 //! [`edge_transcoder::Exchange`] per request, which matches the HTTP request to a route,
-//! calls the backend over a one-message gRPC stream and answers the client locally with JSON.
-//! Calling out (rather than rewriting the request in place) is what works for every method in
-//! Envoy 1.40: a GET has no body to replace, and the HTTP status cannot be set from gRPC
-//! trailers on the response path. gRPC clients (`application/grpc`) pass through to the
+//! calls the backend over a gRPC stream and answers the client locally with JSON. Calling out
+//! (rather than rewriting the request in place) is what works for every method in Envoy 1.40:
+//! a GET has no body to replace, and the HTTP status cannot be set from gRPC trailers on the
+//! response path. The exception is a server stream with a request body, written as NDJSON or
+//! SSE: it is rewritten into the gRPC call and sent on through the router, and its response
+//! rewritten as it streams back (each piece held until the root's next tick resumes it; see
+//! [`edge_host::hold_response`]). gRPC clients (`application/grpc`) pass through to the
 //! router untouched.
 //!
 //! Requests with a body rely on Envoy's buffer filter right after this one: see
@@ -12,7 +15,7 @@
 use edge_core::host::{Flow, Host};
 use edge_host as host;
 use edge_host::WasmHost;
-use edge_transcoder::{Exchange, Transcoder, TranscoderConfig};
+use edge_transcoder::{Exchange, ResponseFlow, Transcoder, TranscoderConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
@@ -34,6 +37,10 @@ struct TranscoderRoot {
 impl Context for TranscoderRoot {}
 
 impl RootContext for TranscoderRoot {
+    fn on_tick(&mut self) {
+        host::resume_held_responses();
+    }
+
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let built = host::plugin_configuration()
             .map_err(|e| e.to_string())
@@ -63,8 +70,9 @@ impl RootContext for TranscoderRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(TranscoderFilter {
+            context_id,
             host: self.host.clone(),
             transcoder: self.transcoder.clone(),
             exchange: Exchange::default(),
@@ -77,6 +85,7 @@ impl RootContext for TranscoderRoot {
 }
 
 struct TranscoderFilter {
+    context_id: u32,
     host: Rc<WasmHost>,
     /// `None` only when Envoy refused the configuration.
     transcoder: Option<Rc<Transcoder>>,
@@ -87,6 +96,18 @@ fn action(flow: Flow) -> Action {
     match flow {
         Flow::Continue => Action::Continue,
         Flow::Pause => Action::Pause,
+    }
+}
+
+impl TranscoderFilter {
+    fn respond(&self, flow: ResponseFlow) -> Action {
+        match flow {
+            ResponseFlow::Continue => Action::Continue,
+            ResponseFlow::Hold => {
+                host::hold_response(self.context_id);
+                Action::Pause
+            }
+        }
     }
 }
 
@@ -138,6 +159,39 @@ impl HttpContext for TranscoderFilter {
             self.exchange
                 .on_request_headers(&*self.host, transcoder, end_of_stream),
         )
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(transcoder) = &self.transcoder else {
+            return Action::Continue;
+        };
+        let flow = self
+            .exchange
+            .on_response_headers(&*self.host, transcoder, end_of_stream);
+        self.respond(flow)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(transcoder) = &self.transcoder else {
+            return Action::Continue;
+        };
+        let resumed = !host::is_held(self.context_id);
+        let flow = self.exchange.on_response_body(
+            &*self.host,
+            transcoder,
+            body_size,
+            end_of_stream,
+            resumed,
+        );
+        self.respond(flow)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        let Some(transcoder) = &self.transcoder else {
+            return Action::Continue;
+        };
+        let flow = self.exchange.on_response_trailers(&*self.host, transcoder);
+        self.respond(flow)
     }
 
     fn on_log(&mut self) {

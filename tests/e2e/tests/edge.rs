@@ -517,8 +517,8 @@ async fn listings_come_in_pages() {
     assert_eq!((status, body["code"].as_u64()), (400, Some(3)), "{body}");
 }
 
-/// A watch of new listings: over HTTP the stream is answered when it ends (NDJSON here), over
-/// gRPC each listing arrives as it is listed.
+/// A watch of new listings, each arriving as it is listed: over HTTP as NDJSON lines (a POST
+/// goes through the router; a GET's stream is collected), over gRPC as messages.
 #[tokio::test]
 async fn watchers_see_new_listings_with_their_owners() {
     use platform_proto::catalog::WatchItemsRequest;

@@ -482,10 +482,38 @@ impl Parity {
     }
 }
 
-/// The NDJSON lines of a body, parsed.
+/// A feed's messages without the time each was sent (`created_at`), which differs per call.
+fn untimed(mut value: Value) -> Value {
+    match &mut value {
+        Value::Array(elements) => {
+            for element in elements {
+                *element = untimed(element.take());
+            }
+        }
+        Value::Object(fields) => {
+            fields.remove("created_at");
+            if let Some(result) = fields.get_mut("result") {
+                *result = untimed(result.take());
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
+/// The NDJSON lines of a body, parsed, untimed.
 fn ndjson(body: &str) -> Vec<Value> {
     body.lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+        .map(untimed)
+        .collect()
+}
+
+/// The data of each server-sent event of a body, parsed, untimed (`event: error` data too).
+fn sse(body: &str) -> Vec<Value> {
+    body.split_terminator("\n\n")
+        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
+        .map(|data| untimed(serde_json::from_str(data).unwrap_or_else(|e| panic!("{data:?}: {e}"))))
         .collect()
 }
 
@@ -525,10 +553,15 @@ async fn server_streams_are_written_as_accept_asks_and_as_native_for_an_array() 
         )
         .await;
     assert_eq!((status, content_type.as_str()), (200, "text/event-stream"));
+    assert!(body.starts_with("data: {"), "{body}");
     assert_eq!(
-        body,
-        "data: {\"id\":\"f\"}\n\ndata: {\"id\":\"f\",\"int32_value\":1}\n\n\
-         data: {\"id\":\"f\",\"int32_value\":2}\n\n"
+        sse(&body),
+        vec![
+            json!({"id": "f"}),
+            json!({"id": "f", "int32_value": 1}),
+            json!({"id": "f", "int32_value": 2}),
+        ],
+        "{body}"
     );
 
     // A JSON array, what Envoy's native transcoder answers by default.
@@ -551,8 +584,8 @@ async fn server_streams_are_written_as_accept_asks_and_as_native_for_an_array() 
     assert_eq!(ours.0, 200);
     assert_eq!(ours.0, native.0);
     assert_eq!(
-        serde_json::from_str::<Value>(&ours.2).expect("array"),
-        serde_json::from_str::<Value>(&native.2).expect("native array"),
+        untimed(serde_json::from_str::<Value>(&ours.2).expect("array")),
+        untimed(serde_json::from_str::<Value>(&native.2).expect("native array")),
         "ours {} native {}",
         ours.2,
         native.2
@@ -620,7 +653,7 @@ async fn a_stream_that_fails_midway_ends_with_its_status_where_clients_read_it()
         )
         .await;
     assert_eq!(
-        serde_json::from_str::<Value>(&body).expect("array"),
+        untimed(serde_json::from_str::<Value>(&body).expect("array")),
         json!([{"id": "f"}, {"error": {"code": 14, "message": "feed broke"}}])
     );
 
@@ -743,48 +776,155 @@ async fn client_streams_take_a_json_array_as_native_does() {
 }
 
 #[tokio::test]
-async fn an_endless_stream_is_bounded_and_cancelled_and_so_is_one_the_client_left() {
+async fn a_collected_stream_is_bounded_and_cancelled_there() {
     use std::sync::atomic::Ordering;
     let parity = Parity::start().await;
-    let endless = json!({"id": "e", "int32_value": -1}).to_string();
     let before = kitchen::FEEDS_CANCELLED.load(Ordering::SeqCst);
-    let (status, _, body) = parity
-        .post(
-            parity.ours("/v1/sinks:feed"),
-            "*/*",
-            "application/json",
-            endless,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let lines = ndjson(&body);
-    // Each message is 5 or 6 bytes of protobuf: the bound, not the 3 s deadline, ended it.
-    assert!(
-        (MAX_STREAM / 6..=MAX_STREAM / 5).contains(&(lines.len() - 1)),
-        "{} messages",
-        lines.len() - 1
-    );
+    // A GET has no body to become the gRPC message: its stream is collected by a callout.
+    let response = parity
+        .http
+        .get(parity.ours("/v1/sinks/e:feed?int32_value=-1"))
+        .send()
+        .await
+        .expect("endless GET");
+    assert_eq!(response.status(), 200);
+    let lines = ndjson(&response.text().await.expect("body"));
     let last = &lines[lines.len() - 1]["error"];
     assert_eq!(last["code"], 8, "{last}");
     assert_eq!(
         last["message"],
         format!("the backend's stream exceeded {MAX_STREAM} bytes: cancelled")
     );
+    // Each message is about 20 bytes of protobuf (id, index, created_at): the bound, not the
+    // 3 s deadline, ended it.
+    assert!(
+        (MAX_STREAM / 24..=MAX_STREAM / 16).contains(&(lines.len() - 1)),
+        "{} messages",
+        lines.len() - 1
+    );
     wait_for_cancelled(before + 1).await;
+}
 
-    // A client that goes away: Envoy cancels the backend call.
+/// A POST stream goes through the router: each message reaches the client as the backend sends
+/// it, and a client that leaves cancels the backend's stream.
+#[tokio::test]
+async fn a_live_stream_arrives_message_by_message_and_ends_when_the_client_leaves() {
+    use std::sync::atomic::Ordering;
+    let parity = Parity::start().await;
+    for accept in ["*/*", "text/event-stream"] {
+        let feed = json!({"id": "l", "int32_value": 5, "fault": {"delay_ms": 200}});
+        let mut response = parity
+            .http
+            .post(parity.ours("/v1/sinks:feed"))
+            .header("accept", accept)
+            .json(&feed)
+            .send()
+            .await
+            .expect("live stream");
+        assert_eq!(response.status(), 200);
+        let mut arrivals = Vec::new();
+        let mut text = String::new();
+        while let Some(chunk) = response.chunk().await.expect("a chunk") {
+            let now = std::time::SystemTime::now();
+            text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+            arrivals.extend(std::iter::repeat_n(
+                now,
+                chunk.iter().filter(|&&b| b == b'\n').count(),
+            ));
+        }
+        let messages: Vec<Value> = if accept == "*/*" {
+            text.lines()
+                .map(|line| serde_json::from_str::<Value>(line).expect("line")["result"].clone())
+                .collect()
+        } else {
+            text.split_terminator("\n\n")
+                .map(|event| {
+                    serde_json::from_str(event.strip_prefix("data: ").expect("data")).expect("JSON")
+                })
+                .collect()
+        };
+        assert_eq!(messages.len(), 5, "{text}");
+        let arrived_at: Vec<std::time::SystemTime> = match accept {
+            "*/*" => arrivals,
+            _ => arrivals.into_iter().step_by(2).collect(),
+        };
+        let mut latencies = Vec::new();
+        for (message, arrived) in messages.iter().zip(&arrived_at) {
+            let sent = timestamp(message["created_at"].as_str().expect("created_at"));
+            latencies.push(arrived.duration_since(sent).unwrap_or_default());
+        }
+        eprintln!("{accept}: backend sent → client read, per message: {latencies:?}");
+        // 200 ms apart at the backend: each message reached the client long before the next
+        // was sent (the resume timer adds about a millisecond).
+        for latency in &latencies {
+            assert!(latency.as_millis() < 100, "{latencies:?}");
+        }
+    }
+
     let before = kitchen::FEEDS_CANCELLED.load(Ordering::SeqCst);
-    let slow = json!({"id": "s", "int32_value": -1, "fault": {"delay_ms": 100}}).to_string();
-    let gone = parity
+    let endless = json!({"id": "s", "int32_value": -1, "fault": {"delay_ms": 100}});
+    let mut response = parity
         .http
         .post(parity.ours("/v1/sinks:feed"))
-        .header("content-type", "application/json")
-        .body(slow)
-        .timeout(std::time::Duration::from_millis(500))
+        .json(&endless)
         .send()
-        .await;
-    assert!(gone.is_err(), "still streaming when the client left");
+        .await
+        .expect("endless stream");
+    response.chunk().await.expect("a first message");
+    drop(response);
     wait_for_cancelled(before + 1).await;
+}
+
+/// A client that stops reading holds the backend (flow control), not Envoy's memory.
+#[tokio::test]
+async fn a_client_that_reads_nothing_holds_the_backend_not_memory() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    let parity = Parity::start().await;
+    let rss_before = edge_e2e::process_rss_kib(parity.envoy.pid());
+    let body = json!({"id": "x", "int32_value": -1, "name": "n".repeat(200)}).to_string();
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", parity.ports["wasm"]))
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /v1/sinks:feed HTTP/1.1\r\nhost: edge\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(request.as_bytes()).await.expect("send");
+    let sent = || kitchen::FEED_SENT.load(Ordering::SeqCst);
+    let started = sent();
+    let mut samples = Vec::new();
+    for _ in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        samples.push(sent() - started);
+    }
+    let rss_after = edge_e2e::process_rss_kib(parity.envoy.pid());
+    eprintln!(
+        "messages sent while the client read nothing, every 500 ms: {samples:?}; \
+         Envoy RSS {rss_before} → {rss_after} KiB"
+    );
+    assert!(samples[0] > 1000, "the stream started: {samples:?}");
+    // Thousands a half-second while the buffers between backend and client fill, then the
+    // backend is held: next to nothing in the last second.
+    assert!(
+        samples[7] - samples[5] < 100,
+        "the backend is held once the buffers are full: {samples:?}"
+    );
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "Envoy grew {} KiB",
+        rss_after - rss_before
+    );
+    let before = kitchen::FEEDS_CANCELLED.load(Ordering::SeqCst);
+    drop(client);
+    wait_for_cancelled(before + 1).await;
+}
+
+/// A Timestamp as proto3 JSON prints it (RFC 3339).
+fn timestamp(text: &str) -> std::time::SystemTime {
+    let parsed: prost_types::Timestamp = text.parse().expect("an RFC 3339 time");
+    parsed.try_into().expect("a time after the epoch")
 }
 
 /// Waits (up to 5 s) until the kitchen backend has seen `count` feeds cancelled.

@@ -103,6 +103,8 @@ echo_methods!(Extras: tags, inner_only);
 
 /// Feeds that ended because their caller went away (the stream was cancelled), in this process.
 pub static FEEDS_CANCELLED: AtomicUsize = AtomicUsize::new(0);
+/// Messages feeds handed to the transport (which holds one when the caller stops reading).
+pub static FEED_SENT: AtomicUsize = AtomicUsize::new(0);
 
 type SinkStream = ReceiverStream<Result<Sink, Status>>;
 
@@ -138,15 +140,18 @@ impl Streams for Echo {
                 if index > 0 && !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
+                // When it was sent, for the time it takes to reach a client.
                 let copy = Sink {
                     int32_value: index,
                     fault: None,
+                    created_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
                     ..sink.clone()
                 };
                 if sender.send(Ok(copy)).await.is_err() {
                     FEEDS_CANCELLED.fetch_add(1, Ordering::SeqCst);
                     return;
                 }
+                FEED_SENT.fetch_add(1, Ordering::SeqCst);
                 index += 1;
             }
             if let Some(status) = failure {
