@@ -174,6 +174,7 @@ protos-check:
 	@test -f $(GOOGLEAPIS_PROTOS)/google/api/http.proto || pip3 install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target $(GOOGLEAPIS_PROTOS) googleapis-common-protos==1.76.0
 	cmp proto/google/api/http.proto $(GOOGLEAPIS_PROTOS)/google/api/http.proto
 	cmp proto/google/api/annotations.proto $(GOOGLEAPIS_PROTOS)/google/api/annotations.proto
+	cmp proto/google/api/httpbody.proto $(GOOGLEAPIS_PROTOS)/google/api/httpbody.proto
 
 lint: protos-check
 	cargo fmt --all -- --check

@@ -3,7 +3,9 @@
 //! (over [`Host`]); the glue of a target only forwards its callbacks.
 
 use crate::stream::Framing;
-use crate::{frames, BodyPlan, Failure, FinishedCall, HeadersPlan, Note, Pending, Transcoder};
+use crate::{
+    frames, BodyPlan, Encoding, Failure, FinishedCall, HeadersPlan, Note, Pending, Transcoder,
+};
 use edge_core::host::{Flow, GrpcRequest, Host, HostError, Level};
 use edge_core::trace;
 use edge_core::{GrpcCode, Headers};
@@ -384,6 +386,14 @@ impl Exchange {
                 .finish_call(route, pending.response_encoding, call)
                 .map(|body| (body, pending.response_encoding.content_type())),
         };
+        // A raw answer is sent with its own content type.
+        let raw_type = match (&answer, pending.response_encoding, self.messages.first()) {
+            (Ok(_), Encoding::Raw, Some(message)) => transcoder
+                .raw_response(route, message)
+                .ok()
+                .map(|(_, content_type)| content_type),
+            _ => None,
+        };
         self.messages = Vec::new();
         match answer {
             Ok((body, content_type)) => {
@@ -393,6 +403,7 @@ impl Exchange {
                     .iter()
                     .map(|(name, value)| (name.as_str(), value.as_str()))
                     .collect();
+                let content_type = raw_type.as_deref().unwrap_or(content_type);
                 if let Err(error) = host.send_response(200, content_type, &body, &headers) {
                     host.log(Level::Error, &format!("cannot send response: {error}"));
                     host.reset_request();
@@ -433,6 +444,7 @@ impl Exchange {
             pending.query.as_deref(),
             body,
             pending.request_encoding,
+            pending.content_type.as_deref(),
         ) {
             Ok(messages) => messages,
             Err(status) => return self.fail(host, Failure::bad_request(status)),

@@ -33,6 +33,8 @@ pub enum Encoding {
     /// The binary protobuf message itself (`application/x-protobuf`): HTTP clients that have
     /// the generated code skip JSON on both sides, and use the same routes.
     Protobuf,
+    /// A `google.api.HttpBody`'s bytes, of its own content type (a page, an image, a file).
+    Raw,
 }
 
 impl Encoding {
@@ -40,6 +42,8 @@ impl Encoding {
         match self {
             Encoding::Json => "application/json",
             Encoding::Protobuf => "application/x-protobuf",
+            // What an HttpBody without a content type is sent as.
+            Encoding::Raw => "application/octet-stream",
         }
     }
 
@@ -58,6 +62,24 @@ impl Encoding {
             None
         }
     }
+}
+
+/// The message a route passes as raw bytes with their content type.
+const HTTP_BODY: &str = "google.api.HttpBody";
+
+/// `google.api.HttpBody`'s wire form (its `extensions`, field 3, are left out): what a raw
+/// request body becomes and what a raw response is read from, with no descriptor lookup.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HttpBody {
+    #[prost(string, tag = "1")]
+    content_type: String,
+    #[prost(bytes = "vec", tag = "2")]
+    data: Vec<u8>,
+}
+
+/// Whether a field holds one `google.api.HttpBody`.
+fn holds_http_body(field: &FieldDescriptor) -> bool {
+    !field.is_list() && matches!(field.kind(), Kind::Message(m) if m.full_name() == HTTP_BODY)
 }
 
 fn is_multipart(media_type: &str) -> bool {
@@ -95,6 +117,12 @@ pub struct Route {
     pub client_streaming: bool,
     /// The method answers with a stream of messages, written in a [`stream::Framing`].
     pub server_streaming: bool,
+    /// The body fills a `google.api.HttpBody` (the request, or the `body:` field): any content
+    /// type, passed as it is.
+    pub raw_request: bool,
+    /// The answer is a `google.api.HttpBody` (the response, or the `response_body` field): its
+    /// bytes with its content type.
+    pub raw_response: bool,
     input: MessageDescriptor,
     output: MessageDescriptor,
 }
@@ -148,6 +176,15 @@ impl Route {
                     .ok_or_else(|| format!("response_body {name:?} is not in the response"))?,
             ),
         };
+        let raw_request = match &body {
+            BodyTarget::Whole => input.full_name() == HTTP_BODY,
+            BodyTarget::Field(field) => holds_http_body(field),
+            BodyTarget::None => false,
+        };
+        let raw_response = match &response_body {
+            None => output.full_name() == HTTP_BODY,
+            Some(field) => holds_http_body(field),
+        };
         Ok(Route {
             http_method,
             template,
@@ -159,6 +196,8 @@ impl Route {
             response_body,
             client_streaming: method.is_client_streaming(),
             server_streaming: method.is_server_streaming(),
+            raw_request,
+            raw_response,
             input,
             output,
         })
@@ -351,6 +390,9 @@ impl Transcoder {
     /// `text/plain` — is read as JSON, as Envoy's transcoder and grpc-gateway do. `None` too for
     /// binary protobuf where the body target is not a message.
     pub fn request_encoding(&self, route: &Route, content_type: Option<&str>) -> Option<Encoding> {
+        if route.raw_request {
+            return Some(Encoding::Raw);
+        }
         let media_type = content_type.unwrap_or_default().trim();
         let encoding = match Encoding::of_media_type(media_type) {
             Some(encoding) => encoding,
@@ -374,6 +416,9 @@ impl Transcoder {
         accept: Option<&str>,
         request: Option<Encoding>,
     ) -> Encoding {
+        if route.raw_response {
+            return Encoding::Raw;
+        }
         let asked =
             accept.and_then(|accept| accept.split(',').filter_map(Encoding::of_media_type).next());
         let wanted = asked.or(request).unwrap_or(Encoding::Json);
@@ -405,11 +450,14 @@ impl Transcoder {
         match (&route.body, encoding) {
             (BodyTarget::None, _) => {}
             (BodyTarget::Whole, Encoding::Json) => message::merge_json(&mut request, body, input)?,
-            (BodyTarget::Whole, Encoding::Protobuf) => message::merge_protobuf(&mut request, body)?,
+            // Raw: `body` is the `google.api.HttpBody` built from it (`request_messages`).
+            (BodyTarget::Whole, Encoding::Protobuf | Encoding::Raw) => {
+                message::merge_protobuf(&mut request, body)?
+            }
             (BodyTarget::Field(field), Encoding::Json) => {
                 message::merge_json_field(&mut request, field, body, input)?
             }
-            (BodyTarget::Field(field), Encoding::Protobuf) => {
+            (BodyTarget::Field(field), Encoding::Protobuf | Encoding::Raw) => {
                 message::merge_protobuf_field(&mut request, field, body)?
             }
         }
@@ -442,7 +490,8 @@ impl Transcoder {
 
     /// The request's messages: its one message, or for a client-streaming method one per
     /// element of the JSON array body (none for an empty body), each with the query parameters
-    /// and path variables, as Envoy's transcoder reads a stream.
+    /// and path variables, as Envoy's transcoder reads a stream. A raw body (`content_type`
+    /// its own) fills its `google.api.HttpBody` as it is.
     pub fn request_messages(
         &self,
         route: &Route,
@@ -450,7 +499,18 @@ impl Transcoder {
         query: Option<&str>,
         body: &[u8],
         encoding: Encoding,
+        content_type: Option<&str>,
     ) -> Result<Vec<Vec<u8>>, Status> {
+        if encoding == Encoding::Raw {
+            let http_body = HttpBody {
+                content_type: content_type.unwrap_or_default().to_string(),
+                data: body.to_vec(),
+            };
+            let bytes = prost::Message::encode_to_vec(&http_body);
+            return Ok(vec![
+                self.request_message(route, bindings, query, &bytes, encoding)?
+            ]);
+        }
         if !route.client_streaming {
             return Ok(vec![
                 self.request_message(route, bindings, query, body, encoding)?
@@ -507,6 +567,37 @@ impl Transcoder {
         message::to_json(&response, route.response_body.as_ref(), &print)
     }
 
+    /// A raw answer (`route.raw_response`): the `google.api.HttpBody`'s bytes and content
+    /// type (`application/octet-stream` when it names none).
+    pub fn raw_response(&self, route: &Route, message: &[u8]) -> Result<(Vec<u8>, String), Status> {
+        let undecodable = |e: prost::DecodeError| {
+            Status::new(
+                GrpcCode::Internal,
+                format!("backend sent an undecodable response: {e}"),
+            )
+        };
+        let http_body: HttpBody = match &route.response_body {
+            None => prost::Message::decode(message).map_err(undecodable)?,
+            Some(field) => {
+                let response =
+                    DynamicMessage::decode(route.output.clone(), message).map_err(undecodable)?;
+                match response.get_field(field).as_message() {
+                    Some(inner) => {
+                        prost::Message::decode(prost::Message::encode_to_vec(inner).as_slice())
+                            .map_err(undecodable)?
+                    }
+                    None => HttpBody::default(),
+                }
+            }
+        };
+        let content_type = if http_body.content_type.is_empty() {
+            Encoding::Raw.content_type().to_string()
+        } else {
+            http_body.content_type
+        };
+        Ok((http_body.data, content_type))
+    }
+
     /// The body for a successful response message.
     pub fn response_body(
         &self,
@@ -516,6 +607,9 @@ impl Transcoder {
     ) -> Result<Vec<u8>, Status> {
         if encoding == Encoding::Protobuf && route.response_body.is_none() {
             return Ok(message.to_vec());
+        }
+        if encoding == Encoding::Raw {
+            return self.raw_response(route, message).map(|(data, _)| data);
         }
         let response = DynamicMessage::decode(route.output.clone(), message).map_err(|e| {
             Status::new(

@@ -20,6 +20,8 @@ pub struct Pending {
     /// request headers to a filter once it let them continue.
     pub metadata: Vec<(String, String)>,
     pub request_encoding: Encoding,
+    /// The request's `Content-Type`, for a raw body's `google.api.HttpBody`.
+    pub content_type: Option<String>,
     pub response_encoding: Encoding,
     /// How a server-streaming method's messages are written (`None` for one message).
     pub framing: Option<Framing>,
@@ -128,7 +130,7 @@ impl Transcoder {
             }
         }
         let content_type = (!content_type.is_empty()).then_some(content_type);
-        let request_encoding = if end_of_stream {
+        let request_encoding = if end_of_stream && !route.raw_request {
             Some(Encoding::Json)
         } else {
             self.request_encoding(route, content_type)
@@ -158,6 +160,9 @@ impl Transcoder {
             query: path.split_once('?').map(|(_, q)| q.to_string()),
             metadata,
             request_encoding,
+            content_type: content_type
+                .filter(|_| request_encoding == Encoding::Raw)
+                .map(str::to_string),
             response_encoding: if route.server_streaming {
                 Encoding::Json
             } else {
@@ -169,6 +174,7 @@ impl Transcoder {
             },
             framing,
             through_router: !end_of_stream
+                && !route.raw_response
                 && matches!(framing, Some(Framing::Ndjson | Framing::Sse)),
             timeout: self.call_timeout(headers.get("grpc-timeout")),
             backend: route
@@ -215,6 +221,7 @@ impl Transcoder {
                 pending.query.as_deref(),
                 body,
                 pending.request_encoding,
+                pending.content_type.as_deref(),
             )
             .map_err(Failure::bad_request)?;
         let cluster = route.destination(pending.backend.as_deref());

@@ -3,9 +3,13 @@
 //! A request carrying a `fault` is answered with that gRPC status instead (with an `ErrorInfo`
 //! detail when asked), and request metadata named `x-kitchen-*` is echoed in `metadata`.
 
-pub mod v1 {
-    tonic::include_proto!("kitchen.v1");
+/// Nested as its package is, so that generated code finds `google.api` two levels up.
+pub mod kitchen {
+    pub mod v1 {
+        tonic::include_proto!("kitchen.v1");
+    }
 }
+pub use kitchen::v1;
 
 pub mod google {
     pub mod api {
@@ -21,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
+use v1::bodies_server::{Bodies, BodiesServer};
 use v1::extras_server::{Extras, ExtrasServer};
 use v1::kitchen_server::{Kitchen, KitchenServer};
 use v1::streams_server::{Streams, StreamsServer};
@@ -197,12 +202,46 @@ impl Streams for Echo {
     }
 }
 
+#[tonic::async_trait]
+impl Bodies for Echo {
+    async fn put(&self, request: Request<v1::Upload>) -> Result<Response<Sink>, Status> {
+        let upload = request.into_inner();
+        let payload = upload.payload.unwrap_or_default();
+        Ok(Response::new(Sink {
+            id: upload.id,
+            name: payload.content_type,
+            bytes_value: payload.data,
+            ..Sink::default()
+        }))
+    }
+
+    async fn page(
+        &self,
+        request: Request<Sink>,
+    ) -> Result<Response<google::api::HttpBody>, Status> {
+        let id = request.into_inner().id;
+        Ok(Response::new(google::api::HttpBody {
+            content_type: "text/html; charset=utf-8".into(),
+            data: format!("<h1>{id}</h1>").into_bytes(),
+            extensions: Vec::new(),
+        }))
+    }
+
+    async fn mirror(
+        &self,
+        request: Request<google::api::HttpBody>,
+    ) -> Result<Response<google::api::HttpBody>, Status> {
+        Ok(Response::new(request.into_inner()))
+    }
+}
+
 /// Serves the echo backend on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(KitchenServer::new(Echo))
         .add_service(ExtrasServer::new(Echo))
         .add_service(StreamsServer::new(Echo))
+        .add_service(BodiesServer::new(Echo))
         .serve_with_incoming(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
         )
