@@ -374,6 +374,9 @@ impl Exchange {
             reset: !self.trailers,
         };
         let answer = match pending.framing {
+            Some(_) if pending.response_encoding == Encoding::Raw => transcoder
+                .finish_raw_stream(route, call, &self.messages, stopped)
+                .map(|body| (body, Encoding::Raw.content_type())),
             Some(framing) => transcoder
                 .finish_stream(route, framing, call, &self.messages, stopped)
                 .map(|(body, failed)| {

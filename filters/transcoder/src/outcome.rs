@@ -273,6 +273,35 @@ impl Transcoder {
         }
     }
 
+    /// The client's response body for a finished server stream of `google.api.HttpBody` (a
+    /// download in parts): their bytes, one after another. Raw bytes have no place for a
+    /// status, so a stream that failed, at any point, is an error reply rather than a
+    /// truncated body with a 200.
+    pub fn finish_raw_stream(
+        &self,
+        route: &Route,
+        call: FinishedCall<'_>,
+        messages: &[Vec<u8>],
+        stopped: Option<Failure>,
+    ) -> Result<Vec<u8>, Failure> {
+        if let Some(failure) = stopped.or_else(|| self.call_failure(&call)) {
+            return Err(failure);
+        }
+        if let Some(Err(error)) = call.response {
+            return Err(Failure::bad_response(format!(
+                "cannot read backend response: {error}"
+            )));
+        }
+        let mut body = Vec::new();
+        for message in messages {
+            let (data, _) = self
+                .raw_response(route, message)
+                .map_err(|status| Failure::bad_response(status.message))?;
+            body.extend_from_slice(&data);
+        }
+        Ok(body)
+    }
+
     /// How a closed call failed, `None` if it did not.
     pub(crate) fn call_failure(&self, call: &FinishedCall<'_>) -> Option<Failure> {
         if call.grpc_status == GrpcCode::Ok.number() {

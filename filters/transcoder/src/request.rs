@@ -163,7 +163,7 @@ impl Transcoder {
             content_type: content_type
                 .filter(|_| request_encoding == Encoding::Raw)
                 .map(str::to_string),
-            response_encoding: if route.server_streaming {
+            response_encoding: if route.server_streaming && !route.raw_response {
                 Encoding::Json
             } else {
                 self.response_encoding(

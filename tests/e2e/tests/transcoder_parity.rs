@@ -1027,6 +1027,33 @@ async fn http_bodies_pass_as_they_are_both_ways_as_native() {
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(page.text().await.expect("HTML"), "<h1>x</h1>");
+    // A download in parts: their bytes one after another, with the first part's type.
+    for url in [
+        parity.ours("/v1/bodies/f:download?int32_value=3"),
+        parity.native("/v1/bodies/f:download?int32_value=3"),
+    ] {
+        let download = parity.http.get(&url).send().await.expect("download");
+        assert_eq!(download.status(), 200, "{url}");
+        assert_eq!(download.headers()["content-type"], "text/plain", "{url}");
+        assert_eq!(
+            download.text().await.expect("text"),
+            "part 0 of f\npart 1 of f\npart 2 of f\n",
+            "{url}"
+        );
+    }
+    // Failing midway: raw bytes have no place for the status, so ours is an error, not a
+    // truncated file with a 200.
+    let broken = parity
+        .http
+        .get(parity.ours("/v1/bodies/f:download?int32_value=2&fault.code=14&fault.message=gone"))
+        .send()
+        .await
+        .expect("broken download");
+    assert_eq!(broken.status(), 503);
+    assert_eq!(
+        broken.json::<Value>().await.expect("Status"),
+        json!({"code": 14, "message": "gone"})
+    );
     let native = parity
         .http
         .get(parity.native("/v1/bodies/x"))

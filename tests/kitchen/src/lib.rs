@@ -233,6 +233,33 @@ impl Bodies for Echo {
     ) -> Result<Response<google::api::HttpBody>, Status> {
         Ok(Response::new(request.into_inner()))
     }
+
+    type DownloadStream = ReceiverStream<Result<google::api::HttpBody, Status>>;
+
+    async fn download(
+        &self,
+        request: Request<Sink>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
+        let sink = request.into_inner();
+        let failure = fault_status(&sink);
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            for part in 0..sink.int32_value {
+                let chunk = google::api::HttpBody {
+                    content_type: "text/plain".into(),
+                    data: format!("part {part} of {}\n", sink.id).into_bytes(),
+                    extensions: Vec::new(),
+                };
+                if sender.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(status) = failure {
+                let _ = sender.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
 }
 
 /// Serves the echo backend on `listener` until the task is dropped.
