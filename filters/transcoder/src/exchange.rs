@@ -337,13 +337,7 @@ impl Exchange {
         stopped: Option<Failure>,
         status_code: u32,
     ) {
-        let elapsed = match (self.dispatched_at, host.now()) {
-            (Some(sent), Some(now)) => now.saturating_sub(sent),
-            _ => Duration::ZERO,
-        };
-        self.note.0.grpc_status = Some(status_code);
-        // In milliseconds to the microsecond, as logged.
-        self.note.0.upstream_ms = Some((elapsed.as_secs_f64() * 1e6).round() / 1e3);
+        let elapsed = self.note_call_end(host, status_code);
         let Some(pending) = self.pending.take() else {
             self.note.record(host);
             return;
@@ -418,6 +412,19 @@ impl Exchange {
         }
     }
 
+    /// Notes how the backend call ended (`status_code`, the time since it went out); returns
+    /// that time.
+    fn note_call_end<H: Host>(&mut self, host: &H, status_code: u32) -> Duration {
+        let elapsed = match (self.dispatched_at, host.now()) {
+            (Some(sent), Some(now)) => now.saturating_sub(sent),
+            _ => Duration::ZERO,
+        };
+        self.note.0.grpc_status = Some(status_code);
+        // In milliseconds to the microsecond, as logged.
+        self.note.0.upstream_ms = Some((elapsed.as_secs_f64() * 1e6).round() / 1e3);
+        elapsed
+    }
+
     /// The one way this filter answers with an error (see [`Note::refuse`]).
     fn fail<H: Host>(&mut self, host: &H, failure: Failure) -> Flow {
         self.note.refuse(host, failure, &self.response_metadata);
@@ -441,16 +448,9 @@ impl Exchange {
         let Some(framing) = pending.framing else {
             return self.fail(host, Failure::unknown_route());
         };
-        let messages = match transcoder.request_messages(
-            route,
-            &pending.bindings,
-            pending.query.as_deref(),
-            body,
-            pending.request_encoding,
-            pending.content_type.as_deref(),
-        ) {
+        let messages = match transcoder.pending_messages(route, pending, body) {
             Ok(messages) => messages,
-            Err(status) => return self.fail(host, Failure::bad_request(status)),
+            Err(failure) => return self.fail(host, failure),
         };
         if let Err(error) = host.replace_request_body(size, &frames::frame(&messages)) {
             return self.fail(host, Failure::unreadable_body(&error.to_string()));
@@ -480,16 +480,14 @@ impl Exchange {
         let (Some(live), Some(pending)) = (self.live.take(), self.pending.take()) else {
             return ResponseFlow::Continue;
         };
-        let elapsed = match (self.dispatched_at, host.now()) {
-            (Some(sent), Some(now)) => now.saturating_sub(sent),
-            _ => Duration::ZERO,
-        };
         let code = status
             .get("grpc-status")
             .and_then(|value| value.trim().parse::<u32>().ok());
+        // No status at all: the stream was cut short (Envoy reset it).
+        let grpc_status = code.unwrap_or(GrpcCode::Internal.number());
+        let elapsed = self.note_call_end(host, grpc_status);
         let call = FinishedCall {
-            // No status at all: the stream was cut short (Envoy reset it).
-            grpc_status: code.unwrap_or(GrpcCode::Internal.number()),
+            grpc_status,
             grpc_message: status.get("grpc-message").unwrap_or_default(),
             details_bin: status.get("grpc-status-details-bin"),
             response: None,
@@ -497,8 +495,6 @@ impl Exchange {
             timeout: pending.timeout,
             reset: code.is_none(),
         };
-        self.note.0.grpc_status = Some(call.grpc_status);
-        self.note.0.upstream_ms = Some((elapsed.as_secs_f64() * 1e6).round() / 1e3);
         let failure = transcoder.call_failure(&call);
         if trailers_only {
             match failure {

@@ -204,6 +204,24 @@ impl Transcoder {
         }
     }
 
+    /// The messages a matched request (`pending`, of `route`) and its body become.
+    pub fn pending_messages(
+        &self,
+        route: &Route,
+        pending: &Pending,
+        body: &[u8],
+    ) -> Result<Vec<Vec<u8>>, Failure> {
+        self.request_messages(
+            route,
+            &pending.bindings,
+            pending.query.as_deref(),
+            body,
+            pending.request_encoding,
+            pending.content_type.as_deref(),
+        )
+        .map_err(Failure::bad_request)
+    }
+
     /// The backend call for a request and its body. The deadline travels as `grpc-timeout`,
     /// which the backend enforces; the cluster's `max_stream_duration` bounds a backend that
     /// ignores it.
@@ -214,16 +232,7 @@ impl Transcoder {
         body: &[u8],
     ) -> Result<BackendCall<'t>, Failure> {
         let route = self.route(pending.route)?;
-        let messages = self
-            .request_messages(
-                route,
-                &pending.bindings,
-                pending.query.as_deref(),
-                body,
-                pending.request_encoding,
-                pending.content_type.as_deref(),
-            )
-            .map_err(Failure::bad_request)?;
+        let messages = self.pending_messages(route, pending, body)?;
         let cluster = route.destination(pending.backend.as_deref());
         let mut metadata: Vec<(&str, &[u8])> = pending
             .metadata
