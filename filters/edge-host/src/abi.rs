@@ -392,6 +392,17 @@ fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
+/// The SDK's callout functions take the `upstream` as a `&str` but only pass its pointer and
+/// length to the host, and a serialized `GrpcService` is not UTF-8 once a length needs two
+/// varint bytes. The SDK's dispatcher must record the callout's token, so the call has to go
+/// through it rather than through a raw import.
+pub(crate) fn upstream_str(bytes: &[u8]) -> &str {
+    // SAFETY: a non-UTF-8 `str` is not immediate undefined behaviour (std's `str` docs); it only
+    // reaches `hostcalls::dispatch_grpc_call` / `open_grpc_stream` (proxy-wasm 0.2.5), which read
+    // nothing but `as_ptr()` and `len()`, and is dropped when the call returns.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,12 +31,12 @@ pub use upstream::check_clusters;
 pub struct WasmHost {
     metrics: RefCell<Metrics>,
     /// Encoding a cluster per call cost ~1.3k instructions on the transcoder's path.
-    upstreams: RefCell<HashMap<String, String>>,
+    upstreams: RefCell<HashMap<String, Vec<u8>>>,
 }
 
 impl WasmHost {
     /// The callout `upstream` argument for `cluster` (see [`upstream`]).
-    fn upstream(&self, cluster: &str) -> Result<String, HostError> {
+    fn upstream(&self, cluster: &str) -> Result<Vec<u8>, HostError> {
         let mut upstreams = self
             .upstreams
             .try_borrow_mut()
@@ -172,7 +172,7 @@ impl Host for WasmHost {
             return Err(HostError::BAD_ARGUMENT);
         };
         proxy_wasm::hostcalls::dispatch_grpc_call(
-            &upstream,
+            abi::upstream_str(&upstream),
             request.service,
             request.method,
             request.metadata,
@@ -184,7 +184,7 @@ impl Host for WasmHost {
     fn grpc_stream(&self, request: GrpcRequest<'_>) -> Result<u32, HostError> {
         let upstream = self.upstream(request.cluster)?;
         let token = proxy_wasm::hostcalls::open_grpc_stream(
-            &upstream,
+            abi::upstream_str(&upstream),
             request.service,
             request.method,
             request.metadata,

@@ -4,11 +4,43 @@
 //! the first Istio manifests had it, a JSON request answered by the transcoder never met RBAC —
 //! and every request, RBAC's denials included, gets a complete access-log line.
 
-use edge_e2e::{Edge, MOBILE_PHONE_ID};
+use edge_e2e::{Edge, Options, MOBILE_PHONE_ID};
 use platform_proto::catalog::{catalog_service_client::CatalogServiceClient, ListItemsRequest};
 use serde_json::Value;
 
 const BAD_BOT: &str = "BadBot/2.1";
+
+/// Kubernetes allows 63-character Service names and namespaces (edgectl gives each service its
+/// own namespace). Istio's cluster for such a service is 161 bytes: the filters' callouts name it
+/// in a serialized `GrpcService` whose lengths no longer fit one varint byte.
+#[tokio::test]
+async fn filters_reach_a_service_with_the_longest_name_kubernetes_allows() {
+    const LONG: &str = "authority-with-the-longest-service-name-that-kubernetes-allows1";
+    assert_eq!(LONG.len(), 63);
+    let edge = Edge::start_with(Options {
+        customize: Box::new(|config| {
+            let mut authority = config.services.remove("authority").expect("authority");
+            authority.binary = Some("authority".into());
+            config.services.insert(LONG.into(), authority);
+            config.auth["authority"]["cluster"] = LONG.into();
+        }),
+        ..Options::default()
+    })
+    .await;
+    // Started means the auth filter fetched its keys over a callout to that cluster (a bad token
+    // is a 401, not a 503); signing in is the transcoder's call to it; the token it returns is
+    // then accepted by those keys.
+    let token = edge.signin("goldie").await;
+    let listed = edge
+        .http
+        .post(edge.url("/catalog/items"))
+        .bearer_auth(&token)
+        .body(r#"{"title":"Long names","price":63}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200, "{}", listed.text().await.unwrap());
+}
 
 #[tokio::test]
 async fn mesh_policy_holds_for_json_and_grpc_clients_alike() {
