@@ -103,7 +103,11 @@ impl Exchange {
                                     .try_for_each(|name| host.remove_request_header(name))
                             });
                         if let Err(error) = rewritten {
-                            return self.fail(host, Failure::unreadable_body(&error.to_string()));
+                            let failure = Failure::host_refused(
+                                "rewrite the request's headers for the backend",
+                                &error.to_string(),
+                            );
+                            return self.fail(host, failure);
                         }
                     }
                     self.pending = Some(pending);
@@ -144,7 +148,9 @@ impl Exchange {
                     Ok(body) => body,
                     Err(error) => {
                         self.pending = None;
-                        return self.fail(host, Failure::unreadable_body(&error.to_string()));
+                        let failure =
+                            Failure::host_refused("read the request body", &error.to_string());
+                        return self.fail(host, failure);
                     }
                 };
                 let Some(pending) = self.pending.take() else {
@@ -453,7 +459,11 @@ impl Exchange {
             Err(failure) => return self.fail(host, failure),
         };
         if let Err(error) = host.replace_request_body(size, &frames::frame(&messages)) {
-            return self.fail(host, Failure::unreadable_body(&error.to_string()));
+            let failure = Failure::host_refused(
+                "replace the request body for the backend",
+                &error.to_string(),
+            );
+            return self.fail(host, failure);
         }
         self.live = Some(Live {
             framing,

@@ -31,6 +31,9 @@ pub enum FailureKind {
     BadResponse,
     /// A server stream outgrew what the transcoder holds (`max_stream_bytes`).
     StreamTooLarge,
+    /// Envoy refused a host call the transcoder needed (reading the body, rewriting the
+    /// request for the router): no fault of the client's.
+    HostRefused,
 }
 
 impl FailureKind {
@@ -46,6 +49,7 @@ impl FailureKind {
             FailureKind::BackendReset => "backend_reset",
             FailureKind::BadResponse => "bad_response",
             FailureKind::StreamTooLarge => "stream_too_large",
+            FailureKind::HostRefused => "host_refused",
         }
     }
 }
@@ -149,14 +153,11 @@ impl Failure {
         )
     }
 
-    /// Envoy would not hand over the request body.
-    pub fn unreadable_body(error: &str) -> Self {
+    /// Envoy refused a host call needed to `action` (e.g. "read the request body").
+    pub fn host_refused(action: &str, error: &str) -> Self {
         Self::local(
-            FailureKind::BadRequest,
-            LocalReply::error(
-                GrpcCode::Internal,
-                format!("cannot read request body: {error}"),
-            ),
+            FailureKind::HostRefused,
+            LocalReply::error(GrpcCode::Internal, format!("cannot {action}: {error}")),
         )
     }
 
@@ -407,6 +408,11 @@ mod tests {
             (Failure::body_too_large(10), 413, "body_too_large"),
             (Failure::backend_unreachable(), 503, "backend_unreachable"),
             (Failure::unknown_route(), 500, "bad_request"),
+            (
+                Failure::host_refused("read the request body", "BadArgument"),
+                500,
+                "host_refused",
+            ),
         ];
         for (failure, status, kind) in cases {
             assert_eq!(failure.reply.http_status, status, "{kind}");
