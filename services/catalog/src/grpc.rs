@@ -2,13 +2,15 @@
 //! and customer keep their gRPC code, so a missing item is NotFound all the way to the client.
 
 use platform_proto::catalog::{
-    catalog_service_server::CatalogService, CreateItemRequest, CreateItemResponse, GetItemRequest,
-    GetItemResponse, Item, ListItemsRequest, ListItemsResponse, PurchaseItemRequest,
-    PurchaseItemResponse, WatchItemsRequest,
+    catalog_service_server::CatalogService, CreateItemRequest, CreateItemResponse,
+    GetItemImageRequest, GetItemRequest, GetItemResponse, Item, ItemImage, ListItemsRequest,
+    ListItemsResponse, PurchaseItemRequest, PurchaseItemResponse, PutItemImageRequest,
+    WatchItemsRequest,
 };
 use platform_proto::customer::{
     customer_service_client::CustomerServiceClient, BatchGetCustomersRequest, GetCustomerRequest,
 };
+use platform_proto::google::api::HttpBody;
 use platform_proto::item::{self as item_api, item_service_client::ItemServiceClient};
 use service_kit::{traced, unreachable_is_unavailable, TracedChannel};
 use std::collections::HashMap;
@@ -261,6 +263,52 @@ impl CatalogService for CatalogApi {
         let name = self.customer_name(&item.customer_id).await?;
         Ok(Response::new(PurchaseItemResponse {
             item: Some(aggregate(item, name)),
+        }))
+    }
+
+    async fn put_item_image(
+        &self,
+        request: Request<PutItemImageRequest>,
+    ) -> Result<Response<ItemImage>, Status> {
+        let customer_id = caller(&request)?;
+        let request = request.into_inner();
+        let image = request.image.unwrap_or_default();
+        let kept = self
+            .items
+            .clone()
+            .put_item_image(item_api::PutItemImageRequest {
+                id: request.id,
+                customer_id,
+                content_type: image.content_type,
+                data: image.data,
+            })
+            .await
+            .map_err(unreachable_is_unavailable)?
+            .into_inner();
+        Ok(Response::new(ItemImage {
+            item_id: kept.item_id,
+            content_type: kept.content_type,
+            size: kept.size,
+        }))
+    }
+
+    async fn get_item_image(
+        &self,
+        request: Request<GetItemImageRequest>,
+    ) -> Result<Response<HttpBody>, Status> {
+        let image = self
+            .items
+            .clone()
+            .get_item_image(item_api::GetItemImageRequest {
+                id: request.into_inner().id,
+            })
+            .await
+            .map_err(unreachable_is_unavailable)?
+            .into_inner();
+        Ok(Response::new(HttpBody {
+            content_type: image.content_type,
+            data: image.data,
+            extensions: Vec::new(),
         }))
     }
 }

@@ -2,9 +2,10 @@
 
 use crate::store::{Cursor, Error, Item, ItemStore, Page};
 use platform_proto::item::{
-    item_service_server::ItemService, CreateItemRequest, CreateItemResponse, GetItemRequest,
-    GetItemResponse, Item as ItemMessage, ListItemsRequest, ListItemsResponse, PurchaseItemRequest,
-    PurchaseItemResponse, WatchItemsRequest,
+    item_service_server::ItemService, CreateItemRequest, CreateItemResponse, GetItemImageRequest,
+    GetItemImageResponse, GetItemRequest, GetItemResponse, Item as ItemMessage, ItemImage,
+    ListItemsRequest, ListItemsResponse, PurchaseItemRequest, PurchaseItemResponse,
+    PutItemImageRequest, WatchItemsRequest,
 };
 use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
@@ -30,6 +31,7 @@ fn to_status(error: Error) -> Status {
         Error::Invalid(why) => Status::invalid_argument(why),
         Error::NotFound => Status::not_found("item not found"),
         Error::FailedPrecondition(why) => Status::failed_precondition(why),
+        Error::PermissionDenied(why) => Status::permission_denied(why),
         Error::Database(e) => service_kit::database_status(&e),
     }
 }
@@ -135,6 +137,46 @@ impl ItemService for ItemApi {
             .map_err(to_status)?;
         Ok(Response::new(PurchaseItemResponse {
             item: Some(message(item)),
+        }))
+    }
+
+    async fn put_item_image(
+        &self,
+        request: Request<PutItemImageRequest>,
+    ) -> Result<Response<ItemImage>, Status> {
+        let request = request.into_inner();
+        let content_type = self
+            .store
+            .put_image(
+                &request.id,
+                &request.customer_id,
+                &request.content_type,
+                &request.data,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(ItemImage {
+            item_id: request.id,
+            content_type: content_type.to_string(),
+            size: i64::try_from(request.data.len()).unwrap_or(i64::MAX),
+        }))
+    }
+
+    async fn get_item_image(
+        &self,
+        request: Request<GetItemImageRequest>,
+    ) -> Result<Response<GetItemImageResponse>, Status> {
+        let image =
+            self.store
+                .image(&request.into_inner().id)
+                .await
+                .map_err(|error| match error {
+                    Error::NotFound => Status::not_found("item image not found"),
+                    other => to_status(other),
+                })?;
+        Ok(Response::new(GetItemImageResponse {
+            content_type: image.content_type,
+            data: image.data,
         }))
     }
 }

@@ -2,6 +2,7 @@
 //! `DATABASE_URL` (default `sqlite://.run/data/item.db`; `postgres://…` works too).
 
 mod grpc;
+mod image;
 mod store;
 
 use platform_proto::item::item_service_server::ItemServiceServer;

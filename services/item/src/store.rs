@@ -31,6 +31,16 @@ pub const MIGRATIONS: &[Migration] = &[
         // NULL while for sale.
         sql: "ALTER TABLE items ADD COLUMN buyer_id TEXT",
     },
+    Migration {
+        version: 4,
+        name: "items have an image",
+        // BYTEA is PostgreSQL's bytes; SQLite keeps a BLOB as it is whatever the column says.
+        sql: "CREATE TABLE item_images (
+                item_id TEXT PRIMARY KEY REFERENCES items (id),
+                content_type TEXT NOT NULL,
+                data BYTEA NOT NULL
+              )",
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +59,8 @@ pub enum Error {
     NotFound,
     /// The request is valid but the item's state refuses it (sold, or the buyer's own).
     FailedPrecondition(&'static str),
+    /// The caller may not do this to the item (not its seller).
+    PermissionDenied(&'static str),
     Database(sqlx::Error),
 }
 
@@ -228,6 +240,72 @@ impl ItemStore {
     }
 }
 
+/// An item's image: its media type and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+impl ItemStore {
+    /// Sets (or replaces) the image of `id`, if `customer_id` is its seller; returns once it is
+    /// committed, with the media type kept.
+    pub async fn put_image(
+        &self,
+        id: &str,
+        customer_id: &str,
+        content_type: &str,
+        data: &[u8],
+    ) -> Result<&'static str, Error> {
+        let content_type = crate::image::check(content_type, data)?;
+        let mut tx = self
+            .database
+            .writes()
+            .begin()
+            .await
+            .map_err(Error::Database)?;
+        let seller: Option<(String,)> =
+            sqlx::query_as("SELECT customer_id FROM items WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::Database)?;
+        match seller {
+            None => return Err(Error::NotFound),
+            Some((seller,)) if seller != customer_id => {
+                return Err(Error::PermissionDenied(
+                    "only the item's seller can change its image",
+                ))
+            }
+            Some(_) => {}
+        }
+        sqlx::query(
+            "INSERT INTO item_images (item_id, content_type, data) VALUES ($1, $2, $3)
+             ON CONFLICT (item_id) DO UPDATE SET content_type = excluded.content_type, data = excluded.data",
+        )
+        .bind(id)
+        .bind(content_type)
+        .bind(data)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::Database)?;
+        tx.commit().await.map_err(Error::Database)?;
+        Ok(content_type)
+    }
+
+    /// The image of `id`: `NotFound` for an item without one, or no such item.
+    pub async fn image(&self, id: &str) -> Result<Image, Error> {
+        let row: Option<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT content_type, data FROM item_images WHERE item_id = $1")
+                .bind(id)
+                .fetch_optional(self.database.reads())
+                .await
+                .map_err(Error::Database)?;
+        row.map(|(content_type, data)| Image { content_type, data })
+            .ok_or(Error::NotFound)
+    }
+}
+
 /// Where a page starts: after this item (the list's order is `created_at`, then `id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
@@ -375,6 +453,49 @@ mod tests {
             Err(Error::Invalid(_))
         ));
         assert!(matches!(store.get("missing").await, Err(Error::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn only_the_seller_sets_an_image_and_it_reads_back_as_it_was() {
+        let store = store().await;
+        let item = store.create("seller", "Camera", 5000).await.unwrap();
+        assert!(matches!(store.image(&item.id).await, Err(Error::NotFound)));
+        let png = b"\x89PNG\r\n\x1a\n\x00\xff".to_vec();
+        assert_eq!(
+            store
+                .put_image(&item.id, "seller", "image/PNG", &png)
+                .await
+                .unwrap(),
+            "image/png"
+        );
+        let image = store.image(&item.id).await.unwrap();
+        assert_eq!(
+            (image.content_type.as_str(), image.data),
+            ("image/png", png)
+        );
+        let gif = b"GIF89a\x01\x00".to_vec();
+        store
+            .put_image(&item.id, "seller", "image/gif", &gif)
+            .await
+            .unwrap();
+        assert_eq!(store.image(&item.id).await.unwrap().data, gif, "replaced");
+        assert!(matches!(
+            store
+                .put_image(&item.id, "someone", "image/gif", &gif)
+                .await,
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            store
+                .put_image("missing", "seller", "image/gif", &gif)
+                .await,
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            store.put_image(&item.id, "seller", "image/png", &gif).await,
+            Err(Error::Invalid("the body is not a PNG image"))
+        ));
+        assert_eq!(store.image(&item.id).await.unwrap().data, gif, "kept");
     }
 
     #[tokio::test]

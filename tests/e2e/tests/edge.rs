@@ -598,3 +598,144 @@ async fn watchers_see_new_listings_with_their_owners() {
         "an SSE comment"
     );
 }
+
+/// A 1×1 PNG, as README's walkthrough writes it.
+const PHOTO_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+
+/// An item's image (google.api.HttpBody both ways): the seller PUTs the bytes with their type,
+/// anyone GETs them back as they were, from disk; what is not an image of its type, not the
+/// seller's, or too large is refused with the reason.
+#[tokio::test]
+async fn item_images_are_raw_bytes_both_ways() {
+    use base64::Engine;
+    use platform_proto::catalog::GetItemImageRequest;
+    let mut edge = Edge::start().await;
+    let seller = edge.signin("goldie").await;
+    let (_, other) = edge.signup("not-the-seller").await;
+    let (_, created) = edge.create_item(&seller, "Camera", 5000).await;
+    let item = created["item"]["id"].as_str().expect("an id").to_string();
+    let image_url = edge.url(&format!("/catalog/items/{item}/image"));
+    let photo = base64::engine::general_purpose::STANDARD
+        .decode(PHOTO_PNG_BASE64)
+        .expect("base64");
+    let http = edge.http.clone();
+    let put = |token: Option<&str>, content_type: &str, body: Vec<u8>| {
+        let request = http
+            .put(&image_url)
+            .header("content-type", content_type)
+            .body(body);
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+        .send()
+    };
+
+    let (status, kept) = json_of(
+        put(Some(&seller), "image/png", photo.clone())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{kept}");
+    assert_eq!(
+        kept,
+        json!({"item_id": item, "content_type": "image/png", "size": photo.len().to_string()})
+    );
+    let read_back = |edge: &Edge| {
+        let request = edge.http.get(&image_url);
+        async move {
+            let response = request.send().await.expect("GET image");
+            let status = response.status().as_u16();
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            (
+                status,
+                content_type,
+                response.bytes().await.unwrap().to_vec(),
+            )
+        }
+    };
+    assert_eq!(
+        read_back(&edge).await,
+        (200, "image/png".to_string(), photo.clone())
+    );
+
+    // Acknowledged means on disk: the item service restarted still has it.
+    edge.kill_service("item");
+    edge.restart_service("item");
+    assert_eq!(
+        read_back(&edge).await,
+        (200, "image/png".to_string(), photo.clone())
+    );
+
+    let refusals = [
+        (
+            put(Some(&other), "image/png", photo.clone()).await,
+            403,
+            "only the item's seller can change its image",
+        ),
+        (
+            put(None, "image/png", photo.clone()).await,
+            401,
+            "a bearer token is required",
+        ),
+        (
+            put(Some(&seller), "text/plain", b"hello".to_vec()).await,
+            400,
+            "the image's content type must be image/png, image/jpeg, image/gif or image/webp",
+        ),
+        (
+            put(Some(&seller), "image/png", b"not a png".to_vec()).await,
+            400,
+            "the body is not a PNG image",
+        ),
+        (
+            put(Some(&seller), "image/png", vec![0; 70_000]).await,
+            413,
+            "request body exceeds 65536 bytes",
+        ),
+    ];
+    for (response, status, message) in refusals {
+        let (got, body) = json_of(response.unwrap()).await;
+        assert_eq!(
+            (got, body["message"].as_str()),
+            (status, Some(message)),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        read_back(&edge).await.2,
+        photo,
+        "a refused PUT leaves the image as it was"
+    );
+
+    let (status, body) = json_of(
+        edge.http
+            .get(edge.url(&format!("/catalog/items/{MOBILE_PHONE_ID}/image")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (404, json!({"code": 5, "message": "item image not found"}))
+    );
+
+    // gRPC clients get the HttpBody message itself.
+    let mut grpc = CatalogServiceClient::connect(edge.base_url.clone())
+        .await
+        .expect("connect via Envoy");
+    let body = grpc
+        .get_item_image(GetItemImageRequest { id: item })
+        .await
+        .expect("GetItemImage via Envoy")
+        .into_inner();
+    assert_eq!(
+        (body.content_type.as_str(), body.data),
+        ("image/png", photo)
+    );
+}

@@ -49,6 +49,32 @@ async fn data_services_run_on_postgresql() {
         ),
         "Elephant|4200\n"
     );
+    // An image is bytes (BYTEA), kept as they came.
+    let gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff".to_vec();
+    let put = edge
+        .http
+        .put(edge.url(&format!("/catalog/items/{id}/image")))
+        .bearer_auth(&token)
+        .header("content-type", "image/gif")
+        .body(gif.clone())
+        .send()
+        .await
+        .expect("PUT image");
+    assert_eq!(
+        put.status(),
+        200,
+        "{}",
+        put.text().await.unwrap_or_default()
+    );
+    assert_eq!(
+        postgres.query(
+            "item",
+            &format!(
+                "SELECT content_type, encode(data, 'hex') FROM item_images WHERE item_id = '{id}'"
+            )
+        ),
+        format!("image/gif|{}\n", hex(&gif))
+    );
 
     // SIGKILL: what was acknowledged is in PostgreSQL, and the service comes back to it.
     edge.kill_service("item");
@@ -73,6 +99,18 @@ async fn data_services_run_on_postgresql() {
         titles.contains(&"Mobile Phone"),
         "seed items too: {titles:?}"
     );
+    let image = edge
+        .http
+        .get(edge.url(&format!("/catalog/items/{id}/image")))
+        .send()
+        .await
+        .expect("GET image");
+    assert_eq!(image.headers()["content-type"], "image/gif");
+    assert_eq!(image.bytes().await.expect("bytes").to_vec(), gif);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[tokio::test]
