@@ -11,12 +11,14 @@ BIN_DIR := $(CURDIR)/target/debug
 ISTIO_DIR := $(CURDIR)/target/tools/istio-eed52ebb66ad
 ISTIOD_BIN := $(ISTIO_DIR)/pilot-discovery
 ISTIOCTL := $(ISTIO_DIR)/istioctl
+# openapi-spec-validator and schemathesis (PyPI), in their own virtualenv.
+OPENAPI_TOOLS := $(CURDIR)/target/tools/openapi
 export ENVOY_BIN
 export ISTIOD_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run mesh test build wasm services toolchain envoy istiod config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
+.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -57,11 +59,14 @@ profile: envoy wasm ## Where the time goes: perf on Envoy (bench/PROFILE.md), En
 
 # `make test` runs each property 256 times; this runs them far longer (FUZZ_CASES each).
 FUZZ_CASES ?= 200000
-fuzz: ## The property tests with many more cases: transcoder (path matcher, request building), auth (tokens, headers, the policy matcher against a naive model), path grammar (its regex), access log (JSON escaping).
+SCHEMATHESIS_EXAMPLES ?= 1000
+fuzz: envoy wasm services openapi-tools ## The property tests with many more cases: transcoder (path matcher, request building), auth (tokens, headers, the policy matcher against a naive model), path grammar (its regex), access log (JSON escaping).
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --locked -p edge-transcoder -p edge-auth -p edge-core -p edge-access-log --test properties
+	# schemathesis against the edge, driven by the document it serves, with many more examples.
+	EDGE_SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) cargo test --locked -p edge-e2e --test openapi -- --nocapture
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
-build: envoy istiod wasm services postgres prometheus
+build: envoy istiod wasm services postgres prometheus openapi-tools
 
 postgres: ## Debian's PostgreSQL server, for the end-to-end test on PostgreSQL (not started).
 	./services/install-postgres.sh
@@ -77,6 +82,12 @@ toolchain:
 	./filters/install-wasm-toolchain.sh
 
 envoy: $(ENVOY_BIN)
+
+openapi-tools: $(OPENAPI_TOOLS)/bin/schemathesis
+
+$(OPENAPI_TOOLS)/bin/schemathesis:
+	rm -rf $(OPENAPI_TOOLS) && python3 -m venv $(OPENAPI_TOOLS)
+	$(OPENAPI_TOOLS)/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator==0.9.0 schemathesis==4.32.5
 
 $(ENVOY_BIN):
 	./envoy/install-envoy.sh >/dev/null

@@ -7,6 +7,13 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/platform_descriptor.bin"));
 
+/// [`FILE_DESCRIPTOR_SET`] with the protos' comments (source info): what the API description
+/// (`edgectl openapi`) is rendered from.
+pub const DOCUMENTED_FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/platform_descriptor_documented.bin"
+));
+
 pub mod acl {
     include!(concat!(env!("OUT_DIR"), "/acl.rs"));
 }

@@ -22,6 +22,7 @@ mod live;
 mod local;
 mod mesh;
 mod native;
+mod openapi;
 mod ratelimit;
 mod rbac;
 mod slo;
@@ -41,6 +42,7 @@ pub use local::{
     wasm_filter,
 };
 pub use mesh::{chain, ChainFeatures, Filter, Patch, Plugin, Slot, FILTERS};
+pub use openapi::OpenApiSettings;
 pub use ratelimit::{local_reply_config, rate_limit_filters, RateLimit};
 pub use rbac::rbac_filter;
 pub use slo::{record_name, rule_groups, Slo};

@@ -9,6 +9,8 @@
 //! (default `.run/mesh`): istiod's files (`istio/base` with the local overlay), its mesh
 //! configuration, and Envoy's bootstrap.
 //! `edgectl istiod PILOT_DISCOVERY DIR`: runs istiod on what `edgectl mesh` wrote to DIR.
+//! `edgectl openapi [EDGE_JSON]`: prints the OpenAPI 3.1 document the edge serves at
+//! `transcoder.openapi.path`.
 //! `edgectl policy apply [EDGE_JSON]`: pushes the filters' configuration (policy included) to
 //! the running local Envoy, through the ECDS files it watches in .run/xds, and waits until
 //! Envoy has taken it (or says it refused it); nothing restarts.
@@ -47,6 +49,16 @@ fn run(args: &[String]) -> Result<(), String> {
         if let Some(tracing) = &config.tracing {
             println!("OTEL_EXPORTER_OTLP_ENDPOINT=http://{}", tracing.collector);
         }
+        return Ok(());
+    }
+    if command == "openapi" {
+        let source = args.get(1).map_or("envoy/edge.json", String::as_str);
+        let config = EdgeConfig::load(Path::new(source))?;
+        let document = config.openapi().map_err(|e| format!("{source}: {e}"))?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&document).map_err(|e| e.to_string())?
+        );
         return Ok(());
     }
     if command == "policy" {

@@ -22,6 +22,16 @@ enum Segment {
     Rest,
 }
 
+impl Segment {
+    fn as_pattern(&self) -> &str {
+        match self {
+            Segment::Literal(literal) => literal,
+            Segment::One => "*",
+            Segment::Rest => "**",
+        }
+    }
+}
+
 /// A variable and the segments it captures (`end` is `None` when it runs to a trailing `**`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Variable {
@@ -147,17 +157,69 @@ impl PathTemplate {
         let mut shape = String::new();
         for segment in &self.segments {
             shape.push('/');
-            shape.push_str(match segment {
-                Segment::Literal(literal) => literal,
-                Segment::One => "*",
-                Segment::Rest => "**",
-            });
+            shape.push_str(segment.as_pattern());
         }
         if let Some(verb) = &self.verb {
             shape.push(':');
             shape.push_str(verb);
         }
         shape
+    }
+
+    /// The template as OpenAPI writes paths: each variable as `{field_path}`, with what it
+    /// captures when that is not exactly one segment (`shelves/*/books/*`, `**`), which
+    /// OpenAPI's path parameters cannot say.
+    pub fn named_variables(&self) -> (String, Vec<(String, Option<String>)>) {
+        let mut path = String::new();
+        let mut variables = Vec::new();
+        let mut index = 0;
+        while index < self.segments.len() {
+            path.push('/');
+            match self.variables.iter().find(|v| v.start == index) {
+                Some(variable) => {
+                    let end = variable.end.unwrap_or(self.segments.len());
+                    path.push('{');
+                    path.push_str(&variable.field_path);
+                    path.push('}');
+                    let captures = &self.segments[index..end];
+                    let pattern = (captures != [Segment::One]).then(|| {
+                        captures
+                            .iter()
+                            .map(Segment::as_pattern)
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    });
+                    variables.push((variable.field_path.clone(), pattern));
+                    index = end;
+                }
+                None => {
+                    path.push_str(self.segments[index].as_pattern());
+                    index += 1;
+                }
+            }
+        }
+        if let Some(verb) = &self.verb {
+            path.push(':');
+            path.push_str(verb);
+        }
+        (path, variables)
+    }
+
+    /// A path this template matches, `value` standing for each `*` and `**`.
+    pub fn sample(&self, value: &str) -> String {
+        let mut path = String::new();
+        for segment in &self.segments {
+            path.push('/');
+            path.push_str(match segment {
+                Segment::Literal(literal) => literal,
+                Segment::One | Segment::Rest => value,
+            });
+        }
+        if let Some(verb) = &self.verb {
+            path.push(':');
+            path.push_str(verb);
+        }
+        path
     }
 
     /// The same match as [`is_match`](Self::is_match) as an RE2 regular expression over a whole
@@ -442,5 +504,35 @@ mod tests {
             variable.is_match("/catalog/items/42:watch"),
             "why the verb goes first"
         );
+    }
+
+    #[test]
+    fn names_variables_as_openapi_paths_do() {
+        let template = PathTemplate::parse("/v1/{name=shelves/*/books/*}:read").unwrap();
+        assert_eq!(
+            template.named_variables(),
+            (
+                "/v1/{name}:read".to_string(),
+                vec![("name".to_string(), Some("shelves/*/books/*".to_string()))]
+            )
+        );
+        assert_eq!(template.sample("x"), "/v1/shelves/x/books/x:read");
+        let template = PathTemplate::parse("/catalog/items/{id}/image").unwrap();
+        assert_eq!(
+            template.named_variables(),
+            (
+                "/catalog/items/{id}/image".to_string(),
+                vec![("id".to_string(), None)]
+            )
+        );
+        let template = PathTemplate::parse("/files/{a.path=**}").unwrap();
+        assert_eq!(
+            template.named_variables(),
+            (
+                "/files/{a.path}".to_string(),
+                vec![("a.path".to_string(), Some("**".to_string()))]
+            )
+        );
+        assert!(template.is_match(&template.sample("x")));
     }
 }

@@ -53,6 +53,19 @@ pub struct TranscoderConfig {
     pub rollouts: BTreeMap<String, String>,
     #[serde(default = "default_backend_header")]
     pub backend_header: String,
+    /// The API's description, served to `GET path` (`edgectl` renders the document from the
+    /// same bindings and the auth policy, so a policy change changes it too).
+    #[serde(default)]
+    pub openapi: Option<ApiDescription>,
+}
+
+/// A document served as it is, `application/json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiDescription {
+    pub path: String,
+    #[serde(default)]
+    pub document: String,
 }
 
 /// How responses are rendered (the names of Envoy's `print_options`).

@@ -74,6 +74,15 @@ impl Exchange {
         let headers = host.request_headers().unwrap_or_default();
         match transcoder.plan_headers(&headers, end_of_stream) {
             HeadersPlan::PassThrough => Flow::Continue,
+            HeadersPlan::Describe(document) => {
+                if let Err(error) =
+                    host.send_response(200, "application/json", document.as_bytes(), &[])
+                {
+                    host.log(Level::Error, &format!("cannot send response: {error}"));
+                    host.reset_request();
+                }
+                Flow::Pause
+            }
             HeadersPlan::Refuse { route, failure } => {
                 if let Some(route) = route {
                     self.note.route(route);

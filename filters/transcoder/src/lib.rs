@@ -15,7 +15,7 @@ mod request;
 pub mod stream;
 
 use base64::Engine;
-pub use config::{PrintOptions, TranscoderConfig};
+pub use config::{ApiDescription, PrintOptions, TranscoderConfig};
 use edge_core::{Client, GrpcCode, PathTemplate, RouteError, RouteMatch, Status};
 pub use exchange::{Exchange, ResponseFlow};
 use message::JsonInput;
@@ -135,6 +135,16 @@ impl Route {
             (Some(cluster), Some(chosen)) if chosen == cluster => cluster,
             _ => &self.cluster,
         }
+    }
+
+    /// The method's request message.
+    pub fn input(&self) -> &MessageDescriptor {
+        &self.input
+    }
+
+    /// The method's response message.
+    pub fn output(&self) -> &MessageDescriptor {
+        &self.output
     }
 
     /// `/package.Service/Method`, the gRPC path (for logs).

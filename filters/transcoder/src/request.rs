@@ -39,6 +39,8 @@ pub struct Pending {
 pub enum HeadersPlan<'t> {
     /// gRPC clients (and CORS preflights, when configured) go on to the router untouched.
     PassThrough,
+    /// `GET` of the API description's path: answer with the document.
+    Describe(&'t str),
     /// Answer with the failure; `route` is the route the request matched, if it did.
     Refuse {
         route: Option<&'t Route>,
@@ -94,6 +96,12 @@ impl Transcoder {
             return HeadersPlan::PassThrough;
         }
         let path = headers.get(":path").unwrap_or_default();
+        if let Some(description) = &self.config.openapi {
+            let without_query = path.split_once('?').map_or(path, |(path, _)| path);
+            if method == "GET" && without_query == description.path {
+                return HeadersPlan::Describe(&description.document);
+            }
+        }
         let (route, index, bindings) = match self.lookup(method, path) {
             crate::Lookup::Matched {
                 route,
@@ -416,6 +424,19 @@ mod tests {
         assert!(matches!(
             t.plan_headers(&grpc, false),
             HeadersPlan::PassThrough
+        ));
+        let described = transcoder(serde_json::json!({
+            "openapi": {"path": "/openapi.json", "document": "{}"}
+        }));
+        let get = headers(&[(":method", "GET"), (":path", "/openapi.json?x=1")]);
+        assert!(matches!(
+            described.plan_headers(&get, true),
+            HeadersPlan::Describe("{}")
+        ));
+        let post = headers(&[(":method", "POST"), (":path", "/openapi.json")]);
+        assert!(matches!(
+            described.plan_headers(&post, true),
+            HeadersPlan::Refuse { .. }
         ));
         let nowhere = headers(&[(":method", "GET"), (":path", "/nowhere")]);
         match t.plan_headers(&nowhere, true) {

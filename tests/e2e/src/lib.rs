@@ -52,6 +52,16 @@ fn from_env_or(variable: &str, default: PathBuf) -> PathBuf {
     std::env::var_os(variable).map_or(default, PathBuf::from)
 }
 
+/// A tool of the OpenAPI checks (`openapi-spec-validator`, `schemathesis`), from the virtualenv
+/// `make test` installs (`EDGE_OPENAPI_TOOLS` names another `bin` directory).
+pub fn openapi_tool(name: &str) -> PathBuf {
+    let bin = from_env_or(
+        "EDGE_OPENAPI_TOOLS",
+        workspace_root().join("target/tools/openapi/bin"),
+    );
+    require(&bin.join(name), name)
+}
+
 fn require(path: &Path, what: &str) -> PathBuf {
     assert!(
         path.exists(),

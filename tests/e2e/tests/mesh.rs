@@ -58,6 +58,18 @@ async fn mesh_policy_holds_for_json_and_grpc_clients_alike() {
     };
     let allowed = get("curl/8", "mesh-get-ok").send().await.unwrap();
     assert_eq!(allowed.status(), 200);
+    // The API description is served through the gateway as configured, too.
+    let description: Value = edge
+        .http
+        .get(edge.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(description["openapi"], "3.1.0");
+    assert!(description["paths"]["/catalog/items"]["get"].is_object());
     let denied = get(BAD_BOT, "mesh-get-bot").send().await.unwrap();
     assert_eq!(denied.status(), 403);
     assert_eq!(denied.text().await.unwrap(), "RBAC: access denied");

@@ -36,11 +36,59 @@ impl EdgeConfig {
         let transcoder = self.transcoder_config(&cluster_name)?;
         let auth = self.auth_config(&cluster_name, &transcoder)?;
         let access_log = self.access_log_config(&cluster_name)?;
+        let mut transcoder_config = transcoder.config;
+        if let Some(document) = self.api_description(&transcoder.described, &auth)? {
+            transcoder_config["openapi"] = document;
+        }
         Ok(FilterConfigs {
             auth,
-            transcoder: transcoder.config,
+            transcoder: transcoder_config,
             access_log,
         })
+    }
+
+    /// The OpenAPI document the edge serves (`edgectl openapi`).
+    pub fn openapi(&self) -> Result<Value, String> {
+        let configs = self.filter_configs(str::to_string)?;
+        let document = configs
+            .transcoder
+            .pointer("/openapi/document")
+            .and_then(Value::as_str)
+            .ok_or("transcoder.openapi is not set: the edge describes no API")?;
+        serde_json::from_str(document).map_err(|e| e.to_string())
+    }
+
+    /// The OpenAPI document (see [`crate::openapi`]) as the transcoder serves it: `{path,
+    /// document}`, the document a string; `None` without `transcoder.openapi`.
+    fn api_description(
+        &self,
+        described: &Option<(crate::OpenApiSettings, edge_transcoder::Transcoder)>,
+        auth: &Value,
+    ) -> Result<Option<Value>, String> {
+        let Some((settings, transcoder)) = described else {
+            return Ok(None);
+        };
+        let document = self.openapi_document(settings, transcoder, auth)?;
+        Ok(Some(serde_json::json!({
+            "path": settings.path,
+            "document": document.to_string(),
+        })))
+    }
+
+    /// The OpenAPI document of `transcoder`'s routes under the auth configuration `auth`.
+    pub(crate) fn openapi_document(
+        &self,
+        settings: &crate::OpenApiSettings,
+        transcoder: &edge_transcoder::Transcoder,
+        auth: &Value,
+    ) -> Result<Value, String> {
+        let auth = edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;
+        let policies = crate::openapi::Policies {
+            auth: &auth,
+            rate_limits: &self.rate_limits,
+            authorization: !self.authorization.is_empty(),
+        };
+        Ok(crate::openapi::document(settings, transcoder, &policies))
     }
 
     /// The cluster of the service `field` names, which must be one of `services`.

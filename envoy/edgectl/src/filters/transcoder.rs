@@ -1,7 +1,7 @@
 //! The transcoder's configuration: edge.json's settings plus the descriptor set, the public
 //! services and the rollouts' new deployments.
 
-use crate::EdgeConfig;
+use crate::{EdgeConfig, OpenApiSettings};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
@@ -10,6 +10,9 @@ pub(super) struct Transcoder {
     pub config: Value,
     /// (method, path template, gRPC service) of every route.
     pub served: Vec<(String, String, String)>,
+    /// `openapi` in edge.json, and the route table built from the descriptor set with its
+    /// comments, to describe the API with.
+    pub described: Option<(OpenApiSettings, edge_transcoder::Transcoder)>,
 }
 
 impl EdgeConfig {
@@ -18,10 +21,22 @@ impl EdgeConfig {
         cluster_name: &impl Fn(&str) -> String,
     ) -> Result<Transcoder, String> {
         let mut transcoder = self.transcoder.clone();
-        let descriptor_set = match transcoder.remove("descriptor_set_file") {
-            None => platform_proto::FILE_DESCRIPTOR_SET.to_vec(),
-            Some(Value::String(path)) => std::fs::read(&path)
-                .map_err(|e| format!("transcoder.descriptor_set_file {path}: {e}"))?,
+        let openapi: Option<OpenApiSettings> = transcoder
+            .remove("openapi")
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| format!("transcoder.openapi: {e}"))?;
+        // (for the filter, for the description): a set of the user's serves both.
+        let (descriptor_set, documented) = match transcoder.remove("descriptor_set_file") {
+            None => (
+                platform_proto::FILE_DESCRIPTOR_SET.to_vec(),
+                platform_proto::DOCUMENTED_FILE_DESCRIPTOR_SET.to_vec(),
+            ),
+            Some(Value::String(path)) => {
+                let set = std::fs::read(&path)
+                    .map_err(|e| format!("transcoder.descriptor_set_file {path}: {e}"))?;
+                (set.clone(), set)
+            }
             Some(other) => {
                 return Err(format!(
                     "transcoder.descriptor_set_file must be a path, not {other}"
@@ -55,6 +70,15 @@ impl EdgeConfig {
         let config = Value::Object(transcoder);
         let parsed: edge_transcoder::TranscoderConfig =
             serde_json::from_value(config.clone()).map_err(|e| format!("transcoder: {e}"))?;
+        let described = match openapi {
+            Some(settings) => {
+                let mut with_comments = parsed.clone();
+                with_comments.descriptor_set =
+                    base64::engine::general_purpose::STANDARD.encode(documented);
+                Some((settings, edge_transcoder::Transcoder::new(with_comments)?))
+            }
+            None => None,
+        };
         let built = edge_transcoder::Transcoder::new(parsed)?;
         // What the filter checks when Envoy configures it: every cluster must fit the gRPC
         // callout's encoding.
@@ -62,6 +86,7 @@ impl EdgeConfig {
         Ok(Transcoder {
             config,
             served: built.served_routes(),
+            described,
         })
     }
 }
