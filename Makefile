@@ -13,17 +13,19 @@ ISTIOD_BIN := $(ISTIO_DIR)/pilot-discovery
 ISTIOCTL := $(ISTIO_DIR)/istioctl
 # openapi-spec-validator and schemathesis (PyPI), in their own virtualenv.
 OPENAPI_TOOLS := $(CURDIR)/target/tools/openapi
+# The API docs page (Swagger UI from npm) and playwright-core, which tests it in Chromium.
+API_DOCS := $(CURDIR)/target/tools/api-docs
 export ENVOY_BIN
 export ISTIOD_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
+.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools api-docs chromium config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-run: envoy wasm services config ## Start the services and Envoy on localhost:8080; Ctrl-C stops them.
+run: envoy wasm services config api-docs ## Start the services and Envoy on localhost:8080; Ctrl-C stops them.
 	./envoy/run-local.sh
 
 mesh: envoy istiod wasm services ## As make run, but Envoy is Istio's ingress gateway, configured by a local istiod from istio/.
@@ -66,7 +68,7 @@ fuzz: envoy wasm services openapi-tools ## The property tests with many more cas
 	EDGE_SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) cargo test --locked -p edge-e2e --test openapi -- --nocapture
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
-build: envoy istiod wasm services postgres prometheus openapi-tools
+build: envoy istiod wasm services postgres prometheus openapi-tools api-docs chromium
 
 postgres: ## Debian's PostgreSQL server, for the end-to-end test on PostgreSQL (not started).
 	./services/install-postgres.sh
@@ -84,6 +86,16 @@ toolchain:
 envoy: $(ENVOY_BIN)
 
 openapi-tools: $(OPENAPI_TOOLS)/bin/schemathesis
+
+api-docs: $(API_DOCS)/site/index.html
+
+$(API_DOCS)/site/index.html: docs/api/index.html
+	@test -f $(API_DOCS)/node_modules/swagger-ui-dist/package.json -a -f $(API_DOCS)/node_modules/playwright-core/package.json || npm install --silent --no-audit --no-fund --ignore-scripts --prefix $(API_DOCS) swagger-ui-dist@5.35.0 playwright-core@1.64.1
+	mkdir -p $(API_DOCS)/site
+	cp $(API_DOCS)/node_modules/swagger-ui-dist/swagger-ui-bundle.js $(API_DOCS)/node_modules/swagger-ui-dist/swagger-ui.css docs/api/index.html $(API_DOCS)/site/
+
+chromium:
+	./tests/openapi/install-chromium.sh
 
 $(OPENAPI_TOOLS)/bin/schemathesis:
 	rm -rf $(OPENAPI_TOOLS) && python3 -m venv $(OPENAPI_TOOLS)

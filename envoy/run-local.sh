@@ -15,11 +15,12 @@ mkdir -p .run/data
 supervisors=()
 envoy_pid=
 istiod_pid=
+docs_pid=
 stop() {
   trap - INT TERM EXIT
   echo
   echo "stopping..."
-  for pid in "${supervisors[@]}" $envoy_pid $istiod_pid; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${supervisors[@]}" $envoy_pid $istiod_pid $docs_pid; do kill -TERM "$pid" 2>/dev/null; done
   wait 2>/dev/null
 }
 trap 'stop; exit 0' INT TERM
@@ -96,8 +97,14 @@ for _ in $(seq 1 100); do
 done
 [[ ${code:-} == 401 ]] || { echo "the edge did not become ready; see .run/envoy.log"; exit 1; }
 
+# The API docs page (`make api-docs`): Swagger UI over the edge's /openapi.json, on a static
+# server of its own (its origin is in edge.json's cors).
+python3 -m http.server 8081 --bind 127.0.0.1 --directory target/tools/api-docs/site > .run/api-docs.log 2>&1 &
+docs_pid=$!
+
 echo
 echo "The edge is up at http://localhost:8080 (Envoy admin: http://localhost:9901)."
+echo "API docs: http://localhost:8081 (the edge's description: http://localhost:8080/openapi.json)."
 heading="## Walkthrough"
 if [[ ${EDGE_MESH:-} == istiod ]]; then
   echo "Envoy is Istio's ingress gateway here, configured by istiod from .run/mesh/istio."

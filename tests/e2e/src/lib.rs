@@ -52,6 +52,14 @@ fn from_env_or(variable: &str, default: PathBuf) -> PathBuf {
     std::env::var_os(variable).map_or(default, PathBuf::from)
 }
 
+/// The API docs page as `make api-docs` builds it (Swagger UI), and playwright-core beside it.
+pub fn api_docs_dir() -> PathBuf {
+    require(
+        &workspace_root().join("target/tools/api-docs"),
+        "the API docs page",
+    )
+}
+
 /// A tool of the OpenAPI checks (`openapi-spec-validator`, `schemathesis`), from the virtualenv
 /// `make test` installs (`EDGE_OPENAPI_TOOLS` names another `bin` directory).
 pub fn openapi_tool(name: &str) -> PathBuf {

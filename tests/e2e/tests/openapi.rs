@@ -3,9 +3,10 @@
 //! changes it, nothing restarts), and true to the edge's answers by schemathesis, driven by it
 //! against the real chain (every operation but the long-lived watch, a bounded number of
 //! examples: no 5xx, every status, content type, header and body as documented, no documented
-//! route refused as unrouted).
+//! route refused as unrouted). And the docs page (Swagger UI over that document), loaded in
+//! headless Chromium: it lists every operation.
 
-use edge_e2e::{edge_json, openapi_tool, workspace_root, Edge, Options};
+use edge_e2e::{api_docs_dir, edge_json, free_port, openapi_tool, workspace_root, Edge, Options};
 use serde_json::Value;
 use std::process::Command;
 
@@ -142,4 +143,109 @@ async fn the_served_description_is_valid_follows_live_policy_and_holds_under_sch
         "schemathesis found failures:\n{output}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+/// Stops the docs page's static server when the test ends, however it ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_docs_page_lists_every_operation_in_chromium() {
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let page_origin = origin.clone();
+    let edge = Edge::start_with(Options {
+        // The page's origin may read the edge's description (make run's is localhost:8081).
+        customize: Box::new(move |config| {
+            if let Some(cors) = config.cors.as_mut() {
+                cors.allow_origins.push(page_origin);
+            }
+        }),
+        ..Options::default()
+    })
+    .await;
+    let docs = api_docs_dir();
+    let _server = Server(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(docs.join("site"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server"),
+    );
+    let mut up = false;
+    for _ in 0..100 {
+        if edge.http.get(format!("{origin}/")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the docs page's server did not start");
+
+    let screenshot = std::env::var("EDGE_DOCS_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| edge.dir.join("docs.png"));
+    let page = format!("{origin}/?url={}", edge.url("/openapi.json"));
+    let run = Command::new("node")
+        .arg(workspace_root().join("tests/openapi/docs-page.cjs"))
+        .arg(&page)
+        .arg(&screenshot)
+        .env("NODE_PATH", docs.join("node_modules"))
+        .output()
+        .expect("run node");
+    assert!(
+        run.status.success(),
+        "the docs page in Chromium: {}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&run.stdout).expect("the page's JSON report");
+    assert_eq!(seen["errors"], serde_json::json!([]), "script errors");
+    assert!(
+        seen["title"]
+            .as_str()
+            .is_some_and(|title| title.contains("Marketplace API")),
+        "{seen}"
+    );
+    let mut listed: Vec<String> = seen["operations"]
+        .as_array()
+        .expect("operations")
+        .iter()
+        .map(|operation| operation.as_str().unwrap_or_default().to_string())
+        .collect();
+    listed.sort();
+    let document = edge_json().openapi().expect("edgectl openapi");
+    let mut documented: Vec<String> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations
+                .as_object()
+                .expect("operations")
+                .keys()
+                .map(move |method| format!("{} {path}", method.to_uppercase()))
+        })
+        .collect();
+    documented.sort();
+    assert_eq!(
+        listed, documented,
+        "the page lists every documented operation"
+    );
+    assert!(std::fs::metadata(&screenshot).is_ok_and(|file| file.len() > 10_000));
 }
