@@ -64,12 +64,14 @@ fn routes_come_from_annotations_of_listed_services_only() {
         [
             "GET /catalog/items -> /catalog.CatalogService/ListItems @catalog",
             "GET /catalog/items/{id} -> /catalog.CatalogService/GetItem @catalog",
+            "GET /catalog/items/{id}/image -> /catalog.CatalogService/GetItemImage @catalog",
             "GET /catalog/items:watch -> /catalog.CatalogService/WatchItems @catalog",
             "POST /auth/signin -> /authority.AuthorityService/Signin @authority",
             "POST /auth/signup -> /authority.AuthorityService/Signup @authority",
             "POST /catalog/items -> /catalog.CatalogService/CreateItem @catalog",
             "POST /catalog/items/{id}:purchase -> /catalog.CatalogService/PurchaseItem @catalog",
             "POST /catalog/items:watch -> /catalog.CatalogService/WatchItems @catalog",
+            "PUT /catalog/items/{id}/image -> /catalog.CatalogService/PutItemImage @catalog",
         ]
     );
     let only_catalog = Transcoder::new(config(&[("catalog.CatalogService", "c")])).unwrap();
