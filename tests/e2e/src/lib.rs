@@ -70,6 +70,57 @@ pub fn openapi_tool(name: &str) -> PathBuf {
     require(&bin.join(name), name)
 }
 
+/// Runs schemathesis against the edge at `base_url`, driven by the document it serves, with
+/// `token` as the bearer, `examples` per operation and phase, its cache in `dir`: no 5xx, every
+/// status, content type, header and body as documented, no documented route refused as
+/// unrouted (`tests/openapi/checks.py`). The watch is left out: it lasts up to `wait_seconds`
+/// by design. Returns whether it passed, and its output.
+pub fn run_schemathesis(base_url: &str, token: &str, examples: &str, dir: &Path) -> (bool, String) {
+    let run = std::process::Command::new(openapi_tool("schemathesis"))
+        .args([
+            "run",
+            &format!("{base_url}/openapi.json"),
+            "--url",
+            base_url,
+        ])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["--max-examples", examples, "--seed", "1"])
+        .args(["--request-timeout", "15", "--no-color"])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_schema_conformance,response_headers_conformance,documented_routes_are_served",
+        ])
+        .args(["--exclude-operation-id", "CatalogService_WatchItems"])
+        .args(["--exclude-operation-id", "CatalogService_WatchItems_2"])
+        .current_dir(dir)
+        .env("PYTHONPATH", workspace_root().join("tests/openapi"))
+        .env("SCHEMATHESIS_HOOKS", "checks")
+        .output()
+        .expect("run schemathesis");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    (run.status.success(), output)
+}
+
+/// schemathesis's own summary lines: operations selected and tested, cases generated and passed.
+pub fn schemathesis_summary(output: &str) -> String {
+    output
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            line.starts_with("Selected:")
+                || line.starts_with("Tested:")
+                || line.ends_with("passed")
+                || line.contains("failures")
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 fn require(path: &Path, what: &str) -> PathBuf {
     assert!(
         path.exists(),

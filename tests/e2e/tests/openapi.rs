@@ -6,7 +6,10 @@
 //! route refused as unrouted). And the docs page (Swagger UI over that document), loaded in
 //! headless Chromium: it lists every operation.
 
-use edge_e2e::{api_docs_dir, edge_json, free_port, openapi_tool, workspace_root, Edge, Options};
+use edge_e2e::{
+    api_docs_dir, edge_json, free_port, openapi_tool, run_schemathesis, schemathesis_summary,
+    workspace_root, Edge, Options,
+};
 use serde_json::Value;
 use std::process::Command;
 
@@ -106,43 +109,9 @@ async fn the_served_description_is_valid_follows_live_policy_and_holds_under_sch
 
     // schemathesis, as the admin (whose token carries acl.admin), driven by the document.
     let (_, token) = edge.signup("admin").await;
-    let schema = edge.url("/openapi.json");
-    let run = Command::new(openapi_tool("schemathesis"))
-        .args(["run", &schema, "--url", &edge.base_url])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
-        .args(["--max-examples", &examples(), "--seed", "1"])
-        .args(["--request-timeout", "15", "--no-color"])
-        .args([
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,\
-             response_schema_conformance,response_headers_conformance,documented_routes_are_served",
-        ])
-        // Watches last until wait_seconds (up to 300 s) by design.
-        .args(["--exclude-operation-id", "CatalogService_WatchItems"])
-        .args(["--exclude-operation-id", "CatalogService_WatchItems_2"])
-        // Its cache (`.schemathesis/`) goes with the test's other files.
-        .current_dir(&edge.dir)
-        .env("PYTHONPATH", workspace_root().join("tests/openapi"))
-        .env("SCHEMATHESIS_HOOKS", "checks")
-        .output()
-        .expect("run schemathesis");
-    let output = String::from_utf8_lossy(&run.stdout);
-    let summary: Vec<&str> = output
-        .lines()
-        .map(str::trim)
-        .filter(|line| {
-            line.starts_with("Selected:")
-                || line.starts_with("Tested:")
-                || line.ends_with("passed")
-                || line.contains("failures")
-        })
-        .collect();
-    println!("schemathesis: {}", summary.join(" | "));
-    assert!(
-        run.status.success(),
-        "schemathesis found failures:\n{output}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (passed, output) = run_schemathesis(&edge.base_url, &token, &examples(), &edge.dir);
+    println!("schemathesis: {}", schemathesis_summary(&output));
+    assert!(passed, "schemathesis found failures:\n{output}");
 }
 
 /// Stops the docs page's static server when the test ends, however it ends.

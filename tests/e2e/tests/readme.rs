@@ -8,7 +8,7 @@
 //! network and mount namespaces (`unshare`): a private loopback and a private, empty `.run`,
 //! so it neither collides with a developer's `make run` nor touches its data.
 
-use edge_e2e::{workspace_root, MOBILE_PHONE_ID};
+use edge_e2e::{run_schemathesis, schemathesis_summary, workspace_root, MOBILE_PHONE_ID};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -27,6 +27,7 @@ fn readme_walkthrough_runs_as_written_and_make_run_survives_a_crash() {
     };
     let mut edge = MakeRun::start(&root, "run");
     run_block(&root, "## Walkthrough", 15);
+    docs_and_schemathesis_against_make_run(&root);
     crash_under_load(&edge);
     edge.interrupt();
 }
@@ -356,6 +357,37 @@ struct Answer {
 /// `kill -9 item` while two clients run: one reads an item (catalog → item), one signs in
 /// (authority → customer). Sign-ins never fail; reads answer JSON 5xx at once while item is
 /// down and 200 again within 2 s of the supervisor's restart.
+/// What `make run` serves beside the walkthrough: the API docs page on localhost:8081, and the
+/// description schemathesis is driven by (as the walkthrough's admin).
+fn docs_and_schemathesis_against_make_run(root: &Path) {
+    let page = Command::new("curl")
+        .args(["-s", "localhost:8081/"])
+        .output()
+        .expect("curl");
+    assert!(
+        String::from_utf8_lossy(&page.stdout).contains("swagger-ui-bundle.js"),
+        "make run serves the docs page on localhost:8081"
+    );
+    let signin = Command::new("curl")
+        .args([
+            "-s",
+            "-d",
+            r#"{"name":"admin"}"#,
+            "localhost:8080/auth/signin",
+        ])
+        .output()
+        .expect("curl");
+    let answer: serde_json::Value = serde_json::from_slice(&signin.stdout).expect("sign-in JSON");
+    let token = answer["access_token"].as_str().expect("the admin's token");
+    let (passed, output) =
+        run_schemathesis("http://localhost:8080", token, "10", &root.join(".run"));
+    println!(
+        "schemathesis against make run: {}",
+        schemathesis_summary(&output)
+    );
+    assert!(passed, "schemathesis against make run:\n{output}");
+}
+
 fn crash_under_load(edge: &MakeRun) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let started = Instant::now();
