@@ -146,6 +146,11 @@ impl PathTemplate {
         &self.source
     }
 
+    /// The custom verb (`purchase` of `/items/{id}:purchase`), if any.
+    pub fn verb(&self) -> Option<&str> {
+        self.verb.as_deref()
+    }
+
     /// The field path of every variable, e.g. `id` or `book.shelf`.
     pub fn field_paths(&self) -> impl Iterator<Item = &str> {
         self.variables.iter().map(|v| v.field_path.as_str())

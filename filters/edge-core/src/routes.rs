@@ -71,14 +71,26 @@ impl RouteError {
 
 /// Finds the first route for `method` and `path` (a query string is ignored). Put the most
 /// specific templates first: the first match wins.
-pub fn match_route<'r>(
-    routes: impl IntoIterator<Item = (&'r str, &'r PathTemplate)>,
-    method: &str,
-    path: &str,
-) -> RouteMatch {
+pub fn match_route<'r, R>(routes: R, method: &str, path: &str) -> RouteMatch
+where
+    R: IntoIterator<Item = (&'r str, &'r PathTemplate)>,
+    R::IntoIter: Clone,
+{
     let path = path_only(path);
+    let routes = routes.into_iter();
+    // A last segment ending in one of the table's custom verbs names that custom method: a
+    // template without a verb does not take `42:purchase` as its variable's value (as Envoy's
+    // transcoder and grpc-gateway read such paths). Only paths with a ':' pay for the scan.
+    let custom_verb = path
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.rsplit_once(':'))
+        .is_some_and(|(_, verb)| routes.clone().any(|(_, t)| t.verb() == Some(verb)));
+    let routes = routes
+        .enumerate()
+        .filter(|(_, (_, template))| !custom_verb || template.verb().is_some());
     let mut allowed: Vec<&str> = Vec::new();
-    for (index, (route_method, template)) in routes.into_iter().enumerate() {
+    for (index, (route_method, template)) in routes {
         if !template.is_match(path) {
             continue;
         }
@@ -147,6 +159,18 @@ mod tests {
                 allow: "GET, POST".into()
             }
         );
+    }
+
+    #[test]
+    fn a_custom_verb_names_its_method_not_a_variables_value() {
+        assert_eq!(
+            find("GET", "/items/42:purchase"),
+            RouteMatch::MethodNotAllowed {
+                allow: "POST".into()
+            }
+        );
+        // Not a verb of the table: part of the id.
+        assert_eq!(find("GET", "/items/a:b"), RouteMatch::Found(1));
     }
 
     #[test]

@@ -342,6 +342,12 @@ fn cases() -> Vec<Case> {
         // Requests that must not reach the backend.
         case("unknown path", "GET", "/v2/nothing").expect(text_error),
         case("unknown custom verb", "POST", "/v1/sinks:dry").expect(text_error),
+        case("GET on a custom method's path", "GET", "/v1/sinks/s1:wash").expect(Expect::Differs {
+            status: 405,
+            body: None,
+            why: "`:wash` names the custom method (POST), not part of GetSink's id, as for the \
+                  native filter (404) and grpc-gateway; 405 says which method the path takes",
+        }),
         case("wrong method for a known path", "POST", "/v1/sinks/s1").expect(Expect::Differs {
             status: 405,
             body: None,
