@@ -90,7 +90,7 @@ pub fn document(settings: &OpenApiSettings, transcoder: &Transcoder, policies: &
         if let Some(body) = request_body(&mut schemas, route) {
             operation.insert("requestBody".into(), body);
         }
-        let rule = matching_rule(policies.auth, route);
+        let rule = rule_for(policies.auth, route);
         let policy = rule.map_or(policies.auth.unmatched_policy, |rule| rule.policy);
         operation.insert(
             "responses".into(),
@@ -192,17 +192,9 @@ fn comments(file: &prost_types::FileDescriptorProto, path: &[i32]) -> Option<Str
     (!text.is_empty()).then_some(text)
 }
 
-/// The first auth rule for a route (tried with a path it matches), as the filter decides.
-fn matching_rule<'a>(auth: &'a AuthConfig, route: &Route) -> Option<&'a Rule> {
-    let sample = route.template.sample("x");
-    auth.rules.iter().find(|rule| {
-        (rule.methods.is_empty()
-            || rule
-                .methods
-                .iter()
-                .any(|method| method.eq_ignore_ascii_case(&route.http_method)))
-            && rule.path.is_match(&sample)
-    })
+/// The auth rule for a route, as the filter decides it for a path the route matches.
+fn rule_for<'a>(auth: &'a AuthConfig, route: &Route) -> Option<&'a Rule> {
+    edge_auth::policy::matching_rule(auth, &route.http_method, &route.template.sample("x"))
 }
 
 fn rate_limit<'a>(limits: &'a [RateLimit], route: &Route) -> Option<&'a RateLimit> {

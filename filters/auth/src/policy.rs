@@ -182,7 +182,7 @@ fn admit(
             backend: None,
         };
     }
-    let rule = matching_rule(config, request);
+    let rule = matching_rule(config, request.method, request.path);
     if rule.is_none() && !config.routes.is_empty() {
         let routes = config
             .routes
@@ -384,17 +384,16 @@ fn find_token<'r>(config: &AuthConfig, request: &'r Request<'_>) -> Result<&'r s
     }
 }
 
-fn matching_rule<'c>(config: &'c AuthConfig, request: &Request<'_>) -> Option<&'c Rule> {
-    let path = request
-        .path
-        .split_once('?')
-        .map_or(request.path, |(path, _)| path);
+/// The rule that decides a request: the first whose methods and path template match (a query
+/// string is ignored). The API description (`edgectl openapi`) states each route's with it.
+pub fn matching_rule<'c>(config: &'c AuthConfig, method: &str, path: &str) -> Option<&'c Rule> {
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
     config.rules.iter().find(|rule| {
         (rule.methods.is_empty()
             || rule
                 .methods
                 .iter()
-                .any(|method| method.eq_ignore_ascii_case(request.method)))
+                .any(|allowed| allowed.eq_ignore_ascii_case(method)))
             && rule.path.is_match(path)
     })
 }

@@ -58,8 +58,9 @@ impl EdgeConfig {
         serde_json::from_str(document).map_err(|e| e.to_string())
     }
 
-    /// The OpenAPI document (see [`crate::openapi`]) as the transcoder serves it: `{path,
-    /// document}`, the document a string; `None` without `transcoder.openapi`.
+    /// The OpenAPI document (see [`crate::openapi`]) of `transcoder`'s routes under the auth
+    /// configuration `auth`, as the transcoder serves it: `{path, document}`, the document a
+    /// string; `None` without `transcoder.openapi`.
     fn api_description(
         &self,
         described: &Option<(crate::OpenApiSettings, edge_transcoder::Transcoder)>,
@@ -68,27 +69,17 @@ impl EdgeConfig {
         let Some((settings, transcoder)) = described else {
             return Ok(None);
         };
-        let document = self.openapi_document(settings, transcoder, auth)?;
-        Ok(Some(serde_json::json!({
-            "path": settings.path,
-            "document": document.to_string(),
-        })))
-    }
-
-    /// The OpenAPI document of `transcoder`'s routes under the auth configuration `auth`.
-    pub(crate) fn openapi_document(
-        &self,
-        settings: &crate::OpenApiSettings,
-        transcoder: &edge_transcoder::Transcoder,
-        auth: &Value,
-    ) -> Result<Value, String> {
         let auth = edge_auth::AuthConfig::from_json(auth.to_string().as_bytes())?;
         let policies = crate::openapi::Policies {
             auth: &auth,
             rate_limits: &self.rate_limits,
             authorization: !self.authorization.is_empty(),
         };
-        Ok(crate::openapi::document(settings, transcoder, &policies))
+        let document = crate::openapi::document(settings, transcoder, &policies);
+        Ok(Some(serde_json::json!({
+            "path": settings.path,
+            "document": document.to_string(),
+        })))
     }
 
     /// The cluster of the service `field` names, which must be one of `services`.

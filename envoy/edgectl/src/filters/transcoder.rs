@@ -26,7 +26,8 @@ impl EdgeConfig {
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| format!("transcoder.openapi: {e}"))?;
-        // (for the filter, for the description): a set of the user's serves both.
+        // The set the filter parses, and the one the description is rendered from (the same
+        // with the protos' comments); a user's own set serves as both.
         let (descriptor_set, documented) = match transcoder.remove("descriptor_set_file") {
             None => (
                 platform_proto::FILE_DESCRIPTOR_SET.to_vec(),
