@@ -105,6 +105,15 @@ impl Status {
         self.code.http_status()
     }
 
+    /// The code and the message's first 256 bytes, without details: where room is short.
+    pub fn compact(&self) -> Self {
+        let mut end = self.message.len().min(256);
+        while !self.message.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self::new(self.code, &self.message[..end])
+    }
+
     /// The response body. serde_json escapes the message, so nothing a backend or client put
     /// in it can break the JSON.
     pub fn to_json(&self) -> String {

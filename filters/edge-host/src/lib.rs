@@ -21,7 +21,7 @@ use edge_core::host::{GrpcRequest, Host, Level, SharedStore};
 use edge_core::{Client, GrpcCode, Headers, LocalReply};
 pub use map::list_elements;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 pub use upstream::check_clusters;
 
@@ -32,9 +32,19 @@ pub struct WasmHost {
     metrics: RefCell<Metrics>,
     /// Encoding a cluster per call cost ~1.3k instructions on the transcoder's path.
     upstreams: RefCell<HashMap<String, Vec<u8>>>,
+    /// The stream whose callback is running, where the filter defers its resets (see
+    /// [`WasmHost::enter`]); 0 for a filter that resets at once.
+    stream: Cell<u32>,
 }
 
 impl WasmHost {
+    /// Called by a filter whose root runs [`run_deferred`] at the start of each stream callback:
+    /// its resets then wait for the root's next tick instead of re-entering the filter.
+    pub fn enter(&self, context_id: u32) -> &Self {
+        self.stream.set(context_id);
+        self
+    }
+
     /// The callout `upstream` argument for `cluster` (see [`upstream`]).
     fn upstream(&self, cluster: &str) -> Result<Vec<u8>, HostError> {
         let mut upstreams = self
@@ -94,7 +104,13 @@ impl Host for WasmHost {
         abi::set_property(path, value)
     }
     fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {
-        send_reply(reply, client, details);
+        if let Err(error) = send_reply(reply, client, details) {
+            log(
+                LogLevel::Error,
+                &format!("cannot send local reply: {error}"),
+            );
+            self.reset_request();
+        }
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         abi::get_property(path).unwrap_or(None)
@@ -157,7 +173,10 @@ impl Host for WasmHost {
         abi::set_buffer(BufferType::HttpResponseBody, usize::MAX >> 1, 0, body)
     }
     fn reset_request(&self) {
-        reset_request();
+        match self.stream.get() {
+            0 => reset_request(),
+            context_id => reset_later(context_id),
+        }
     }
     // The two calls that start callouts go through the SDK, whose dispatcher must learn the
     // token to route the answer. It panics on statuses other than OK, ParseFailure and
@@ -283,28 +302,22 @@ pub fn plugin_configuration() -> Result<Vec<u8>, HostError> {
 
 /// Answers the request locally with `reply`, shaped for `client` (JSON, or a gRPC status).
 /// `details` is Envoy's response-code details for the stream. When Envoy refuses (e.g. the
-/// response has already started), resets the stream rather than leave the client hanging.
-pub fn send_reply(reply: &LocalReply, client: Client, details: &str) {
+/// response has already started), the caller resets the stream rather than leave the client
+/// hanging.
+pub fn send_reply(reply: &LocalReply, client: Client, details: &str) -> Result<(), HostError> {
     let wire = reply::wire(reply, client);
     let headers: Vec<(&str, &str)> = wire
         .headers
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
-    let sent = abi::send_local_response(
+    abi::send_local_response(
         u32::from(wire.http_status),
         details,
         &headers,
         &wire.body,
         wire.grpc_status.map(GrpcCode::number),
-    );
-    if let Err(error) = sent {
-        log(
-            LogLevel::Error,
-            &format!("cannot send local reply: {error}"),
-        );
-        reset_request();
-    }
+    )
 }
 
 /// A CEL expression compiled by Envoy once (its `expr_create` foreign function), to read many
@@ -376,45 +389,123 @@ impl Metrics {
     }
 }
 
-/// Last resort when a local reply could not be sent: reset the stream, so the client sees an
-/// error instead of a hang.
+/// Resets the current stream at once. Inside a callback prefer [`reset_later`]: Envoy tears the
+/// stream down synchronously, logging it, and the SDK's dispatcher panics when it is re-entered
+/// for the same stream (`RefCell already borrowed`), which kills the VM.
 pub fn reset_request() {
     let _ = abi::reset_http_request();
 }
 
+/// What a filter asks of streams from inside its callbacks, done by its root's next tick (within
+/// a millisecond). Envoy acts on a stream synchronously: a resume from inside a callback takes
+/// effect one chunk late (tried: a chunk was lost), and a reset from inside one re-enters the
+/// filter (see [`reset_request`]). Only for a filter whose root calls [`run_deferred`] from its
+/// `on_tick` (the transcoder's): the timer is its root's.
+#[derive(Default)]
+struct Deferred {
+    /// Responses paused with a rewritten body, to resume.
+    held: Vec<u32>,
+    /// Streams to reset at the next tick.
+    resets: Vec<u32>,
+    /// Streams to reset one tick later: after the next tick has sent what they hold.
+    resets_after_flush: Vec<u32>,
+}
+
+impl Deferred {
+    fn idle(&self) -> bool {
+        self.held.is_empty() && self.resets.is_empty() && self.resets_after_flush.is_empty()
+    }
+}
+
 thread_local! {
-    /// HTTP contexts (this worker's) whose response waits to be resumed by the root's timer.
-    static HELD_RESPONSES: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// This worker's deferred work (one VM per worker).
+    static DEFERRED: RefCell<Deferred> = RefCell::new(Deferred::default());
+}
+
+/// Adds work, starting the timer if it was idle. Started only then: Envoy restarts the timer
+/// whenever its period is set, so a stream whose pieces come faster than the period would
+/// otherwise never be resumed (seen: a fast stream held until Envoy's buffer limit reset it).
+fn defer(add: impl FnOnce(&mut Deferred)) {
+    let start_timer = DEFERRED.with(|deferred| {
+        let Ok(mut deferred) = deferred.try_borrow_mut() else {
+            return false;
+        };
+        let was_idle = deferred.idle();
+        add(&mut deferred);
+        was_idle && !deferred.idle()
+    });
+    if start_timer {
+        if let Err(error) = abi::set_tick_period_millis(1) {
+            log(
+                LogLevel::Error,
+                &format!("cannot start the deferred-work timer: {error}"),
+            );
+        }
+    }
+}
+
+fn add_once(list: &mut Vec<u32>, context_id: u32) {
+    if !list.contains(&context_id) {
+        list.push(context_id);
+    }
 }
 
 /// Holds the response of `context_id`, whose callback rewrote its body and returned `Pause`,
-/// until the root's next tick resumes it (within a millisecond). Envoy sends on a body a
-/// filter holds, and lets the filter add to its end when the trailers come, only when the
-/// filter is resumed from outside the callback: a resume from inside it takes effect one chunk
-/// late (tried: a chunk was lost). See README, "Streaming methods".
+/// until the root's next tick resumes it. Envoy sends on a body a filter holds, and lets the
+/// filter add to its end when the trailers come, only when the filter is resumed from outside
+/// the callback. See README, "Streaming methods".
 pub fn hold_response(context_id: u32) {
-    HELD_RESPONSES.with(|held| held.borrow_mut().push(context_id));
-    if let Err(error) = abi::set_tick_period_millis(1) {
-        log(
-            LogLevel::Error,
-            &format!("cannot start the resume timer: {error}"),
-        );
-    }
+    defer(|deferred| add_once(&mut deferred.held, context_id));
 }
 
 /// Whether the response of `context_id` is held still (the timer has not resumed it yet).
 pub fn is_held(context_id: u32) -> bool {
-    HELD_RESPONSES.with(|held| held.borrow().contains(&context_id))
+    DEFERRED.with(|deferred| {
+        deferred
+            .try_borrow()
+            .is_ok_and(|deferred| deferred.held.contains(&context_id))
+    })
 }
 
-/// From the root's `on_tick`: resumes every held response (a context whose request has ended
-/// is skipped), and stops the timer once none is held.
-pub fn resume_held_responses() {
-    let held = HELD_RESPONSES.with(|held| std::mem::take(&mut *held.borrow_mut()));
-    for context_id in held {
+/// Resets the stream of `context_id` at the root's next tick; its callback returns `Pause`
+/// meanwhile, so that nothing passes before.
+pub fn reset_later(context_id: u32) {
+    defer(|deferred| add_once(&mut deferred.resets, context_id));
+}
+
+/// Resets the stream of `context_id` once the next tick has sent what its response holds.
+pub fn reset_after_flush(context_id: u32) {
+    defer(|deferred| add_once(&mut deferred.resets_after_flush, context_id));
+}
+
+/// From the root's `on_tick`: resets the streams due (never resuming them), resumes every held
+/// response, and stops the timer once nothing waits. A stream that has ended meanwhile is
+/// skipped (Envoy no longer knows its context).
+pub fn run_deferred() {
+    let Ok((resets, held)) = DEFERRED.with(|deferred| {
+        deferred.try_borrow_mut().map(|mut deferred| {
+            let resets = std::mem::take(&mut deferred.resets);
+            let held = std::mem::take(&mut deferred.held);
+            deferred.resets = std::mem::take(&mut deferred.resets_after_flush);
+            (resets, held)
+        })
+    }) else {
+        return;
+    };
+    // Envoy logs a reset stream at once, calling the filters' `on_log` from here: safe, as the
+    // dispatcher holds only the root context during `on_tick`.
+    for &context_id in &resets {
         if abi::set_effective_context(context_id).is_ok() {
+            let _ = abi::reset_http_request();
+        }
+    }
+    for context_id in held {
+        if !resets.contains(&context_id) && abi::set_effective_context(context_id).is_ok() {
             let _ = abi::continue_http_response();
         }
     }
-    let _ = abi::set_tick_period_millis(0);
+    let idle = DEFERRED.with(|deferred| deferred.try_borrow().is_ok_and(|d| d.idle()));
+    if idle {
+        let _ = abi::set_tick_period_millis(0);
+    }
 }

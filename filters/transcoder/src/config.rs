@@ -22,6 +22,12 @@ pub struct TranscoderConfig {
     /// stream is cancelled and answered with what came and a RESOURCE_EXHAUSTED entry.
     #[serde(default = "default_max_stream_bytes")]
     pub max_stream_bytes: usize,
+    /// Envoy's per-connection buffer limit on the listener (`per_connection_buffer_limit_bytes`,
+    /// 1 MiB by default), which is also the most of a response body Envoy holds for a filter:
+    /// a live stream keeps what it holds between two flushes under it, and ends with
+    /// RESOURCE_EXHAUSTED past it. `edgectl` sets it from `limits.connection_buffer_bytes`.
+    #[serde(default = "default_buffer_limit_bytes")]
+    pub buffer_limit_bytes: usize,
     /// Request headers passed to the backend as gRPC metadata.
     #[serde(default = "default_forward_headers")]
     pub forward_headers: Vec<String>,
@@ -150,6 +156,9 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_max_stream_bytes() -> usize {
     4 * 1024 * 1024
+}
+fn default_buffer_limit_bytes() -> usize {
+    1024 * 1024
 }
 fn default_forward_headers() -> Vec<String> {
     [

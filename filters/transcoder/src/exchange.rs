@@ -59,7 +59,13 @@ pub enum ResponseFlow {
     /// Pause, and resume the response as soon as the callback has returned: Envoy then sends
     /// what the filter holds, and the filter can still add to the body when the trailers come.
     Hold,
+    /// Hold (the stream's last entry is written), then reset the stream once that is sent: the
+    /// backend is still sending, and a Wasm filter cannot end a response early.
+    HoldThenReset,
 }
+
+/// Room kept in Envoy's buffer for a live stream's last entry (a status, compacted to fit).
+const END_RESERVE_BYTES: usize = 1024;
 
 impl Exchange {
     /// The request's headers (`end_of_stream`: no body follows).
@@ -276,9 +282,18 @@ impl Exchange {
         }
         let body = host.response_body(size).unwrap_or_default();
         let mut out = std::mem::take(&mut live.held);
+        let (held, written_before) = (out.len(), live.written);
+        // A stream that has ended (its last entry written) drops what still comes, and is reset
+        // once that entry is sent: no proxy-wasm call ends a response early, and the backend
+        // would go on sending.
+        let mut flow = if live.ended {
+            ResponseFlow::HoldThenReset
+        } else {
+            ResponseFlow::Hold
+        };
         if !live.ended {
             live.partial
-                .extend_from_slice(body.get(out.len()..).unwrap_or_default());
+                .extend_from_slice(body.get(held..).unwrap_or_default());
             let max = transcoder.config.max_stream_bytes;
             let written = frames::take_messages(&mut live.partial, max).and_then(|messages| {
                 let route = transcoder
@@ -293,11 +308,28 @@ impl Exchange {
                     Ok(())
                 })
             });
-            if let Err(why) = written {
-                let failure = Failure::bad_response(why);
+            let room = transcoder
+                .config
+                .buffer_limit_bytes
+                .saturating_sub(END_RESERVE_BYTES);
+            let failure = match written {
+                Err(why) => Some(Failure::bad_response(why)),
+                // Envoy holds at most its buffer limit of a body for a filter; past it, it resets
+                // the stream from inside the call that grew the body, re-entering the filter
+                // (seen: the VM died). What came between two flushes must fit, with room for an
+                // end.
+                Ok(()) if out.len() > room => {
+                    out.truncate(held);
+                    live.written = written_before;
+                    Some(Failure::stream_burst(transcoder.config.buffer_limit_bytes))
+                }
+                Ok(()) => None,
+            };
+            if let Some(failure) = failure {
                 live.framing
                     .write_end(&mut out, live.written, Some(&failure.reply.status));
                 live.ended = true;
+                flow = ResponseFlow::HoldThenReset;
                 if let Some(kind) = failure.kind {
                     self.note.0.error = kind.as_str().to_string();
                 }
@@ -305,15 +337,16 @@ impl Exchange {
         }
         if let Err(error) = host.replace_response_body(size, &out) {
             host.log(Level::Error, &format!("cannot rewrite a stream: {error}"));
+            // Held, so that nothing passes before the reset.
             host.reset_request();
-            return ResponseFlow::Continue;
+            return ResponseFlow::Hold;
         }
         live.held = out;
         if end_of_stream {
             // No trailers follow: a gRPC stream without its status.
             return self.end_live(host, transcoder, &Headers::default(), false);
         }
-        ResponseFlow::Hold
+        flow
     }
 
     /// The response trailers of a request sent through the router: the stream's status.
@@ -537,6 +570,15 @@ impl Exchange {
         let mut end = Vec::new();
         let status = failure.as_ref().map(|f| &f.reply.status);
         live.framing.write_end(&mut end, live.written, status);
+        if let Some(status) =
+            status.filter(|_| live.held.len() + end.len() > transcoder.config.buffer_limit_bytes)
+        {
+            // Past Envoy's buffer limit (see `on_response_body`): the code and the start of the
+            // message, which the room kept for an end holds.
+            end.clear();
+            live.framing
+                .write_end(&mut end, live.written, Some(&status.compact()));
+        }
         if end.is_empty() {
             return ResponseFlow::Continue;
         }
@@ -549,8 +591,9 @@ impl Exchange {
                     "a stream failed after its headers and before any message: reset, so that \
                      the client does not take it for a complete answer",
                 );
+                // Held, so that the trailers do not end the stream before the reset.
                 host.reset_request();
-                ResponseFlow::Continue
+                ResponseFlow::Hold
             }
             // An empty stream: its content type is set, and no body is a valid one.
             Err(_) => ResponseFlow::Continue,
@@ -1107,6 +1150,103 @@ mod tests {
     }
 
     #[test]
+    fn a_live_stream_holds_less_than_envoys_buffer_limit_and_ends_in_band_past_it() {
+        let mut t = transcoder();
+        t.config.buffer_limit_bytes = END_RESERVE_BYTES + 100;
+        let (mut exchange, host) = live_watch(&t, "*/*");
+        *host.response_headers.borrow_mut() = Headers::new(vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/grpc".into()),
+        ]);
+        exchange.on_response_headers(&host, &t, false);
+        let line_a = "{\"result\":{\"id\":\"a\",\"title\":\"a\"}}\n";
+        let a = grpc_frame(&listing("a"));
+        *host.response_body.borrow_mut() = a.clone();
+        assert_eq!(
+            exchange.on_response_body(&host, &t, a.len(), false, true),
+            ResponseFlow::Hold
+        );
+        // Not resumed, three more came: 4 lines would pass the 100 bytes of room. What Envoy
+        // holds stays as it was, and the stream ends there, to be reset once that is sent.
+        let mut body = line_a.as_bytes().to_vec();
+        for id in ["b", "c", "d"] {
+            body.extend_from_slice(&grpc_frame(&listing(id)));
+        }
+        *host.response_body.borrow_mut() = body.clone();
+        assert_eq!(
+            exchange.on_response_body(&host, &t, body.len(), false, false),
+            ResponseFlow::HoldThenReset
+        );
+        let Some(Call::ReplaceResponseBody(written)) = host.calls().last().cloned() else {
+            panic!("{:?}", host.calls());
+        };
+        let text = String::from_utf8(written).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(format!("{}\n", lines[0]), line_a);
+        let end: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(end["error"]["code"], 8, "{text}");
+        assert!(text.len() <= t.config.buffer_limit_bytes);
+        // What still comes is dropped; the trailers add nothing (the end is written).
+        let more = grpc_frame(&listing("e"));
+        *host.response_body.borrow_mut() = more.clone();
+        assert_eq!(
+            exchange.on_response_body(&host, &t, more.len(), false, true),
+            ResponseFlow::HoldThenReset
+        );
+        assert_eq!(
+            host.calls().last(),
+            Some(&Call::ReplaceResponseBody(Vec::new()))
+        );
+        assert_eq!(
+            recorded_note_after_trailers(&mut exchange, &host, &t),
+            "stream_too_large"
+        );
+    }
+
+    #[test]
+    fn a_live_streams_end_is_compacted_to_fit_what_envoy_holds() {
+        let mut t = transcoder();
+        t.config.buffer_limit_bytes = END_RESERVE_BYTES + 100;
+        let (mut exchange, host) = live_watch(&t, "*/*");
+        *host.response_headers.borrow_mut() = Headers::new(vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/grpc".into()),
+        ]);
+        exchange.on_response_headers(&host, &t, false);
+        let a = grpc_frame(&listing("a"));
+        *host.response_body.borrow_mut() = a.clone();
+        exchange.on_response_body(&host, &t, a.len(), false, true);
+        let long = "x".repeat(4000);
+        *host.response_trailers.borrow_mut() = Headers::new(vec![
+            ("grpc-status".into(), "9".into()),
+            ("grpc-message".into(), long),
+        ]);
+        assert_eq!(exchange.on_response_trailers(&host, &t), ResponseFlow::Hold);
+        let Some(Call::AppendResponseBody(end)) = host.calls().last().cloned() else {
+            panic!("{:?}", host.calls());
+        };
+        let end: serde_json::Value = serde_json::from_slice(&end).unwrap();
+        assert_eq!(end["error"]["code"], 9);
+        assert_eq!(end["error"]["message"].as_str().unwrap().len(), 256);
+    }
+
+    /// Ends a live stream with OK trailers: the access log's error for it.
+    fn recorded_note_after_trailers(
+        exchange: &mut Exchange,
+        host: &RecordingHost,
+        t: &Transcoder,
+    ) -> String {
+        *host.response_trailers.borrow_mut() =
+            Headers::new(vec![("grpc-status".into(), "0".into())]);
+        assert_eq!(
+            exchange.on_response_trailers(host, t),
+            ResponseFlow::Continue
+        );
+        recorded_note(host).error
+    }
+
+    #[test]
     fn a_stream_through_the_router_that_ends_before_any_message_is_an_error_or_a_reset() {
         let t = transcoder();
         // Trailers-only: the status in the headers; answered as a unary call's error.
@@ -1137,7 +1277,8 @@ mod tests {
         host.failing_appends.set(Some(HostError::BAD_ARGUMENT));
         assert_eq!(
             exchange.on_response_trailers(&host, &t),
-            ResponseFlow::Continue
+            ResponseFlow::Hold,
+            "the trailers wait for the reset"
         );
         assert_eq!(host.calls().last(), Some(&Call::Reset));
 

@@ -29,7 +29,8 @@ pub enum FailureKind {
     BackendReset,
     /// The backend's answer could not be turned into the client's response.
     BadResponse,
-    /// A server stream outgrew what the transcoder holds (`max_stream_bytes`).
+    /// A server stream outgrew what the transcoder holds (`max_stream_bytes`), or a live
+    /// stream what Envoy holds between two flushes (`buffer_limit_bytes`).
     StreamTooLarge,
     /// Envoy refused a host call the transcoder needed (reading the body, rewriting the
     /// request for the router): no fault of the client's.
@@ -149,6 +150,21 @@ impl Failure {
             LocalReply::error(
                 GrpcCode::ResourceExhausted,
                 format!("the backend's stream exceeded {max_stream_bytes} bytes: cancelled"),
+            ),
+        )
+    }
+
+    /// More of a live stream came between two flushes to the client than Envoy holds for a
+    /// filter (`buffer_limit_bytes`): ended there.
+    pub fn stream_burst(buffer_limit_bytes: usize) -> Self {
+        Self::local(
+            FailureKind::StreamTooLarge,
+            LocalReply::error(
+                GrpcCode::ResourceExhausted,
+                format!(
+                    "the backend's stream sent more than {buffer_limit_bytes} bytes (the \
+                     proxy's buffer limit) before they could be passed on: cancelled"
+                ),
             ),
         )
     }

@@ -6,7 +6,8 @@
 //! response path. The exception is a server stream with a request body, written as NDJSON or
 //! SSE: it is rewritten into the gRPC call and sent on through the router, and its response
 //! rewritten as it streams back (each piece held until the root's next tick resumes it; see
-//! [`edge_host::hold_response`]). gRPC clients (`application/grpc`) pass through to the
+//! [`edge_host::hold_response`]). Every callback `enter`s the host with its stream, so that a
+//! reset waits for that tick too instead of re-entering the filter. gRPC clients (`application/grpc`) pass through to the
 //! router untouched.
 //!
 //! Requests with a body rely on Envoy's buffer filter right after this one: see
@@ -38,7 +39,7 @@ impl Context for TranscoderRoot {}
 
 impl RootContext for TranscoderRoot {
     fn on_tick(&mut self) {
-        host::resume_held_responses();
+        host::run_deferred();
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -107,6 +108,11 @@ impl TranscoderFilter {
                 host::hold_response(self.context_id);
                 Action::Pause
             }
+            ResponseFlow::HoldThenReset => {
+                host::hold_response(self.context_id);
+                host::reset_after_flush(self.context_id);
+                Action::Pause
+            }
         }
     }
 }
@@ -115,7 +121,7 @@ impl Context for TranscoderFilter {
     fn on_grpc_stream_initial_metadata(&mut self, _token_id: u32, num_elements: u32) {
         if let Some(transcoder) = &self.transcoder {
             self.exchange.on_response_metadata(
-                &*self.host,
+                self.host.enter(self.context_id),
                 transcoder,
                 true,
                 num_elements as usize,
@@ -125,15 +131,18 @@ impl Context for TranscoderFilter {
 
     fn on_grpc_stream_message(&mut self, _token_id: u32, message_size: usize) {
         if let Some(transcoder) = &self.transcoder {
-            self.exchange
-                .on_response_message(&*self.host, transcoder, message_size);
+            self.exchange.on_response_message(
+                self.host.enter(self.context_id),
+                transcoder,
+                message_size,
+            );
         }
     }
 
     fn on_grpc_stream_trailing_metadata(&mut self, _token_id: u32, num_elements: u32) {
         if let Some(transcoder) = &self.transcoder {
             self.exchange.on_response_metadata(
-                &*self.host,
+                self.host.enter(self.context_id),
                 transcoder,
                 false,
                 num_elements as usize,
@@ -143,7 +152,8 @@ impl Context for TranscoderFilter {
 
     fn on_grpc_stream_close(&mut self, _token_id: u32, status_code: u32) {
         if let Some(transcoder) = &self.transcoder {
-            self.exchange.on_close(&*self.host, transcoder, status_code);
+            self.exchange
+                .on_close(self.host.enter(self.context_id), transcoder, status_code);
         }
     }
 }
@@ -152,22 +162,25 @@ impl HttpContext for TranscoderFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(transcoder) = &self.transcoder else {
             // Unconfigured means Envoy refused our configuration: never pass traffic untranscoded.
-            self.host.reset_request();
+            self.host.enter(self.context_id).reset_request();
             return Action::Pause;
         };
-        action(
-            self.exchange
-                .on_request_headers(&*self.host, transcoder, end_of_stream),
-        )
+        action(self.exchange.on_request_headers(
+            self.host.enter(self.context_id),
+            transcoder,
+            end_of_stream,
+        ))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(transcoder) = &self.transcoder else {
             return Action::Continue;
         };
-        let flow = self
-            .exchange
-            .on_response_headers(&*self.host, transcoder, end_of_stream);
+        let flow = self.exchange.on_response_headers(
+            self.host.enter(self.context_id),
+            transcoder,
+            end_of_stream,
+        );
         self.respond(flow)
     }
 
@@ -177,7 +190,7 @@ impl HttpContext for TranscoderFilter {
         };
         let resumed = !host::is_held(self.context_id);
         let flow = self.exchange.on_response_body(
-            &*self.host,
+            self.host.enter(self.context_id),
             transcoder,
             body_size,
             end_of_stream,
@@ -190,21 +203,25 @@ impl HttpContext for TranscoderFilter {
         let Some(transcoder) = &self.transcoder else {
             return Action::Continue;
         };
-        let flow = self.exchange.on_response_trailers(&*self.host, transcoder);
+        let flow = self
+            .exchange
+            .on_response_trailers(self.host.enter(self.context_id), transcoder);
         self.respond(flow)
     }
 
     fn on_log(&mut self) {
-        self.exchange.on_end(&*self.host);
+        self.exchange.on_end(self.host.enter(self.context_id));
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(transcoder) = &self.transcoder else {
             return Action::Continue;
         };
-        action(
-            self.exchange
-                .on_request_body(&*self.host, transcoder, body_size, end_of_stream),
-        )
+        action(self.exchange.on_request_body(
+            self.host.enter(self.context_id),
+            transcoder,
+            body_size,
+            end_of_stream,
+        ))
     }
 }

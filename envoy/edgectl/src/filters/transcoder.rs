@@ -64,6 +64,11 @@ impl EdgeConfig {
             transcoder.insert("rollouts".into(), Value::Object(moving));
             transcoder.insert("backend_header".into(), json!(self.backend_header()));
         }
+        // What Envoy holds of a body for a filter, in both chains (the listener's limit).
+        transcoder.insert(
+            "buffer_limit_bytes".into(),
+            json!(self.limits.connection_buffer_bytes),
+        );
         if self.cors.is_some() {
             // In Istio the CORS filter runs after the Wasm filters: preflights must reach it.
             transcoder.insert("pass_cors_preflights".into(), json!(true));
