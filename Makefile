@@ -15,17 +15,19 @@ ISTIOCTL := $(ISTIO_DIR)/istioctl
 OPENAPI_TOOLS := $(CURDIR)/target/tools/openapi
 # The API docs page (Swagger UI from npm) and playwright-core, which tests it in Chromium.
 API_DOCS := $(CURDIR)/target/tools/api-docs
+# The storefront page (web/storefront: TypeScript, connect-web), built with its npm tools.
+STOREFRONT := $(CURDIR)/target/tools/storefront
 export ENVOY_BIN
 export ISTIOD_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools api-docs chromium config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
+.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools api-docs storefront chromium config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-run: envoy wasm services config api-docs ## Start the services and Envoy on localhost:8080; Ctrl-C stops them.
+run: envoy wasm services config api-docs storefront ## Start the services and Envoy on localhost:8080, the storefront on localhost:3000; Ctrl-C stops them.
 	./envoy/run-local.sh
 
 mesh: envoy istiod wasm services ## As make run, but Envoy is Istio's ingress gateway, configured by a local istiod from istio/.
@@ -35,7 +37,7 @@ test: build lint istio-check ## Every test: unit tests, the end-to-end suite aga
 	cargo test --workspace --locked --no-fail-fast
 	# Part of the suite again, through Istio: Envoy as the ingress gateway, configured by a
 	# real istiod from istio/ (tests/e2e/tests/istiod.rs checks what istiod built).
-	EDGE_MESH=istiod cargo test --locked -p edge-e2e --test edge --test auth --test mesh --test observability --test services --test postgres --test acl --test rate_limit --test tracing
+	EDGE_MESH=istiod cargo test --locked -p edge-e2e --test edge --test auth --test mesh --test observability --test services --test postgres --test acl --test rate_limit --test tracing --test browsers
 	# The benchmark harness, briefly: checks every configuration answers correctly, not speed.
 	$(BIN_DIR)/edge-bench --smoke
 
@@ -68,7 +70,7 @@ fuzz: envoy wasm services openapi-tools ## The property tests with many more cas
 	EDGE_SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) cargo test --locked -p edge-e2e --test openapi -- --nocapture
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
-build: envoy istiod wasm services postgres prometheus openapi-tools api-docs chromium
+build: envoy istiod wasm services postgres prometheus openapi-tools api-docs storefront chromium
 
 postgres: ## Debian's PostgreSQL server, for the end-to-end test on PostgreSQL (not started).
 	./services/install-postgres.sh
@@ -93,6 +95,11 @@ $(API_DOCS)/site/index.html: docs/api/index.html
 	@test -f $(API_DOCS)/node_modules/swagger-ui-dist/package.json -a -f $(API_DOCS)/node_modules/playwright-core/package.json || npm install --silent --no-audit --no-fund --ignore-scripts --prefix $(API_DOCS) swagger-ui-dist@5.35.0 playwright-core@1.64.1
 	mkdir -p $(API_DOCS)/site
 	cp $(API_DOCS)/node_modules/swagger-ui-dist/swagger-ui-bundle.js $(API_DOCS)/node_modules/swagger-ui-dist/swagger-ui.css docs/api/index.html $(API_DOCS)/site/
+
+storefront: $(STOREFRONT)/site/app.js ## The storefront page (web/storefront), built into target/tools/storefront/site.
+
+$(STOREFRONT)/site/app.js: web/storefront/build.sh web/storefront/package.json web/storefront/index.html web/storefront/style.css $(wildcard web/storefront/src/*.ts) $(wildcard proto/platform/*.proto)
+	./web/storefront/build.sh
 
 chromium:
 	./tests/openapi/install-chromium.sh

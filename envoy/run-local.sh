@@ -16,11 +16,12 @@ supervisors=()
 envoy_pid=
 istiod_pid=
 docs_pid=
+storefront_pid=
 stop() {
   trap - INT TERM EXIT
   echo
   echo "stopping..."
-  for pid in "${supervisors[@]}" $envoy_pid $istiod_pid $docs_pid; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${supervisors[@]}" $envoy_pid $istiod_pid $docs_pid $storefront_pid; do kill -TERM "$pid" 2>/dev/null; done
   wait 2>/dev/null
 }
 trap 'stop; exit 0' INT TERM
@@ -101,10 +102,15 @@ done
 # server of its own (its origin is in edge.json's cors).
 python3 -m http.server 8081 --bind 127.0.0.1 --directory target/tools/api-docs/site > .run/api-docs.log 2>&1 &
 docs_pid=$!
+# The storefront (`make storefront`): the shop's page, calling the edge as JSON, Connect and
+# gRPC-Web (its origin is in edge.json's cors too).
+python3 -m http.server 3000 --bind 127.0.0.1 --directory target/tools/storefront/site > .run/storefront.log 2>&1 &
+storefront_pid=$!
 
 echo
 echo "The edge is up at http://localhost:8080 (Envoy admin: http://localhost:9901)."
 echo "API docs: http://localhost:8081 (the edge's description: http://localhost:8080/openapi.json)."
+echo "Storefront: http://localhost:3000 (JSON, Connect and gRPC-Web from a browser)."
 heading="## Walkthrough"
 if [[ ${EDGE_MESH:-} == istiod ]]; then
   echo "Envoy is Istio's ingress gateway here, configured by istiod from .run/mesh/istio."

@@ -517,7 +517,7 @@ impl EdgeConfig {
                     vec![filter]
                 }
                 Slot::RateLimits => rate_limits.clone(),
-                other => envoy_filters(*other),
+                other => self.envoy_filters(*other),
             }
         };
         let placed = |patch: Patch| -> Vec<Value> {
@@ -543,23 +543,22 @@ impl EdgeConfig {
             allow: false,
             rate_limits,
             trace_context: self.tracing.is_some(),
+            web_protocols: !self.web_protocols.is_empty(),
         })
     }
 
     /// Envoy's filters that go before every filter of Istio's and every WasmPlugin: the trace
     /// context (when the edge traces), then CORS (Istio's own CORS filter runs after every
-    /// WasmPlugin, too late to put its headers on the transcoder's replies). Each INSERT_FIRST
-    /// lands before the ones applied earlier, hence the reverse order.
+    /// WasmPlugin, too late to put its headers on the transcoder's replies), then the web
+    /// protocols' filters. Each INSERT_FIRST lands before the ones applied earlier, hence the
+    /// reverse order, filter by filter.
     fn first_filter_patches(&self) -> Vec<Value> {
         let slots = self.patched_slots(false);
         let firsts = slots
             .iter()
             .filter(|slot| slot.patch() == Patch::First && !matches!(slot, Slot::Plugin(_)));
-        firsts
-            .rev()
-            .flat_map(|slot| envoy_filters(*slot))
-            .map(first)
-            .collect()
+        let filters: Vec<Value> = firsts.flat_map(|slot| self.envoy_filters(*slot)).collect();
+        filters.into_iter().rev().map(first).collect()
     }
 
     /// The gateway's connection manager, listeners and clusters set as the local Envoy's:
@@ -637,16 +636,20 @@ const STATS_BOOTSTRAP: &str = "edge-bootstrap";
 /// Where the EnvoyFilter variant expects the .wasm files inside the gateway pod.
 pub const WASM_MOUNT: &str = "/etc/istio/extensions";
 
-/// An HTTP filter inserted right before the router, in the gateway's listeners. Patches are
-/// applied in order, so several keep their order.
-/// Envoy's own filters for a slot; our plugins and the rate limits are rendered by the caller.
-fn envoy_filters(slot: Slot) -> Vec<Value> {
-    match slot {
-        Slot::TraceContext => vec![crate::trace_context_filter()],
-        Slot::CorsFirst => vec![crate::cors_filter()],
-        Slot::Buffer => vec![crate::buffer_filter()],
-        Slot::Plugin(_) | Slot::RateLimits | Slot::RbacDeny | Slot::RbacAllow | Slot::Router => {
-            Vec::new()
+impl EdgeConfig {
+    /// Envoy's own filters for a slot; our plugins and the rate limits are rendered by the
+    /// caller.
+    fn envoy_filters(&self, slot: Slot) -> Vec<Value> {
+        match slot {
+            Slot::TraceContext => vec![crate::trace_context_filter()],
+            Slot::CorsFirst => vec![crate::cors_filter()],
+            Slot::WebProtocols => crate::web_protocol_filters(&self.web_protocols),
+            Slot::Buffer => vec![crate::buffer_filter()],
+            Slot::Plugin(_)
+            | Slot::RateLimits
+            | Slot::RbacDeny
+            | Slot::RbacAllow
+            | Slot::Router => Vec::new(),
         }
     }
 }

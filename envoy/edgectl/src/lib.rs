@@ -27,6 +27,7 @@ mod ratelimit;
 mod rbac;
 mod slo;
 mod traces;
+mod web;
 mod xds;
 pub use cors::CorsSettings;
 pub use filters::FilterConfigs;
@@ -47,6 +48,7 @@ pub use ratelimit::{local_reply_config, rate_limit_filters, RateLimit};
 pub use rbac::rbac_filter;
 pub use slo::{record_name, rule_groups, Slo};
 pub use traces::{trace_context_filter, Tracing, COLLECTOR_CLUSTER, EDGE_ONLY_HEADERS};
+pub use web::{web_protocol_filters, WebProtocol};
 pub use xds::{write_xds, LOCAL_XDS_DIR};
 
 /// `envoy/edge.json`.
@@ -66,6 +68,9 @@ pub struct EdgeConfig {
     /// Browser origins allowed to call the edge; none when absent.
     #[serde(default)]
     pub cors: Option<CorsSettings>,
+    /// gRPC-Web and Connect clients (`grpc-web`, `connect`), turned into gRPC calls first.
+    #[serde(default)]
+    pub web_protocols: Vec<WebProtocol>,
     /// Mesh-level policy: Istio AuthorizationPolicies for the gateway (`name`, `action`,
     /// `rules` as in Istio). Rendered into `istio/base/authorization.yaml`, and run locally as
     /// the RBAC filters Istio makes of them, where Istio puts them in the chain.
@@ -280,6 +285,7 @@ impl EdgeConfig {
         if let Some(cors) = &config.cors {
             cors.check().map_err(in_file)?;
         }
+        web::check_cors(&config.web_protocols, config.cors.as_ref()).map_err(in_file)?;
         config.limits.check().map_err(in_file)?;
         Ok(config)
     }

@@ -59,11 +59,13 @@ impl EdgeConfig {
     }
 
     /// gRPC clients' routes (a rollout's first, matched on auth's choice), then the catch-all
-    /// JSON requests run their filters on.
+    /// JSON requests run their filters on. Matched on the path alone, as Istio's VirtualService
+    /// routes are: a gRPC-Web or Connect call is routed (by the CORS filter, first to ask)
+    /// before Envoy's filters make it gRPC, and must land on its service all the same.
     fn local_routes(&self) -> Result<Vec<Value>, String> {
         let grpc_route = |service: &crate::Service, cluster: &str, backend: Option<&str>| {
             let mut route = json!({
-                "match": { "prefix": format!("/{}/", service.grpc_service), "grpc": {} },
+                "match": { "prefix": format!("/{}/", service.grpc_service) },
                 "route": { "cluster": cluster, "timeout": "30s" },
                 // gRPC streams straight through; only transcoded requests are held.
                 "typed_per_filter_config": {
@@ -175,10 +177,12 @@ impl EdgeConfig {
             allow: allow.is_some(),
             rate_limits: !rate_limits.is_empty(),
             trace_context: self.tracing.is_some(),
+            web_protocols: !self.web_protocols.is_empty(),
         })
         .into_iter()
         .flat_map(|slot| match slot {
             Slot::CorsFirst => vec![cors_filter()],
+            Slot::WebProtocols => crate::web_protocol_filters(&self.web_protocols),
             Slot::Plugin(plugin) => vec![wasm(plugin.name(), filters.of(plugin.filter))],
             Slot::RbacDeny => deny.clone().into_iter().collect(),
             Slot::RbacAllow => allow.clone().into_iter().collect(),

@@ -83,6 +83,9 @@ pub enum Slot {
     /// Envoy's CORS filter, `INSERT_FIRST` by our EnvoyFilter: Istio's own CORS filter runs
     /// after every WasmPlugin, too late to add its headers to the transcoder's replies.
     CorsFirst,
+    /// Envoy's `grpc_web` and `connect_grpc_bridge` filters (`web_protocols`), `INSERT_FIRST`
+    /// after CORS by our EnvoyFilter: every filter after them sees a gRPC call.
+    WebProtocols,
     Plugin(Plugin),
     /// Istio's RBAC filter for DENY AuthorizationPolicies.
     RbacDeny,
@@ -113,6 +116,8 @@ pub struct ChainFeatures {
     pub rate_limits: bool,
     /// Tracing.
     pub trace_context: bool,
+    /// gRPC-Web or Connect.
+    pub web_protocols: bool,
 }
 
 /// Where an EnvoyFilter puts a slot's filters to give Istio's order.
@@ -129,7 +134,7 @@ pub enum Patch {
 impl Slot {
     pub fn patch(self) -> Patch {
         match self {
-            Slot::TraceContext | Slot::CorsFirst => Patch::First,
+            Slot::TraceContext | Slot::CorsFirst | Slot::WebProtocols => Patch::First,
             Slot::Plugin(plugin) if plugin.before_istio_filters() => Patch::First,
             Slot::Plugin(_) | Slot::RateLimits | Slot::Buffer => Patch::BeforeRouter,
             Slot::RbacDeny | Slot::RbacAllow | Slot::Router => Patch::Istio,
@@ -145,6 +150,9 @@ pub fn chain(features: ChainFeatures) -> Vec<Slot> {
     }
     if features.cors {
         slots.push(Slot::CorsFirst);
+    }
+    if features.web_protocols {
+        slots.push(Slot::WebProtocols);
     }
     for phase in PHASES {
         if phase == "UNSPECIFIED_PHASE" && features.rate_limits {
@@ -179,12 +187,14 @@ mod tests {
             allow: true,
             rate_limits: true,
             trace_context: true,
+            web_protocols: true,
         };
         assert_eq!(
             chain(everything),
             vec![
                 Slot::TraceContext,
                 Slot::CorsFirst,
+                Slot::WebProtocols,
                 Slot::Plugin(FILTERS[0]),
                 Slot::Plugin(FILTERS[1]),
                 Slot::RbacDeny,
@@ -210,6 +220,7 @@ mod tests {
         assert_eq!(
             patches,
             [
+                First,
                 First,
                 First,
                 First,

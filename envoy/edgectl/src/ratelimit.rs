@@ -150,27 +150,66 @@ pub fn rate_limit_filters(
     Ok(filters)
 }
 
-/// The connection manager's `local_reply_config`: Envoy's own 429 (the rate limit's) as the
-/// `google.rpc.Status` JSON every other error of the edge has. gRPC clients are left alone:
-/// they get `grpc-status: 8` (RESOURCE_EXHAUSTED) from the filter itself.
+/// The connection manager's `local_reply_config`: Envoy's own 429 (the rate limit's) as each
+/// client reads a refusal. gRPC clients are left alone: they get `grpc-status: 8`
+/// (RESOURCE_EXHAUSTED) from the filter itself. gRPC-Web and Connect clients do not (Envoy
+/// renders gRPC only for a request that came as gRPC, and theirs are made gRPC by later
+/// filters), so they get their protocol's own: a trailers-only gRPC answer (HTTP 200, no body)
+/// that `grpc_web` passes on as gRPC-Web, and Connect's error JSON. JSON clients get the
+/// `google.rpc.Status` JSON every other error of the edge has.
 pub fn local_reply_config() -> Value {
+    const MESSAGE: &str = "too many requests: slow down and retry later";
+    let too_many = json!({ "status_code_filter": { "comparison": {
+        "op": "EQ", "value": { "default_value": 429, "runtime_key": "edge_rate_limit.status" }
+    } } });
+    let header = |name: &str, prefix: &str, invert: bool| {
+        json!({ "header_filter": { "header": {
+            "name": name,
+            "string_match": { "prefix": prefix },
+            "invert_match": invert,
+            "treat_missing_header_as_empty": true
+        } } })
+    };
+    let client = edge_core::CLIENT_CONTENT_TYPE_HEADER;
     json!({
-        "mappers": [{
-            "filter": { "and_filter": { "filters": [
-                { "status_code_filter": { "comparison": {
-                    "op": "EQ", "value": { "default_value": 429, "runtime_key": "edge_rate_limit.status" }
-                } } },
-                { "header_filter": { "header": {
-                    "name": "content-type",
-                    "string_match": { "prefix": "application/grpc" },
-                    "invert_match": true,
-                    "treat_missing_header_as_empty": true
-                } } }
-            ] } },
-            "body_format_override": {
-                "json_format": { "code": 8, "message": "too many requests: slow down and retry later" },
-                "content_type": "application/json"
+        "mappers": [
+            {
+                "filter": { "and_filter": { "filters": [
+                    too_many.clone(),
+                    header(client, "application/grpc-web", false)
+                ] } },
+                "status_code": 200,
+                "headers_to_add": [
+                    { "header": { "key": "grpc-status", "value": "8" }, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD" },
+                    { "header": { "key": "grpc-message", "value": MESSAGE }, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD" }
+                ],
+                "body_format_override": {
+                    "text_format": "",
+                    "content_type": "application/grpc"
+                }
+            },
+            {
+                // Connect: made gRPC, but not sent as gRPC (nor gRPC-Web).
+                "filter": { "and_filter": { "filters": [
+                    too_many.clone(),
+                    header("content-type", "application/grpc", false),
+                    header(client, "application/grpc", true)
+                ] } },
+                "body_format_override": {
+                    "json_format": { "code": "resource_exhausted", "message": MESSAGE },
+                    "content_type": "application/json"
+                }
+            },
+            {
+                "filter": { "and_filter": { "filters": [
+                    too_many,
+                    header("content-type", "application/grpc", true)
+                ] } },
+                "body_format_override": {
+                    "json_format": { "code": 8, "message": MESSAGE },
+                    "content_type": "application/json"
+                }
             }
-        }]
+        ]
     })
 }

@@ -32,7 +32,12 @@ pub const COLLECTOR_CLUSTER: &str = "opentelemetry-collector";
 pub const PROVIDER: &str = "edge-opentelemetry";
 
 /// Headers only the edge's filters set, for Envoy's tracer: never sent to a backend.
-pub const EDGE_ONLY_HEADERS: [&str; 3] = [EDGE_SPAN_HEADER, ROUTE_HEADER, AUTH_REASON_HEADER];
+pub const EDGE_ONLY_HEADERS: [&str; 4] = [
+    EDGE_SPAN_HEADER,
+    ROUTE_HEADER,
+    AUTH_REASON_HEADER,
+    edge_core::CLIENT_CONTENT_TYPE_HEADER,
+];
 
 fn host_port(address: &str, field: &str) -> Result<(String, u16), String> {
     let (host, port) = address

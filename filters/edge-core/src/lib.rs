@@ -19,7 +19,7 @@ pub mod trace;
 pub use headers::Headers;
 pub use path_template::PathTemplate;
 pub use percent::percent_decode;
-pub use reply::{Client, LocalReply};
+pub use reply::{Client, LocalReply, CLIENT_CONTENT_TYPE_HEADER};
 pub use rollout::Rollout;
 pub use routes::{match_route, path_only, RouteError, RouteMatch};
 pub use status::{parse_grpc_timeout, GrpcCode, Status};

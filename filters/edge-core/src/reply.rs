@@ -4,6 +4,12 @@
 
 use crate::{GrpcCode, Status};
 
+/// The `content-type` a request came with, before Envoy's `grpc_web` or `connect_grpc_bridge`
+/// filter made it gRPC: written by the edge's first filters (clients cannot set it). Envoy
+/// decides whether to render a local reply as gRPC from the content type a request came with,
+/// so such a call needs its gRPC refusals written whole by the filter.
+pub const CLIENT_CONTENT_TYPE_HEADER: &str = "x-edge-client-content-type";
+
 /// Who is asking, from the request's `content-type`: gRPC clients cannot read JSON errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {

@@ -305,7 +305,16 @@ pub fn plugin_configuration() -> Result<Vec<u8>, HostError> {
 /// response has already started), the caller resets the stream rather than leave the client
 /// hanging.
 pub fn send_reply(reply: &LocalReply, client: Client, details: &str) -> Result<(), HostError> {
-    let wire = reply::wire(reply, client);
+    // Read only on this path (refusals): one host call.
+    let bridged = client == Client::Grpc
+        && abi::get_header(
+            MapType::HttpRequestHeaders,
+            edge_core::CLIENT_CONTENT_TYPE_HEADER,
+        )
+        .ok()
+        .flatten()
+        .is_some_and(|original| Client::of_content_type(Some(&original)) == Client::Http);
+    let wire = reply::wire(reply, client, bridged);
     let headers: Vec<(&str, &str)> = wire
         .headers
         .iter()

@@ -8,7 +8,7 @@ use crate::{
 };
 use edge_core::host::{Flow, GrpcRequest, Host, HostError, Level};
 use edge_core::trace;
-use edge_core::{GrpcCode, Headers};
+use edge_core::{Client, GrpcCode, Headers, LocalReply, Status};
 use std::time::Duration;
 
 /// What the transcoder keeps about one request between callbacks.
@@ -35,6 +35,16 @@ pub struct Exchange {
     trailers: bool,
     /// A stream sent through the router, while its response comes back.
     live: Option<Live>,
+    /// A gRPC call with JSON messages, while its response comes back.
+    grpc_json: Option<GrpcJsonCall>,
+}
+
+/// A gRPC call with JSON messages (`application/grpc+json`) on its way through the router.
+#[derive(Debug)]
+struct GrpcJsonCall {
+    method: prost_reflect::MethodDescriptor,
+    /// The start of a response message whose rest has not come yet.
+    pending: Vec<u8>,
 }
 
 /// A server stream sent through Envoy's router, its response rewritten as it comes back.
@@ -80,6 +90,27 @@ impl Exchange {
         let headers = host.request_headers().unwrap_or_default();
         match transcoder.plan_headers(&headers, end_of_stream) {
             HeadersPlan::PassThrough => Flow::Continue,
+            HeadersPlan::GrpcJson(method) => {
+                // The body changes size; the backend reads protobuf.
+                let rewritten = host
+                    .set_request_header("content-type", "application/grpc")
+                    .and_then(|()| host.remove_request_header("content-length"));
+                if let Err(error) = rewritten {
+                    return self.refuse_grpc(
+                        host,
+                        Status::new(
+                            GrpcCode::Internal,
+                            format!("cannot rewrite the request's headers: {error}"),
+                        ),
+                    );
+                }
+                self.grpc_json = Some(GrpcJsonCall {
+                    method,
+                    pending: Vec::new(),
+                });
+                // As for any body: held in `on_request_body`, the headers by the buffer filter.
+                Flow::Continue
+            }
             HeadersPlan::Describe(document) => {
                 if let Err(error) =
                     host.send_response(200, "application/json", document.as_bytes(), &[])
@@ -148,6 +179,42 @@ impl Exchange {
         size: usize,
         end_of_stream: bool,
     ) -> Flow {
+        if let Some(call) = &self.grpc_json {
+            return match transcoder.plan_body(true, size, end_of_stream) {
+                BodyPlan::Ignore | BodyPlan::Call => {
+                    let method = call.method.clone();
+                    let translated = host
+                        .request_body(size)
+                        .map_err(|e| {
+                            Status::new(GrpcCode::Internal, format!("cannot read the body: {e}"))
+                        })
+                        .and_then(|body| transcoder.grpc_json_request(&method, &body))
+                        .and_then(|frames| {
+                            host.replace_request_body(size, &frames).map_err(|e| {
+                                Status::new(
+                                    GrpcCode::Internal,
+                                    format!("cannot replace the body: {e}"),
+                                )
+                            })
+                        });
+                    match translated {
+                        Ok(()) => Flow::Continue,
+                        Err(status) => self.refuse_grpc(host, status),
+                    }
+                }
+                BodyPlan::Wait => Flow::Pause,
+                BodyPlan::TooLarge => self.refuse_grpc(
+                    host,
+                    Status::new(
+                        GrpcCode::ResourceExhausted,
+                        format!(
+                            "request body exceeds {} bytes",
+                            transcoder.config.max_body_bytes
+                        ),
+                    ),
+                ),
+            };
+        }
         match transcoder.plan_body(self.pending.is_some(), size, end_of_stream) {
             BodyPlan::Ignore => Flow::Continue,
             BodyPlan::Wait => Flow::Pause,
@@ -243,6 +310,19 @@ impl Exchange {
         transcoder: &Transcoder,
         end_of_stream: bool,
     ) -> ResponseFlow {
+        if self.grpc_json.is_some() {
+            let headers = host.response_headers(false).unwrap_or_default();
+            let grpc = headers
+                .get("content-type")
+                .is_some_and(|value| value.starts_with("application/grpc"));
+            if grpc && !end_of_stream && headers.get("grpc-status").is_none() {
+                let _ = host.set_response_header("content-type", "application/grpc+json");
+            } else {
+                // Trailers-only, or not the backend's gRPC answer: passed on as it is.
+                self.grpc_json = None;
+            }
+            return ResponseFlow::Continue;
+        }
         let Some(live) = &self.live else {
             return ResponseFlow::Continue;
         };
@@ -274,6 +354,27 @@ impl Exchange {
         end_of_stream: bool,
         resumed: bool,
     ) -> ResponseFlow {
+        if let Some(call) = &mut self.grpc_json {
+            // Each piece goes on at once, its complete messages in JSON; nothing is held, as
+            // the status stays in the trailers.
+            let body = host.response_body(size).unwrap_or_default();
+            call.pending.extend_from_slice(&body);
+            let translated = transcoder
+                .grpc_json_response(&call.method, &mut call.pending)
+                .map_err(|status| status.message)
+                .and_then(|json| {
+                    host.replace_response_body(size, &json)
+                        .map_err(|e| format!("cannot rewrite the response: {e}"))
+                });
+            if let Err(why) = translated {
+                // The headers (200) are gone and the trailers would say OK: reset instead.
+                host.log(Level::Error, &format!("gRPC+JSON response: {why}"));
+                self.grpc_json = None;
+                host.reset_request();
+                return ResponseFlow::Hold;
+            }
+            return ResponseFlow::Continue;
+        }
         let (Some(live), Some(pending)) = (&mut self.live, &self.pending) else {
             return ResponseFlow::Continue;
         };
@@ -474,6 +575,15 @@ impl Exchange {
     }
 
     /// The one way this filter answers with an error (see [`Note::refuse`]).
+    /// Refuses a gRPC call with JSON messages with `status`, as a gRPC answer (the bridge in
+    /// front turns it into Connect's error).
+    fn refuse_grpc<H: Host>(&mut self, host: &H, status: Status) -> Flow {
+        self.grpc_json = None;
+        let reply = LocalReply::error(status.code, status.message);
+        host.send_reply(&reply, Client::Grpc, "edge_grpc_json_refused");
+        Flow::Pause
+    }
+
     fn fail<H: Host>(&mut self, host: &H, failure: Failure) -> Flow {
         self.note.refuse(host, failure, &self.response_metadata);
         Flow::Pause

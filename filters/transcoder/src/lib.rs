@@ -9,6 +9,7 @@
 pub mod config;
 mod exchange;
 mod frames;
+mod grpc_json;
 mod message;
 mod outcome;
 mod request;

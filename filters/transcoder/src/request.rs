@@ -41,6 +41,9 @@ pub enum HeadersPlan<'t> {
     PassThrough,
     /// `GET` of the API description's path: answer with the document.
     Describe(&'t str),
+    /// gRPC with JSON messages to an exposed method: its messages are translated both ways
+    /// (see [`crate::grpc_json`]).
+    GrpcJson(prost_reflect::MethodDescriptor),
     /// Answer with the failure; `route` is the route the request matched, if it did.
     Refuse {
         route: Option<&'t Route>,
@@ -92,6 +95,13 @@ impl Transcoder {
             headers.get("origin"),
             headers.get("access-control-request-method"),
         );
+        if crate::grpc_json::is_grpc_json(content_type) && method == "POST" {
+            let path = headers.get(":path").unwrap_or_default();
+            // An unknown method is the backend's to refuse (UNIMPLEMENTED), as for gRPC.
+            return self
+                .grpc_method(path)
+                .map_or(HeadersPlan::PassThrough, HeadersPlan::GrpcJson);
+        }
         if self.passes_through(client, preflight) {
             return HeadersPlan::PassThrough;
         }

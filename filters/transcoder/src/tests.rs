@@ -17,7 +17,7 @@ fn config(services: &[(&str, &str)]) -> TranscoderConfig {
     .unwrap()
 }
 
-fn transcoder() -> Transcoder {
+pub(crate) fn transcoder() -> Transcoder {
     Transcoder::new(config(&[
         ("catalog.CatalogService", "catalog"),
         ("authority.AuthorityService", "authority"),

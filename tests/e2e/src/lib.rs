@@ -60,6 +60,69 @@ pub fn api_docs_dir() -> PathBuf {
     )
 }
 
+/// The storefront as `make run` serves it (`web/storefront/build.sh` builds it).
+pub fn storefront_dir() -> PathBuf {
+    require(
+        &workspace_root().join("target/tools/storefront"),
+        "the storefront page",
+    )
+}
+
+/// A static site served on a free loopback port (Python's `http.server`, as `make run` serves
+/// its pages), stopped when dropped however the test ends.
+pub struct StaticSite {
+    process: Child,
+    /// `http://localhost:PORT`: a browser origin `cors` must allow.
+    pub origin: String,
+}
+
+impl StaticSite {
+    /// Serves `dir` on `port` (a free one, so that a test can allow its origin first).
+    pub async fn start(dir: &Path, port: u16) -> StaticSite {
+        let process = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let site = StaticSite {
+            process,
+            origin: format!("http://localhost:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the static server for {} did not start",
+                dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        site
+    }
+}
+
+impl Drop for StaticSite {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 /// A tool of the OpenAPI checks (`openapi-spec-validator`, `schemathesis`), from the virtualenv
 /// `make test` installs (`EDGE_OPENAPI_TOOLS` names another `bin` directory).
 pub fn openapi_tool(name: &str) -> PathBuf {

@@ -8,7 +8,7 @@
 
 use edge_e2e::{
     api_docs_dir, edge_json, free_port, openapi_tool, run_schemathesis, schemathesis_summary,
-    workspace_root, Edge, Options,
+    workspace_root, Edge, Options, StaticSite,
 };
 use serde_json::Value;
 use std::process::Command;
@@ -114,21 +114,10 @@ async fn the_served_description_is_valid_follows_live_policy_and_holds_under_sch
     assert!(passed, "schemathesis found failures:\n{output}");
 }
 
-/// Stops the docs page's static server when the test ends, however it ends.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_docs_page_lists_every_operation_in_chromium() {
     let port = free_port();
-    let origin = format!("http://127.0.0.1:{port}");
-    let page_origin = origin.clone();
+    let page_origin = format!("http://localhost:{port}");
     let edge = Edge::start_with(Options {
         // The page's origin may read the edge's description (make run's is localhost:8081).
         customize: Box::new(move |config| {
@@ -140,31 +129,8 @@ async fn the_docs_page_lists_every_operation_in_chromium() {
     })
     .await;
     let docs = api_docs_dir();
-    let _server = Server(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .arg("--directory")
-            .arg(docs.join("site"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 -m http.server"),
-    );
-    let mut up = false;
-    for _ in 0..100 {
-        if edge.http.get(format!("{origin}/")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(up, "the docs page's server did not start");
+    let site = StaticSite::start(&docs.join("site"), port).await;
+    let origin = &site.origin;
 
     let screenshot = std::env::var("EDGE_DOCS_SCREENSHOT")
         .map(std::path::PathBuf::from)
