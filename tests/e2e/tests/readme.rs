@@ -357,9 +357,28 @@ struct Answer {
 /// `kill -9 item` while two clients run: one reads an item (catalog → item), one signs in
 /// (authority → customer). Sign-ins never fail; reads answer JSON 5xx at once while item is
 /// down and 200 again within 2 s of the supervisor's restart.
-/// What `make run` serves beside the walkthrough: the API docs page on localhost:8081, and the
+/// What `make run` serves beside the walkthrough: the API docs page on localhost:8081, the
+/// storefront on localhost:3000 (in Chromium, listing items over each protocol), and the
 /// description schemathesis is driven by (as the walkthrough's admin).
 fn docs_and_schemathesis_against_make_run(root: &Path) {
+    let glance = Command::new("node")
+        .arg(root.join("tests/storefront/glance.cjs"))
+        .arg("http://localhost:3000")
+        .env("NODE_PATH", edge_e2e::storefront_dir().join("node_modules"))
+        .output()
+        .expect("node");
+    assert!(
+        glance.status.success(),
+        "the storefront in Chromium: {}{}",
+        String::from_utf8_lossy(&glance.stdout),
+        String::from_utf8_lossy(&glance.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&glance.stdout).expect("glance JSON");
+    eprintln!("make run's storefront: {seen}");
+    for protocol in ["json", "connect", "grpc-web"] {
+        assert!(seen[protocol]["items"].as_u64() >= Some(1), "{seen}");
+        assert_eq!(seen[protocol]["errors"], serde_json::json!([]), "{seen}");
+    }
     let page = Command::new("curl")
         .args(["-s", "localhost:8081/"])
         .output()
