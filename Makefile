@@ -17,12 +17,16 @@ OPENAPI_TOOLS := $(CURDIR)/target/tools/openapi
 API_DOCS := $(CURDIR)/target/tools/api-docs
 # The storefront page (web/storefront: TypeScript, connect-web), built with its npm tools.
 STOREFRONT := $(CURDIR)/target/tools/storefront
+# Jaeger for traces (make observe, the tracing tests), built from its Go module, pinned
+# (envoy/install-go-tool.sh).
+JAEGER_BIN := $(CURDIR)/target/tools/jaeger-v1.75.0/jaeger
+export JAEGER_BIN
 export ENVOY_BIN
 export ISTIOD_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools api-docs storefront chromium config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
+.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -70,7 +74,7 @@ fuzz: envoy wasm services openapi-tools ## The property tests with many more cas
 	EDGE_SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) cargo test --locked -p edge-e2e --test openapi -- --nocapture
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
-build: envoy istiod wasm services postgres prometheus openapi-tools api-docs storefront chromium
+build: envoy istiod wasm services postgres prometheus openapi-tools api-docs storefront chromium jaeger
 
 postgres: ## Debian's PostgreSQL server, for the end-to-end test on PostgreSQL (not started).
 	./services/install-postgres.sh
@@ -78,9 +82,8 @@ postgres: ## Debian's PostgreSQL server, for the end-to-end test on PostgreSQL (
 prometheus: ## Debian's Prometheus and promtool (SLO rules: checked and tested by make test).
 	./envoy/install-prometheus.sh
 
-observe: prometheus ## Prometheus on localhost:9090 scraping `make run`'s Envoy, with the SLO rules (Ctrl-C stops).
-	mkdir -p .run/prometheus
-	prometheus --config.file=envoy/prometheus/prometheus.yml --storage.tsdb.path=.run/prometheus --web.listen-address=127.0.0.1:9090
+observe: prometheus jaeger ## Jaeger on localhost:16686 (make run's traces) and Prometheus on localhost:9090 (its metrics, the SLO rules); Ctrl-C stops both.
+	./envoy/observe.sh
 
 toolchain:
 	./filters/install-wasm-toolchain.sh
@@ -103,6 +106,11 @@ $(STOREFRONT)/site/app.js: web/storefront/build.sh web/storefront/package.json w
 
 chromium:
 	./tests/openapi/install-chromium.sh
+
+jaeger: $(JAEGER_BIN) ## Jaeger v1.75.0 (its v2 `jaeger` binary), built with Go into target/tools.
+
+$(JAEGER_BIN):
+	./envoy/install-go-tool.sh jaeger github.com/jaegertracing/jaeger v1.75.0 cmd/jaeger >/dev/null
 
 $(OPENAPI_TOOLS)/bin/schemathesis:
 	rm -rf $(OPENAPI_TOOLS) && python3 -m venv $(OPENAPI_TOOLS)

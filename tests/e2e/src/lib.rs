@@ -8,6 +8,7 @@
 
 mod envoy;
 mod istiod;
+pub mod jaeger;
 pub mod otlp;
 mod postgres;
 

@@ -1,5 +1,7 @@
-//! An OTLP/gRPC trace receiver on loopback: what a collector (Jaeger, the OpenTelemetry
-//! Collector) would be sent by Envoy's tracer and the services, kept in memory for tests.
+//! An OTLP/gRPC trace receiver on loopback, kept in memory: the benchmark's sink for its
+//! "tracing on" configuration, where only Envoy's cost of exporting is measured and a real
+//! collector's work would only add noise. The tracing tests read traces back from a real
+//! Jaeger ([`crate::jaeger`]); [`ReceivedSpan`] is how both hand spans over.
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,

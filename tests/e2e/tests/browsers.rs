@@ -455,3 +455,96 @@ async fn preflights_let_the_browser_protocols_headers_through() {
     assert!(exposed.contains("grpc-status") && exposed.contains("grpc-message"));
     assert_eq!(response.headers()["grpc-status"], "16");
 }
+
+/// The frames of a streamed answer (gRPC-Web or Connect's envelopes: a flag byte, a 4-byte
+/// length, the payload): (flag, payload) each.
+fn envelopes(mut body: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while body.len() >= 5 {
+        let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        frames.push((body[0], body[5..5 + length].to_vec()));
+        body = &body[5 + length..];
+    }
+    assert!(body.is_empty(), "a frame cut short");
+    frames
+}
+
+/// A server stream (WatchItems: new listings as they come) over gRPC-Web and Connect, with
+/// Connect's protobuf and JSON codecs: each listing made while it is open, then the stream's
+/// status (gRPC-Web's trailer frame, Connect's end-of-stream message).
+#[tokio::test]
+async fn server_streams_reach_grpc_web_and_connect_clients() {
+    use platform_proto::catalog::{Item, WatchItemsRequest};
+    let edge = Edge::start().await;
+    let (_, seller) = edge.signup("streamer").await;
+    let request = WatchItemsRequest {
+        max_items: 2,
+        wait_seconds: 10,
+    };
+    for (protocol, content_type) in [
+        ("grpc-web", "application/grpc-web+proto"),
+        ("connect", "application/connect+proto"),
+        ("connect", "application/connect+json"),
+    ] {
+        let json = content_type.ends_with("json");
+        let message = if json {
+            json!({ "maxItems": 2, "waitSeconds": 10 })
+                .to_string()
+                .into_bytes()
+        } else {
+            request.encode_to_vec()
+        };
+        let mut call = edge
+            .http
+            .post(edge.url("/catalog.CatalogService/WatchItems"))
+            .header("content-type", content_type)
+            .body(grpc_frame(&message));
+        call = match protocol {
+            "grpc-web" => call.header("x-grpc-web", "1"),
+            _ => call.header("connect-protocol-version", "1"),
+        };
+        let watching = tokio::spawn(async move {
+            let response = call.send().await.expect("stream");
+            let status = response.status().as_u16();
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let body = response.bytes().await.expect("the whole stream");
+            (status, content_type, body)
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for n in 1..=2 {
+            let title = format!("{content_type} {n}");
+            assert_eq!(edge.create_item(&seller, &title, 100).await.0, 200);
+        }
+        let (status, answered_type, body) = watching.await.unwrap();
+        assert_eq!(status, 200, "{content_type}");
+        let frames = envelopes(&body);
+        assert_eq!(frames.len(), 3, "{content_type}: {frames:?}");
+        for (n, (flag, payload)) in frames[..2].iter().enumerate() {
+            assert_eq!(*flag, 0, "{content_type}: a message");
+            let title = if json {
+                let item: Value = serde_json::from_slice(payload).expect("a JSON message");
+                item["title"].as_str().unwrap().to_string()
+            } else {
+                Item::decode(payload.as_slice()).expect("an Item").title
+            };
+            assert_eq!(title, format!("{content_type} {}", n + 1));
+        }
+        let (flag, end) = &frames[2];
+        match protocol {
+            "grpc-web" => {
+                assert_eq!(*flag, 0x80, "the trailer frame");
+                assert!(String::from_utf8_lossy(end).contains("grpc-status:0"));
+                assert_eq!(answered_type, "application/grpc-web+proto");
+            }
+            _ => {
+                assert_eq!(*flag, 0x02, "Connect's end of stream");
+                let end: Value = serde_json::from_slice(end).expect("end-of-stream JSON");
+                assert!(end.get("error").is_none(), "{end}");
+                assert_eq!(answered_type, content_type);
+            }
+        }
+    }
+}

@@ -248,12 +248,16 @@ fn the_envoy_filter_variant_keeps_the_wasm_plugins_order() {
         .iter()
         .map(|f| f["name"].as_str().unwrap_or_default())
         .collect();
-    // Istio's own filters (RBAC among them) sit between auth and the rate limits.
+    // The web protocols' filters right after CORS; Istio's own filters (RBAC among them) sit
+    // between auth and the rate limits.
     assert_eq!(
         names,
         [
             "edge.trace-context",
             "envoy.filters.http.cors",
+            "edge.client-content-type",
+            "envoy.filters.http.grpc_web",
+            "envoy.filters.http.connect_grpc_bridge",
             "edge.access-log",
             "edge.auth",
             "edge.rate-limit.listings",
@@ -294,6 +298,9 @@ fn the_wasm_plugin_variant_puts_the_rate_limits_between_auth_and_the_transcoder(
         [
             "edge.trace-context",
             "envoy.filters.http.cors",
+            "edge.client-content-type",
+            "envoy.filters.http.grpc_web",
+            "envoy.filters.http.connect_grpc_bridge",
             "extensions.istio.io/wasmplugin/istio-system.edge-access-log",
             "extensions.istio.io/wasmplugin/istio-system.edge-auth",
             "edge.rate-limit.listings",

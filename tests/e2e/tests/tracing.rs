@@ -1,8 +1,9 @@
 //! Traces end to end: Envoy's OpenTelemetry tracer makes the edge span, the transcoder's backend
-//! call continues it, and the services export theirs; all to an OTLP receiver in this test,
-//! as they would to a collector.
+//! call continues it, and the services export theirs; all to a real Jaeger (as `make observe`
+//! runs it), and read back through Jaeger's query API as its UI reads them.
 
-use edge_e2e::otlp::{ReceivedSpan, TraceReceiver};
+use edge_e2e::jaeger::Jaeger;
+use edge_e2e::otlp::ReceivedSpan;
 use edge_e2e::{Edge, Options, MOBILE_PHONE_ID};
 use platform_proto::catalog::catalog_service_client::CatalogServiceClient;
 use platform_proto::catalog::GetItemRequest;
@@ -14,7 +15,7 @@ const ARRIVAL: Duration = Duration::from_secs(15);
 const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
 
-async fn traced_edge(receiver: &TraceReceiver) -> Edge {
+async fn traced_edge(receiver: &Jaeger) -> Edge {
     let collector = receiver.address.clone();
     Edge::start_with(Options {
         customize: Box::new(move |config| {
@@ -50,7 +51,7 @@ fn has_all<'a>(services: &'a [&'a str]) -> impl Fn(&[ReceivedSpan]) -> bool + 'a
 
 #[tokio::test]
 async fn a_json_read_is_one_trace_from_the_edge_to_item_and_customer() {
-    let receiver = TraceReceiver::start().await;
+    let receiver = Jaeger::start().await;
     let edge = traced_edge(&receiver).await;
     // The edge span's service: edge.json's locally, the gateway's in Istio.
     let gateway = edge.edge_span_service();
@@ -102,7 +103,7 @@ async fn a_json_read_is_one_trace_from_the_edge_to_item_and_customer() {
 
 #[tokio::test]
 async fn a_trace_the_edge_starts_is_the_one_its_access_log_names() {
-    let receiver = TraceReceiver::start().await;
+    let receiver = Jaeger::start().await;
     let edge = traced_edge(&receiver).await;
     // The edge span's service: edge.json's locally, the gateway's in Istio.
     let gateway = edge.edge_span_service();
@@ -133,7 +134,7 @@ async fn a_trace_the_edge_starts_is_the_one_its_access_log_names() {
 
 #[tokio::test]
 async fn grpc_clients_pass_through_the_router_in_the_same_trace() {
-    let receiver = TraceReceiver::start().await;
+    let receiver = Jaeger::start().await;
     let edge = traced_edge(&receiver).await;
     // The edge span's service: edge.json's locally, the gateway's in Istio.
     let gateway = edge.edge_span_service();
@@ -176,7 +177,7 @@ async fn grpc_clients_pass_through_the_router_in_the_same_trace() {
 
 #[tokio::test]
 async fn a_refused_request_is_the_edge_span_alone_with_the_reason() {
-    let receiver = TraceReceiver::start().await;
+    let receiver = Jaeger::start().await;
     let edge = traced_edge(&receiver).await;
     // The edge span's service: edge.json's locally, the gateway's in Istio.
     let gateway = edge.edge_span_service();
@@ -202,10 +203,6 @@ async fn a_refused_request_is_the_edge_span_alone_with_the_reason() {
     );
     // Nothing went further: give the services' exporters (100 ms batches) time to show it.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let all: Vec<ReceivedSpan> = receiver
-        .spans()
-        .into_iter()
-        .filter(|s| s.trace_id == trace)
-        .collect();
+    let all: Vec<ReceivedSpan> = receiver.trace(trace, Duration::ZERO, |_| true).await;
     assert_eq!(all.len(), 1, "{all:#?}");
 }
