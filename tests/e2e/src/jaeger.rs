@@ -153,7 +153,7 @@ fn spans_of(traces: &Value) -> Vec<ReceivedSpan> {
 
 fn id(value: &Value) -> String {
     let text = value.as_str().unwrap_or_default();
-    if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return text.to_ascii_lowercase();
     }
     use base64::Engine;
