@@ -335,12 +335,13 @@ async fn every_client_protocol_is_allowed_and_refused_alike_by_one_policy() {
         items.push(created["item"]["id"].as_str().unwrap().to_string());
     }
     restrict(&edge, &admin, &restricted_id, "buy").await;
-    // The restriction reaches the auth filter within a couple of seconds.
+    // The restriction reaches the auth filter within a couple of seconds (polled on an item
+    // that does not exist: until then the answer is NOT_FOUND, and nothing is bought).
     let start = Instant::now();
     while call(
         &edge,
         Protocol::Json,
-        Rpc::PurchaseItem(&items[0]),
+        Rpc::PurchaseItem("no-such-item"),
         Some(&restricted),
     )
     .await
