@@ -514,16 +514,21 @@ async fn server_streams_reach_grpc_web_and_connect_clients() {
             let body = response.bytes().await.expect("the whole stream");
             (status, content_type, body)
         });
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        for n in 1..=2 {
-            let title = format!("{content_type} {n}");
+        // List until the stream has its two (it may start watching after the first listings).
+        let mut listed = 0;
+        while !watching.is_finished() {
+            listed += 1;
+            assert!(listed <= 40, "{content_type}: the stream never ended");
+            let title = format!("{content_type} {listed}");
             assert_eq!(edge.create_item(&seller, &title, 100).await.0, 200);
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let (status, answered_type, body) = watching.await.unwrap();
         assert_eq!(status, 200, "{content_type}");
         let frames = envelopes(&body);
         assert_eq!(frames.len(), 3, "{content_type}: {frames:?}");
-        for (n, (flag, payload)) in frames[..2].iter().enumerate() {
+        let mut titles = Vec::new();
+        for (flag, payload) in &frames[..2] {
             assert_eq!(*flag, 0, "{content_type}: a message");
             let title = if json {
                 let item: Value = serde_json::from_slice(payload).expect("a JSON message");
@@ -531,8 +536,18 @@ async fn server_streams_reach_grpc_web_and_connect_clients() {
             } else {
                 Item::decode(payload.as_slice()).expect("an Item").title
             };
-            assert_eq!(title, format!("{content_type} {}", n + 1));
+            titles.push(title);
         }
+        // Two consecutive listings of this stream's, in the order they were made.
+        let numbers: Vec<u32> = titles
+            .iter()
+            .map(|t| {
+                t.strip_prefix(&format!("{content_type} "))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{content_type}: {titles:?}"))
+            })
+            .collect();
+        assert_eq!(numbers[1], numbers[0] + 1, "{content_type}: {titles:?}");
         let (flag, end) = &frames[2];
         match protocol {
             "grpc-web" => {
