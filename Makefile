@@ -21,12 +21,16 @@ STOREFRONT := $(CURDIR)/target/tools/storefront
 # (envoy/install-go-tool.sh).
 JAEGER_BIN := $(CURDIR)/target/tools/jaeger-v1.75.0/jaeger
 export JAEGER_BIN
+# grpcurl, the gRPC CLI README's walkthrough uses (through the edge, by reflection), built the
+# same way; target/tools/bin/grpcurl points at the pinned build.
+GRPCURL_BIN := $(CURDIR)/target/tools/grpcurl-v1.9.3/grpcurl
+export GRPCURL_BIN
 export ENVOY_BIN
 export ISTIOD_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
+.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger grpcurl config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -41,7 +45,7 @@ test: build lint istio-check ## Every test: unit tests, the end-to-end suite aga
 	cargo test --workspace --locked --no-fail-fast
 	# Part of the suite again, through Istio: Envoy as the ingress gateway, configured by a
 	# real istiod from istio/ (tests/e2e/tests/istiod.rs checks what istiod built).
-	EDGE_MESH=istiod cargo test --locked -p edge-e2e --test edge --test auth --test mesh --test observability --test services --test postgres --test acl --test rate_limit --test tracing --test browsers
+	EDGE_MESH=istiod cargo test --locked -p edge-e2e --test edge --test auth --test mesh --test observability --test services --test postgres --test acl --test rate_limit --test tracing --test browsers --test grpcurl
 	# The benchmark harness, briefly: checks every configuration answers correctly, not speed.
 	$(BIN_DIR)/edge-bench --smoke
 
@@ -74,7 +78,7 @@ fuzz: envoy wasm services openapi-tools ## The property tests with many more cas
 	EDGE_SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) cargo test --locked -p edge-e2e --test openapi -- --nocapture
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
-build: envoy istiod wasm services postgres prometheus openapi-tools api-docs storefront chromium jaeger
+build: envoy istiod wasm services postgres prometheus openapi-tools api-docs storefront chromium jaeger grpcurl
 
 postgres: ## Debian's PostgreSQL server, for the end-to-end test on PostgreSQL (not started).
 	./services/install-postgres.sh
@@ -111,6 +115,14 @@ jaeger: $(JAEGER_BIN) ## Jaeger v1.75.0 (its v2 `jaeger` binary), built with Go 
 
 $(JAEGER_BIN):
 	./envoy/install-go-tool.sh jaeger github.com/jaegertracing/jaeger v1.75.0 cmd/jaeger >/dev/null
+
+grpcurl: target/tools/bin/grpcurl ## grpcurl v1.9.3, built with Go into target/tools (target/tools/bin/grpcurl).
+
+target/tools/bin/grpcurl: $(GRPCURL_BIN)
+	mkdir -p target/tools/bin && ln -sfn $(GRPCURL_BIN) $@
+
+$(GRPCURL_BIN):
+	./envoy/install-go-tool.sh grpcurl github.com/fullstorydev/grpcurl v1.9.3 cmd/grpcurl >/dev/null
 
 $(OPENAPI_TOOLS)/bin/schemathesis:
 	rm -rf $(OPENAPI_TOOLS) && python3 -m venv $(OPENAPI_TOOLS)

@@ -29,7 +29,7 @@ trap stop EXIT
 
 # Runs one service until told to stop, starting it again whenever it exits.
 supervise() {
-  local name=$1 binary=$2 port=$3 delay=1 pid started status
+  local name=$1 binary=$2 port=$3 own=$4 delay=1 pid started status
   # Ctrl-C is the main script's to handle; it sends TERM, which stops the service first.
   trap '' INT
   trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 0' TERM
@@ -37,7 +37,7 @@ supervise() {
     started=$SECONDS
     : > ".run/$name.out"
     # Its own session: Ctrl-C reaches only this script, which stops everything in order.
-    LISTEN_ADDR=127.0.0.1:$port setsid "$BIN/$binary" > ".run/$name.out" 2>> ".run/$name.log" &
+    env $own LISTEN_ADDR=127.0.0.1:$port setsid "$BIN/$binary" > ".run/$name.out" 2>> ".run/$name.log" &
     pid=$!
     echo "$pid" > ".run/$name.pid"
     wait "$pid" 2>/dev/null
@@ -55,7 +55,11 @@ echo "starting services (logs in .run/):"
 # envoy/edge.json's services, each after those it calls: `name binary port` lines.
 services=$("$BIN/edgectl" services) || exit 1
 while read -r name binary port; do
-  supervise "$name" "$binary" "$port" &
+  # What edge.json gives this service alone (`NAME=value` lines, no spaces).
+  own=$("$BIN/edgectl" service-env "$name") || exit 1
+  # No earlier run's "listening on" line is taken for this one's.
+  : > ".run/$name.out"
+  supervise "$name" "$binary" "$port" "$own" &
   supervisors+=($!)
   # The next service may call this one: wait for its "listening on" line.
   for _ in $(seq 1 100); do

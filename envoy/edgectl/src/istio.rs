@@ -139,6 +139,9 @@ impl EdgeConfig {
             for (variable, value) in &service.cluster_env {
                 env.push(json!({ "name": variable, "value": value }));
             }
+            for (variable, value) in self.own_env(name)? {
+                env.push(json!({ "name": variable, "value": value }));
+            }
             let volume = service.volume || service.database;
             let labels = json!({ "app": name });
             if volume {
@@ -214,13 +217,10 @@ impl EdgeConfig {
         Ok(objects)
     }
 
-    fn gateway(&self) -> Result<Vec<Value>, String> {
-        let istio = self.istio()?;
-        let public: Vec<(&String, &crate::Service)> =
-            self.services.iter().filter(|(_, s)| s.public).collect();
-        // gRPC clients go straight to their service — to the new deployment when auth's
-        // rollout chose it (the backend header); JSON routes are answered by the transcoder at
-        // the gateway, and only need a route for the filters to run on.
+    /// The VirtualService's gRPC routes: straight to their service — to the new deployment
+    /// when auth's rollout chose it (the backend header) — and reflection to the service that
+    /// answers it for the edge.
+    fn grpc_routes(&self) -> Result<Vec<Value>, String> {
         let mut routes: Vec<Value> = Vec::new();
         for (rollout, grpc_service) in self.checked_rollouts()? {
             let port = self.services[&rollout.to].port;
@@ -233,13 +233,34 @@ impl EdgeConfig {
                 "route": [{ "destination": { "host": fqdn(&rollout.to), "port": { "number": port } } }]
             }));
         }
-        routes.extend(public.iter().map(|(name, service)| {
+        routes.extend(self.services.iter().filter(|(_, s)| s.public).map(|(name, service)| {
             json!({
                 "name": format!("{name}-grpc"),
                 "match": [{ "uri": { "prefix": format!("/{}/", service.grpc_service) } }],
                 "route": [{ "destination": { "host": fqdn(name), "port": { "number": service.port } } }]
             })
         }));
+        if let Some((name, _)) = self.reflection()? {
+            let port = self.services[name].port;
+            routes.push(json!({
+                "name": "reflection-grpc",
+                "match": crate::REFLECTION_SERVICES
+                    .iter()
+                    .map(|reflection| json!({ "uri": { "prefix": format!("/{reflection}/") } }))
+                    .collect::<Vec<_>>(),
+                "route": [{ "destination": { "host": fqdn(name), "port": { "number": port } } }]
+            }));
+        }
+        Ok(routes)
+    }
+
+    fn gateway(&self) -> Result<Vec<Value>, String> {
+        let istio = self.istio()?;
+        let public: Vec<(&String, &crate::Service)> =
+            self.services.iter().filter(|(_, s)| s.public).collect();
+        // JSON routes are answered by the transcoder at the gateway, and only need a route for
+        // the filters to run on.
+        let mut routes = self.grpc_routes()?;
         if let Some((name, service)) = self
             .transcoded_route_service()
             .and_then(|name| public.iter().find(|(n, _)| n.as_str() == name))
@@ -572,7 +593,23 @@ impl EdgeConfig {
         }
         let buffers =
             json!({ "per_connection_buffer_limit_bytes": self.limits.connection_buffer_bytes });
-        Ok(vec![
+        // gRPC streams straight through, as in the local chain: the buffer filter (there for
+        // the transcoder) would hold a client or bidi stream's messages until it ends — for
+        // grpcurl's reflection stream, forever. A VirtualService cannot say so; a route patch
+        // can, by the route's name (one Envoy route per match, each with the same name).
+        let unbuffered = self.grpc_routes()?.into_iter().map(|route| {
+            json!({
+                "applyTo": "HTTP_ROUTE",
+                "match": {
+                    "context": "GATEWAY",
+                    "routeConfiguration": { "vhost": { "route": { "name": route["name"] } } }
+                },
+                "patch": { "operation": "MERGE", "value": { "typed_per_filter_config": {
+                    "envoy.filters.http.buffer": crate::buffer_disabled()
+                } } }
+            })
+        });
+        Ok([
             json!({
                 "applyTo": "NETWORK_FILTER",
                 "match": {
@@ -593,7 +630,10 @@ impl EdgeConfig {
                 "match": { "context": "GATEWAY" },
                 "patch": { "operation": "MERGE", "value": buffers }
             }),
-        ])
+        ]
+        .into_iter()
+        .chain(unbuffered)
+        .collect())
     }
 
     fn envoy_filter_of(&self, name: &str, patches: Vec<Value>) -> Result<Value, String> {

@@ -39,8 +39,8 @@ pub use istiod::{
 pub use limits::Limits;
 pub use live::apply_policy;
 pub use local::{
-    buffer_filter, cors_filter, discovered_filter, render_local_envoy, router_filter, stats_config,
-    wasm_filter,
+    buffer_disabled, buffer_filter, cors_filter, discovered_filter, render_local_envoy,
+    router_filter, stats_config, wasm_filter,
 };
 pub use mesh::{chain, ChainFeatures, Filter, Patch, Plugin, Slot, FILTERS};
 pub use openapi::OpenApiSettings;
@@ -123,6 +123,11 @@ pub struct Service {
     /// (`catalog-v2` runs `catalog`).
     #[serde(default)]
     pub binary: Option<String>,
+    /// Answers gRPC reflection for the edge (at most one service, a public one): the edge
+    /// routes reflection to it, and it describes every public service (`REFLECTION_SERVICES`),
+    /// so `grpcurl localhost:8080 list` shows what the edge serves.
+    #[serde(default)]
+    pub reflection: bool,
 }
 
 impl Service {
@@ -130,6 +135,16 @@ impl Service {
         self.binary.as_deref().unwrap_or(name)
     }
 }
+
+/// The gRPC reflection services (both versions) the edge routes to the service answering them.
+pub const REFLECTION_SERVICES: [&str; 2] = [
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// The variable telling the service that answers reflection for the edge what to describe
+/// (`services/kit`): the public services' names, comma-separated.
+pub const REFLECTION_ENV: &str = "REFLECTION_SERVICES";
 
 /// The environment variable that tells a service where `dependency` (one of its `calls`) is.
 pub fn address_variable(dependency: &str) -> String {
@@ -214,6 +229,44 @@ impl EdgeConfig {
             .find(|(name, _)| name.as_str() == "catalog")
             .or_else(|| public().next())
             .map(|(name, _)| name.as_str())
+    }
+
+    /// The service that answers gRPC reflection for the edge, if one does, and what it is to
+    /// describe: the public services, as [`REFLECTION_ENV`]'s value.
+    pub fn reflection(&self) -> Result<Option<(&str, String)>, String> {
+        let mut answering = self.services.iter().filter(|(_, s)| s.reflection);
+        let Some((name, service)) = answering.next() else {
+            return Ok(None);
+        };
+        if let Some((other, _)) = answering.next() {
+            return Err(format!(
+                "services: reflection is answered by one service, not both {name} and {other}"
+            ));
+        }
+        if !service.public {
+            return Err(format!(
+                "services.{name}.reflection: the edge routes only to public services"
+            ));
+        }
+        let public: std::collections::BTreeSet<&str> = self
+            .services
+            .values()
+            .filter(|s| s.public)
+            .map(|s| s.grpc_service.as_str())
+            .collect();
+        let list = public.into_iter().collect::<Vec<_>>().join(",");
+        Ok(Some((name.as_str(), list)))
+    }
+
+    /// What edge.json gives service `name` alone, locally as in the cluster (besides its
+    /// `cluster_env`, which is the cluster's): the reflection answerer's [`REFLECTION_ENV`].
+    pub fn own_env(&self, name: &str) -> Result<Vec<(String, String)>, String> {
+        Ok(self
+            .reflection()?
+            .filter(|(answering, _)| *answering == name)
+            .map(|(_, described)| (REFLECTION_ENV.to_string(), described))
+            .into_iter()
+            .collect())
     }
 
     /// The header auth puts a rollout's choice in (`auth.backend_header`, or the default).

@@ -63,17 +63,12 @@ impl EdgeConfig {
     /// routes are: a gRPC-Web or Connect call is routed (by the CORS filter, first to ask)
     /// before Envoy's filters make it gRPC, and must land on its service all the same.
     fn local_routes(&self) -> Result<Vec<Value>, String> {
-        let grpc_route = |service: &crate::Service, cluster: &str, backend: Option<&str>| {
+        let grpc_route = |grpc_service: &str, cluster: &str, backend: Option<&str>| {
             let mut route = json!({
-                "match": { "prefix": format!("/{}/", service.grpc_service) },
+                "match": { "prefix": format!("/{grpc_service}/") },
                 "route": { "cluster": cluster, "timeout": "30s" },
                 // gRPC streams straight through; only transcoded requests are held.
-                "typed_per_filter_config": {
-                    "envoy.filters.http.buffer": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
-                        "disabled": true
-                    }
-                }
+                "typed_per_filter_config": { "envoy.filters.http.buffer": buffer_disabled() }
             });
             // A rollout's choice, made by auth: gRPC clients follow it as JSON clients do.
             if let Some(backend) = backend {
@@ -87,14 +82,25 @@ impl EdgeConfig {
         let mut routes: Vec<Value> = Vec::new();
         for (rollout, _) in self.checked_rollouts()? {
             let service = &self.services[&rollout.service];
-            routes.push(grpc_route(service, &rollout.to, Some(&rollout.to)));
+            routes.push(grpc_route(
+                &service.grpc_service,
+                &rollout.to,
+                Some(&rollout.to),
+            ));
         }
         routes.extend(
             self.services
                 .iter()
                 .filter(|(_, service)| service.public)
-                .map(|(name, service)| grpc_route(service, name, None)),
+                .map(|(name, service)| grpc_route(&service.grpc_service, name, None)),
         );
+        if let Some((name, _)) = self.reflection()? {
+            routes.extend(
+                crate::REFLECTION_SERVICES
+                    .iter()
+                    .map(|reflection| grpc_route(reflection, name, None)),
+            );
+        }
         // JSON requests are answered by the filters, but need a route for them to run on: a
         // real one (Envoy's CORS filter ignores direct responses), to the same service as the
         // Istio VirtualService's catch-all.
@@ -293,6 +299,14 @@ pub fn buffer_filter() -> Value {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
             "max_request_bytes": 1048576
         }
+    })
+}
+
+/// The buffer filter's per-route switch, off: on gRPC routes, which stream straight through.
+pub fn buffer_disabled() -> Value {
+    json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+        "disabled": true
     })
 }
 

@@ -3,8 +3,9 @@
 //! `edgectl check [EDGE_JSON]`: validates the configuration without writing anything.
 //! `edgectl digests`: writes istio/base/wasm-digests.json from the built target/filters/*.wasm.
 //! `edgectl services`: lists `name binary port` of each service, in an order they can start in.
-//! `edgectl service-env`: the environment every local service gets (`NAME=value` lines): where
-//! to export spans, when edge.json traces.
+//! `edgectl service-env [NAME]`: the environment every local service gets (`NAME=value`
+//! lines): where to export spans, when edge.json traces; with NAME, what that service gets
+//! alone (the reflection answerer: what to describe).
 //! `edgectl mesh [DIR]`: writes what `make mesh` starts istiod and the gateway's Envoy from
 //! (default `.run/mesh`): istiod's files (`istio/base` with the local overlay), its mesh
 //! configuration, and Envoy's bootstrap.
@@ -46,8 +47,17 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     if command == "service-env" {
         let config = EdgeConfig::load(Path::new("envoy/edge.json"))?;
-        if let Some(tracing) = &config.tracing {
-            println!("OTEL_EXPORTER_OTLP_ENDPOINT=http://{}", tracing.collector);
+        match args.get(1) {
+            Some(name) => {
+                for (variable, value) in config.own_env(name)? {
+                    println!("{variable}={value}");
+                }
+            }
+            None => {
+                if let Some(tracing) = &config.tracing {
+                    println!("OTEL_EXPORTER_OTLP_ENDPOINT=http://{}", tracing.collector);
+                }
+            }
         }
         return Ok(());
     }

@@ -3,6 +3,7 @@
 
 mod client;
 mod database;
+mod reflection;
 mod server;
 mod telemetry;
 

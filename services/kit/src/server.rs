@@ -134,17 +134,29 @@ pub async fn serve(
             .set_service_status(*name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    // Reflection describes exactly what this server serves (the descriptor set is the whole
-    // platform's), plus health and reflection themselves; in both versions, v1 and the
-    // v1alpha that Postman, Evans and older grpcurl still ask for.
+    // Reflection describes what this server serves, in both versions (v1 and the v1alpha that
+    // Postman, Evans and older grpcurl still ask for) — or, on the server that answers
+    // reflection for the edge (`REFLECTION_SERVICES`, set by edgectl), what the edge serves:
+    // its public services, whichever server implements them, and not this server's health.
+    let edge_facing = std::env::var("REFLECTION_SERVICES")
+        .ok()
+        .filter(|list| !list.trim().is_empty());
+    let described: Vec<&str> = match &edge_facing {
+        Some(list) => list.split(',').map(str::trim).collect(),
+        None => service_names.to_vec(),
+    };
+    let platform = crate::reflection::describing(platform_proto::FILE_DESCRIPTOR_SET, &described)?;
     let reflection = || {
         let mut builder = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(platform_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name("grpc.health.v1.Health")
+            .register_encoded_file_descriptor_set(&platform)
             .with_service_name("grpc.reflection.v1.ServerReflection")
             .with_service_name("grpc.reflection.v1alpha.ServerReflection");
-        for name in service_names {
+        if edge_facing.is_none() {
+            builder = builder
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("grpc.health.v1.Health");
+        }
+        for name in &described {
             builder = builder.with_service_name(*name);
         }
         builder

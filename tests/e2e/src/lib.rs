@@ -134,6 +134,15 @@ pub fn openapi_tool(name: &str) -> PathBuf {
     require(&bin.join(name), name)
 }
 
+/// grpcurl, as `make` builds it (`GRPCURL_BIN` names another).
+pub fn grpcurl() -> PathBuf {
+    let bin = from_env_or(
+        "GRPCURL_BIN",
+        workspace_root().join("target/tools/bin/grpcurl"),
+    );
+    require(&bin, "grpcurl")
+}
+
 /// Runs schemathesis against the edge at `base_url`, driven by the document it serves, with
 /// `token` as the bearer, `examples` per operation and phase, its cache in `dir`: no 5xx, every
 /// status, content type, header and body as documented, no documented route refused as
@@ -216,8 +225,9 @@ pub struct Edge {
     services: BTreeMap<String, Service>,
     /// Services whose database is not their SQLite file (kept for restarts).
     database_urls: BTreeMap<String, String>,
-    /// Extra environment of every service (kept for restarts).
-    service_env: Vec<(String, String)>,
+    /// Each service's extra environment: every service's (`Options::service_env`) and what
+    /// edge.json gives it alone (`edgectl service-env NAME`), kept for restarts.
+    own_env: BTreeMap<String, Vec<(String, String)>>,
     envoy: EnvoyProcess,
     /// The control plane the gateway takes its configuration from, when run through istiod,
     /// and where its files say things are.
@@ -313,6 +323,14 @@ impl Edge {
             .into_iter()
             .map(str::to_string)
             .collect();
+        let own_env: BTreeMap<String, Vec<(String, String)>> = names
+            .iter()
+            .map(|name| {
+                let mut env = options.service_env.clone();
+                env.extend(config.own_env(name).expect("edge.json's services check"));
+                (name.clone(), env)
+            })
+            .collect();
         let mut services = BTreeMap::new();
         for name in &names {
             let addrs: BTreeMap<String, String> = services
@@ -327,7 +345,7 @@ impl Edge {
                 &dir,
                 &addrs,
                 ("127.0.0.1:0", database),
-                &options.service_env,
+                &own_env[name],
             );
             services.insert(name.to_string(), service);
         }
@@ -430,7 +448,7 @@ impl Edge {
         let mut edge = Edge {
             services,
             database_urls: options.database_urls,
-            service_env: options.service_env,
+            own_env,
             base_url: format!("http://127.0.0.1:{port}"),
             admin_url: envoy.admin_url.clone(),
             envoy,
@@ -609,7 +627,7 @@ impl Edge {
             &self.dir,
             &others,
             (&addr, database),
-            &self.service_env,
+            &self.own_env[name],
         );
         self.services.insert(name.to_string(), service);
     }

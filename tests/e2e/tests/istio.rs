@@ -56,13 +56,15 @@ fn istio_chain(file: &str) -> Vec<Value> {
     chain
 }
 
-/// What the patches make of a gateway: its HTTP filters (from `chain`), and the fields merged
-/// into its connection manager, its listeners and its clusters.
+/// What the patches make of a gateway: its HTTP filters (from `chain`), the fields merged
+/// into its connection manager, its listeners and its clusters, and the routes they patch
+/// (each with the merged fields, named as the VirtualService's).
 struct Patched {
     filters: Vec<Value>,
     connection_manager: Value,
     listener: Value,
     cluster: Value,
+    routes: Vec<Value>,
 }
 
 /// Applies the patches in order as Istio applies them: `INSERT_FIRST` at the front,
@@ -73,6 +75,7 @@ fn patched_chain(mut filters: Vec<Value>, patches: &[Value]) -> Patched {
     let mut merged = json!({});
     let mut listener = json!({});
     let mut cluster = json!({});
+    let mut routes = Vec::new();
     for patch in patches {
         assert_eq!(patch["match"]["context"], "GATEWAY");
         // The gateway mounts the .wasm files at WASM_MOUNT; here they are in target/.
@@ -112,6 +115,18 @@ fn patched_chain(mut filters: Vec<Value>, patches: &[Value]) -> Patched {
                     into[key] = field.clone();
                 }
             }
+            (Some("HTTP_ROUTE"), Some("MERGE")) => {
+                let name = &patch["match"]["routeConfiguration"]["vhost"]["route"]["name"];
+                let mut route = json!({
+                    "name": name,
+                    "match": { "prefix": format!("/{}/", name.as_str().expect("a route name")) },
+                    "route": { "cluster": edge_e2e::edge_json().istio_cluster("catalog") }
+                });
+                for (key, field) in value.as_object().expect("route fields") {
+                    route[key] = field.clone();
+                }
+                routes.push(route);
+            }
             other => panic!("unexpected patch {other:?}"),
         }
     }
@@ -120,6 +135,7 @@ fn patched_chain(mut filters: Vec<Value>, patches: &[Value]) -> Patched {
         connection_manager: merged,
         listener,
         cluster,
+        routes,
     }
 }
 
@@ -147,7 +163,7 @@ fn bootstrap_with(file: &str, patches: &[Value]) -> Value {
     let mut connection_manager = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "gateway",
-        "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": [] }] },
+        "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": patched.routes }] },
         "http_filters": patched.filters
     });
     for (key, field) in patched

@@ -223,6 +223,14 @@ fn assert_every_patch_applied(dump: &Value, local_dump: &Value, files: &edgectl:
     let clusters = section(dump, "ClustersConfigDump")["dynamic_active_clusters"]
         .as_array()
         .expect("clusters");
+    let routes_of = |dump: &Value, kind: &str| -> Vec<Value> {
+        section(dump, "RoutesConfigDump")[kind][0]["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .expect("routes")
+            .clone()
+    };
+    let routes = routes_of(dump, "dynamic_route_configs");
+    let local_routes = routes_of(local_dump, "static_route_configs");
     let mut checked = 0;
     for filter in files
         .values()
@@ -265,6 +273,27 @@ fn assert_every_patch_applied(dump: &Value, local_dump: &Value, files: &edgectl:
                 ("CLUSTER", "MERGE") => {
                     for cluster in clusters {
                         merged(&what, value, &cluster["cluster"], local_cluster);
+                    }
+                }
+                ("HTTP_ROUTE", "MERGE") => {
+                    // Each Envoy route of that name (one per match) is as the local route of
+                    // the same prefix.
+                    let name = &patch["match"]["routeConfiguration"]["vhost"]["route"]["name"];
+                    let patched: Vec<&Value> =
+                        routes.iter().filter(|r| r["name"] == *name).collect();
+                    assert!(!patched.is_empty(), "{what}: no route named {name}");
+                    for route in patched {
+                        let prefix = &route["match"]["prefix"];
+                        let local = local_routes
+                            .iter()
+                            .find(|l| l["match"]["prefix"] == *prefix)
+                            .unwrap_or_else(|| panic!("{what}: no local route for {prefix}"));
+                        merged(
+                            &format!("{what} {name} {prefix}"),
+                            &value["typed_per_filter_config"],
+                            &route["typed_per_filter_config"],
+                            &local["typed_per_filter_config"],
+                        );
                     }
                 }
                 (apply_to, _) => panic!("{what}: no check for {apply_to} {operation}"),
