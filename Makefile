@@ -30,7 +30,7 @@ export ISTIOD_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger grpcurl config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
+.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger grpcurl grpc-gateway-peer config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -52,9 +52,16 @@ test: build lint istio-check ## Every test: unit tests, the end-to-end suite aga
 # Benchmarks use release-built services (and the same .wasm files).
 bench: export EDGE_BIN_DIR := $(CURDIR)/target/release
 RELEASE_BINS := -p acl -p authority -p catalog -p customer -p item -p edge-bench
-bench: envoy wasm ## The wasm edge vs Envoy's native filters vs direct gRPC: writes bench/RESULTS.md.
+# The peer the bench compares with: grpc-gateway (Go), built by `make bench` alone.
+GRPC_GATEWAY_PEER := $(CURDIR)/target/tools/grpc-gateway-peer/peer
+bench: envoy wasm grpc-gateway-peer ## The wasm edge vs Envoy's native filters vs direct gRPC: writes bench/RESULTS.md.
 	cargo build --release --locked $(RELEASE_BINS)
 	taskset -c 1 target/release/edge-bench
+
+grpc-gateway-peer: $(GRPC_GATEWAY_PEER) ## The bench's grpc-gateway v2.34.0 peer (bench/grpc-gateway), generated and built with Go.
+
+$(GRPC_GATEWAY_PEER): bench/grpc-gateway/build.sh bench/grpc-gateway/main.go bench/grpc-gateway/go.mod bench/grpc-gateway/go.sum proto/platform/catalog.proto
+	./bench/grpc-gateway/build.sh >/dev/null
 
 soak: export EDGE_BIN_DIR := $(CURDIR)/target/release
 soak: envoy wasm ## 1,000,000 distinct users through the wasm chain, a request each; fails on RSS growth or any wrong answer (bench/SOAK.md).

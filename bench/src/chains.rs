@@ -35,6 +35,9 @@ pub(crate) enum Chain {
     /// The full chains with 1000 more HTTP bindings in their transcoders' route tables.
     WasmManyRoutes,
     NativeManyRoutes,
+    /// grpc-gateway's generated reverse proxy with a golang-jwt check (`bench/grpc-gateway`),
+    /// a Go process of its own in front of catalog: the peer a team would pick for JSON.
+    GrpcGateway,
 }
 
 impl Chain {
@@ -58,6 +61,7 @@ impl Chain {
             Chain::NativeTraced => "native, tracing on",
             Chain::WasmManyRoutes => "wasm, 1000 more HTTP bindings",
             Chain::NativeManyRoutes => "native, 1000 more HTTP bindings",
+            Chain::GrpcGateway => "grpc-gateway v2.34.0 + golang-jwt (Go process, not Envoy)",
         }
     }
 
@@ -102,7 +106,8 @@ impl Chain {
             Chain::AuthOnly => Some(&["edge.auth"]),
             Chain::TranscoderOnly => Some(&["edge.transcoder", "envoy.filters.http.buffer"]),
             Chain::AccessLogOnly => Some(&["edge.access-log"]),
-            Chain::RouterOnly => Some(&[]),
+            // Envoy stands by unused: the peer is its own proxy.
+            Chain::RouterOnly | Chain::GrpcGateway => Some(&[]),
             _ => None,
         }
     }
@@ -265,6 +270,71 @@ fn add_bindings(bootstrap: &mut Value, descriptor_set: &[u8]) {
             _ => {}
         }
     }
+}
+
+/// A proxy that is not Envoy, in front of the chain's services: the grpc-gateway peer, pinned
+/// like Envoy (CPU 0, one thread running Go code at a time, as Envoy's one worker).
+pub(crate) struct Peer {
+    child: std::process::Child,
+    pub(crate) base_url: String,
+}
+
+impl Peer {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The peer `make bench` builds (`bench/grpc-gateway/build.sh`; `GRPC_GATEWAY_PEER_BIN` names
+/// another), run beside `edge`'s services when `chain` is one; `None` for Envoy's chains.
+pub(crate) fn start_peer(chain: Chain, edge: &Edge) -> Option<Peer> {
+    use std::io::BufRead;
+    if chain != Chain::GrpcGateway {
+        return None;
+    }
+    let binary = std::env::var_os("GRPC_GATEWAY_PEER_BIN").map_or_else(
+        || edge_e2e::workspace_root().join("target/tools/grpc-gateway-peer/peer"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        binary.exists(),
+        "{} is missing: make bench builds it",
+        binary.display()
+    );
+    let jwks = edge.dir.join("peer-jwks.json");
+    std::fs::write(&jwks, jwks_from_key_dir(&edge.dir)).expect("write the peer's JWKS");
+    let catalog = edge.service_url("catalog");
+    let mut child = std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&binary)
+        .arg("-catalog")
+        .arg(catalog.trim_start_matches("http://"))
+        .arg("-jwks")
+        .arg(&jwks)
+        .env("GOMAXPROCS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start the grpc-gateway peer");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("the grpc-gateway peer said {line:?}"))
+        .to_string();
+    Some(Peer {
+        child,
+        base_url: format!("http://{addr}"),
+    })
 }
 
 fn jwks_from_key_dir(dir: &Path) -> String {

@@ -22,7 +22,7 @@ mod memory;
 mod plan;
 mod report;
 
-use chains::{start, Chain, Route};
+use chains::{start, start_peer, Chain, Route};
 use measure::{measure, request, token, Results};
 use memory::{memory_at_two_workers, MEMORY_TITLE};
 use plan::{full_plan, smoke_plan, Plan};
@@ -46,6 +46,7 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
         order.rotate_left(shift);
         for chain in order {
             let edge = start(chain).await;
+            let peer = start_peer(chain, &edge);
             let token = token(&edge).await;
             if plan
                 .cases
@@ -59,7 +60,16 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
                 if case_chain != chain {
                     continue;
                 }
-                let sample = measure(&edge, chain, route, connections, &plan, &token).await;
+                let sample = measure(
+                    &edge,
+                    peer.as_ref(),
+                    chain,
+                    route,
+                    connections,
+                    &plan,
+                    &token,
+                )
+                .await;
                 eprintln!(
                     "round {} {:<55} {:<38} c={connections:<3} {:>7.0} req/s p50 {:.2} ms p99 {:.2} ms{}",
                     round + 1,
@@ -68,7 +78,7 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
                     sample.run.rps(),
                     sample.run.ms(0.5),
                     sample.run.ms(0.99),
-                    sample.envoy_cpu_us_per_request.map_or(String::new(), |us| format!(" envoy {us:.0} µs/req")),
+                    sample.envoy_cpu_us_per_request.map_or(String::new(), |us| format!(" proxy {us:.0} µs/req")),
                 );
                 results
                     .entry((route, connections, chain))
@@ -104,7 +114,7 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
     println!("{memory}");
     if smoke {
         println!(
-            "bench smoke: {} configurations answered correctly",
+            "bench smoke: {} configurations answered correctly (not the grpc-gateway peer: make bench builds and runs it)",
             results.len()
         );
         return Ok(());
@@ -123,7 +133,7 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
         "A million users (from `make soak`, bench/SOAK.md)",
     );
     let text = format!(
-        "# Benchmark results\n\nWritten by `make bench` on {when}.\n\nMachine: {}. Envoy 1.40.0, one worker pinned to CPU 0; load generator (closed loop, HTTP/1.1 keep-alive or h2 gRPC) and release-built services on CPU 1; loopback only. Filters: {}.\n\n{table}{memory}\n## The filters' own Rust, natively\n\nThe pure cores on the same inputs as the hot read (release build, host CPU; inside V8 expect a few times more). Compare with the Envoy CPU per request above: what is not here is Envoy's (host calls, the gRPC callout, the local reply).\n\n{}",
+        "# Benchmark results\n\nWritten by `make bench` on {when}.\n\nMachine: {}. Envoy 1.40.0, one worker pinned to CPU 0 (the grpc-gateway peer likewise: Go, `GOMAXPROCS=1`); proxy CPU and RSS are Envoy's process's, the peer's rows its own; load generator (closed loop, HTTP/1.1 keep-alive or h2 gRPC) and release-built services on CPU 1; loopback only. Filters: {}.\n\n{table}{memory}\n## The filters' own Rust, natively\n\nThe pure cores on the same inputs as the hot read (release build, host CPU; inside V8 expect a few times more). Compare with the Envoy CPU per request above: what is not here is Envoy's (host calls, the gRPC callout, the local reply).\n\n{}",
         machine(),
         wasm_sizes(),
         core_table(&cores)

@@ -1,7 +1,7 @@
 //! One case measured: the requests (and tokens) it sends, its load through Envoy or straight
 //! to catalog, Envoy's CPU and RSS around it; and the medians over rounds the report reads.
 
-use crate::chains::{Chain, Route};
+use crate::chains::{Chain, Peer, Route};
 use crate::load::{self, HttpRequest, Run};
 use crate::plan::Plan;
 use edge_e2e::{Edge, MOBILE_PHONE_ID};
@@ -116,8 +116,11 @@ pub(crate) struct Sample {
     pub(crate) steal_percent: f64,
 }
 
+/// Loads `chain` on `route` through Envoy, or through `peer` when the chain is a proxy of its
+/// own (whose process's CPU and RSS are then the ones read).
 pub(crate) async fn measure(
     edge: &Edge,
+    peer: Option<&Peer>,
     chain: Chain,
     route: Route,
     connections: usize,
@@ -137,6 +140,10 @@ pub(crate) async fn measure(
             duration,
         )
     };
+    let (base_url, pid) = match peer {
+        Some(peer) => (peer.base_url.as_str(), peer.pid()),
+        None => (edge.base_url.as_str(), edge.envoy_pid()),
+    };
     let mut http = request(route, token);
     let mut warmup_http = http.clone();
     if route == Route::ManyUsers {
@@ -152,9 +159,8 @@ pub(crate) async fn measure(
     } else if route == Route::GrpcRead {
         through_envoy(plan.warmup).await;
     } else {
-        load::http(&edge.base_url, &warmup_http, connections, plan.warmup).await;
+        load::http(base_url, &warmup_http, connections, plan.warmup).await;
     }
-    let pid = edge.envoy_pid();
     let (rss_before, ticks_before, totals_before) = (
         edge_e2e::process_rss_kib(pid),
         edge_e2e::process_cpu_ticks(pid),
@@ -165,7 +171,7 @@ pub(crate) async fn measure(
     } else if route == Route::GrpcRead {
         through_envoy(plan.measure).await
     } else {
-        load::http(&edge.base_url, &http, connections, plan.measure).await
+        load::http(base_url, &http, connections, plan.measure).await
     };
     let (ticks_after, totals_after) = (edge_e2e::process_cpu_ticks(pid), cpu_totals());
     let all = totals_after.0.saturating_sub(totals_before.0).max(1) as f64;

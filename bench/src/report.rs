@@ -16,6 +16,7 @@ pub(crate) fn report(results: &Results, plan: &Plan) -> (String, Value) {
     let json_rows = runs(&mut out, results);
     let medians = Medians { results };
     ratios(&mut out, &medians);
+    against_grpc_gateway(&mut out, &medians);
     decomposition(&mut out, &medians);
     cost_as_work_grows(&mut out, &medians);
     what_tracing_adds(&mut out, &medians);
@@ -75,7 +76,7 @@ fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> String {
 /// One row per (route, connections, chain): medians of rounds with min–max, written to `out`
 /// and returned as results.json's rows.
 fn runs(out: &mut String, results: &Results) -> Vec<Value> {
-    let _ = writeln!(out, "| route | conns | configuration | req/s median (min–max) | p50 ms | p90 ms | p99 ms | max ms | Envoy CPU s / 10k req | Envoy RSS MB before→after | steal % |");
+    let _ = writeln!(out, "| route | conns | configuration | req/s median (min–max) | p50 ms | p90 ms | p99 ms | max ms | proxy CPU s / 10k req | proxy RSS MB before→after | steal % |");
     let _ = writeln!(
         out,
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -115,6 +116,52 @@ fn runs(out: &mut String, results: &Results) -> Vec<Value> {
         }));
     }
     json_rows
+}
+
+/// Our chain and Envoy's native one against the grpc-gateway peer, route by route at 16
+/// connections: throughput, p99, the proxy's CPU per request (Envoy's, or the Go process's)
+/// and its RSS after the load.
+fn against_grpc_gateway(out: &mut String, m: &Medians) {
+    let peer = Chain::GrpcGateway;
+    if m.get(Route::HotRead, 16, peer).is_none() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### Against grpc-gateway\n\nThe peer a team would pick for JSON clients: grpc-gateway v2.34.0's generated reverse proxy for catalog (the same protos and `google.api.http` bindings), behind golang-jwt v5 with keyfunc v3 reading the same keys as a JWKS, the same token rules and JSON field names (`bench/grpc-gateway`); a Go process pinned to CPU 0 with `GOMAXPROCS=1`, as Envoy runs one worker there. Its CPU and RSS are that process's. It does not consult the acl service on writes, and has no access log; our chain does both. 16 connections, medians of rounds.\n\n| route | wasm / grpc-gateway req/s | wasm / grpc-gateway p99 | wasm / grpc-gateway proxy CPU per request | native / grpc-gateway proxy CPU per request | proxy RSS MB: wasm, native, grpc-gateway |\n|---|---:|---:|---:|---:|---|"
+    );
+    let rss_after = |route, chain| {
+        m.get(route, 16, chain)
+            .and_then(|s| s.last())
+            .and_then(|s| s.rss_kb)
+            .map_or("–".to_string(), |(_, after)| {
+                format!("{:.0}", after as f64 / 1024.0)
+            })
+    };
+    for route in [
+        Route::HotRead,
+        Route::Write,
+        Route::Reject,
+        Route::List(10),
+        Route::List(100),
+        Route::List(1000),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {}, {}, {} |",
+            route.name(),
+            ratio(m.rps(route, 16, Chain::Wasm), m.rps(route, 16, peer)),
+            ratio(
+                m.quantile(route, 16, Chain::Wasm, 0.99),
+                m.quantile(route, 16, peer, 0.99)
+            ),
+            ratio(m.cpu(route, 16, Chain::Wasm), m.cpu(route, 16, peer)),
+            ratio(m.cpu(route, 16, Chain::Native), m.cpu(route, 16, peer)),
+            rss_after(route, Chain::Wasm),
+            rss_after(route, Chain::Native),
+            rss_after(route, peer),
+        );
+    }
 }
 
 /// Wasm against native (and against calling catalog directly), beside the targets.
