@@ -52,3 +52,19 @@ fn errors_name_the_file_checked() {
     assert!(said.contains(&format!("{}: ", file.display())), "{said}");
     assert!(!said.contains("envoy/edge.json"), "{said}");
 }
+
+#[test]
+fn reflection_is_answered_by_one_public_service() {
+    let (ok, said, _) = check("reflection-internal", |config| {
+        config["services"]["catalog"]["reflection"] = false.into();
+        config["services"]["item"]["reflection"] = true.into();
+    });
+    assert!(!ok, "{said}");
+    assert!(said.contains("services.item.reflection"), "{said}");
+
+    let (ok, said, _) = check("reflection-twice", |config| {
+        config["services"]["authority"]["reflection"] = true.into();
+    });
+    assert!(!ok, "{said}");
+    assert!(said.contains("one service"), "{said}");
+}
