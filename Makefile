@@ -148,6 +148,8 @@ wasm: toolchain ## The three filters, one .wasm module: target/filters/edge.wasm
 
 services:
 	cargo build --workspace --locked --bins
+	# The test-only dynamic module (tests/native-probe): a shared library, not a binary.
+	cargo build --locked -p edge-test-native-probe
 
 config: ## Render envoy/envoy.yaml and istio/*.yaml from envoy/edge.json (the source of truth).
 	cargo run -q --locked -p edgectl -- render

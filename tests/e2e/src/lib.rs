@@ -134,6 +134,16 @@ pub fn openapi_tool(name: &str) -> PathBuf {
     require(&bin.join(name), name)
 }
 
+/// The test-only dynamic module (`tests/native-probe`), as `make` builds it next to the
+/// services' binaries.
+pub fn native_probe_module() -> PathBuf {
+    let bin_dir = from_env_or("EDGE_BIN_DIR", workspace_root().join("target/debug"));
+    require(
+        &bin_dir.join("libedge_native_probe.so"),
+        "native probe module",
+    )
+}
+
 /// grpcurl, as `make` builds it (`GRPCURL_BIN` names another).
 pub fn grpcurl() -> PathBuf {
     let bin = from_env_or(
