@@ -54,7 +54,7 @@ bench: export EDGE_BIN_DIR := $(CURDIR)/target/release
 RELEASE_BINS := -p acl -p authority -p catalog -p customer -p item -p edge-bench
 # The peer the bench compares with: grpc-gateway (Go), built by `make bench` alone.
 GRPC_GATEWAY_PEER := $(CURDIR)/target/tools/grpc-gateway-peer/peer
-bench: envoy wasm grpc-gateway-peer ## The wasm edge vs Envoy's native filters vs direct gRPC: writes bench/RESULTS.md.
+bench: envoy wasm grpc-gateway-peer ## The wasm edge vs Envoy's native filters vs grpc-gateway vs direct gRPC: writes bench/RESULTS.md.
 	cargo build --release --locked $(RELEASE_BINS)
 	taskset -c 1 target/release/edge-bench
 

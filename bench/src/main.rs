@@ -1,5 +1,6 @@
-//! `make bench`: the wasm edge measured against Envoy's native filters and against calling
-//! catalog over gRPC directly, in one run on one machine, with the same release-built services.
+//! `make bench`: the wasm edge measured against Envoy's native filters, against grpc-gateway
+//! (`bench/grpc-gateway`, a Go process of its own) and against calling catalog over gRPC
+//! directly, in one run on one machine, with the same release-built services.
 //!
 //! Envoy runs one worker pinned to CPU 0; this process (the load) and the services run on CPU 1.
 //! Each round starts every configuration afresh, in rotating order; every run has a warm-up
