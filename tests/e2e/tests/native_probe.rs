@@ -9,6 +9,10 @@ use platform_proto::catalog::{GetItemResponse, ListItemsResponse};
 use prost::Message;
 use serde_json::{json, Value};
 
+async fn get(edge: &Edge, path: &str) -> reqwest::Response {
+    edge.http.get(edge.url(path)).send().await.expect("the GET")
+}
+
 /// The one gRPC message of a unary answer.
 fn message<M: Message + Default>(frame: &[u8]) -> M {
     assert!(frame.len() >= 5, "not a gRPC frame: {frame:?}");
@@ -48,32 +52,17 @@ async fn a_dynamic_module_transcodes_a_get_in_place_replies_and_ends_its_own_str
     .await;
 
     // A bodiless GET, given the GetItem message in place, reached catalog through the router.
-    let response = edge
-        .http
-        .get(edge.url(&format!("/probe/items/{MOBILE_PHONE_ID}")))
-        .send()
-        .await
-        .expect("the GET");
+    let response = get(&edge, &format!("/probe/items/{MOBILE_PHONE_ID}")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/grpc");
     let answer: GetItemResponse = message(&response.bytes().await.expect("body"));
     assert_eq!(answer.item.expect("an item").title, "Mobile Phone");
     // The id went with it: an unknown one is catalog's NOT_FOUND (trailers-only).
-    let response = edge
-        .http
-        .get(edge.url("/probe/items/no-such-item"))
-        .send()
-        .await
-        .expect("the GET");
+    let response = get(&edge, "/probe/items/no-such-item").await;
     assert_eq!(response.headers()["grpc-status"], "5");
 
     // A local reply: the module's status, headers and body.
-    let response = edge
-        .http
-        .get(edge.url("/probe/refuse"))
-        .send()
-        .await
-        .expect("the GET");
+    let response = get(&edge, "/probe/refuse").await;
     assert_eq!(response.status(), 403);
     assert_eq!(response.headers()["x-native-probe"], "refused");
     let body: Value = response.json().await.expect("JSON");
@@ -81,12 +70,7 @@ async fn a_dynamic_module_transcodes_a_get_in_place_replies_and_ends_its_own_str
 
     // A streaming callout whose request the module sent in two pieces and ended itself:
     // catalog answered only once the stream had ended.
-    let response = edge
-        .http
-        .get(edge.url("/probe/list"))
-        .send()
-        .await
-        .expect("the GET");
+    let response = get(&edge, "/probe/list").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-grpc-status"], "0");
     let listed: ListItemsResponse = message(&response.bytes().await.expect("body"));
