@@ -22,7 +22,9 @@ pub fn describing(set: &[u8], services: &[&str]) -> Result<Vec<u8>, StartupError
     let encoded = EncodedFileSet::decode(set)?;
     let mut files = BTreeMap::new();
     let mut defining = BTreeMap::new();
-    for bytes in &encoded.files {
+    // Each file's name, in the set's order (imports first), which the selection keeps.
+    let mut order = Vec::new();
+    for bytes in encoded.files {
         let file = prost_types::FileDescriptorProto::decode(bytes.as_slice())?;
         let name = file.name().to_string();
         for service in &file.service {
@@ -32,6 +34,7 @@ pub fn describing(set: &[u8], services: &[&str]) -> Result<Vec<u8>, StartupError
             };
             defining.insert(full, name.clone());
         }
+        order.push(name.clone());
         files.insert(name, (bytes, file.dependency));
     }
     let mut wanted: Vec<String> = Vec::new();
@@ -51,14 +54,10 @@ pub fn describing(set: &[u8], services: &[&str]) -> Result<Vec<u8>, StartupError
         }
     }
     let selected = EncodedFileSet {
-        files: encoded
-            .files
+        files: order
             .iter()
-            .filter(|bytes| {
-                prost_types::FileDescriptorProto::decode(bytes.as_slice())
-                    .is_ok_and(|file| kept.contains(file.name()))
-            })
-            .cloned()
+            .filter(|name| kept.contains(*name))
+            .filter_map(|name| files.remove(name).map(|(bytes, _)| bytes))
             .collect(),
     };
     Ok(selected.encode_to_vec())
