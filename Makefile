@@ -30,12 +30,12 @@ export ISTIOD_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run mesh test build wasm services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger grpcurl grpc-gateway-peer config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
+.PHONY: help run mesh test build wasm native services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger grpcurl grpc-gateway-peer config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-run: envoy wasm services config api-docs storefront ## Start the services and Envoy on localhost:8080, the storefront on localhost:3000; Ctrl-C stops them.
+run: envoy wasm native services config api-docs storefront ## Start the services and Envoy on localhost:8080, the storefront on localhost:3000; Ctrl-C stops them.
 	./envoy/run-local.sh
 
 mesh: envoy istiod wasm services ## As make run, but Envoy is Istio's ingress gateway, configured by a local istiod from istio/.
@@ -85,7 +85,7 @@ fuzz: envoy wasm services openapi-tools ## The property tests with many more cas
 	EDGE_SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) cargo test --locked -p edge-e2e --test openapi -- --nocapture
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
-build: envoy istiod wasm services postgres prometheus openapi-tools api-docs storefront chromium jaeger grpcurl
+build: envoy istiod wasm native services postgres prometheus openapi-tools api-docs storefront chromium jaeger grpcurl
 
 postgres: ## Debian's PostgreSQL server, for the end-to-end test on PostgreSQL (not started).
 	./services/install-postgres.sh
@@ -145,6 +145,11 @@ $(ISTIOD_BIN):
 
 wasm: toolchain ## The three filters, one .wasm module: target/filters/edge.wasm.
 	./filters/build-wasm.sh
+
+native: ## The same three filters as one Envoy dynamic module: target/filters/libedge_native.so (EDGE_TARGET=native runs it).
+	cargo build --release --locked -p edge-native
+	mkdir -p $(WASM_DIR)
+	install -m 0755 target/release/libedge_native.so $(WASM_DIR)/libedge_native.so
 
 services:
 	cargo build --workspace --locked --bins

@@ -91,7 +91,13 @@ else
   # The filters' configuration comes from .run/xds, which Envoy watches: `make policy` changes
   # it live.
   "$BIN/edgectl" policy apply >/dev/null
-  setsid "$ENVOY" -c envoy/envoy.yaml --use-dynamic-base-id --concurrency 2 -l info 2> .run/envoy.log &
+  # EDGE_TARGET=native: the same chain with the filters' native build (libedge_native.so).
+  bootstrap=envoy/envoy.yaml
+  if [[ ${EDGE_TARGET:-wasm} != wasm ]]; then
+    bootstrap=.run/envoy-$EDGE_TARGET.yaml
+    "$BIN/edgectl" envoy > "$bootstrap" || exit 1
+  fi
+  setsid "$ENVOY" -c "$bootstrap" --use-dynamic-base-id --concurrency 2 -l info 2> .run/envoy.log &
 fi
 envoy_pid=$!
 for _ in $(seq 1 100); do

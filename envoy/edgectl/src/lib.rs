@@ -21,6 +21,7 @@ mod limits;
 mod live;
 mod local;
 mod mesh;
+mod module;
 mod native;
 mod openapi;
 mod ratelimit;
@@ -40,9 +41,10 @@ pub use limits::Limits;
 pub use live::apply_policy;
 pub use local::{
     buffer_disabled, buffer_filter, cors_filter, discovered_filter, render_local_envoy,
-    router_filter, stats_config, wasm_filter,
+    router_filter, stats_config,
 };
 pub use mesh::{chain, ChainFeatures, Filter, Patch, Plugin, Slot, FILTERS};
+pub use module::{wasm_filter, FilterModule, Target, NATIVE_MODULE, TARGET_ENV, WASM_MODULE};
 pub use openapi::OpenApiSettings;
 pub use ratelimit::{local_reply_config, rate_limit_filters, RateLimit};
 pub use rbac::rbac_filter;
@@ -192,8 +194,8 @@ pub struct AuthorizationPolicy {
 pub struct Topology {
     pub listen_port: u16,
     pub admin_port: u16,
-    /// Directory holding the filters' module, edge.wasm.
-    pub wasm_dir: String,
+    /// The filters' module: which build, and where.
+    pub module: FilterModule,
     /// `host:port` of each service by short name.
     pub service_addrs: BTreeMap<String, String>,
     /// Where Envoy watches the filters' configurations (ECDS files, see [`xds_files`]); `None`
@@ -204,12 +206,12 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// `make run`: fixed, documented ports on loopback.
-    pub fn local(config: &EdgeConfig) -> Self {
+    /// `make run`: fixed, documented ports on loopback, the filters built for `target`.
+    pub fn local(config: &EdgeConfig, target: Target) -> Self {
         Self {
             listen_port: 8080,
             admin_port: 9901,
-            wasm_dir: "target/filters".into(),
+            module: FilterModule::new(target, "target/filters"),
             xds_dir: Some(LOCAL_XDS_DIR.into()),
             service_addrs: config
                 .services
@@ -352,7 +354,7 @@ impl EdgeConfig {
     /// Every file rendered outside `istio/`, by path from the repository root: the local
     /// Envoy's bootstrap, and the SLO rules with a Prometheus configuration for `make observe`.
     pub fn local_files(&self) -> Result<Vec<(&'static str, String)>, String> {
-        let admin = Topology::local(self).admin_port;
+        let admin = Topology::local(self, Target::Wasm).admin_port;
         let prometheus = json!({
             "global": { "scrape_interval": "5s", "evaluation_interval": "30s" },
             "rule_files": ["rules.yaml"],
@@ -363,7 +365,7 @@ impl EdgeConfig {
             }]
         });
         Ok(vec![
-            ("envoy/envoy.yaml", render_local_envoy(self)?),
+            ("envoy/envoy.yaml", render_local_envoy(self, Target::Wasm)?),
             (
                 "envoy/prometheus/rules.yaml",
                 format!("{GENERATED_NOTICE}{}", to_yaml(&rule_groups(&self.slos)?)),
@@ -375,10 +377,6 @@ impl EdgeConfig {
         ])
     }
 }
-
-/// The proxy-wasm module holding the three filters (`<name>.wasm`, Istio's `<name>-filters`
-/// image); each plugin's `root_id` picks its filter.
-pub const WASM_MODULE: &str = "edge";
 
 /// `istio/base/wasm-digests.json`: the sha256 of the filters' module, as `make images` built it.
 pub fn load_digests(path: &Path) -> Result<Digests, String> {

@@ -2,7 +2,7 @@
 //! Envoy has taken — or refused — each changed filter configuration, so that the request after
 //! `make policy` already meets the new policy and a refused one is reported, not missed.
 
-use crate::{write_xds, EdgeConfig};
+use crate::{write_xds, EdgeConfig, FilterModule};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,12 +14,12 @@ type Counters = BTreeMap<String, (u64, u64)>;
 
 pub fn apply_policy(
     config: &EdgeConfig,
-    wasm_dir: &str,
+    module: &FilterModule,
     xds_dir: &Path,
     admin: &str,
     patience: Duration,
 ) -> Result<String, String> {
-    let files = config.xds_files(wasm_dir)?;
+    let files = config.xds_files(module)?;
     let changed: Vec<String> = files
         .iter()
         .filter(|(file, content)| {

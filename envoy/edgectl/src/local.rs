@@ -2,8 +2,8 @@
 //! entries it is made of.
 
 use crate::{
-    chain, rbac_filter, to_yaml, ChainFeatures, EdgeConfig, FilterConfigs, Slot, Topology,
-    GENERATED_NOTICE,
+    chain, rbac_filter, to_yaml, ChainFeatures, EdgeConfig, FilterConfigs, FilterModule, Slot,
+    Topology, GENERATED_NOTICE,
 };
 use serde_json::{json, Value};
 
@@ -169,9 +169,9 @@ impl EdgeConfig {
         filters: &FilterConfigs,
         topology: &Topology,
     ) -> Result<Vec<Value>, String> {
-        let wasm = |name: &str, config: &Value| match &topology.xds_dir {
-            Some(dir) => discovered_filter(name, dir),
-            None => wasm_filter(name, &topology.wasm_dir, config),
+        let plugin = |name: &str, config: &Value| match &topology.xds_dir {
+            Some(dir) => discovered_filter(name, dir, &topology.module),
+            None => topology.module.filter(name, config),
         };
         let policies = self.authorization_policies()?;
         let deny = rbac_filter(&policies, "DENY")?;
@@ -189,7 +189,7 @@ impl EdgeConfig {
         .flat_map(|slot| match slot {
             Slot::CorsFirst => vec![cors_filter()],
             Slot::WebProtocols => crate::web_protocol_filters(&self.web_protocols),
-            Slot::Plugin(plugin) => vec![wasm(plugin.name(), filters.of(plugin.filter))],
+            Slot::Plugin(slot) => vec![plugin(slot.name(), filters.of(slot.filter))],
             Slot::RbacDeny => deny.clone().into_iter().collect(),
             Slot::RbacAllow => allow.clone().into_iter().collect(),
             Slot::RateLimits => rate_limits.clone(),
@@ -245,7 +245,7 @@ impl EdgeConfig {
 
 /// One of our filters, its configuration discovered from `<dir>/<name>.json` (ECDS over a
 /// watched file): changing the file reconfigures the running Envoy.
-pub fn discovered_filter(name: &str, dir: &str) -> Value {
+pub fn discovered_filter(name: &str, dir: &str, module: &FilterModule) -> Value {
     json!({
         "name": format!("edge.{name}"),
         "config_discovery": {
@@ -256,35 +256,7 @@ pub fn discovered_filter(name: &str, dir: &str) -> Value {
                 },
                 "resource_api_version": "V3"
             },
-            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
-        }
-    })
-}
-
-/// One of our filters as an Envoy HTTP filter: the module `<wasm_dir>/edge.wasm`, whose root
-/// context `name` is the filter, with its JSON configuration, in the V8 runtime. No `vm_id`, as
-/// istiod renders a WasmPlugin: the three filters have the same code, so Envoy runs them in one
-/// VM per worker.
-pub fn wasm_filter(name: &str, wasm_dir: &str, config: &Value) -> Value {
-    json!({
-        "name": format!("edge.{name}"),
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": name,
-                "root_id": name,
-                "vm_config": {
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": format!("{wasm_dir}/{}.wasm", crate::WASM_MODULE) } }
-                },
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": config.to_string()
-                },
-                // A crashed VM is replaced (after a 1 s backoff) instead of failing every
-                // later request on the worker, and never fails open.
-                "failure_policy": "FAIL_RELOAD"
-            }
+            "type_urls": [module.type_url()]
         }
     })
 }
@@ -336,7 +308,7 @@ pub fn stats_config() -> Value {
 }
 
 /// The committed `envoy/envoy.yaml` for `make run`.
-pub fn render_local_envoy(config: &EdgeConfig) -> Result<String, String> {
-    let bootstrap = config.envoy_bootstrap(&Topology::local(config))?;
+pub fn render_local_envoy(config: &EdgeConfig, target: crate::Target) -> Result<String, String> {
+    let bootstrap = config.envoy_bootstrap(&Topology::local(config, target))?;
     Ok(format!("{GENERATED_NOTICE}{}", to_yaml(&bootstrap)))
 }

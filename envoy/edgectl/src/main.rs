@@ -71,16 +71,27 @@ fn run(args: &[String]) -> Result<(), String> {
         );
         return Ok(());
     }
+    if command == "envoy" {
+        // `EDGE_TARGET=native make run`: the local bootstrap for that build (envoy/envoy.yaml,
+        // committed, is the Wasm one).
+        let config = EdgeConfig::load(Path::new("envoy/edge.json"))?;
+        print!(
+            "{}",
+            edgectl::render_local_envoy(&config, edgectl::Target::from_env()?)?
+        );
+        return Ok(());
+    }
     if command == "policy" {
         if args.get(1).map(String::as_str) != Some("apply") {
             return Err("use: edgectl policy apply [EDGE_JSON]".into());
         }
         let source = args.get(2).map_or("envoy/edge.json", String::as_str);
         let config = EdgeConfig::load(Path::new(source))?;
-        let topology = edgectl::Topology::local(&config);
+        // `EDGE_TARGET=native make policy`: the files name the build the running Envoy loads.
+        let topology = edgectl::Topology::local(&config, edgectl::Target::from_env()?);
         let outcome = edgectl::apply_policy(
             &config,
-            &topology.wasm_dir,
+            &topology.module,
             Path::new(edgectl::LOCAL_XDS_DIR),
             &format!("127.0.0.1:{}", topology.admin_port),
             std::time::Duration::from_secs(10),
@@ -92,9 +103,9 @@ fn run(args: &[String]) -> Result<(), String> {
         // For `make mesh`: the gateway as `make run`'s, served by a local istiod.
         let dir = args.get(1).map_or(".run/mesh", String::as_str);
         let config = EdgeConfig::load(Path::new("envoy/edge.json"))?;
-        let local = edgectl::Topology::local(&config);
-        let wasm_dir = std::fs::canonicalize(&local.wasm_dir)
-            .map_err(|e| format!("{}: {e} (run make wasm)", local.wasm_dir))?;
+        let local = edgectl::Topology::local(&config, edgectl::Target::Wasm);
+        let wasm_dir = std::fs::canonicalize(&local.module.dir)
+            .map_err(|e| format!("{}: {e} (run make wasm)", local.module.dir))?;
         let topology = edgectl::MeshTopology {
             istiod: edgectl::IstiodPorts::MESH.xds_addr(),
             gateway_port: local.listen_port,

@@ -1,6 +1,6 @@
 //! The filters' configurations as the ECDS files the local Envoy watches.
 
-use crate::{wasm_filter, EdgeConfig};
+use crate::{EdgeConfig, FilterModule};
 use serde_json::json;
 use std::path::Path;
 
@@ -10,7 +10,7 @@ pub const LOCAL_XDS_DIR: &str = ".run/xds";
 impl EdgeConfig {
     /// The filters' configurations as ECDS files (`DiscoveryResponse`s with one
     /// `TypedExtensionConfig` each), by file name: what a bootstrap with `xds_dir` watches.
-    pub fn xds_files(&self, wasm_dir: &str) -> Result<Vec<(String, String)>, String> {
+    pub fn xds_files(&self, module: &FilterModule) -> Result<Vec<(String, String)>, String> {
         let filters = self.filter_configs(str::to_string)?;
         Ok([
             ("access-log", &filters.access_log),
@@ -19,7 +19,7 @@ impl EdgeConfig {
         ]
         .into_iter()
         .map(|(name, config)| {
-            let filter = wasm_filter(name, wasm_dir, config);
+            let filter = module.filter(name, config);
             let response = json!({
                 "resources": [{
                     "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",

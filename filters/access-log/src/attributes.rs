@@ -63,20 +63,51 @@ impl Attributes {
                 .filter(|text| !text.is_empty())
                 .map(|text| String::from_utf8_lossy(text).into_owned())
         };
-        let transcode: TranscodeNote = notes::decode(Some(bytes(5)));
+        Self::read(
+            Read {
+                status: number(0),
+                bytes_in: number(1),
+                bytes_out: number(2),
+                peer: text(3),
+                grpc_status: text(6).and_then(|status| status.trim().parse().ok()),
+                routed_cluster: text(7),
+            },
+            bytes(4),
+            bytes(5),
+        )
+    }
+
+    /// From Envoy's attributes as a host reads them one by one (a native module), and the
+    /// filters' notes as they were left in the filter state (empty when absent).
+    pub fn read(read: Read, auth_note: &[u8], transcode_note: &[u8]) -> Self {
+        let transcode: TranscodeNote = notes::decode(Some(transcode_note));
         Self {
-            status: u16::try_from(number(0)).unwrap_or_default(),
-            bytes_in: number(1),
-            bytes_out: number(2),
-            peer: text(3),
-            auth: notes::decode(Some(bytes(4))),
-            grpc_status: transcode
-                .grpc_status
-                .or_else(|| text(6)?.trim().parse().ok()),
-            upstream_cluster: notes::non_empty(&transcode.upstream_cluster).or_else(|| text(7)),
+            status: u16::try_from(read.status).unwrap_or_default(),
+            bytes_in: read.bytes_in,
+            bytes_out: read.bytes_out,
+            peer: read.peer,
+            auth: notes::decode(Some(auth_note)),
+            grpc_status: transcode.grpc_status.or(read.grpc_status),
+            upstream_cluster: notes::non_empty(&transcode.upstream_cluster).or(read.routed_cluster),
             transcode,
         }
     }
+}
+
+/// Envoy's own attributes of a request, as read; whatever could not be read is left at its
+/// default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Read {
+    /// `response.code` (0: no response was sent).
+    pub status: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// `source.address`.
+    pub peer: Option<String>,
+    /// `grpc-status` of the response's trailers, or headers of a trailers-only answer.
+    pub grpc_status: Option<u32>,
+    /// The cluster the router really sent the request to (none when a filter answered).
+    pub routed_cluster: Option<String>,
 }
 
 #[cfg(test)]

@@ -23,6 +23,17 @@ pub const NAMES: &[&str] = &[
     DROPPED_LINES,
 ];
 
+/// Each family's labels, in the order its names carry them: what a host whose proxy defines
+/// labelled metrics up front (a native module) defines.
+pub const FAMILY_LABELS: &[(&str, &[&str])] = &[
+    (REQUESTS, &["route", "method", "status_class", "backend"]),
+    (DURATION, &["route", "method", "backend"]),
+    (AUTH_DENIALS, &["reason"]),
+    (TRANSCODER_ERRORS, &["kind"]),
+    (SHIPPED_LINES, &[]),
+    (DROPPED_LINES, &[]),
+];
+
 /// Where Envoy files a Wasm filter's own metrics (`wasmcustom.<name>`).
 pub const ENVOY_NAMESPACE: &str = "wasmcustom";
 
@@ -211,6 +222,14 @@ mod tests {
             let (Sample::Count(name) | Sample::Observe(name, _)) = sample;
             let family = name.split('.').next().unwrap_or_default();
             assert!(NAMES.contains(&family), "{name} is not in NAMES");
+            let labels: Vec<&str> = name
+                .split(".edge_")
+                .skip(1)
+                .map(|pair| pair.split_once('.').unwrap().0)
+                .collect();
+            let declared = FAMILY_LABELS.iter().find(|(f, _)| *f == family).unwrap().1;
+            assert_eq!(labels, declared, "{name}");
         }
+        assert_eq!(FAMILY_LABELS.len(), NAMES.len());
     }
 }

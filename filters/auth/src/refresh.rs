@@ -61,6 +61,12 @@ impl KeyRefresh {
     pub fn want_early(&mut self) {
         self.early = true;
     }
+
+    /// Whether a token asked for an early fetch since the last call (for a root that does not
+    /// fetch, to pass the wish on).
+    pub fn take_early(&mut self) -> bool {
+        std::mem::take(&mut self.early)
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,11 @@ fn unary<H: Host>(
 }
 
 /// One worker's root: its timer and the answers to its calls keep [`Shared`] current.
+///
+/// A root either calls (proxy-wasm: every worker's does, deduplicated through shared data) or
+/// follows ([`Root::follower`]: a native module's workers, whose proxy lends callouts only to
+/// the main thread, where one calling root runs): a follower picks up the keys and the acl copy
+/// the calling root publishes, and passes on its requests' wish for an early key fetch.
 pub struct Root<H: Host> {
     host: Rc<H>,
     /// How this worker checks signatures: the host's crypto where it has it.
@@ -95,11 +100,22 @@ pub struct Root<H: Host> {
     loaded_version: Option<u32>,
     keys_call: Option<u32>,
     acl_call: Option<u32>,
+    /// This root sends the key fetches and acl polls (else it follows one that does).
+    calls: bool,
 }
 
 impl<H: Host + 'static> Root<H> {
     /// A worker for `config`; call [`Root::on_tick`] to start fetching.
     pub fn new(host: Rc<H>, config: AuthConfig) -> Self {
+        Self::with_calls(host, config, true)
+    }
+
+    /// A worker that never calls: it follows what a calling root publishes in shared data.
+    pub fn follower(host: Rc<H>, config: AuthConfig) -> Self {
+        Self::with_calls(host, config, false)
+    }
+
+    fn with_calls(host: Rc<H>, config: AuthConfig, calls: bool) -> Self {
         let check = es256::choose(&host);
         host.log(
             Level::Info,
@@ -124,7 +140,15 @@ impl<H: Host + 'static> Root<H> {
             loaded_version: None,
             keys_call: None,
             acl_call: None,
+            calls,
         }
+    }
+
+    /// Keys are loaded and the acl copy (if one is configured) is complete: until then a
+    /// follower is worth ticking on every request.
+    pub fn complete(&self) -> bool {
+        let shared = self.shared.borrow();
+        shared.keys.is_some() && shared.acl.as_ref().is_none_or(Follower::ready)
     }
 
     /// What the requests of this worker read.
@@ -146,6 +170,21 @@ impl<H: Host + 'static> Root<H> {
                 .add_to_counter(crate::metrics::SIGNATURE_CHECKS, checks);
         }
         self.sync_keys();
+        if !self.calls {
+            let wants_keys = self.shared.borrow_mut().refresh.take_early();
+            if wants_keys {
+                // Lost, it is asked for again by the next unknown kid.
+                let _ = self.host.set(&self.early_key(), b"1", 0);
+            }
+            self.tick_acl();
+            return;
+        }
+        if let Ok(Some((wish, _))) = self.host.get(&self.early_key()) {
+            if wish == b"1" {
+                self.shared.borrow_mut().refresh.want_early();
+                let _ = self.host.set(&self.early_key(), b"0", 0);
+            }
+        }
         let due = {
             let shared = self.shared.borrow();
             let have_keys = shared.keys.is_some();
@@ -180,6 +219,11 @@ impl<H: Host + 'static> Root<H> {
                 );
             }
         }
+    }
+
+    /// Where followers ask the calling root for an early key fetch.
+    fn early_key(&self) -> String {
+        format!("{}.early", self.shared_key())
     }
 
     fn shared_key(&self) -> String {
@@ -335,6 +379,9 @@ impl<H: Host + 'static> Root<H> {
         else {
             return;
         };
+        if !self.calls {
+            return;
+        }
         for (gauge, value) in tick.gauges {
             self.host.set_gauge(gauge, value);
         }
@@ -559,6 +606,52 @@ mod tests {
         );
         worker.on_grpc_answer(fetches[1].0, 0, size);
         assert_eq!(request(&shared, "/x", &token(&new, "ada")), Flow::Continue);
+    }
+
+    #[test]
+    fn a_follower_never_calls_picks_up_what_the_caller_publishes_and_passes_on_early_wishes() {
+        let (host, old, mut caller) = worker_with_keys("old");
+        let mut follower = Root::follower(
+            host.clone(),
+            AuthConfig::from_json(CONFIG.as_bytes()).unwrap(),
+        );
+        assert!(!follower.complete());
+        follower.on_tick();
+        let shared = follower.shared();
+        assert_eq!(request(&shared, "/x", &token(&old, "ada")), Flow::Continue);
+
+        // A token with an unknown kid on the follower's worker: the caller fetches early.
+        let new = ES256KeyPair::generate().with_key_id("new");
+        host.now.set(at(30));
+        assert_eq!(request(&shared, "/x", &token(&new, "ada")), Flow::Pause);
+        follower.on_tick();
+        caller.on_tick();
+        let fetches = calls_to(&host, KEYS);
+        assert_eq!(fetches.len(), 2, "fetched early for the follower");
+        let size = answer(
+            &host,
+            ListPublicKeysResponse { jwks: jwks(&new) }.encode_to_vec(),
+        );
+        caller.on_grpc_answer(fetches[1].0, 0, size);
+        follower.on_tick();
+        assert_eq!(request(&shared, "/x", &token(&new, "ada")), Flow::Continue);
+        caller.on_tick();
+        assert_eq!(calls_to(&host, KEYS).len(), 2, "the wish was taken once");
+        let acl_polls = |host: &RecordingHost| {
+            host.grpc_calls()
+                .iter()
+                .filter(|call| matches!(call, Call::Grpc { cluster, .. } if cluster == "acl"))
+                .count()
+        };
+        let polls = acl_polls(&host);
+        host.now.set(at(3000));
+        follower.on_tick();
+        assert_eq!(
+            acl_polls(&host),
+            polls,
+            "a follower never polls the acl feed"
+        );
+        assert_eq!(calls_to(&host, KEYS).len(), 2, "nor fetches keys");
     }
 
     #[test]

@@ -11,9 +11,11 @@ use crate::Status;
 use crate::{Client, Headers, LocalReply};
 #[cfg(any(test, feature = "testing"))]
 use std::cell::Cell;
+#[cfg(any(test, feature = "testing"))]
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// A non-OK status from the host, by number (proxy-wasm's `WasmResult`, which a native host
@@ -175,19 +177,26 @@ pub trait Host: SharedStore {
 pub type Crypto = fn(&str, &[u8], &[u8], &[u8]) -> bool;
 
 /// A [`SharedStore`] in memory, as Envoy keeps shared data: a CAS number per key, bumped on
-/// every write.
+/// every write. Thread-safe: a native host keeps one for the whole process, as Envoy does.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    values: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    values: Mutex<HashMap<String, (Vec<u8>, u32)>>,
 }
 
 impl SharedStore for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
-        Ok(self.values.borrow().get(key).cloned())
+        let values = self
+            .values
+            .lock()
+            .map_err(|_| HostError::INTERNAL_FAILURE)?;
+        Ok(values.get(key).cloned())
     }
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
-        let mut values = self.values.borrow_mut();
+        let mut values = self
+            .values
+            .lock()
+            .map_err(|_| HostError::INTERNAL_FAILURE)?;
         let held = values.get(key).map(|(_, held)| *held);
         // Envoy checks the number only against a value it holds.
         if held.is_some_and(|held| cas != 0 && cas != held) {

@@ -5,6 +5,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod grpc;
 mod headers;
 pub mod host;
 pub mod notes;
@@ -19,10 +20,22 @@ pub mod trace;
 pub use headers::Headers;
 pub use path_template::PathTemplate;
 pub use percent::percent_decode;
-pub use reply::{Client, LocalReply, CLIENT_CONTENT_TYPE_HEADER};
+pub use reply::{wire, Client, LocalReply, WireReply, CLIENT_CONTENT_TYPE_HEADER};
 pub use rollout::Rollout;
 pub use routes::{match_route, path_only, RouteError, RouteMatch};
 pub use status::{parse_grpc_timeout, GrpcCode, Status};
+
+/// The `:authority` of a call to a cluster (a callout from a filter): `HOST:PORT` for Istio's `outbound|PORT|SUBSET|HOST`,
+/// the name itself otherwise (a plain cluster name such as `authority` is a valid host).
+pub fn cluster_authority(cluster: &str) -> String {
+    let parts: Vec<&str> = cluster.split('|').collect();
+    match parts.as_slice() {
+        ["outbound", port, _subset, host] if !host.is_empty() && !port.is_empty() => {
+            format!("{host}:{port}")
+        }
+        _ => cluster.to_string(),
+    }
+}
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. It carries
 /// no credentials by design, and Envoy's CORS filter answers it.

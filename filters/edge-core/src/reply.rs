@@ -1,6 +1,6 @@
 //! The one shape of every answer a filter sends itself: a `google.rpc.Status`, the HTTP status
 //! for JSON clients, and extra headers. How it goes on the wire for each kind of client is the
-//! host's (`edge-host` for proxy-wasm).
+//! same for every host ([`wire`]); how a host hands it to its proxy is the host's.
 
 use crate::{GrpcCode, Status};
 
@@ -66,6 +66,77 @@ impl LocalReply {
     }
 }
 
+/// A [`LocalReply`] as it goes on the wire to one kind of client: what a host hands its
+/// proxy's local-reply call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireReply {
+    pub http_status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The gRPC status for gRPC clients, for a host whose proxy renders the trailers-only
+    /// answer itself (proxy-wasm's `send_local_response`); `None` when the headers say it all.
+    pub grpc_status: Option<GrpcCode>,
+}
+
+/// `bridged`: a gRPC client whose call Envoy's `grpc_web` or `connect_grpc_bridge` made gRPC
+/// (see [`edge_core::CLIENT_CONTENT_TYPE_HEADER`]). Envoy renders no gRPC local reply for it,
+/// so the whole trailers-only answer is written here: HTTP 200, `application/grpc`, the status
+/// in headers and no body, which those filters turn into their protocol's error.
+pub fn wire(reply: &LocalReply, client: Client, bridged: bool) -> WireReply {
+    match client {
+        Client::Grpc if bridged => {
+            let mut headers = vec![
+                ("content-type".to_string(), "application/grpc".to_string()),
+                (
+                    "grpc-status".to_string(),
+                    reply.status.code.number().to_string(),
+                ),
+                (
+                    "grpc-message".to_string(),
+                    grpc_message(&reply.status.message),
+                ),
+            ];
+            headers.extend(reply.headers.iter().cloned());
+            WireReply {
+                http_status: 200,
+                headers,
+                body: Vec::new(),
+                grpc_status: None,
+            }
+        }
+        Client::Http => {
+            let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+            headers.extend(reply.headers.iter().cloned());
+            WireReply {
+                http_status: reply.http_status,
+                headers,
+                body: reply.status.to_json().into_bytes(),
+                grpc_status: None,
+            }
+        }
+        // No content-type: Envoy sets application/grpc, and ours would replace it.
+        Client::Grpc => WireReply {
+            http_status: reply.http_status,
+            headers: reply.headers.clone(),
+            body: reply.status.message.clone().into_bytes(),
+            grpc_status: Some(reply.status.code),
+        },
+    }
+}
+
+/// `grpc-message` as the gRPC spec writes it: percent-encoded outside printable ASCII and `%`.
+fn grpc_message(message: &str) -> String {
+    let mut encoded = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +157,61 @@ mod tests {
         ] {
             assert_eq!(Client::of_content_type(http), Client::Http, "{http:?}");
         }
+    }
+
+    #[test]
+    fn json_clients_get_status_json_and_the_headers() {
+        let reply = LocalReply::error(GrpcCode::Unimplemented, "no such method")
+            .with_http_status(405)
+            .with_header("allow", "GET, POST");
+        let wire = wire(&reply, Client::Http, false);
+        assert_eq!(wire.http_status, 405);
+        assert_eq!(wire.grpc_status, None);
+        assert_eq!(
+            wire.headers,
+            vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                ("allow".to_string(), "GET, POST".to_string())
+            ]
+        );
+        assert_eq!(
+            String::from_utf8(wire.body).unwrap(),
+            r#"{"code":12,"message":"no such method"}"#
+        );
+    }
+
+    #[test]
+    fn grpc_clients_get_the_plain_message_and_code() {
+        let reply = LocalReply::error(GrpcCode::Unauthenticated, "a bearer token is required")
+            .with_header("www-authenticate", "Bearer");
+        let wire = wire(&reply, Client::Grpc, false);
+        assert_eq!(wire.grpc_status, Some(GrpcCode::Unauthenticated));
+        assert_eq!(wire.body, b"a bearer token is required");
+        assert!(wire.headers.iter().all(|(name, _)| *name != "content-type"));
+    }
+
+    #[test]
+    fn bridged_grpc_clients_get_the_whole_trailers_only_answer() {
+        let reply = LocalReply::error(GrpcCode::PermissionDenied, "restricted: buy 100%")
+            .with_header("www-authenticate", "Bearer");
+        let bridged = wire(&reply, Client::Grpc, true);
+        assert_eq!(bridged.http_status, 200);
+        assert_eq!(bridged.grpc_status, None, "not Envoy's rendering");
+        assert!(bridged.body.is_empty());
+        assert_eq!(
+            bridged.headers,
+            vec![
+                ("content-type".to_string(), "application/grpc".to_string()),
+                ("grpc-status".to_string(), "7".to_string()),
+                (
+                    "grpc-message".to_string(),
+                    "restricted: buy 100%25".to_string()
+                ),
+                ("www-authenticate".to_string(), "Bearer".to_string()),
+            ]
+        );
+        assert_eq!(grpc_message("café\n"), "caf%C3%A9%0A");
+        let http = wire(&reply, Client::Http, true);
+        assert_eq!(http.http_status, 403, "JSON clients are never bridged");
     }
 }

@@ -13,7 +13,6 @@
 mod abi;
 mod crypto;
 mod map;
-mod reply;
 mod upstream;
 
 pub use abi::HostError;
@@ -314,7 +313,7 @@ pub fn send_reply(reply: &LocalReply, client: Client, details: &str) -> Result<(
         .ok()
         .flatten()
         .is_some_and(|original| Client::of_content_type(Some(&original)) == Client::Http);
-    let wire = reply::wire(reply, client, bridged);
+    let wire = edge_core::wire(reply, client, bridged);
     let headers: Vec<(&str, &str)> = wire
         .headers
         .iter()

@@ -11,18 +11,6 @@
 //! Istio's names (`outbound|50051||authority.authority.svc.cluster.local`) are not valid
 //! authorities, so the backend's HTTP/2 server refuses the call.
 
-/// The `:authority` for a cluster: `HOST:PORT` for Istio's `outbound|PORT|SUBSET|HOST`,
-/// the name itself otherwise (a plain cluster name such as `authority` is a valid host).
-pub fn authority_of(cluster: &str) -> String {
-    let parts: Vec<&str> = cluster.split('|').collect();
-    match parts.as_slice() {
-        ["outbound", port, _subset, host] if !host.is_empty() && !port.is_empty() => {
-            format!("{host}:{port}")
-        }
-        _ => cluster.to_string(),
-    }
-}
-
 /// The serialized `GrpcService` naming `cluster`. Not always UTF-8: a length of 128 or more is a
 /// multi-byte varint (Istio's names reach 161 bytes with 63-character Kubernetes names), so the
 /// glue hands these bytes to the SDK through [`crate::abi::upstream_str`].
@@ -30,7 +18,7 @@ pub fn grpc_upstream(cluster: &str) -> Result<Vec<u8>, String> {
     if cluster.is_empty() || !cluster.is_ascii() {
         return Err(format!("cluster name {cluster:?} is empty or not ASCII"));
     }
-    let authority = authority_of(cluster);
+    let authority = edge_core::cluster_authority(cluster);
     // GrpcService field 1 (LEN) = EnvoyGrpc { field 1 (LEN) cluster_name, field 2 (LEN)
     // authority }.
     let mut envoy_grpc = Vec::with_capacity(cluster.len() + authority.len() + 6);
@@ -70,7 +58,7 @@ mod tests {
         let istio = "outbound|50051||authority.authority.svc.cluster.local";
         let encoded = grpc_upstream(istio).unwrap();
         let authority = "authority.authority.svc.cluster.local:50051";
-        assert_eq!(authority_of(istio), authority);
+        assert_eq!(edge_core::cluster_authority(istio), authority);
         let mut expected = vec![0x0a, (istio.len() + authority.len() + 4) as u8, 0x0a];
         expected.push(istio.len() as u8);
         expected.extend_from_slice(istio.as_bytes());

@@ -3,9 +3,8 @@
 //! (over [`Host`]); the glue of a target only forwards its callbacks.
 
 use crate::stream::Framing;
-use crate::{
-    frames, BodyPlan, Encoding, Failure, FinishedCall, HeadersPlan, Note, Pending, Transcoder,
-};
+use crate::{BodyPlan, Encoding, Failure, FinishedCall, HeadersPlan, Note, Pending, Transcoder};
+use edge_core::grpc;
 use edge_core::host::{Flow, GrpcRequest, Host, HostError, Level};
 use edge_core::trace;
 use edge_core::{Client, GrpcCode, Headers, LocalReply, Status};
@@ -396,7 +395,7 @@ impl Exchange {
             live.partial
                 .extend_from_slice(body.get(held..).unwrap_or_default());
             let max = transcoder.config.max_stream_bytes;
-            let written = frames::take_messages(&mut live.partial, max).and_then(|messages| {
+            let written = grpc::take_messages(&mut live.partial, max).and_then(|messages| {
                 let route = transcoder
                     .route(pending.route)
                     .map_err(|failure| failure.reply.status.message)?;
@@ -610,7 +609,7 @@ impl Exchange {
             Ok(messages) => messages,
             Err(failure) => return self.fail(host, failure),
         };
-        if let Err(error) = host.replace_request_body(size, &frames::frame(&messages)) {
+        if let Err(error) = host.replace_request_body(size, &grpc::frame(&messages)) {
             let failure = Failure::host_refused(
                 "replace the request body for the backend",
                 &error.to_string(),
@@ -1170,7 +1169,7 @@ mod tests {
     }
 
     fn grpc_frame(message: &[u8]) -> Vec<u8> {
-        crate::frames::frame(&[message.to_vec()])
+        grpc::frame(&[message.to_vec()])
     }
 
     #[test]

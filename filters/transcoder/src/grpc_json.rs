@@ -5,7 +5,8 @@
 //! are left as they are (the bridge turns them into Connect's).
 
 use crate::message::{self, JsonInput};
-use crate::{frames, PrintOptions, Transcoder};
+use crate::{PrintOptions, Transcoder};
+use edge_core::grpc;
 use edge_core::{GrpcCode, Status};
 use prost_reflect::{DynamicMessage, MethodDescriptor};
 
@@ -38,7 +39,7 @@ impl Transcoder {
     ) -> Result<Vec<u8>, Status> {
         let mut body = body.to_vec();
         let messages =
-            frames::take_messages(&mut body, self.config.max_body_bytes).map_err(|why| {
+            grpc::take_messages(&mut body, self.config.max_body_bytes).map_err(|why| {
                 Status::new(
                     GrpcCode::InvalidArgument,
                     why.replace("the backend", "the client"),
@@ -68,7 +69,7 @@ impl Transcoder {
                 Ok(prost::Message::encode_to_vec(&request))
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        Ok(frames::frame(&encoded))
+        Ok(grpc::frame(&encoded))
     }
 
     /// The complete protobuf messages at the front of `pending` (the response so far) as
@@ -78,7 +79,7 @@ impl Transcoder {
         method: &MethodDescriptor,
         pending: &mut Vec<u8>,
     ) -> Result<Vec<u8>, Status> {
-        let messages = frames::take_messages(pending, self.config.max_stream_bytes)
+        let messages = grpc::take_messages(pending, self.config.max_stream_bytes)
             .map_err(|why| Status::new(GrpcCode::Internal, why))?;
         // Compact, and with the JSON names Connect's clients write (they read both).
         let print = PrintOptions {
@@ -99,7 +100,7 @@ impl Transcoder {
                 message::to_json(&response, None, &print)
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        Ok(frames::frame(&json))
+        Ok(grpc::frame(&json))
     }
 }
 
@@ -128,11 +129,11 @@ mod tests {
             "not exposed"
         );
 
-        let body = frames::frame(&[br#"{"id":"42"}"#.to_vec()]);
+        let body = grpc::frame(&[br#"{"id":"42"}"#.to_vec()]);
         let request = t.grpc_json_request(&method, &body).unwrap();
         let expected = platform_proto::catalog::GetItemRequest { id: "42".into() };
-        assert_eq!(request, frames::frame(&[expected.encode_to_vec()]));
-        let bad = frames::frame(&[br#"{"id":7}"#.to_vec()]);
+        assert_eq!(request, grpc::frame(&[expected.encode_to_vec()]));
+        let bad = grpc::frame(&[br#"{"id":7}"#.to_vec()]);
         let error = t.grpc_json_request(&method, &bad).unwrap_err();
         assert_eq!(error.code, GrpcCode::InvalidArgument);
         assert!(
@@ -148,7 +149,7 @@ mod tests {
                 ..Default::default()
             }),
         };
-        let mut pending = frames::frame(&[item.encode_to_vec()]);
+        let mut pending = grpc::frame(&[item.encode_to_vec()]);
         let whole = pending.clone();
         pending.truncate(whole.len() - 3);
         assert_eq!(
@@ -159,7 +160,7 @@ mod tests {
         let json = t.grpc_json_response(&method, &mut pending).unwrap();
         assert!(pending.is_empty());
         let mut frames_left = json.clone();
-        let messages = frames::take_messages(&mut frames_left, 1 << 20).unwrap();
+        let messages = grpc::take_messages(&mut frames_left, 1 << 20).unwrap();
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&messages[0]).unwrap(),
             serde_json::json!({"item": {"id": "42", "customerName": "Ann", "price": "1200"}})

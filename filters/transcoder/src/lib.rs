@@ -8,7 +8,6 @@
 
 pub mod config;
 mod exchange;
-mod frames;
 mod grpc_json;
 mod message;
 mod outcome;

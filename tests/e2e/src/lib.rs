@@ -12,7 +12,7 @@ pub mod jaeger;
 pub mod otlp;
 mod postgres;
 
-use edgectl::{EdgeConfig, MeshTopology, MeshVariant, Topology};
+use edgectl::{EdgeConfig, FilterModule, MeshTopology, MeshVariant, Target, Topology};
 pub use envoy::{envoy_binary, EnvoyProcess, Launch};
 pub use istiod::{free_port, pick_istiod_ports, Istiod};
 pub use postgres::Postgres;
@@ -318,11 +318,9 @@ impl Edge {
     pub async fn start_with(options: Options) -> Edge {
         let root = workspace_root();
         let bin_dir = from_env_or("EDGE_BIN_DIR", root.join("target/debug"));
-        let wasm_dir = from_env_or("EDGE_WASM_DIR", root.join("target/filters"));
-        require(
-            &wasm_dir.join(format!("{}.wasm", edgectl::WASM_MODULE)),
-            "filter",
-        );
+        let wasm_dir = Self::wasm_dir();
+        let module = Self::filter_module();
+        require(Path::new(&module.path()), "filter");
         let dir = test_dir("edge-e2e");
         let mut config = edge_json();
         (options.customize)(&mut config);
@@ -414,7 +412,7 @@ impl Edge {
                 let topology = Topology {
                     listen_port: 0,
                     admin_port: 0,
-                    wasm_dir: wasm_dir.display().to_string(),
+                    module,
                     service_addrs,
                     xds_dir: options
                         .live_config
@@ -422,7 +420,7 @@ impl Edge {
                 };
                 if let Some(xds) = &topology.xds_dir {
                     let files = config
-                        .xds_files(&topology.wasm_dir)
+                        .xds_files(&topology.module)
                         .expect("render ECDS files");
                     edgectl::write_xds(Path::new(xds), &files).expect("write ECDS files");
                 }
@@ -509,7 +507,7 @@ impl Edge {
     pub fn apply(&self, config: &EdgeConfig) {
         edgectl::apply_policy(
             config,
-            &Self::wasm_dir().display().to_string(),
+            &Self::filter_module(),
             &self.dir.join("xds"),
             self.admin_url.trim_start_matches("http://"),
             Duration::from_secs(10),
@@ -553,9 +551,15 @@ impl Edge {
         istiod.write(name, objects);
     }
 
-    /// Where the built filters are (`EDGE_WASM_DIR`).
+    /// Where the built filters are (`EDGE_WASM_DIR`): the Wasm module and the native one.
     pub fn wasm_dir() -> PathBuf {
         from_env_or("EDGE_WASM_DIR", workspace_root().join("target/filters"))
+    }
+
+    /// The filters' build the edge runs: `EDGE_TARGET` (`wasm`, the default, or `native`).
+    pub fn filter_module() -> FilterModule {
+        let target = Target::from_env().unwrap_or_else(|e| panic!("{e}"));
+        FilterModule::new(target, Self::wasm_dir().display().to_string())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,156 @@
+//! Which build of the filters a local Envoy loads, and how each is written in Envoy's
+//! configuration: the proxy-wasm module (`edge.wasm`, the product's primary form and what
+//! Istio's WasmPlugin delivers) or the native dynamic module (`libedge_native.so`, Envoy ≥ 1.40),
+//! both built from the same cores with the same JSON configurations.
+
+use serde_json::{json, Value};
+
+/// The proxy-wasm module holding the three filters (`<name>.wasm`, Istio's `<name>-filters`
+/// image); each plugin's `root_id` picks its filter.
+pub const WASM_MODULE: &str = "edge";
+/// The dynamic module's name: Envoy loads `lib<name>.so`.
+pub const NATIVE_MODULE: &str = "edge_native";
+/// The environment variable that picks the build (`wasm`, the default, or `native`).
+pub const TARGET_ENV: &str = "EDGE_TARGET";
+
+/// Where Envoy files both builds' own metrics (a Wasm filter's are always `wasmcustom.<name>`).
+const METRICS_NAMESPACE: &str = "wasmcustom";
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const NATIVE_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Wasm,
+    Native,
+}
+
+impl Target {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "" | "wasm" => Ok(Target::Wasm),
+            "native" => Ok(Target::Native),
+            other => Err(format!("{TARGET_ENV}={other}: use wasm or native")),
+        }
+    }
+
+    /// From `EDGE_TARGET` (unset: Wasm).
+    pub fn from_env() -> Result<Self, String> {
+        Self::parse(&std::env::var(TARGET_ENV).unwrap_or_default())
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Wasm => "wasm",
+            Target::Native => "native",
+        }
+    }
+}
+
+/// The filters' build and the directory holding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterModule {
+    pub target: Target,
+    pub dir: String,
+}
+
+impl FilterModule {
+    pub fn new(target: Target, dir: impl Into<String>) -> Self {
+        Self {
+            target,
+            dir: dir.into(),
+        }
+    }
+
+    /// The module's file.
+    pub fn path(&self) -> String {
+        match self.target {
+            Target::Wasm => format!("{}/{WASM_MODULE}.wasm", self.dir),
+            Target::Native => format!("{}/lib{NATIVE_MODULE}.so", self.dir),
+        }
+    }
+
+    /// The type of the filters' configuration (what ECDS is told to expect).
+    pub fn type_url(&self) -> &'static str {
+        match self.target {
+            Target::Wasm => WASM_TYPE,
+            Target::Native => NATIVE_TYPE,
+        }
+    }
+
+    /// One of our filters as an Envoy HTTP filter, with its JSON configuration.
+    pub fn filter(&self, name: &str, config: &Value) -> Value {
+        match self.target {
+            Target::Wasm => wasm_filter(name, &self.dir, config),
+            Target::Native => json!({
+                "name": format!("edge.{name}"),
+                "typed_config": {
+                    "@type": NATIVE_TYPE,
+                    "dynamic_module_config": {
+                        "module": { "local": { "filename": self.path() } },
+                        // The Wasm build's namespace: dashboards, SLO rules and Istio's
+                        // stats matcher see the same metric names from either build.
+                        "metrics_namespace": METRICS_NAMESPACE
+                    },
+                    "filter_name": name,
+                    "filter_config": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": config.to_string()
+                    }
+                }
+            }),
+        }
+    }
+}
+
+/// One of our filters as an Envoy HTTP filter: the module `<wasm_dir>/edge.wasm`, whose root
+/// context `name` is the filter, with its JSON configuration, in the V8 runtime. No `vm_id`, as
+/// istiod renders a WasmPlugin: the three filters have the same code, so Envoy runs them in one
+/// VM per worker.
+pub fn wasm_filter(name: &str, wasm_dir: &str, config: &Value) -> Value {
+    json!({
+        "name": format!("edge.{name}"),
+        "typed_config": {
+            "@type": WASM_TYPE,
+            "config": {
+                "name": name,
+                "root_id": name,
+                "vm_config": {
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": format!("{wasm_dir}/{WASM_MODULE}.wasm") } }
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": config.to_string()
+                },
+                // A crashed VM is replaced (after a 1 s backoff) instead of failing every
+                // later request on the worker, and never fails open.
+                "failure_policy": "FAIL_RELOAD"
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_builds_take_the_same_configuration() {
+        let config = json!({ "rules": [] });
+        let wasm = FilterModule::new(Target::Wasm, "/f").filter("auth", &config);
+        let native = FilterModule::new(Target::Native, "/f").filter("auth", &config);
+        assert_eq!(wasm["name"], native["name"]);
+        assert_eq!(
+            wasm["typed_config"]["config"]["configuration"],
+            native["typed_config"]["filter_config"]
+        );
+        assert_eq!(
+            native["typed_config"]["dynamic_module_config"]["module"]["local"]["filename"],
+            "/f/libedge_native.so"
+        );
+        assert_eq!(Target::parse("native"), Ok(Target::Native));
+        assert_eq!(Target::parse(""), Ok(Target::Wasm));
+        assert!(Target::parse("lua").is_err());
+    }
+}

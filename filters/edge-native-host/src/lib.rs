@@ -1,0 +1,754 @@
+//! [`Host`] for Envoy's dynamic modules (ABI v0.2.0, Envoy 1.40): the native counterpart of
+//! `edge-host`, so that the filters' cores run unchanged as a native module.
+//!
+//! Where the ABI differs from proxy-wasm, this adapter (and only this) makes up the difference:
+//! - **No gRPC client.** Calls go out as HTTP/2 stream callouts with gRPC framing, and their
+//!   answers are read back by [`edge_core::grpc::CallReader`] into the parts a gRPC client
+//!   reports ([`NativeHost::on_call`]).
+//! - **Metrics are defined at configuration time, with labels.** The cores name a labelled
+//!   sample `family.edge_label.value…` (see `edge_access_log::metrics`); [`Metrics`] defines
+//!   each family with its labels when the filter is configured and splits names back at
+//!   runtime.
+//! - **Shared data** is process memory: one [`MemoryStore`] for the whole process, as Envoy's
+//!   shared data is one per process.
+//! - **A gRPC client's refusal** is written whole (HTTP 200, `grpc-status` and `grpc-message`
+//!   headers): the ABI's local reply takes no gRPC status.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+// The ABI is C: calling into Envoy is unsafe by nature; each call's contract is the header's.
+#![allow(unsafe_code)]
+
+pub mod abi;
+
+use abi::{body_type, header_type, Buffer, EnvoyConfig, EnvoyFilter, Header};
+use edge_core::grpc::{CallEvent, CallReader};
+use edge_core::host::{GrpcRequest, Host, HostError, Level, MemoryStore, SharedStore};
+use edge_core::{Client, Headers, LocalReply};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime};
+
+/// Envoy's shared data, for a module: process memory, shared by every worker and the main
+/// thread.
+static SHARED: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::default);
+
+/// Where a host's calls go: a stream's filter (on its worker) or a filter configuration (on
+/// the main thread, for work that belongs to no request).
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    Filter(EnvoyFilter),
+    Config(EnvoyConfig),
+}
+
+/// What kind of metric a family is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A metric family the cores use, with its labels in the order its names carry them.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub labels: &'static [&'static str],
+}
+
+/// The families a filter configuration defined, by name: Envoy's ids for them.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    ids: HashMap<&'static str, (MetricKind, usize, usize)>,
+}
+
+impl Metrics {
+    /// Defines `families` on `config`; call only from `on_http_filter_config_new` (Envoy
+    /// freezes stat creation when it returns). A family Envoy refuses is logged and left out.
+    ///
+    /// # Safety
+    /// `config` is the configuration Envoy passed to the hook being run.
+    pub unsafe fn define(config: EnvoyConfig, families: &[Family]) -> Self {
+        let mut ids = HashMap::new();
+        for family in families {
+            let mut labels: Vec<Buffer> = family
+                .labels
+                .iter()
+                .map(|label| Buffer::of(label.as_bytes()))
+                .collect();
+            let define = match family.kind {
+                MetricKind::Counter => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_define_counter
+                }
+                MetricKind::Gauge => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_define_gauge
+                }
+                MetricKind::Histogram => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_define_histogram
+                }
+            };
+            let mut id = 0;
+            let result = unsafe {
+                define(
+                    config,
+                    Buffer::of(family.name.as_bytes()),
+                    labels.as_mut_ptr(),
+                    labels.len(),
+                    &mut id,
+                )
+            };
+            if result == 0 {
+                ids.insert(family.name, (family.kind, id, family.labels.len()));
+            } else {
+                log(
+                    Level::Error,
+                    &format!("cannot define metric {}: result {result}", family.name),
+                );
+            }
+        }
+        Self { ids }
+    }
+
+    /// A sample's family, Envoy's id for it, and its label values, from the name the cores
+    /// give it; `None` for a name of no defined family or with other labels.
+    fn lookup<'a>(&self, name: &'a str, kind: MetricKind) -> Option<(usize, Vec<&'a str>)> {
+        let mut parts = name.split(".edge_");
+        let family = parts.next()?;
+        let (defined_kind, id, label_count) = *self.ids.get(family)?;
+        let values: Vec<&str> = parts
+            .map(|pair| pair.split_once('.').map_or("", |(_, value)| value))
+            .collect();
+        (defined_kind == kind && values.len() == label_count).then_some((id, values))
+    }
+}
+
+/// Writes to Envoy's log (component `dynamic_modules`).
+pub fn log(level: Level, message: &str) {
+    let level = match level {
+        Level::Debug => abi::log_level::DEBUG,
+        Level::Info => abi::log_level::INFO,
+        Level::Warn => abi::log_level::WARN,
+        Level::Error => abi::log_level::ERROR,
+    };
+    unsafe {
+        if abi::envoy_dynamic_module_callback_log_enabled(level) {
+            abi::envoy_dynamic_module_callback_log(level, Buffer::of(message.as_bytes()));
+        }
+    }
+}
+
+/// One part of a call's response, as Envoy's stream-callout hooks bring it.
+pub enum CallPart<'a> {
+    Headers(Vec<(String, String)>, bool),
+    Data(Vec<&'a [u8]>),
+    Trailers(Vec<(String, String)>),
+    Complete,
+    Reset,
+}
+
+/// What a core is told of a call's response, its bytes served by the host meanwhile (as
+/// proxy-wasm's gRPC callbacks do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Metadata { initial: bool, entries: usize },
+    Message(usize),
+    Close(u32),
+}
+
+/// What the gRPC callbacks read while one [`Delivery`] is handled.
+#[derive(Debug, Default)]
+struct Received {
+    message: Vec<u8>,
+    initial: Vec<(String, String)>,
+    trailing: Vec<(String, String)>,
+    status_message: String,
+}
+
+/// The calls this host has open, by Envoy's stream id.
+#[derive(Debug, Default)]
+struct Calls {
+    next_token: u32,
+    open: HashMap<u64, (u32, CallReader)>,
+}
+
+/// [`Host`] over the dynamic-module ABI, for one stream's filter or one filter configuration.
+pub struct NativeHost {
+    /// The filter's name, which starts its log lines (as Envoy starts a Wasm plugin's with
+    /// its root id).
+    name: &'static str,
+    scope: Scope,
+    metrics: Arc<Metrics>,
+    calls: RefCell<Calls>,
+    received: RefCell<Received>,
+    /// The current request-body callback's chunk size (the rest is Envoy's buffer).
+    request_chunk: Cell<usize>,
+}
+
+impl NativeHost {
+    pub fn new(name: &'static str, scope: Scope, metrics: Arc<Metrics>) -> Self {
+        Self {
+            name,
+            scope,
+            metrics,
+            calls: RefCell::default(),
+            received: RefCell::default(),
+            request_chunk: Cell::new(0),
+        }
+    }
+
+    fn filter(&self) -> Result<EnvoyFilter, HostError> {
+        match self.scope {
+            Scope::Filter(filter) => Ok(filter),
+            Scope::Config(_) => Err(HostError::BAD_ARGUMENT),
+        }
+    }
+
+    fn headers(&self, kind: u32) -> Result<Headers, HostError> {
+        let filter = self.filter()?;
+        let size =
+            unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(filter, kind) };
+        let mut headers: Vec<Header> = vec![Header::of("", ""); size];
+        if size > 0
+            && !unsafe {
+                abi::envoy_dynamic_module_callback_http_get_headers(
+                    filter,
+                    kind,
+                    headers.as_mut_ptr(),
+                )
+            }
+        {
+            return Err(HostError::NOT_FOUND);
+        }
+        Ok(Headers::new(unsafe {
+            abi::header_pairs(headers.as_ptr(), headers.len())
+        }))
+    }
+
+    fn set_header(&self, kind: u32, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        let filter = self.filter()?;
+        let value = value.map_or(Buffer::NULL, |value| Buffer::of(value.as_bytes()));
+        let set = unsafe {
+            abi::envoy_dynamic_module_callback_http_set_header(
+                filter,
+                kind,
+                Buffer::of(name.as_bytes()),
+                value,
+            )
+        };
+        set.then_some(()).ok_or(HostError::NOT_FOUND)
+    }
+
+    fn body(&self, kind: u32) -> Vec<u8> {
+        let Ok(filter) = self.filter() else {
+            return Vec::new();
+        };
+        let count =
+            unsafe { abi::envoy_dynamic_module_callback_http_get_body_chunks_size(filter, kind) };
+        let mut chunks = vec![Buffer::NULL; count];
+        if count == 0
+            || !unsafe {
+                abi::envoy_dynamic_module_callback_http_get_body_chunks(
+                    filter,
+                    kind,
+                    chunks.as_mut_ptr(),
+                )
+            }
+        {
+            return Vec::new();
+        }
+        chunks
+            .iter()
+            .flat_map(|chunk| unsafe { chunk.bytes() })
+            .copied()
+            .collect()
+    }
+
+    fn replace_body(&self, kinds: [u32; 2], body: &[u8]) -> Result<(), HostError> {
+        let filter = self.filter()?;
+        unsafe {
+            for kind in kinds {
+                abi::envoy_dynamic_module_callback_http_drain_body(filter, kind, usize::MAX);
+            }
+            abi::envoy_dynamic_module_callback_http_append_body(filter, kinds[1], Buffer::of(body))
+        }
+        .then_some(())
+        .ok_or(HostError::NOT_FOUND)
+    }
+
+    /// Called at the start of a request-body callback: the chunk that came (Envoy holds the
+    /// earlier ones); returns the size of the whole body so far.
+    pub fn request_body_arrived(&self) -> usize {
+        let Ok(filter) = self.filter() else {
+            return 0;
+        };
+        let size =
+            |kind| unsafe { abi::envoy_dynamic_module_callback_http_get_body_size(filter, kind) };
+        let chunk = size(body_type::RECEIVED_REQUEST);
+        self.request_chunk.set(chunk);
+        chunk + size(body_type::BUFFERED_REQUEST)
+    }
+
+    /// The size of the response body this callback brought.
+    pub fn response_chunk_size(&self) -> usize {
+        self.filter().map_or(0, |filter| unsafe {
+            abi::envoy_dynamic_module_callback_http_get_body_size(
+                filter,
+                body_type::RECEIVED_RESPONSE,
+            )
+        })
+    }
+
+    /// An integer attribute of the stream (`abi::attribute`).
+    pub fn attribute_int(&self, id: u32) -> Option<u64> {
+        let filter = self.filter().ok()?;
+        let mut value = 0;
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_int(filter, id, &mut value)
+        }
+        .then_some(value)
+    }
+
+    /// A string attribute of the stream (`abi::attribute`).
+    pub fn attribute_string(&self, id: u32) -> Option<String> {
+        let filter = self.filter().ok()?;
+        let mut value = Buffer::NULL;
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                filter, id, &mut value,
+            )
+        }
+        .then(|| String::from_utf8_lossy(unsafe { value.bytes() }).into_owned())
+    }
+
+    /// A value this module's filters left in the stream's filter state.
+    pub fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
+        let filter = self.filter().ok()?;
+        let mut value = Buffer::NULL;
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_get_filter_state_bytes(
+                filter,
+                Buffer::of(key.as_bytes()),
+                &mut value,
+            )
+        }
+        .then(|| unsafe { value.bytes() }.to_vec())
+    }
+
+    fn start_call(
+        &self,
+        request: GrpcRequest<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<u32, HostError> {
+        let path = format!("/{}/{}", request.service, request.method);
+        let authority = edge_core::cluster_authority(request.cluster);
+        let metadata: Vec<(&str, String)> = request
+            .metadata
+            .iter()
+            .map(|(name, value)| (*name, String::from_utf8_lossy(value).into_owned()))
+            .collect();
+        let mut headers = vec![
+            Header::of(":method", "POST"),
+            Header::of(":path", &path),
+            Header::of(":authority", &authority),
+            Header::of("content-type", "application/grpc"),
+            Header::of("te", "trailers"),
+        ];
+        headers.extend(metadata.iter().map(|(name, value)| Header::of(name, value)));
+        let messages: Vec<Vec<u8>> = request.messages.iter().map(|m| m.to_vec()).collect();
+        let body = edge_core::grpc::frame(&messages);
+        let timeout_ms = timeout.map_or(0, |timeout| timeout.as_millis().max(1) as u64);
+        let cluster = Buffer::of(request.cluster.as_bytes());
+        let mut stream = 0;
+        let result = unsafe {
+            match self.scope {
+                Scope::Filter(filter) => {
+                    abi::envoy_dynamic_module_callback_http_filter_start_http_stream(
+                        filter,
+                        &mut stream,
+                        cluster,
+                        headers.as_mut_ptr(),
+                        headers.len(),
+                        Buffer::of(&body),
+                        true,
+                        timeout_ms,
+                    )
+                }
+                Scope::Config(config) => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_start_http_stream(
+                        config,
+                        &mut stream,
+                        cluster,
+                        headers.as_mut_ptr(),
+                        headers.len(),
+                        Buffer::of(&body),
+                        true,
+                        timeout_ms,
+                    )
+                }
+            }
+        };
+        if result != 0 {
+            // 2: no such cluster.
+            return Err(if result == 2 {
+                HostError::NOT_FOUND
+            } else {
+                HostError::INTERNAL_FAILURE
+            });
+        }
+        let mut calls = self
+            .calls
+            .try_borrow_mut()
+            .map_err(|_| HostError::INTERNAL_FAILURE)?;
+        calls.next_token = calls.next_token.wrapping_add(1).max(1);
+        let token = calls.next_token;
+        calls
+            .open
+            .insert(stream, (token, CallReader::new(timeout.is_some())));
+        Ok(token)
+    }
+
+    /// One part of a call's response arrived on `stream`: tells `deliver` what a gRPC client
+    /// would report, in order, under the call's token, serving the message and metadata of
+    /// each while it runs.
+    pub fn on_call(&self, stream: u64, part: CallPart<'_>, mut deliver: impl FnMut(u32, Delivery)) {
+        let (token, events) = {
+            let Ok(mut calls) = self.calls.try_borrow_mut() else {
+                return;
+            };
+            let ends = matches!(part, CallPart::Complete | CallPart::Reset);
+            let Some((token, reader)) = calls.open.get_mut(&stream) else {
+                return;
+            };
+            let token = *token;
+            let events = match part {
+                CallPart::Headers(headers, end_stream) => reader.headers(headers, end_stream),
+                CallPart::Data(chunks) => chunks
+                    .into_iter()
+                    .flat_map(|chunk| reader.data(chunk))
+                    .collect(),
+                CallPart::Trailers(trailers) => reader.trailers(trailers),
+                CallPart::Complete => vec![reader.complete()],
+                CallPart::Reset => vec![CallReader::reset()],
+            };
+            if let Ok(mut received) = self.received.try_borrow_mut() {
+                received.initial = reader.initial_metadata().to_vec();
+                received.trailing = reader.trailing_metadata().to_vec();
+            }
+            if ends {
+                calls.open.remove(&stream);
+            }
+            (token, events)
+        };
+        for event in events {
+            let delivery = match event {
+                CallEvent::InitialMetadata(entries) => Delivery::Metadata {
+                    initial: true,
+                    entries,
+                },
+                CallEvent::TrailingMetadata(entries) => Delivery::Metadata {
+                    initial: false,
+                    entries,
+                },
+                CallEvent::Message(message) => {
+                    let size = message.len();
+                    if let Ok(mut received) = self.received.try_borrow_mut() {
+                        received.message = message;
+                    }
+                    Delivery::Message(size)
+                }
+                CallEvent::Close { status, message } => {
+                    if let Ok(mut received) = self.received.try_borrow_mut() {
+                        received.status_message = message;
+                    }
+                    Delivery::Close(status)
+                }
+            };
+            deliver(token, delivery);
+        }
+    }
+
+    /// The size of the last message a call delivered (a unary call's answer, at its close).
+    pub fn received_size(&self) -> usize {
+        self.received
+            .try_borrow()
+            .map_or(0, |received| received.message.len())
+    }
+
+    fn metric(&self, name: &str, kind: MetricKind, value: u64) {
+        let Some((id, values)) = self.metrics.lookup(name, kind) else {
+            return;
+        };
+        let mut values: Vec<Buffer> = values
+            .iter()
+            .map(|value| Buffer::of(value.as_bytes()))
+            .collect();
+        let (pointer, length) = (values.as_mut_ptr(), values.len());
+        unsafe {
+            match (self.scope, kind) {
+                (Scope::Filter(filter), MetricKind::Counter) => {
+                    abi::envoy_dynamic_module_callback_http_filter_increment_counter(
+                        filter, id, pointer, length, value,
+                    )
+                }
+                (Scope::Filter(filter), MetricKind::Histogram) => {
+                    abi::envoy_dynamic_module_callback_http_filter_record_histogram_value(
+                        filter, id, pointer, length, value,
+                    )
+                }
+                (Scope::Config(config), MetricKind::Counter) => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                        config, id, pointer, length, value,
+                    )
+                }
+                (Scope::Config(config), MetricKind::Histogram) => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+                        config, id, pointer, length, value,
+                    )
+                }
+                (Scope::Config(config), MetricKind::Gauge) => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_set_gauge(
+                        config, id, pointer, length, value,
+                    )
+                }
+                // Gauges are set by roots, from the main thread.
+                (Scope::Filter(_), MetricKind::Gauge) => 0,
+            }
+        };
+    }
+}
+
+impl SharedStore for NativeHost {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        SHARED.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        SHARED.set(key, value, cas)
+    }
+}
+
+impl Host for NativeHost {
+    fn log(&self, level: Level, message: &str) {
+        log(level, &format!("{}: {message}", self.name));
+    }
+    fn now(&self) -> Option<Duration> {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+    }
+    fn request_headers(&self) -> Result<Headers, HostError> {
+        self.headers(header_type::REQUEST)
+    }
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.set_header(header_type::REQUEST, name, Some(value))
+    }
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        self.set_header(header_type::REQUEST, name, None)
+    }
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        let filter = self.filter()?;
+        let key = path.join(".");
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
+                filter,
+                Buffer::of(key.as_bytes()),
+                Buffer::of(value),
+            )
+        }
+        .then_some(())
+        .ok_or(HostError::BAD_ARGUMENT)
+    }
+    fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {
+        // Always written whole for gRPC clients: the ABI's local reply takes no gRPC status.
+        let wire = edge_core::wire(reply, client, true);
+        let mut headers: Vec<Header> = wire
+            .headers
+            .iter()
+            .map(|(name, value)| Header::of(name, value))
+            .collect();
+        let Ok(filter) = self.filter() else {
+            return;
+        };
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_send_response(
+                filter,
+                u32::from(wire.http_status),
+                headers.as_mut_ptr(),
+                headers.len(),
+                Buffer::of(&wire.body),
+                Buffer::of(details.as_bytes()),
+            );
+        }
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        let id = match path {
+            ["request", "time"] => abi::attribute::REQUEST_TIME,
+            ["request", "duration"] => abi::attribute::REQUEST_DURATION,
+            _ => return None,
+        };
+        self.attribute_int(id)
+            .map(|value| value.to_le_bytes().to_vec())
+    }
+    fn add_to_counter(&self, name: &str, amount: u64) {
+        self.metric(name, MetricKind::Counter, amount);
+    }
+    fn set_gauge(&self, name: &str, value: u64) {
+        self.metric(name, MetricKind::Gauge, value);
+    }
+    fn record_histogram(&self, name: &str, value: u64) {
+        self.metric(name, MetricKind::Histogram, value);
+    }
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        let mut body = self.body(body_type::BUFFERED_REQUEST);
+        if self.request_chunk.get() > 0 {
+            body.extend(self.body(body_type::RECEIVED_REQUEST));
+        }
+        body.truncate(size);
+        Ok(body)
+    }
+    fn send_response(
+        &self,
+        http_status: u16,
+        content_type: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<(), HostError> {
+        let filter = self.filter()?;
+        let mut all = Vec::with_capacity(headers.len() + 1);
+        all.push(Header::of("content-type", content_type));
+        all.extend(headers.iter().map(|(name, value)| Header::of(name, value)));
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_send_response(
+                filter,
+                u32::from(http_status),
+                all.as_mut_ptr(),
+                all.len(),
+                Buffer::of(body),
+                Buffer::of(b"via_upstream"),
+            );
+        }
+        Ok(())
+    }
+    fn replace_request_body(&self, _size: usize, body: &[u8]) -> Result<(), HostError> {
+        self.replace_body(
+            [body_type::BUFFERED_REQUEST, body_type::RECEIVED_REQUEST],
+            body,
+        )
+    }
+    fn response_headers(&self, trailers: bool) -> Result<Headers, HostError> {
+        self.headers(if trailers {
+            header_type::RESPONSE_TRAILER
+        } else {
+            header_type::RESPONSE
+        })
+    }
+    fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.set_header(header_type::RESPONSE, name, Some(value))
+    }
+    fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
+        self.set_header(header_type::RESPONSE, name, None)
+    }
+    fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        let mut body = self.body(body_type::RECEIVED_RESPONSE);
+        body.truncate(size);
+        Ok(body)
+    }
+    fn replace_response_body(&self, _size: usize, body: &[u8]) -> Result<(), HostError> {
+        self.replace_body(
+            [body_type::BUFFERED_RESPONSE, body_type::RECEIVED_RESPONSE],
+            body,
+        )
+    }
+    fn append_response_body(&self, body: &[u8]) -> Result<(), HostError> {
+        let filter = self.filter()?;
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_append_body(
+                filter,
+                body_type::BUFFERED_RESPONSE,
+                Buffer::of(body),
+            )
+        }
+        .then_some(())
+        .ok_or(HostError::NOT_FOUND)
+    }
+    fn reset_request(&self) {
+        if let Ok(filter) = self.filter() {
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_filter_reset_stream(
+                    filter,
+                    0,
+                    Buffer::of(b"edge_reset"),
+                );
+            }
+        }
+    }
+    fn grpc_call(&self, request: GrpcRequest<'_>, timeout: Duration) -> Result<u32, HostError> {
+        self.start_call(request, Some(timeout))
+    }
+    fn grpc_stream(&self, request: GrpcRequest<'_>) -> Result<u32, HostError> {
+        self.start_call(request, None)
+    }
+    fn grpc_cancel(&self, token: u32) {
+        let stream = self.calls.try_borrow_mut().ok().and_then(|mut calls| {
+            let stream = calls
+                .open
+                .iter()
+                .find(|(_, (open, _))| *open == token)
+                .map(|(stream, _)| *stream)?;
+            calls.open.remove(&stream);
+            Some(stream)
+        });
+        let Some(stream) = stream else {
+            return;
+        };
+        unsafe {
+            match self.scope {
+                Scope::Filter(filter) => {
+                    abi::envoy_dynamic_module_callback_http_filter_reset_http_stream(filter, stream)
+                }
+                Scope::Config(config) => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_reset_http_stream(
+                        config, stream,
+                    )
+                }
+            }
+        }
+    }
+    fn grpc_received(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        let received = self
+            .received
+            .try_borrow()
+            .map_err(|_| HostError::INTERNAL_FAILURE)?;
+        Ok(received.message[..size.min(received.message.len())].to_vec())
+    }
+    fn grpc_metadata(&self, initial: bool, name: &str) -> Option<String> {
+        let received = self.received.try_borrow().ok()?;
+        let metadata = if initial {
+            &received.initial
+        } else {
+            &received.trailing
+        };
+        metadata
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    }
+    fn grpc_status_message(&self) -> String {
+        self.received
+            .try_borrow()
+            .map(|received| received.status_message.clone())
+            .unwrap_or_default()
+    }
+    fn verify_signature(
+        &self,
+        _hash: &str,
+        _public_key: &[u8],
+        _signature: &[u8],
+        _text: &[u8],
+    ) -> Result<bool, HostError> {
+        // Envoy's crypto is not in the ABI; native code checks signatures itself as fast.
+        Err(HostError::NOT_FOUND)
+    }
+}

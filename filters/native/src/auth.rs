@@ -1,0 +1,234 @@
+//! Native glue of the auth filter. Envoy lends callouts to a configuration only on the main
+//! thread, so one calling [`Root`] lives there: a module thread commits a scheduler event every
+//! second (the ABI has no timer), and the root fetches the keys and follows the acl feed with
+//! config-level callouts, publishing both in the process's shared data. Each worker keeps a
+//! [`Root::follower`] that picks them up (ticked by its requests: each one until it has them
+//! all, then at most once a second) and passes on its requests' wish for an early key fetch. Each request is decided by the core
+//! over the stream's [`NativeHost`].
+
+use crate::{flow, FilterConfig, StreamFilter};
+use edge_auth::acl::metrics::{OVERFLOW, SUBJECTS, SYNC_AGE, VERSION};
+use edge_auth::root::{Root, Shared};
+use edge_auth::AuthConfig;
+use edge_core::host::{Host, Level};
+use edge_native_host::abi::{self, EnvoyConfig, EnvoyFilter};
+use edge_native_host::{log, CallPart, Delivery, Family, MetricKind, Metrics, NativeHost, Scope};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub(crate) const NAME: &str = "auth";
+
+/// How often the roots look for newer keys and due fetches and polls.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Distinguishes configurations in the workers' followers.
+static CONFIGS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This worker's follower of each auth configuration, by id.
+    static FOLLOWERS: RefCell<HashMap<u64, Follower>> = RefCell::default();
+}
+
+struct Follower {
+    root: Root<NativeHost>,
+    next_tick: Duration,
+}
+
+/// Envoy's configuration object, handed to the worker threads (the followers' host makes
+/// config-level metric updates, which Envoy allows from any thread).
+#[derive(Clone, Copy)]
+struct EnvoyConfigPointer(EnvoyConfig);
+// SAFETY: Envoy's filter configuration outlives every stream and tick that uses it, and its
+// config-level metric and scheduler calls may be made from any thread.
+#[allow(unsafe_code)]
+unsafe impl Send for EnvoyConfigPointer {}
+#[allow(unsafe_code)]
+unsafe impl Sync for EnvoyConfigPointer {}
+
+/// The module thread that asks for the main thread's tick every second, until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    scheduler: EnvoyConfigPointer,
+}
+
+impl Ticker {
+    fn start(envoy: EnvoyConfig) -> Self {
+        #[allow(unsafe_code)]
+        let scheduler = EnvoyConfigPointer(unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy)
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("edge-auth-tick".into())
+                .spawn(move || {
+                    let scheduler = scheduler;
+                    while !stop.load(Ordering::Relaxed) {
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                                scheduler.0,
+                                0,
+                            );
+                        }
+                        std::thread::park_timeout(TICK);
+                    }
+                })
+                .ok()
+        };
+        Self {
+            stop,
+            thread,
+            scheduler,
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+        #[allow(unsafe_code)]
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+                self.scheduler.0,
+            );
+        }
+    }
+}
+
+struct Config {
+    id: u64,
+    auth: AuthConfig,
+    envoy: EnvoyConfigPointer,
+    metrics: Arc<Metrics>,
+    /// The calling root, on the main thread only (ticks and call answers come there).
+    root: RefCell<Root<NativeHost>>,
+    host: Rc<NativeHost>,
+    _ticker: Ticker,
+}
+
+pub(crate) fn configure(
+    envoy: EnvoyConfig,
+    config: &[u8],
+) -> Result<Box<dyn FilterConfig>, String> {
+    let auth = AuthConfig::from_json(config)?;
+    let counter = |name| Family {
+        name,
+        kind: MetricKind::Counter,
+        labels: &[],
+    };
+    let gauge = |name| Family {
+        name,
+        kind: MetricKind::Gauge,
+        labels: &[],
+    };
+    let families = [
+        counter(edge_auth::metrics::SIGNATURE_CHECKS),
+        gauge(SYNC_AGE),
+        gauge(VERSION),
+        gauge(SUBJECTS),
+        counter(OVERFLOW),
+    ];
+    // SAFETY: `envoy` is the configuration of the hook being run.
+    #[allow(unsafe_code)]
+    let metrics = Arc::new(unsafe { Metrics::define(envoy, &families) });
+    let host = Rc::new(NativeHost::new(NAME, Scope::Config(envoy), metrics.clone()));
+    let root = Root::new(host.clone(), auth.clone());
+    Ok(Box::new(Config {
+        id: CONFIGS.fetch_add(1, Ordering::Relaxed),
+        auth,
+        envoy: EnvoyConfigPointer(envoy),
+        metrics,
+        root: RefCell::new(root),
+        host,
+        _ticker: Ticker::start(envoy),
+    }))
+}
+
+impl Config {
+    /// This worker's follower, ticked if due; what its requests read.
+    fn shared(&self) -> Option<Rc<RefCell<Shared<NativeHost>>>> {
+        FOLLOWERS
+            .try_with(|followers| {
+                let mut followers = followers.try_borrow_mut().ok()?;
+                let follower = followers.entry(self.id).or_insert_with(|| {
+                    let host = Rc::new(NativeHost::new(
+                        NAME,
+                        Scope::Config(self.envoy.0),
+                        self.metrics.clone(),
+                    ));
+                    Follower {
+                        root: Root::follower(host, self.auth.clone()),
+                        next_tick: Duration::ZERO,
+                    }
+                });
+                let now = self.host.now().unwrap_or_default();
+                // Until the keys and the acl copy are in, every request looks for them.
+                if now >= follower.next_tick || !follower.root.complete() {
+                    follower.next_tick = now + TICK;
+                    follower.root.on_tick();
+                }
+                Some(follower.root.shared())
+            })
+            .ok()
+            .flatten()
+    }
+}
+
+impl FilterConfig for Config {
+    fn new_filter(&self, envoy: EnvoyFilter) -> Box<dyn StreamFilter> {
+        Box::new(AuthFilter {
+            host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone()),
+            shared: self.shared(),
+        })
+    }
+
+    fn scheduled(&self, _event: u64) {
+        if let Ok(mut root) = self.root.try_borrow_mut() {
+            root.on_tick();
+        }
+    }
+
+    fn call(&self, stream: u64, part: CallPart<'_>) {
+        let Ok(mut root) = self.root.try_borrow_mut() else {
+            log(
+                Level::Error,
+                "auth: a call's answer came while the root was busy",
+            );
+            return;
+        };
+        let host = &self.host;
+        host.on_call(stream, part, |token, delivery| {
+            if let Delivery::Close(status) = delivery {
+                root.on_grpc_answer(token, status, host.received_size());
+            }
+        });
+    }
+}
+
+struct AuthFilter {
+    host: NativeHost,
+    shared: Option<Rc<RefCell<Shared<NativeHost>>>>,
+}
+
+impl StreamFilter for AuthFilter {
+    fn request_headers(&mut self, _end_of_stream: bool) -> u32 {
+        let Some(shared) = &self.shared else {
+            // Never let traffic through unchecked.
+            self.host.reset_request();
+            return abi::status::STOP;
+        };
+        flow(Shared::on_request_headers(shared, &self.host))
+    }
+}

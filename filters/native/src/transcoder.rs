@@ -1,0 +1,128 @@
+//! Native glue of the transcoder: forwards Envoy's hooks to one [`Exchange`] per request, as
+//! the Wasm glue does, over [`NativeHost`]. Backend calls go out as stream callouts, their
+//! answers come back through [`NativeHost::on_call`]. Nothing is held by Envoy between
+//! callbacks here (a native filter's rewritten body is sent on when the hook returns), so a
+//! live stream's pieces are always `resumed` and a hold is a continue.
+
+use crate::{flow, FilterConfig, StreamFilter};
+use edge_core::host::Level;
+use edge_native_host::abi::{status, EnvoyConfig, EnvoyFilter};
+use edge_native_host::{log, CallPart, Delivery, Metrics, NativeHost, Scope};
+use edge_transcoder::{Exchange, ResponseFlow, Transcoder, TranscoderConfig};
+use std::sync::Arc;
+
+pub(crate) const NAME: &str = "transcoder";
+
+struct Config {
+    transcoder: Arc<Transcoder>,
+    metrics: Arc<Metrics>,
+}
+
+pub(crate) fn configure(
+    _envoy: EnvoyConfig,
+    config: &[u8],
+) -> Result<Box<dyn FilterConfig>, String> {
+    let config = serde_json::from_slice::<TranscoderConfig>(config)
+        .map_err(|e| format!("invalid transcoder configuration: {e}"))?;
+    let transcoder = Transcoder::new(config)?;
+    log(
+        Level::Info,
+        &format!("transcoding {} HTTP route(s)", transcoder.routes().len()),
+    );
+    Ok(Box::new(Config {
+        transcoder: Arc::new(transcoder),
+        metrics: Arc::default(),
+    }))
+}
+
+impl FilterConfig for Config {
+    fn new_filter(&self, envoy: EnvoyFilter) -> Box<dyn StreamFilter> {
+        Box::new(Filter {
+            host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone()),
+            transcoder: self.transcoder.clone(),
+            exchange: Exchange::default(),
+        })
+    }
+}
+
+struct Filter {
+    host: NativeHost,
+    transcoder: Arc<Transcoder>,
+    exchange: Exchange,
+}
+
+fn respond(flow: ResponseFlow) -> u32 {
+    match flow {
+        ResponseFlow::Continue | ResponseFlow::Hold | ResponseFlow::HoldThenReset => {
+            status::CONTINUE
+        }
+    }
+}
+
+impl StreamFilter for Filter {
+    fn request_headers(&mut self, end_of_stream: bool) -> u32 {
+        flow(
+            self.exchange
+                .on_request_headers(&self.host, &self.transcoder, end_of_stream),
+        )
+    }
+
+    fn request_body(&mut self, end_of_stream: bool) -> u32 {
+        let size = self.host.request_body_arrived();
+        flow(
+            self.exchange
+                .on_request_body(&self.host, &self.transcoder, size, end_of_stream),
+        )
+    }
+
+    fn response_headers(&mut self, end_of_stream: bool) -> u32 {
+        respond(
+            self.exchange
+                .on_response_headers(&self.host, &self.transcoder, end_of_stream),
+        )
+    }
+
+    fn response_body(&mut self, end_of_stream: bool) -> u32 {
+        let size = self.host.response_chunk_size();
+        respond(self.exchange.on_response_body(
+            &self.host,
+            &self.transcoder,
+            size,
+            end_of_stream,
+            true,
+        ))
+    }
+
+    fn response_trailers(&mut self) -> u32 {
+        respond(
+            self.exchange
+                .on_response_trailers(&self.host, &self.transcoder),
+        )
+    }
+
+    fn complete(&mut self) {
+        self.exchange.on_end(&self.host);
+    }
+
+    fn call(&mut self, stream: u64, part: CallPart<'_>) {
+        let Self {
+            host,
+            transcoder,
+            exchange,
+        } = self;
+        host.on_call(stream, part, |_, delivery| match delivery {
+            Delivery::Metadata { initial, entries } => {
+                exchange.on_response_metadata(host, transcoder, initial, entries)
+            }
+            Delivery::Message(size) => exchange.on_response_message(host, transcoder, size),
+            Delivery::Close(status) => exchange.on_close(host, transcoder, status),
+        });
+    }
+}
+
+/// Workers share one transcoder: it must be safe to read from several threads at once.
+const _: fn() = || {
+    fn shared_by_workers<T: Send + Sync>() {}
+    shared_by_workers::<Transcoder>();
+    shared_by_workers::<edge_access_log::AccessLogConfig>();
+};
