@@ -44,7 +44,9 @@ pub use local::{
     router_filter, stats_config,
 };
 pub use mesh::{chain, ChainFeatures, Filter, Patch, Plugin, Slot, FILTERS};
-pub use module::{wasm_filter, FilterModule, Target, NATIVE_MODULE, TARGET_ENV, WASM_MODULE};
+pub use module::{
+    configuration_mut, wasm_filter, FilterModule, Target, NATIVE_MODULE, TARGET_ENV, WASM_MODULE,
+};
 pub use openapi::OpenApiSettings;
 pub use ratelimit::{local_reply_config, rate_limit_filters, RateLimit};
 pub use rbac::rbac_filter;
@@ -361,7 +363,15 @@ impl EdgeConfig {
             "scrape_configs": [{
                 "job_name": "edge",
                 "metrics_path": "/stats/prometheus",
-                "static_configs": [{ "targets": [format!("127.0.0.1:{admin}")] }]
+                "static_configs": [{ "targets": [format!("127.0.0.1:{admin}")] }],
+                // Envoy strips a Wasm filter's `wasmcustom` namespace from Prometheus names but
+                // not a dynamic module's: the rules see the same names from either build.
+                "metric_relabel_configs": [{
+                    "source_labels": ["__name__"],
+                    "regex": format!("envoy_{}_(.+)", crate::module::METRICS_NAMESPACE),
+                    "target_label": "__name__",
+                    "replacement": "$1"
+                }]
             }]
         });
         Ok(vec![

@@ -14,7 +14,7 @@ pub const NATIVE_MODULE: &str = "edge_native";
 pub const TARGET_ENV: &str = "EDGE_TARGET";
 
 /// Where Envoy files both builds' own metrics (a Wasm filter's are always `wasmcustom.<name>`).
-const METRICS_NAMESPACE: &str = "wasmcustom";
+pub(crate) const METRICS_NAMESPACE: &str = "wasmcustom";
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 const NATIVE_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
@@ -103,6 +103,16 @@ impl FilterModule {
     }
 }
 
+/// The JSON configuration (a string) inside one of our filters' `typed_config`, whichever
+/// build it names.
+pub fn configuration_mut(typed_config: &mut Value) -> Option<&mut Value> {
+    if typed_config.get("filter_config").is_some() {
+        typed_config.pointer_mut("/filter_config/value")
+    } else {
+        typed_config.pointer_mut("/config/configuration/value")
+    }
+}
+
 /// One of our filters as an Envoy HTTP filter: the module `<wasm_dir>/edge.wasm`, whose root
 /// context `name` is the filter, with its JSON configuration, in the V8 runtime. No `vm_id`, as
 /// istiod renders a WasmPlugin: the three filters have the same code, so Envoy runs them in one
@@ -149,6 +159,12 @@ mod tests {
             native["typed_config"]["dynamic_module_config"]["module"]["local"]["filename"],
             "/f/libedge_native.so"
         );
+        for mut filter in [wasm, native] {
+            assert_eq!(
+                configuration_mut(&mut filter["typed_config"]).cloned(),
+                Some(json!(config.to_string()))
+            );
+        }
         assert_eq!(Target::parse("native"), Ok(Target::Native));
         assert_eq!(Target::parse(""), Ok(Target::Wasm));
         assert!(Target::parse("lua").is_err());

@@ -80,7 +80,7 @@ impl SignatureCheck for InVm {
     }
 
     fn name(&self) -> &'static str {
-        "p256 in the VM"
+        "p256 in the filter"
     }
 }
 

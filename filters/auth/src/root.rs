@@ -144,6 +144,21 @@ impl<H: Host + 'static> Root<H> {
         }
     }
 
+    /// Adds the signatures checked since the last call to the proxy's counter: on each tick,
+    /// or after each request where a counter update is as cheap as the check (a native host).
+    pub fn count_checks(&self) {
+        let checks = self
+            .shared
+            .borrow()
+            .keys
+            .as_ref()
+            .map_or(0, |keys| keys.take_checks());
+        if checks > 0 {
+            self.host
+                .add_to_counter(crate::metrics::SIGNATURE_CHECKS, checks);
+        }
+    }
+
     /// Keys are loaded and the acl copy (if one is configured) is complete: until then a
     /// follower is worth ticking on every request.
     pub fn complete(&self) -> bool {
@@ -159,16 +174,7 @@ impl<H: Host + 'static> Root<H> {
     /// The timer: count the signatures checked, pick up newer keys, fetch if due, poll the
     /// acl feed if due.
     pub fn on_tick(&mut self) {
-        let checks = self
-            .shared
-            .borrow()
-            .keys
-            .as_ref()
-            .map_or(0, |keys| keys.take_checks());
-        if checks > 0 {
-            self.host
-                .add_to_counter(crate::metrics::SIGNATURE_CHECKS, checks);
-        }
+        self.count_checks();
         self.sync_keys();
         if !self.calls {
             let wants_keys = self.shared.borrow_mut().refresh.take_early();

@@ -230,13 +230,17 @@ unsafe extern "C" {
         result: *mut u64,
     ) -> bool;
 
-    pub fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
         filter: EnvoyFilter,
+        namespace: Buffer,
         key: Buffer,
         value: Buffer,
-    ) -> bool;
-    pub fn envoy_dynamic_module_callback_http_get_filter_state_bytes(
+    );
+    /// `source` 0: the stream's dynamic metadata.
+    pub fn envoy_dynamic_module_callback_http_get_metadata_string(
         filter: EnvoyFilter,
+        source: u32,
+        namespace: Buffer,
         key: Buffer,
         result: *mut Buffer,
     ) -> bool;

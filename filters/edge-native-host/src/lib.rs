@@ -23,6 +23,8 @@
 pub mod abi;
 
 use abi::{body_type, header_type, Buffer, EnvoyConfig, EnvoyFilter, Header};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use edge_core::grpc::{CallEvent, CallReader};
 use edge_core::host::{GrpcRequest, Host, HostError, Level, MemoryStore, SharedStore};
 use edge_core::{Client, Headers, LocalReply};
@@ -30,6 +32,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
+
+/// The dynamic-metadata namespace of the filters' notes to each other.
+const NOTES_NAMESPACE: &str = "edge";
 
 /// Envoy's shared data, for a module: process memory, shared by every worker and the main
 /// thread.
@@ -323,18 +328,22 @@ impl NativeHost {
         .then(|| String::from_utf8_lossy(unsafe { value.bytes() }).into_owned())
     }
 
-    /// A value this module's filters left in the stream's filter state.
-    pub fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
+    /// A note one of the filters left for the others ([`Host::set_property`]).
+    pub fn note(&self, key: &str) -> Option<Vec<u8>> {
         let filter = self.filter().ok()?;
         let mut value = Buffer::NULL;
-        unsafe {
-            abi::envoy_dynamic_module_callback_http_get_filter_state_bytes(
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_metadata_string(
                 filter,
+                0,
+                Buffer::of(NOTES_NAMESPACE.as_bytes()),
                 Buffer::of(key.as_bytes()),
                 &mut value,
             )
-        }
-        .then(|| unsafe { value.bytes() }.to_vec())
+        };
+        found
+            .then(|| BASE64.decode(unsafe { value.bytes() }).ok())
+            .flatten()
     }
 
     fn start_call(
@@ -547,18 +556,21 @@ impl Host for NativeHost {
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
         self.set_header(header_type::REQUEST, name, None)
     }
+    /// In the stream's dynamic metadata, which a later write replaces (Envoy's filter state
+    /// keeps the first write of a key read-only), base64 for a string value.
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
         let filter = self.filter()?;
         let key = path.join(".");
+        let encoded = BASE64.encode(value);
         unsafe {
-            abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
+            abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
                 filter,
+                Buffer::of(NOTES_NAMESPACE.as_bytes()),
                 Buffer::of(key.as_bytes()),
-                Buffer::of(value),
-            )
+                Buffer::of(encoded.as_bytes()),
+            );
         }
-        .then_some(())
-        .ok_or(HostError::BAD_ARGUMENT)
+        Ok(())
     }
     fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {
         // Always written whole for gRPC clients: the ABI's local reply takes no gRPC status.

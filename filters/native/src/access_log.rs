@@ -95,8 +95,8 @@ impl AccessLog {
                     .and_then(|status| u32::try_from(status).ok()),
                 routed_cluster,
             },
-            &host.filter_state(notes::AUTH).unwrap_or_default(),
-            &host.filter_state(notes::TRANSCODE).unwrap_or_default(),
+            &host.note(notes::AUTH).unwrap_or_default(),
+            &host.note(notes::TRANSCODE).unwrap_or_default(),
         )
     }
 }

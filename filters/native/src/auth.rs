@@ -191,6 +191,7 @@ impl FilterConfig for Config {
         Box::new(AuthFilter {
             host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone()),
             shared: self.shared(),
+            config: self.id,
         })
     }
 
@@ -220,6 +221,8 @@ impl FilterConfig for Config {
 struct AuthFilter {
     host: NativeHost,
     shared: Option<Rc<RefCell<Shared<NativeHost>>>>,
+    /// The configuration's id, to find this worker's follower.
+    config: u64,
 }
 
 impl StreamFilter for AuthFilter {
@@ -229,6 +232,14 @@ impl StreamFilter for AuthFilter {
             self.host.reset_request();
             return abi::status::STOP;
         };
-        flow(Shared::on_request_headers(shared, &self.host))
+        let decided = Shared::on_request_headers(shared, &self.host);
+        // Counted at once: a native counter update costs no more than the check did.
+        let _ = FOLLOWERS.try_with(|followers| {
+            if let Some(follower) = followers.try_borrow().ok()?.get(&self.config) {
+                follower.root.count_checks();
+            }
+            Some(())
+        });
+        flow(decided)
     }
 }

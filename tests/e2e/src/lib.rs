@@ -587,7 +587,10 @@ impl Edge {
             .text()
             .await
             .expect("metrics");
+        // A dynamic module's metrics keep their namespace in Prometheus names (a Wasm
+        // filter's lose it): the native build's `edge_…` is `envoy_wasmcustom_edge_…`.
         text.lines()
+            .map(|line| line.strip_prefix("envoy_wasmcustom_").unwrap_or(line))
             .filter(|line| {
                 line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
             })

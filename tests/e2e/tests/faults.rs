@@ -832,7 +832,8 @@ async fn a_backend_cluster_envoy_lacks_is_a_503_and_the_filter_lives_on() {
         let mut filters = Vec::new();
         named(bootstrap, "edge.transcoder", &mut filters);
         assert_eq!(filters.len(), 1, "one transcoder in the chain");
-        let value = &mut filters[0]["typed_config"]["config"]["configuration"]["value"];
+        let value = edgectl::configuration_mut(&mut filters[0]["typed_config"])
+            .expect("the transcoder's configuration");
         let mut config: Value =
             serde_json::from_str(value.as_str().expect("a JSON string")).expect("JSON");
         config["services"]["catalog.CatalogService"] = json!("catalog-gone");

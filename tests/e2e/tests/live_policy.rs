@@ -119,8 +119,8 @@ async fn policy_changes_live_under_load_without_failures_or_restarts() {
     for (name, content) in broken.iter_mut() {
         if name == "auth.json" {
             let mut response: serde_json::Value = serde_json::from_str(content).expect("ECDS JSON");
-            response["resources"][0]["typed_config"]["config"]["configuration"]["value"] =
-                json!("{\"rules\": \"not a list\"}");
+            *edgectl::configuration_mut(&mut response["resources"][0]["typed_config"])
+                .expect("auth's configuration") = json!("{\"rules\": \"not a list\"}");
             *content = response.to_string();
         }
     }
