@@ -246,6 +246,14 @@ impl NativeHost {
         set.then_some(()).ok_or(HostError::NOT_FOUND)
     }
 
+    /// Changes a request header and has Envoy pick the route again, as its Wasm host does on
+    /// every request-header change: a rollout's `x-edge-backend` must steer the router.
+    fn set_request_header_to(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        self.set_header(header_type::REQUEST, name, value)?;
+        unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cache(self.filter()?) };
+        Ok(())
+    }
+
     fn body(&self, kind: u32) -> Vec<u8> {
         let Ok(filter) = self.filter() else {
             return Vec::new();
@@ -551,10 +559,10 @@ impl Host for NativeHost {
         self.headers(header_type::REQUEST)
     }
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
-        self.set_header(header_type::REQUEST, name, Some(value))
+        self.set_request_header_to(name, Some(value))
     }
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
-        self.set_header(header_type::REQUEST, name, None)
+        self.set_request_header_to(name, None)
     }
     /// In the stream's dynamic metadata, which a later write replaces (Envoy's filter state
     /// keeps the first write of a key read-only), base64 for a string value.

@@ -1,19 +1,26 @@
 //! Native glue of the access log: notes the request's arrival, and when the stream completes
 //! (before Envoy's own access logs) reads Envoy's attributes directly — one cheap call each,
 //! where the Wasm glue compiles a CEL expression to save host calls — and writes the line and
-//! its labelled metrics.
+//! its labelled metrics. With a collector, lines wait in one buffer for the whole process (the
+//! Wasm build keeps one per worker), shipped from the main thread every `flush_interval_ms`
+//! by config-level callouts.
 
+use crate::ticker::Ticker;
 use crate::{FilterConfig, StreamFilter};
 use edge_access_log::attributes::{Attributes, Read};
 use edge_access_log::metrics::{self, FAMILY_LABELS};
 use edge_access_log::request::{arrive, depart, Arrival};
+use edge_access_log::shipping::Shipping;
 use edge_access_log::{AccessLogConfig, LineBuffer};
 use edge_core::host::Host;
 use edge_core::notes;
 use edge_native_host::abi::{attribute, status, EnvoyConfig, EnvoyFilter};
-use edge_native_host::{Family, MetricKind, Metrics, NativeHost, Scope};
+use edge_native_host::{CallPart, Delivery, Family, MetricKind, Metrics, NativeHost, Scope};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
 
 pub(crate) const NAME: &str = "access-log";
 
@@ -22,6 +29,12 @@ struct Config {
     metrics: Arc<Metrics>,
     /// Mixed into generated span ids so that they differ between requests.
     requests_seen: AtomicU64,
+    /// Lines waiting for the collector (empty without one).
+    buffer: Arc<Mutex<LineBuffer>>,
+    /// The batch in flight, and the main thread's host that ships it.
+    shipping: RefCell<Shipping>,
+    host: NativeHost,
+    _ticker: Option<Ticker>,
 }
 
 pub(crate) fn configure(
@@ -29,12 +42,6 @@ pub(crate) fn configure(
     config: &[u8],
 ) -> Result<Box<dyn FilterConfig>, String> {
     let config = AccessLogConfig::from_json(config)?;
-    if config.collector.is_some() {
-        return Err(
-            "access-log: the native module does not ship to a collector yet; use the Wasm module for `collector`"
-                .into(),
-        );
-    }
     let families: Vec<Family> = FAMILY_LABELS
         .iter()
         .map(|(name, labels)| Family {
@@ -47,12 +54,27 @@ pub(crate) fn configure(
             labels,
         })
         .collect();
+    // SAFETY: `envoy` is the configuration of the hook being run.
+    #[allow(unsafe_code)]
+    let metrics = Arc::new(unsafe { Metrics::define(envoy, &families) });
+    let (buffer, ticker) = match &config.collector {
+        Some(collector) => (
+            LineBuffer::new(collector.max_buffered_lines),
+            Some(Ticker::start(
+                envoy,
+                Duration::from_millis(collector.flush_interval_ms),
+            )),
+        ),
+        None => (LineBuffer::new(0), None),
+    };
     Ok(Box::new(Config {
         config: Arc::new(config),
-        // SAFETY: `envoy` is the configuration of the hook being run.
-        #[allow(unsafe_code)]
-        metrics: Arc::new(unsafe { Metrics::define(envoy, &families) }),
+        host: NativeHost::new(NAME, Scope::Config(envoy), metrics.clone()),
+        metrics,
         requests_seen: AtomicU64::new(0),
+        buffer: Arc::new(Mutex::new(buffer)),
+        shipping: RefCell::default(),
+        _ticker: ticker,
     }))
 }
 
@@ -64,7 +86,31 @@ impl FilterConfig for Config {
             config: self.config.clone(),
             seen,
             arrival: None,
+            buffer: self.buffer.clone(),
         })
+    }
+
+    fn scheduled(&self, _event: u64) {
+        let (Some(collector), Ok(mut shipping)) =
+            (&self.config.collector, self.shipping.try_borrow_mut())
+        else {
+            return;
+        };
+        if let Ok(mut buffer) = self.buffer.lock() {
+            shipping.flush(&self.host, collector, &mut buffer);
+        }
+    }
+
+    fn call(&self, stream: u64, part: CallPart<'_>) {
+        let Ok(mut shipping) = self.shipping.try_borrow_mut() else {
+            return;
+        };
+        let host = &self.host;
+        host.on_call(stream, part, |token, delivery| {
+            if let Delivery::Close(status) = delivery {
+                shipping.on_answer(host, token, status);
+            }
+        });
     }
 }
 
@@ -74,6 +120,7 @@ struct AccessLog {
     seen: u64,
     /// `None`: Envoy answered before the filters saw the request.
     arrival: Option<Arrival>,
+    buffer: Arc<Mutex<LineBuffer>>,
 }
 
 impl AccessLog {
@@ -113,13 +160,10 @@ impl StreamFilter for AccessLog {
             ..Arrival::default()
         });
         let attributes = self.attributes();
-        // No collector: lines go to Envoy's log, the buffer stays empty.
-        depart(
-            &self.host,
-            &self.config,
-            &arrival,
-            attributes,
-            &mut LineBuffer::new(0),
-        );
+        // Without a collector the line goes to Envoy's log and the buffer stays empty.
+        let Ok(mut buffer) = self.buffer.lock() else {
+            return;
+        };
+        depart(&self.host, &self.config, &arrival, attributes, &mut buffer);
     }
 }

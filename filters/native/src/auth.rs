@@ -6,6 +6,7 @@
 //! all, then at most once a second) and passes on its requests' wish for an early key fetch. Each request is decided by the core
 //! over the stream's [`NativeHost`].
 
+use crate::ticker::{EnvoyConfigPointer, Ticker};
 use crate::{flow, FilterConfig, StreamFilter};
 use edge_auth::acl::metrics::{OVERFLOW, SUBJECTS, SYNC_AGE, VERSION};
 use edge_auth::root::{Root, Shared};
@@ -16,9 +17,8 @@ use edge_native_host::{log, CallPart, Delivery, Family, MetricKind, Metrics, Nat
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub(crate) const NAME: &str = "auth";
@@ -37,74 +37,6 @@ thread_local! {
 struct Follower {
     root: Root<NativeHost>,
     next_tick: Duration,
-}
-
-/// Envoy's configuration object, handed to the worker threads (the followers' host makes
-/// config-level metric updates, which Envoy allows from any thread).
-#[derive(Clone, Copy)]
-struct EnvoyConfigPointer(EnvoyConfig);
-// SAFETY: Envoy's filter configuration outlives every stream and tick that uses it, and its
-// config-level metric and scheduler calls may be made from any thread.
-#[allow(unsafe_code)]
-unsafe impl Send for EnvoyConfigPointer {}
-#[allow(unsafe_code)]
-unsafe impl Sync for EnvoyConfigPointer {}
-
-/// The module thread that asks for the main thread's tick every second, until dropped.
-struct Ticker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    scheduler: EnvoyConfigPointer,
-}
-
-impl Ticker {
-    fn start(envoy: EnvoyConfig) -> Self {
-        #[allow(unsafe_code)]
-        let scheduler = EnvoyConfigPointer(unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy)
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("edge-auth-tick".into())
-                .spawn(move || {
-                    let scheduler = scheduler;
-                    while !stop.load(Ordering::Relaxed) {
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
-                                scheduler.0,
-                                0,
-                            );
-                        }
-                        std::thread::park_timeout(TICK);
-                    }
-                })
-                .ok()
-        };
-        Self {
-            stop,
-            thread,
-            scheduler,
-        }
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
-        }
-        #[allow(unsafe_code)]
-        unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
-                self.scheduler.0,
-            );
-        }
-    }
 }
 
 struct Config {
@@ -152,7 +84,7 @@ pub(crate) fn configure(
         metrics,
         root: RefCell::new(root),
         host,
-        _ticker: Ticker::start(envoy),
+        _ticker: Ticker::start(envoy, TICK),
     }))
 }
 

@@ -10,6 +10,7 @@
 mod access_log;
 mod auth;
 mod hooks;
+mod ticker;
 mod transcoder;
 
 use edge_core::host::Flow;

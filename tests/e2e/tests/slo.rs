@@ -86,16 +86,9 @@ impl Prometheus {
             .replace("interval: \"30s\"", "interval: \"1s\"");
         std::fs::write(dir.join("rules.yaml"), rules).unwrap();
         let admin = edge.admin_url.trim_start_matches("http://");
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            format!(
-                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
-                 rule_files: [rules.yaml]\n\
-                 scrape_configs:\n  - job_name: edge\n    metrics_path: /stats/prometheus\n    \
-                 static_configs: [{{ targets: ['{admin}'] }}]\n"
-            ),
-        )
-        .unwrap();
+        // The product's scrape configuration, at test intervals.
+        let config = edgectl::prometheus_config(admin, "1s", "1s");
+        std::fs::write(dir.join("prometheus.yml"), edgectl::to_yaml(&config)).unwrap();
         // A free loopback port (Prometheus does not report one it picked itself).
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
