@@ -5,6 +5,7 @@
 
 use edge_e2e::otlp::TraceReceiver;
 use edge_e2e::{Edge, Launch, Options};
+use edgectl::Target;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -14,6 +15,9 @@ pub(crate) enum Chain {
     Direct,
     Native,
     Wasm,
+    /// Our three filters built as an Envoy dynamic module (`libedge_native.so`), from the same
+    /// cores and configuration as `Wasm`.
+    Module,
     AuthOnly,
     TranscoderOnly,
     AccessLogOnly,
@@ -46,6 +50,7 @@ impl Chain {
             Chain::Direct => "direct gRPC",
             Chain::Native => "native (jwt_authn + grpc_json_transcoder + file log)",
             Chain::Wasm => "wasm (access-log + auth + transcoder)",
+            Chain::Module => "module (the same three filters as a dynamic module)",
             Chain::AuthOnly => "wasm auth alone",
             Chain::TranscoderOnly => "wasm transcoder alone",
             Chain::AccessLogOnly => "wasm access-log alone",
@@ -391,6 +396,7 @@ pub(crate) async fn start_under(chain: Chain, workers: usize, wrapper: &[String]
             chain,
             Chain::Native
                 | Chain::Wasm
+                | Chain::Module
                 | Chain::AuthOnly
                 | Chain::WasmLargePolicy
                 | Chain::NativeLargePolicy
@@ -442,6 +448,11 @@ pub(crate) async fn start_under(chain: Chain, workers: usize, wrapper: &[String]
                 });
             }
         }),
+        target: if chain == Chain::Module {
+            Target::Native
+        } else {
+            Target::Wasm
+        },
         ..Options::default()
     })
     .await

@@ -18,13 +18,14 @@ pub(crate) struct Plan {
 }
 
 /// The whole configurations, whose RSS the target compares.
-const MEMORY_WHOLE: &[Chain] = &[Chain::RouterOnly, Chain::Native, Chain::Wasm];
+const MEMORY_WHOLE: &[Chain] = &[Chain::RouterOnly, Chain::Native, Chain::Wasm, Chain::Module];
 
 /// The whole configurations and their parts, to see where the wasm chain's memory goes.
 const MEMORY_PARTS: &[Chain] = &[
     Chain::RouterOnly,
     Chain::Native,
     Chain::Wasm,
+    Chain::Module,
     Chain::OneEmpty,
     Chain::ThreeEmpty,
     Chain::AuthOnly,
@@ -39,6 +40,7 @@ pub(crate) fn full_plan() -> Plan {
             Chain::Direct,
             Chain::Native,
             Chain::Wasm,
+            Chain::Module,
             Chain::GrpcGateway,
         ] {
             cases.push((chain, Route::HotRead, connections));
@@ -57,7 +59,12 @@ pub(crate) fn full_plan() -> Plan {
     }
     // Cost as work grows: response size, and policy size.
     for items in SLOPE_ITEMS {
-        for chain in [Chain::Wasm, Chain::Native, Chain::GrpcGateway] {
+        for chain in [
+            Chain::Wasm,
+            Chain::Native,
+            Chain::Module,
+            Chain::GrpcGateway,
+        ] {
             cases.push((chain, Route::List(items), 16));
         }
     }
@@ -69,7 +76,7 @@ pub(crate) fn full_plan() -> Plan {
     ] {
         cases.push((chain, Route::HotRead, 16));
     }
-    for chain in [Chain::Wasm, Chain::Native] {
+    for chain in [Chain::Wasm, Chain::Native, Chain::Module] {
         cases.push((chain, Route::ManyUsers, 16));
     }
     // What tracing adds: latency at one connection, Envoy CPU at 16.
@@ -80,7 +87,12 @@ pub(crate) fn full_plan() -> Plan {
     }
     for route in [Route::Write, Route::Reject] {
         for connections in [1, 16, 64] {
-            for chain in [Chain::Native, Chain::Wasm, Chain::GrpcGateway] {
+            for chain in [
+                Chain::Native,
+                Chain::Wasm,
+                Chain::Module,
+                Chain::GrpcGateway,
+            ] {
                 cases.push((chain, route, connections));
             }
         }

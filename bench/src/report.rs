@@ -16,6 +16,7 @@ pub(crate) fn report(results: &Results, plan: &Plan) -> (String, Value) {
     let json_rows = runs(&mut out, results);
     let medians = Medians { results };
     ratios(&mut out, &medians);
+    native_module(&mut out, &medians);
     against_grpc_gateway(&mut out, &medians);
     decomposition(&mut out, &medians);
     cost_as_work_grows(&mut out, &medians);
@@ -223,6 +224,49 @@ fn ratios(out: &mut String, m: &Medians) {
                 m.cpu(route, 16, Chain::Wasm),
                 m.cpu(route, 16, Chain::Native)
             )
+        );
+    }
+}
+
+/// The same filters as a dynamic module against Envoy's own filters (issue #31's targets:
+/// ≤ 1.05× CPU on the hot read, the write, the 401 and the 100k-user read; the large response
+/// faster than native), and against the Wasm build.
+fn native_module(out: &mut String, m: &Medians) {
+    if m.get(Route::HotRead, 16, Chain::Module).is_none() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### The native module\n\nOur three filters built as one Envoy dynamic module (`libedge_native.so`, `EDGE_TARGET=native`) from the same cores and configuration as the Wasm module. Envoy CPU µs per request, 16 connections, medians of rounds; RSS in the memory table below.\n\n| route | module µs | Envoy's filters µs | wasm µs | module / Envoy's filters | module / wasm | target (module / Envoy's filters) |\n|---|---:|---:|---:|---:|---:|---|"
+    );
+    let micros = |route, chain| {
+        m.cpu(route, 16, chain)
+            .map_or("–".to_string(), |cpu| format!("{cpu:.1}"))
+    };
+    for (route, target) in [
+        (Route::HotRead, "≤ 1.05"),
+        (Route::Write, "≤ 1.05"),
+        (Route::Reject, "≤ 1.05"),
+        (Route::ManyUsers, "≤ 1.05"),
+        (Route::List(10), ""),
+        (Route::List(100), ""),
+        (Route::List(1000), "< 1"),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {target} |",
+            route.name(),
+            micros(route, Chain::Module),
+            micros(route, Chain::Native),
+            micros(route, Chain::Wasm),
+            ratio(
+                m.cpu(route, 16, Chain::Module),
+                m.cpu(route, 16, Chain::Native)
+            ),
+            ratio(
+                m.cpu(route, 16, Chain::Module),
+                m.cpu(route, 16, Chain::Wasm)
+            ),
         );
     }
 }

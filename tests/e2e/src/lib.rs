@@ -246,6 +246,8 @@ pub struct Edge {
     pub base_url: String,
     pub admin_url: String,
     pub http: reqwest::Client,
+    /// The filters' build this edge runs.
+    pub module: FilterModule,
 }
 
 static RUN: AtomicUsize = AtomicUsize::new(0);
@@ -278,6 +280,8 @@ pub struct Options {
     /// WasmPlugin or the EnvoyFilter variant) instead of the local bootstrap. Default: the
     /// `EDGE_MESH` environment variable (`istiod`, `istiod-envoyfilter`), as `make test` sets it.
     pub mesh: Option<MeshVariant>,
+    /// Which build of the filters Envoy loads (default: `EDGE_TARGET`, else Wasm).
+    pub target: Target,
 }
 
 /// The mesh `EDGE_MESH` asks for: `istiod` (the WasmPlugin variant) or `istiod-envoyfilter`.
@@ -303,6 +307,7 @@ impl Default for Options {
             live_config: false,
             service_env: Vec::new(),
             mesh: mesh_from_env(),
+            target: Target::from_env().unwrap_or_else(|e| panic!("{e}")),
         }
     }
 }
@@ -319,7 +324,7 @@ impl Edge {
         let root = workspace_root();
         let bin_dir = from_env_or("EDGE_BIN_DIR", root.join("target/debug"));
         let wasm_dir = Self::wasm_dir();
-        let module = Self::filter_module();
+        let module = FilterModule::new(options.target, wasm_dir.display().to_string());
         require(Path::new(&module.path()), "filter");
         let dir = test_dir("edge-e2e");
         let mut config = edge_json();
@@ -412,7 +417,7 @@ impl Edge {
                 let topology = Topology {
                     listen_port: 0,
                     admin_port: 0,
-                    module,
+                    module: module.clone(),
                     service_addrs,
                     xds_dir: options
                         .live_config
@@ -463,6 +468,7 @@ impl Edge {
             istiod,
             dir,
             http,
+            module,
         };
         edge.wait_until_ready(options.authority_up && options.wait_for_keys)
             .await;
@@ -507,7 +513,7 @@ impl Edge {
     pub fn apply(&self, config: &EdgeConfig) {
         edgectl::apply_policy(
             config,
-            &Self::filter_module(),
+            &self.module,
             &self.dir.join("xds"),
             self.admin_url.trim_start_matches("http://"),
             Duration::from_secs(10),
@@ -554,12 +560,6 @@ impl Edge {
     /// Where the built filters are (`EDGE_WASM_DIR`): the Wasm module and the native one.
     pub fn wasm_dir() -> PathBuf {
         from_env_or("EDGE_WASM_DIR", workspace_root().join("target/filters"))
-    }
-
-    /// The filters' build the edge runs: `EDGE_TARGET` (`wasm`, the default, or `native`).
-    pub fn filter_module() -> FilterModule {
-        let target = Target::from_env().unwrap_or_else(|e| panic!("{e}"));
-        FilterModule::new(target, Self::wasm_dir().display().to_string())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -306,7 +306,7 @@ async fn attack_suite() {
     assert!(!log.contains(&good), "the token reached Envoy's log");
     // Every case above was checked by Envoy's BoringSSL, not the VM's P-256 (the native
     // module's ABI has no crypto: native code checks them itself, as fast).
-    let checker = match Edge::filter_module().target {
+    let checker = match edge.module.target {
         edgectl::Target::Wasm => "the host's verify_signature",
         edgectl::Target::Native => "p256 in the filter",
     };

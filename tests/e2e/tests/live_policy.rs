@@ -115,7 +115,7 @@ async fn policy_changes_live_under_load_without_failures_or_restarts() {
     // A broken configuration (the filter refuses it in on_configure) is rejected by Envoy,
     // which keeps the last good one: the policy above stays, and nothing fails.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut broken = config.xds_files(&Edge::filter_module()).expect("ECDS");
+    let mut broken = config.xds_files(&edge.module).expect("ECDS");
     for (name, content) in broken.iter_mut() {
         if name == "auth.json" {
             let mut response: serde_json::Value = serde_json::from_str(content).expect("ECDS JSON");
