@@ -51,6 +51,8 @@ test: build lint istio-check ## Every test: unit tests, the end-to-end suite aga
 	# Istio (which delivers the Wasm build), and, for time, three whose subject the build does
 	# not change (postgres: the services' store; openapi: the document; slo: Prometheus's rules).
 	EDGE_TARGET=native cargo test --locked -p edge-e2e --test edge --test auth --test transcoder_parity --test faults --test acl --test live_policy --test observability --test services --test rollout --test rate_limit --test details --test tracing --test browsers --test grpcurl
+	# And the native build through a real istiod: istio/base/envoyfilter-native.yaml.
+	EDGE_MESH=istiod-native cargo test --locked -p edge-e2e --test edge --test auth --test mesh
 	# The benchmark harness, briefly: checks every configuration answers correctly, not speed.
 	$(BIN_DIR)/edge-bench --smoke
 
@@ -59,7 +61,7 @@ bench: export EDGE_BIN_DIR := $(CURDIR)/target/release
 RELEASE_BINS := -p acl -p authority -p catalog -p customer -p item -p edge-bench
 # The peer the bench compares with: grpc-gateway (Go), built by `make bench` alone.
 GRPC_GATEWAY_PEER := $(CURDIR)/target/tools/grpc-gateway-peer/peer
-bench: envoy wasm grpc-gateway-peer ## The wasm edge vs Envoy's native filters vs grpc-gateway vs direct gRPC: writes bench/RESULTS.md.
+bench: envoy wasm native grpc-gateway-peer ## The wasm edge and the native module vs Envoy's own filters vs grpc-gateway vs direct gRPC: writes bench/RESULTS.md.
 	cargo build --release --locked $(RELEASE_BINS)
 	taskset -c 1 target/release/edge-bench
 
@@ -208,7 +210,7 @@ deploy: ## Apply istio/ (kubectl apply -k); then curl http://127.0.0.1:8080 as w
 # (kubernetes-validate, from PyPI); the postgres overlay as kustomize builds it. Tools are
 # installed once into target/tools/istio-validate.
 ISTIO_TOOLS := $(CURDIR)/target/tools/istio-validate
-ISTIO_FILES := $(addprefix istio/base/,namespaces.yaml services.yaml gateway.yaml wasmplugins.yaml envoyfilter.yaml authorization.yaml operator.yaml telemetry.yaml)
+ISTIO_FILES := $(addprefix istio/base/,namespaces.yaml services.yaml gateway.yaml wasmplugins.yaml envoyfilter.yaml envoyfilter-native.yaml authorization.yaml operator.yaml telemetry.yaml)
 # istioctl analyze fails on any warning but these two, each explained:
 # - IST0133 on every EnvoyFilter ("exposes internal implementation details"): the edge needs
 #   Envoy's buffer, first-CORS and local rate-limit filters, which no Istio API adds.
@@ -228,7 +230,7 @@ istio-check: istiod
 	@if command -v kubectl >/dev/null; then kubectl kustomize istio/overlays/postgres > $(ISTIO_TOOLS)/postgres.yaml && PYTHONPATH=$(ISTIO_TOOLS)/python python3 -m kubernetes_validate --strict --quiet $(ISTIO_TOOLS)/postgres.yaml && echo "istio/overlays/postgres: builds and validates"; else echo "NOTE: kubectl is not installed, so istio/overlays/postgres was not built (the base was validated)"; fi
 	# Istio's own analyzers, offline, on what `kubectl apply -k istio/` applies, with each filter
 	# variant, and on a broken Gateway reference (they must fail on it).
-	cd istio/base && $(ANALYZE) $(APPLIED) wasmplugins.yaml && $(ANALYZE) $(APPLIED) envoyfilter.yaml
+	cd istio/base && $(ANALYZE) $(APPLIED) wasmplugins.yaml && $(ANALYZE) $(APPLIED) envoyfilter.yaml && $(ANALYZE) $(APPLIED) envoyfilter-native.yaml
 	sed 's/- "edge"$$/- "no-such-gateway"/' istio/base/gateway.yaml > $(ISTIO_TOOLS)/broken-gateway.yaml
 	! $(ANALYZE) istio/base/namespaces.yaml $(ISTIO_TOOLS)/broken-gateway.yaml >/dev/null 2>&1
 	# The checks can fail: an invalid phase must be refused.

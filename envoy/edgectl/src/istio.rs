@@ -4,7 +4,7 @@
 //! and as an EnvoyFilter alternative. Filter configurations are [`EdgeConfig::filter_configs`]
 //! with Istio's cluster names, so the mesh runs exactly what the local tests run.
 
-use crate::{EdgeConfig, FilterConfigs, Patch, Plugin, Slot, FILTERS};
+use crate::{EdgeConfig, FilterConfigs, FilterModule, Patch, Plugin, Slot, Target, FILTERS};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -73,7 +73,16 @@ impl EdgeConfig {
         files.insert("services.yaml", self.workloads()?);
         files.insert("gateway.yaml", self.gateway()?);
         files.insert("wasmplugins.yaml", self.wasm_plugins(&filters, digests)?);
-        files.insert("envoyfilter.yaml", vec![self.envoy_filter(&filters)?]);
+        let wasm = FilterModule::new(Target::Wasm, WASM_MOUNT);
+        let native = FilterModule::new(Target::Native, WASM_MOUNT);
+        files.insert(
+            "envoyfilter.yaml",
+            vec![self.envoy_filter(&filters, &wasm)?],
+        );
+        files.insert(
+            "envoyfilter-native.yaml",
+            vec![self.envoy_filter(&filters, &native)?],
+        );
         files.insert("authorization.yaml", self.authorization_policies()?);
         files.insert("stats.yaml", vec![self.stats_bootstrap()?]);
         files.insert("operator.yaml", vec![self.operator()?]);
@@ -522,20 +531,22 @@ impl EdgeConfig {
         Ok(objects)
     }
 
-    /// The alternative to the WasmPlugins: the same filters as one EnvoyFilter, with the .wasm
-    /// files mounted into the gateway, in the same order around Istio's filters: the CORS
-    /// filter, the access log and auth first; the transcoder and the buffer filter before the
-    /// router (after Istio's RBAC).
-    fn envoy_filter(&self, filters: &FilterConfigs) -> Result<Value, String> {
+    /// The alternative to the WasmPlugins: the same filters as one EnvoyFilter, with the
+    /// filters' `module` (the .wasm file, or the native module for Istio ≥ 1.31 proxies)
+    /// mounted into the gateway, in the same order around Istio's filters: the CORS filter,
+    /// the access log and auth first; the transcoder and the buffer filter before the router
+    /// (after Istio's RBAC).
+    fn envoy_filter(
+        &self,
+        filters: &FilterConfigs,
+        module: &FilterModule,
+    ) -> Result<Value, String> {
         let rate_limits = self.rate_limit_filters()?;
         let slots = self.patched_slots(!rate_limits.is_empty());
         let filters_of = |slot: &Slot| -> Vec<Value> {
             match slot {
                 Slot::Plugin(plugin) => {
-                    let mut filter =
-                        crate::wasm_filter(plugin.name(), WASM_MOUNT, filters.of(plugin.filter));
-                    filter["typed_config"]["config"]["failure_policy"] = json!("FAIL_RELOAD");
-                    vec![filter]
+                    vec![module.filter(plugin.name(), filters.of(plugin.filter))]
                 }
                 Slot::RateLimits => rate_limits.clone(),
                 other => self.envoy_filters(*other),

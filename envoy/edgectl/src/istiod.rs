@@ -33,6 +33,7 @@ pub const KUSTOMIZE_RESOURCES: [&str; 6] = [
 /// as the kustomization's comment says.
 const WASM_PLUGINS: &str = "wasmplugins.yaml";
 const ENVOY_FILTER: &str = "envoyfilter.yaml";
+const NATIVE_ENVOY_FILTER: &str = "envoyfilter-native.yaml";
 /// The overlay's file name among istiod's files.
 pub const OVERLAY: &str = "local-overlay.yaml";
 
@@ -64,6 +65,8 @@ const XDS_CLUSTER: &str = "xds-grpc";
 pub enum MeshVariant {
     WasmPlugin,
     EnvoyFilter,
+    /// The EnvoyFilter with the native module (Istio ≥ 1.31 proxies).
+    NativeEnvoyFilter,
 }
 
 /// Where things are for a gateway run against a local istiod.
@@ -95,6 +98,7 @@ impl EdgeConfig {
         let filters = match topology.variant {
             MeshVariant::WasmPlugin => WASM_PLUGINS,
             MeshVariant::EnvoyFilter => ENVOY_FILTER,
+            MeshVariant::NativeEnvoyFilter => NATIVE_ENVOY_FILTER,
         };
         let mut files = Objects::new();
         for name in KUSTOMIZE_RESOURCES.into_iter().chain([filters]) {
@@ -114,7 +118,7 @@ impl EdgeConfig {
                 }
             }
         }
-        if topology.variant == MeshVariant::EnvoyFilter {
+        if topology.variant != MeshVariant::WasmPlugin {
             // The EnvoyFilter variant loads the files from the gateway pod's mount.
             for filter in files.values_mut().flatten() {
                 let text = filter.to_string().replace(

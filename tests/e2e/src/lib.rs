@@ -289,8 +289,11 @@ pub fn mesh_from_env() -> Option<MeshVariant> {
     match std::env::var("EDGE_MESH").as_deref() {
         Ok("istiod") => Some(MeshVariant::WasmPlugin),
         Ok("istiod-envoyfilter") => Some(MeshVariant::EnvoyFilter),
+        Ok("istiod-native") => Some(MeshVariant::NativeEnvoyFilter),
         Ok("") | Err(_) => None,
-        Ok(other) => panic!("EDGE_MESH={other}: use istiod or istiod-envoyfilter"),
+        Ok(other) => {
+            panic!("EDGE_MESH={other}: use istiod, istiod-envoyfilter or istiod-native")
+        }
     }
 }
 
@@ -324,7 +327,12 @@ impl Edge {
         let root = workspace_root();
         let bin_dir = from_env_or("EDGE_BIN_DIR", root.join("target/debug"));
         let wasm_dir = Self::wasm_dir();
-        let module = FilterModule::new(options.target, wasm_dir.display().to_string());
+        // Istio's native variant loads the native module whatever EDGE_TARGET says.
+        let target = match options.mesh {
+            Some(MeshVariant::NativeEnvoyFilter) => Target::Native,
+            _ => options.target,
+        };
+        let module = FilterModule::new(target, wasm_dir.display().to_string());
         require(Path::new(&module.path()), "filter");
         let dir = test_dir("edge-e2e");
         let mut config = edge_json();

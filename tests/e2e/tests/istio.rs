@@ -223,18 +223,24 @@ fn validate_with(bootstrap: &Value, name: &str, extra: &[&str]) -> (bool, String
 #[test]
 fn every_envoy_filter_patch_passes_envoy_validate() {
     let filters = envoy_filters();
-    let names: Vec<&str> = filters
+    let names: Vec<(&str, &str)> = filters
         .iter()
-        .map(|(_, f)| f["metadata"]["name"].as_str().unwrap_or_default())
+        .map(|(file, f)| {
+            (
+                file.as_str(),
+                f["metadata"]["name"].as_str().unwrap_or_default(),
+            )
+        })
         .collect();
     assert_eq!(
         names,
         [
-            "edge-filters",
-            "edge-buffer",
-            "edge-first",
-            "edge-rate-limits",
-            "edge-gateway"
+            ("envoyfilter-native.yaml", "edge-filters"),
+            ("envoyfilter.yaml", "edge-filters"),
+            ("wasmplugins.yaml", "edge-buffer"),
+            ("wasmplugins.yaml", "edge-first"),
+            ("wasmplugins.yaml", "edge-rate-limits"),
+            ("wasmplugins.yaml", "edge-gateway")
         ],
         "the rendered EnvoyFilters"
     );

@@ -2,7 +2,8 @@
 //! walkthrough block run literally with bash, each checked against its `#>` lines (`…` is a
 //! wildcard; each expected line must appear, in order, in what the command printed). Then,
 //! against the same `make run`, a crash under load: `kill -9` of `item` while requests flow,
-//! and finally Ctrl-C. Likewise `make mesh` and the block of "Without a cluster".
+//! and finally Ctrl-C. Likewise `make mesh` and the block of "Without a cluster", and
+//! `EDGE_TARGET=native make run` and the block of "Which build".
 //!
 //! The commands say `localhost:8080` and `.run/`, so the test re-runs itself inside its own
 //! network and mount namespaces (`unshare`): a private loopback and a private, empty `.run`,
@@ -25,7 +26,7 @@ fn readme_walkthrough_runs_as_written_and_make_run_survives_a_crash() {
     else {
         return;
     };
-    let mut edge = MakeRun::start(&root, "run");
+    let mut edge = MakeRun::start(&root, "run", &[]);
     run_block(&root, "## Walkthrough", 15);
     docs_and_schemathesis_against_make_run(&root);
     crash_under_load(&edge);
@@ -39,8 +40,19 @@ fn readme_make_mesh_runs_as_written() {
     let Some(root) = in_own_namespaces("readme_make_mesh_runs_as_written") else {
         return;
     };
-    let mut edge = MakeRun::start(&root, "mesh");
+    let mut edge = MakeRun::start(&root, "mesh", &[]);
     run_block(&root, "### Without a cluster: a local istiod", 5);
+    edge.interrupt();
+}
+
+/// "Which build": `EDGE_TARGET=native make run`, then its block.
+#[test]
+fn readme_native_make_run_runs_as_written() {
+    let Some(root) = in_own_namespaces("readme_native_make_run_runs_as_written") else {
+        return;
+    };
+    let mut edge = MakeRun::start(&root, "run", &[("EDGE_TARGET", "native")]);
+    run_block(&root, "## Which build: Wasm or native module", 3);
     edge.interrupt();
 }
 
@@ -98,9 +110,10 @@ struct MakeRun {
 }
 
 impl MakeRun {
-    fn start(root: &Path, target: &str) -> Self {
+    fn start(root: &Path, target: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new("make")
             .args(["-s", target])
+            .envs(env.iter().copied())
             .current_dir(root)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
