@@ -312,6 +312,13 @@ unsafe extern "C" {
         end_stream: bool,
         timeout_milliseconds: u64,
     ) -> u32;
+    /// Sends more of a stream callout's request (`end_stream`: its last).
+    pub fn envoy_dynamic_module_callback_http_stream_send_data(
+        filter: EnvoyFilter,
+        stream_id: u64,
+        data: Buffer,
+        end_stream: bool,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_filter_reset_http_stream(
         filter: EnvoyFilter,
         stream_id: u64,

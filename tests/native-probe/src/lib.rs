@@ -1,7 +1,6 @@
 //! A test-only Envoy dynamic module: what the native target (issue #31) will rely on in
 //! Envoy 1.40's dynamic-module ABI (v0.2.0), checked against the real Envoy and catalog by
-//! `tests/e2e/tests/native_probe.rs`, with bindings written from the ABI's C header for the
-//! calls used here:
+//! `tests/e2e/tests/native_probe.rs`, with `edge-native-host`'s bindings of the ABI:
 //!
 //! - `GET /probe/items/{id}`: a request without a body is given one in place (the gRPC
 //!   `GetItem` message) and sent through Envoy's router as the gRPC call, which proxy-wasm
@@ -16,115 +15,14 @@
 // contract is the ABI's (Envoy calls them with the pointers it documents), not a doc comment's.
 #![allow(unsafe_code, clippy::missing_safety_doc)]
 
+use edge_native_host::abi::{
+    self, body_type, header_pairs, header_type, status, Buffer, EnvoyFilter, Header,
+};
 use platform_proto::catalog::{GetItemRequest, ListItemsRequest};
 use prost::Message;
 use std::ffi::c_void;
 
-type EnvoyFilter = *mut c_void;
 type ModulePointer = *const c_void;
-
-/// `envoy_dynamic_module_type_envoy_buffer` / `module_buffer`: bytes and their length.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Buffer {
-    ptr: *const u8,
-    length: usize,
-}
-
-impl Buffer {
-    fn of(bytes: &[u8]) -> Self {
-        Buffer {
-            ptr: bytes.as_ptr(),
-            length: bytes.len(),
-        }
-    }
-
-    const EMPTY: Buffer = Buffer {
-        ptr: std::ptr::null(),
-        length: 0,
-    };
-
-    /// # Safety
-    /// `self` must point at `length` readable bytes (Envoy's, valid during the hook).
-    unsafe fn bytes<'a>(self) -> &'a [u8] {
-        if self.ptr.is_null() {
-            &[]
-        } else {
-            unsafe { std::slice::from_raw_parts(self.ptr, self.length) }
-        }
-    }
-}
-
-/// `envoy_dynamic_module_type_module_http_header` (and Envoy's, same layout).
-#[repr(C)]
-pub struct Header {
-    key_ptr: *const u8,
-    key_length: usize,
-    value_ptr: *const u8,
-    value_length: usize,
-}
-
-impl Header {
-    fn of(key: &'static str, value: &str) -> Self {
-        Header {
-            key_ptr: key.as_ptr(),
-            key_length: key.len(),
-            value_ptr: value.as_ptr(),
-            value_length: value.len(),
-        }
-    }
-}
-
-const REQUEST_HEADER: u32 = 0;
-const BUFFERED_REQUEST_BODY: u32 = 1;
-const CONTINUE: u32 = 0;
-const STOP_ITERATION: u32 = 1;
-
-unsafe extern "C" {
-    fn envoy_dynamic_module_callback_http_get_header(
-        filter: EnvoyFilter,
-        header_type: u32,
-        key: Buffer,
-        result: *mut Buffer,
-        index: usize,
-        optional_size: *mut usize,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_set_header(
-        filter: EnvoyFilter,
-        header_type: u32,
-        key: Buffer,
-        value: Buffer,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_append_body(
-        filter: EnvoyFilter,
-        body_type: u32,
-        data: Buffer,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_send_response(
-        filter: EnvoyFilter,
-        status_code: u32,
-        headers: *mut Header,
-        headers_size: usize,
-        body: Buffer,
-        details: Buffer,
-    );
-    fn envoy_dynamic_module_callback_http_filter_start_http_stream(
-        filter: EnvoyFilter,
-        stream_id: *mut u64,
-        cluster: Buffer,
-        headers: *mut Header,
-        headers_size: usize,
-        body: Buffer,
-        end_stream: bool,
-        timeout_milliseconds: u64,
-    ) -> u32;
-    fn envoy_dynamic_module_callback_http_stream_send_data(
-        filter: EnvoyFilter,
-        stream_id: u64,
-        data: Buffer,
-        end_stream: bool,
-    ) -> bool;
-}
 
 static ABI_VERSION: &[u8] = b"v0.2.0\0";
 
@@ -145,20 +43,12 @@ struct Stream {
     grpc_status: Option<String>,
 }
 
-/// A gRPC message on the wire: uncompressed, its length, itself.
-fn grpc_frame(message: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(message);
-    frame
-}
-
 fn request_header(filter: EnvoyFilter, name: &str) -> Option<String> {
-    let mut value = Buffer::EMPTY;
+    let mut value = Buffer::NULL;
     let found = unsafe {
-        envoy_dynamic_module_callback_http_get_header(
+        abi::envoy_dynamic_module_callback_http_get_header(
             filter,
-            REQUEST_HEADER,
+            header_type::REQUEST,
             Buffer::of(name.as_bytes()),
             &mut value,
             0,
@@ -169,11 +59,11 @@ fn request_header(filter: EnvoyFilter, name: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(unsafe { value.bytes() }).into_owned())
 }
 
-fn set_request_header(filter: EnvoyFilter, name: &'static str, value: &str) {
+fn set_request_header(filter: EnvoyFilter, name: &str, value: &str) {
     unsafe {
-        envoy_dynamic_module_callback_http_set_header(
+        abi::envoy_dynamic_module_callback_http_set_header(
             filter,
-            REQUEST_HEADER,
+            header_type::REQUEST,
             Buffer::of(name.as_bytes()),
             Buffer::of(value.as_bytes()),
         );
@@ -182,7 +72,7 @@ fn set_request_header(filter: EnvoyFilter, name: &'static str, value: &str) {
 
 fn reply(filter: EnvoyFilter, status: u32, mut headers: Vec<Header>, body: &[u8]) {
     unsafe {
-        envoy_dynamic_module_callback_http_send_response(
+        abi::envoy_dynamic_module_callback_http_send_response(
             filter,
             status,
             headers.as_mut_ptr(),
@@ -254,13 +144,13 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     let path = request_header(envoy, ":path").unwrap_or_default();
     if let Some(id) = path.strip_prefix("/probe/items/") {
         if !end_of_stream {
-            return CONTINUE;
+            return status::CONTINUE;
         }
-        let frame = grpc_frame(&GetItemRequest { id: id.into() }.encode_to_vec());
+        let frame = edge_core::grpc::frame(&[GetItemRequest { id: id.into() }.encode_to_vec()]);
         unsafe {
-            envoy_dynamic_module_callback_http_append_body(
+            abi::envoy_dynamic_module_callback_http_append_body(
                 envoy,
-                BUFFERED_REQUEST_BODY,
+                body_type::BUFFERED_REQUEST,
                 Buffer::of(&frame),
             );
         }
@@ -269,7 +159,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         set_request_header(envoy, "content-type", "application/grpc");
         set_request_header(envoy, "te", "trailers");
         set_request_header(envoy, "content-length", &frame.len().to_string());
-        return CONTINUE;
+        return status::CONTINUE;
     }
     if path == "/probe/refuse" {
         let body = br#"{"code":7,"message":"refused natively"}"#;
@@ -278,11 +168,11 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
             Header::of("x-native-probe", "refused"),
         ];
         reply(envoy, 403, headers, body);
-        return STOP_ITERATION;
+        return status::STOP;
     }
     if path == "/probe/list" {
         let cluster = unsafe { &(*filter.config).cluster };
-        let frame = grpc_frame(&ListItemsRequest::default().encode_to_vec());
+        let frame = edge_core::grpc::frame(&[ListItemsRequest::default().encode_to_vec()]);
         // The message in two pieces: the first opens the stream, the second ends it.
         let (first, rest) = frame.split_at(3);
         let mut headers = vec![
@@ -294,7 +184,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         ];
         let mut stream = 0;
         let started = unsafe {
-            envoy_dynamic_module_callback_http_filter_start_http_stream(
+            abi::envoy_dynamic_module_callback_http_filter_start_http_stream(
                 envoy,
                 &mut stream,
                 Buffer::of(cluster.as_bytes()),
@@ -307,7 +197,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         };
         let ended = started == 0
             && unsafe {
-                envoy_dynamic_module_callback_http_stream_send_data(
+                abi::envoy_dynamic_module_callback_http_stream_send_data(
                     envoy,
                     stream,
                     Buffer::of(rest),
@@ -318,9 +208,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
             let body = format!("the callout did not start or end (init result {started})");
             reply(envoy, 502, Vec::new(), body.as_bytes());
         }
-        return STOP_ITERATION;
+        return status::STOP;
     }
-    CONTINUE
+    status::CONTINUE
 }
 
 #[unsafe(no_mangle)]
@@ -351,12 +241,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailer
     trailers_size: usize,
 ) {
     let filter = unsafe { &mut *(module as *mut Filter) };
-    for trailer in unsafe { std::slice::from_raw_parts(trailers, trailers_size) } {
-        let key = unsafe { std::slice::from_raw_parts(trailer.key_ptr, trailer.key_length) };
-        if key == b"grpc-status" {
-            let value =
-                unsafe { std::slice::from_raw_parts(trailer.value_ptr, trailer.value_length) };
-            filter.stream.grpc_status = Some(String::from_utf8_lossy(value).into_owned());
+    for (key, value) in unsafe { header_pairs(trailers, trailers_size) } {
+        if key == "grpc-status" {
+            filter.stream.grpc_status = Some(value);
         }
     }
 }
@@ -395,7 +282,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     _module: ModulePointer,
     _end_of_stream: bool,
 ) -> u32 {
-    CONTINUE
+    status::CONTINUE
 }
 
 #[unsafe(no_mangle)]
@@ -403,7 +290,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     _envoy: EnvoyFilter,
     _module: ModulePointer,
 ) -> u32 {
-    CONTINUE
+    status::CONTINUE
 }
 
 #[unsafe(no_mangle)]
@@ -412,7 +299,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     _module: ModulePointer,
     _end_of_stream: bool,
 ) -> u32 {
-    CONTINUE
+    status::CONTINUE
 }
 
 #[unsafe(no_mangle)]
@@ -421,7 +308,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     _module: ModulePointer,
     _end_of_stream: bool,
 ) -> u32 {
-    CONTINUE
+    status::CONTINUE
 }
 
 #[unsafe(no_mangle)]
@@ -429,7 +316,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     _envoy: EnvoyFilter,
     _module: ModulePointer,
 ) -> u32 {
-    CONTINUE
+    status::CONTINUE
 }
 
 #[unsafe(no_mangle)]
