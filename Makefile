@@ -30,7 +30,7 @@ export ISTIOD_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run mesh test build wasm native services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger grpcurl grpc-gateway-peer config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check postgres prometheus observe policy clean
+.PHONY: help run mesh test build wasm native services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger grpcurl grpc-gateway-peer config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check eg-crds postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -220,7 +220,26 @@ ANALYZE := $(ISTIOCTL) analyze -A --use-kube=false --failure-threshold Warning \
 	--suppress "IST0133=EnvoyFilter *" \
 	--suppress "IST0133=AuthorizationPolicy istio-system/edge-partner-writes-need-a-key"
 APPLIED := namespaces.yaml services.yaml gateway.yaml authorization.yaml stats.yaml telemetry.yaml
-istio-check: istiod
+# Envoy Gateway's CRDs, for istio/envoy-gateway: the EnvoyProxy and EnvoyExtensionPolicy CRDs
+# and the Gateway API CRDs its chart bundles (v1.5.1, experimental channel), from its Go module
+# at the pinned version (its go.sum hash checked too), copied once into target/tools. Go's module
+# cache stays where Go keeps it, as for envoy/install-go-tool.sh's tools.
+EG_VERSION := v1.8.0
+EG_MODULE_SUM := h1:pn5TYSteO1zZjUMPVXGY7ayFDhZAZZWAQ+yDgVzj78o=
+EG_CRDS := $(CURDIR)/target/tools/envoy-gateway-crds-$(EG_VERSION)
+EG_CRD_FILES := $(addprefix $(EG_CRDS)/,gateway.envoyproxy.io_envoyproxies.yaml gateway.envoyproxy.io_envoyextensionpolicies.yaml gatewayapi-crds.yaml)
+EG_CHECK = PYTHONPATH=$(ISTIO_TOOLS)/python python3 istio/validate/crds.py $(EG_CRD_FILES) --
+eg-crds: $(EG_CRDS)/gatewayapi-crds.yaml
+
+$(EG_CRDS)/gatewayapi-crds.yaml:
+	@command -v go >/dev/null || { echo "make $@ needs Go (>= 1.25) to fetch Envoy Gateway's CRDs: install it and run make again"; exit 1; }
+	source=$$(go mod download -json github.com/envoyproxy/gateway@$(EG_VERSION) | python3 -c 'import json, sys; m = json.load(sys.stdin); assert m.get("Sum") == "$(EG_MODULE_SUM)", m; print(m["Dir"])') && \
+	crds=$$source/charts/gateway-helm/charts/crds/crds && \
+	rm -rf $(EG_CRDS).partial && mkdir -p $(EG_CRDS).partial && \
+	cp $$crds/generated/gateway.envoyproxy.io_envoyproxies.yaml $$crds/generated/gateway.envoyproxy.io_envoyextensionpolicies.yaml $$crds/gatewayapi-crds.yaml $(EG_CRDS).partial/ && \
+	rm -rf $(EG_CRDS) && mv $(EG_CRDS).partial $(EG_CRDS)
+
+istio-check: istiod eg-crds
 	@test -d $(ISTIO_TOOLS)/node_modules/@kubernetes-models/istio || { mkdir -p $(ISTIO_TOOLS) && cp istio/validate/package.json $(ISTIO_TOOLS)/ && npm install --silent --no-audit --no-fund --prefix $(ISTIO_TOOLS); }
 	@test -d $(ISTIO_TOOLS)/python/kubernetes_validate || pip3 install --quiet --disable-pip-version-check --target $(ISTIO_TOOLS)/python kubernetes-validate==1.37.0
 	cp istio/validate/validate.mjs $(ISTIO_TOOLS)/
@@ -236,6 +255,13 @@ istio-check: istiod
 	# The checks can fail: an invalid phase must be refused.
 	sed 's/phase: "AUTHN"/phase: "BOGUS"/' istio/base/wasmplugins.yaml > $(ISTIO_TOOLS)/broken.yaml
 	! node $(ISTIO_TOOLS)/validate.mjs $(ISTIO_TOOLS)/broken.yaml 2>/dev/null
+	# Envoy Gateway's deployment (istio/envoy-gateway, not applied by kustomize) against Envoy
+	# Gateway's CRDs and the Gateway API's, strictly (an unknown field is refused, as kubectl's
+	# strict field validation does; CEL rules are not run), its Namespace against Kubernetes'.
+	$(EG_CHECK) istio/envoy-gateway/edge.yaml
+	# That check can fail too: a misspelt field of the policy must be refused.
+	sed 's/filterName:/filtername:/' istio/envoy-gateway/edge.yaml > $(ISTIO_TOOLS)/broken-envoy-gateway.yaml
+	! $(EG_CHECK) $(ISTIO_TOOLS)/broken-envoy-gateway.yaml >/dev/null 2>&1
 
 # proto/google/api holds the protos every annotated API imports, exactly as PyPI's
 # googleapis-common-protos ships them (cargo builds without Make or a network); checked here

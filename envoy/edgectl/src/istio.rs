@@ -34,7 +34,8 @@ pub type Files = BTreeMap<&'static str, String>;
 /// The objects of each rendered file.
 pub type Objects = BTreeMap<&'static str, Vec<Value>>;
 
-fn fqdn(name: &str) -> String {
+/// A service's Kubernetes DNS name: each service has a namespace of its own name.
+pub(crate) fn fqdn(name: &str) -> String {
     format!("{name}.{name}.svc.cluster.local")
 }
 
@@ -263,8 +264,9 @@ impl EdgeConfig {
         Ok(routes)
     }
 
-    fn gateway(&self) -> Result<Vec<Value>, String> {
-        let istio = self.istio()?;
+    /// The VirtualService's HTTP routes: the gRPC routes, then the catch-all JSON requests run
+    /// the filters on, each with the edge's CORS policy and without the edge-only headers.
+    pub(crate) fn virtual_service_routes(&self) -> Result<Vec<Value>, String> {
         let public: Vec<(&String, &crate::Service)> =
             self.services.iter().filter(|(_, s)| s.public).collect();
         // JSON routes are answered by the transcoder at the gateway, and only need a route for
@@ -287,6 +289,12 @@ impl EdgeConfig {
             // What the edge's filters tell Envoy's tracer stays at the edge.
             route["headers"] = json!({ "request": { "remove": crate::EDGE_ONLY_HEADERS } });
         }
+        Ok(routes)
+    }
+
+    fn gateway(&self) -> Result<Vec<Value>, String> {
+        let istio = self.istio()?;
+        let routes = self.virtual_service_routes()?;
         Ok(vec![
             json!({
                 "apiVersion": "networking.istio.io/v1beta1",

@@ -14,12 +14,14 @@ use std::path::Path;
 pub use yaml::to_yaml;
 
 mod cors;
+mod envoy_gateway;
 mod filters;
 mod istio;
 mod istiod;
 mod limits;
 mod live;
 mod local;
+mod local_reply;
 mod mesh;
 mod module;
 mod native;
@@ -31,6 +33,7 @@ mod traces;
 mod web;
 mod xds;
 pub use cors::CorsSettings;
+pub use envoy_gateway::{ENVOY_GATEWAY_FILE, ENVOY_GATEWAY_NAMESPACE, MODULE_ENTRY, MODULE_MOUNT};
 pub use filters::FilterConfigs;
 pub use istio::{Digests, Files, IstioSettings, Objects, WASM_MOUNT};
 pub use istiod::{
@@ -43,12 +46,14 @@ pub use local::{
     buffer_disabled, buffer_filter, cors_filter, discovered_filter, render_local_envoy,
     router_filter, stats_config,
 };
+pub use local_reply::local_reply_config;
 pub use mesh::{chain, ChainFeatures, Filter, Patch, Plugin, Slot, FILTERS};
 pub use module::{
-    configuration_mut, wasm_filter, FilterModule, Target, NATIVE_MODULE, TARGET_ENV, WASM_MODULE,
+    configuration_mut, wasm_filter, FilterModule, Target, NATIVE_ENVOY_VERSION, NATIVE_MODULE,
+    TARGET_ENV, WASM_MODULE,
 };
 pub use openapi::OpenApiSettings;
-pub use ratelimit::{local_reply_config, rate_limit_filters, RateLimit};
+pub use ratelimit::{rate_limit_filters, RateLimit};
 pub use rbac::rbac_filter;
 pub use slo::{record_name, rule_groups, Slo};
 pub use traces::{trace_context_filter, Tracing, COLLECTOR_CLUSTER, EDGE_ONLY_HEADERS};
@@ -451,6 +456,17 @@ mod tests {
                 "istio/base/{file} is stale: run `make config` and commit the result"
             );
         }
+    }
+
+    #[test]
+    fn committed_envoy_gateway_manifest_is_fresh() {
+        let config = EdgeConfig::load(&repo_file("envoy/edge.json")).unwrap();
+        let rendered = config.render_envoy_gateway().unwrap();
+        let committed = std::fs::read_to_string(repo_file(ENVOY_GATEWAY_FILE)).unwrap_or_default();
+        assert!(
+            rendered == committed,
+            "{ENVOY_GATEWAY_FILE} is stale: run `make config` and commit the result"
+        );
     }
 
     #[test]

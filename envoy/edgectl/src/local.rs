@@ -119,6 +119,27 @@ impl EdgeConfig {
         filters: &FilterConfigs,
         topology: &Topology,
     ) -> Result<Vec<Value>, String> {
+        let mut clusters = self.service_clusters(filters, str::to_string, |name| {
+            topology
+                .service_addrs
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("no address for service {name}"))
+        })?;
+        if let Some(tracing) = &self.tracing {
+            clusters.push(tracing.collector_cluster()?);
+        }
+        Ok(clusters)
+    }
+
+    /// A cluster per service, named `cluster_name(service)`, at `address(service)`
+    /// (`host:port`: an IP address as is, a DNS name resolved by Envoy), over HTTP/2.
+    pub(crate) fn service_clusters(
+        &self,
+        filters: &FilterConfigs,
+        cluster_name: impl Fn(&str) -> String,
+        address: impl Fn(&str) -> Result<String, String>,
+    ) -> Result<Vec<Value>, String> {
         // Every stream to a backend ends within the transcoder's deadline (plus a second for
         // the backend's own DEADLINE_EXCEEDED to arrive first): gRPC streams opened by a Wasm
         // filter carry grpc-timeout but have no deadline of Envoy's own.
@@ -129,17 +150,20 @@ impl EdgeConfig {
         let max_stream_duration = format!("{}s", timeout_ms.div_ceil(1000) + 1);
         let mut clusters = Vec::new();
         for name in self.services.keys() {
-            let addr = topology
-                .service_addrs
-                .get(name)
-                .ok_or_else(|| format!("no address for service {name}"))?;
+            let addr = address(name)?;
             let (host, port) = addr
                 .rsplit_once(':')
                 .ok_or_else(|| format!("bad address {addr}"))?;
             let port: u16 = port.parse().map_err(|_| format!("bad port in {addr}"))?;
+            let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
+                "STATIC"
+            } else {
+                "STRICT_DNS"
+            };
+            let cluster = cluster_name(name);
             clusters.push(json!({
-                "name": name,
-                "type": "STATIC",
+                "name": cluster,
+                "type": discovery,
                 "connect_timeout": "1s",
                 "per_connection_buffer_limit_bytes": self.limits.connection_buffer_bytes,
                 "typed_extension_protocol_options": {
@@ -150,15 +174,12 @@ impl EdgeConfig {
                     }
                 },
                 "load_assignment": {
-                    "cluster_name": name,
+                    "cluster_name": cluster,
                     "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
                         "socket_address": { "address": host, "port_value": port }
                     } } }] }]
                 }
             }));
-        }
-        if let Some(tracing) = &self.tracing {
-            clusters.push(tracing.collector_cluster()?);
         }
         Ok(clusters)
     }
@@ -223,9 +244,11 @@ impl EdgeConfig {
             // unless told here.)
             ("always_set_request_id_in_response", json!(true)),
         ];
-        if !self.rate_limit_filters()?.is_empty() {
-            settings.push(("local_reply_config", crate::local_reply_config()));
-        }
+        let rate_limited = !self.rate_limit_filters()?.is_empty();
+        settings.push((
+            "local_reply_config",
+            crate::local_reply_config(rate_limited),
+        ));
         if self.tracing.is_some() {
             // Sample by chance, not by request id: a client's own id need not be a UUID (Envoy
             // would not trace it), and it stays as the client wrote it.

@@ -1,5 +1,6 @@
-//! `edgectl render [EDGE_JSON]`: writes envoy/envoy.yaml and the Istio manifests in istio/
-//! from envoy/edge.json (run from the repository root).
+//! `edgectl render [EDGE_JSON]`: writes envoy/envoy.yaml, the Istio manifests in istio/base and
+//! the Envoy Gateway one in istio/envoy-gateway from envoy/edge.json (run from the repository
+//! root).
 //! `edgectl check [EDGE_JSON]`: validates the configuration without writing anything.
 //! `edgectl digests`: writes istio/base/wasm-digests.json from the built target/filters/*.wasm.
 //! `edgectl services`: lists `name binary port` of each service, in an order they can start in.
@@ -148,13 +149,18 @@ fn run(args: &[String]) -> Result<(), String> {
             // A configuration for a local Envoy alone has no "istio" section to check.
             if config.istio.is_some() {
                 render_istio()?;
+                config.render_envoy_gateway().map_err(in_source)?;
             }
             println!("{source}: ok");
             Ok(())
         }
         "render" => {
             let istio = render_istio()?;
-            for (file, text) in local {
+            let envoy_gateway = (
+                edgectl::ENVOY_GATEWAY_FILE,
+                config.render_envoy_gateway().map_err(in_source)?,
+            );
+            for (file, text) in local.into_iter().chain([envoy_gateway]) {
                 let path = Path::new(file);
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)

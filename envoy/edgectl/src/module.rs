@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 pub const WASM_MODULE: &str = "edge";
 /// The dynamic module's name: Envoy loads `lib<name>.so`.
 pub const NATIVE_MODULE: &str = "edge_native";
+/// The Envoy release the native module is built for (dynamic-module ABI v0.2.0; `make envoy`
+/// installs the same): a gateway running the module must run this Envoy.
+pub const NATIVE_ENVOY_VERSION: &str = "1.40.0";
 /// The environment variable that picks the build (`wasm`, the default, or `native`).
 pub const TARGET_ENV: &str = "EDGE_TARGET";
 

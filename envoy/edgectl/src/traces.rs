@@ -31,10 +31,12 @@ pub const COLLECTOR_CLUSTER: &str = "opentelemetry-collector";
 /// The mesh's name for the tracing provider (`extensionProviders`).
 pub const PROVIDER: &str = "edge-opentelemetry";
 
-/// Headers only the edge's filters set, for Envoy's tracer: never sent to a backend.
-pub const EDGE_ONLY_HEADERS: [&str; 4] = [
+/// Headers only the edge's filters set, for Envoy's tracer: never sent to a backend. Not
+/// [`ROUTE_HEADER`]: the router removes these from the request itself, before the edge span
+/// reads its tags, and a call transcoded in place goes through the router; the route template
+/// it carries is the public API's.
+pub const EDGE_ONLY_HEADERS: [&str; 3] = [
     EDGE_SPAN_HEADER,
-    ROUTE_HEADER,
     AUTH_REASON_HEADER,
     edge_core::CLIENT_CONTENT_TYPE_HEADER,
 ];

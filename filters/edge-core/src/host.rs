@@ -131,10 +131,14 @@ pub trait Host: SharedStore {
     ) -> Result<(), HostError>;
     /// Replaces the request body buffered so far (`size` bytes) with `body`.
     fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
+    /// In the headers' callback of a request that came without a body: gives it `body`.
+    /// Refused by a host that cannot (proxy-wasm has no such call).
+    fn add_request_body(&self, body: &[u8]) -> Result<(), HostError>;
     /// Every response header, or every trailer (`trailers`), in one call.
     fn response_headers(&self, trailers: bool) -> Result<Headers, HostError>;
     fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_response_header(&self, name: &str) -> Result<(), HostError>;
+    fn remove_response_trailer(&self, name: &str) -> Result<(), HostError>;
     /// The response body of this callback (`size` bytes).
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
     /// Replaces the response body of this callback (`size` bytes) with `body`.
@@ -217,7 +221,9 @@ pub enum Call {
     RemoveHeader(String),
     SetResponseHeader(String, String),
     RemoveResponseHeader(String),
+    RemoveResponseTrailer(String),
     ReplaceRequestBody(Vec<u8>),
+    AddRequestBody(Vec<u8>),
     ReplaceResponseBody(Vec<u8>),
     AppendResponseBody(Vec<u8>),
     SetProperty(String, Vec<u8>),
@@ -415,6 +421,10 @@ impl Host for RecordingHost {
         self.record(Call::ReplaceRequestBody(body.to_vec()));
         Ok(())
     }
+    fn add_request_body(&self, body: &[u8]) -> Result<(), HostError> {
+        self.record(Call::AddRequestBody(body.to_vec()));
+        Ok(())
+    }
     fn response_headers(&self, trailers: bool) -> Result<Headers, HostError> {
         Ok(if trailers {
             self.response_trailers.borrow().clone()
@@ -428,6 +438,10 @@ impl Host for RecordingHost {
     }
     fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
         self.record(Call::RemoveResponseHeader(name.to_string()));
+        Ok(())
+    }
+    fn remove_response_trailer(&self, name: &str) -> Result<(), HostError> {
+        self.record(Call::RemoveResponseTrailer(name.to_string()));
         Ok(())
     }
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {

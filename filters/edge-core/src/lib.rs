@@ -20,7 +20,9 @@ pub mod trace;
 pub use headers::Headers;
 pub use path_template::PathTemplate;
 pub use percent::percent_decode;
-pub use reply::{wire, Client, LocalReply, WireReply, CLIENT_CONTENT_TYPE_HEADER};
+pub use reply::{
+    wire, Client, LocalReply, WireReply, CLIENT_CONTENT_TYPE_HEADER, TRANSCODED_HEADER,
+};
 pub use rollout::Rollout;
 pub use routes::{match_route, path_only, RouteError, RouteMatch};
 pub use status::{parse_grpc_timeout, GrpcCode, Status};

@@ -10,6 +10,11 @@ use crate::{GrpcCode, Status};
 /// so such a call needs its gRPC refusals written whole by the filter.
 pub const CLIENT_CONTENT_TYPE_HEADER: &str = "x-edge-client-content-type";
 
+/// Set on a request the transcoder sent on through Envoy's router as a gRPC call: Envoy's own
+/// replies to it are rendered as the transcoder's JSON errors by the connection manager's
+/// `local_reply_config` (Envoy renders them for the request as it came, JSON, not as gRPC).
+pub const TRANSCODED_HEADER: &str = "x-edge-transcoded";
+
 /// Who is asking, from the request's `content-type`: gRPC clients cannot read JSON errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {

@@ -57,6 +57,22 @@ impl GrpcCode {
         self as u32
     }
 
+    /// The code a gRPC client reads from an HTTP answer that is not gRPC (gRPC's
+    /// http-grpc-status-mapping, as Envoy's `httpToGrpcStatus`), except 504: the router's own
+    /// timeout, kept a deadline so that it reads back as 504.
+    pub fn from_http_status(http_status: u16) -> Self {
+        use GrpcCode::*;
+        match http_status {
+            400 => Internal,
+            401 => Unauthenticated,
+            403 => PermissionDenied,
+            404 => Unimplemented,
+            504 => DeadlineExceeded,
+            429 | 502 | 503 => Unavailable,
+            _ => Unknown,
+        }
+    }
+
     /// The HTTP status for this code (grpc-gateway v2 `HTTPStatusFromCode`).
     pub fn http_status(self) -> u16 {
         use GrpcCode::*;

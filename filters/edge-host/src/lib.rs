@@ -148,6 +148,10 @@ impl Host for WasmHost {
     fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
         abi::set_buffer(BufferType::HttpRequestBody, 0, size, body)
     }
+    fn add_request_body(&self, _body: &[u8]) -> Result<(), HostError> {
+        // No proxy-wasm call adds a body to a request that came without one.
+        Err(HostError::NOT_FOUND)
+    }
     fn response_headers(&self, trailers: bool) -> Result<Headers, HostError> {
         abi::get_header_map(if trailers {
             MapType::HttpResponseTrailers
@@ -160,6 +164,9 @@ impl Host for WasmHost {
     }
     fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
         abi::remove_header(MapType::HttpResponseHeaders, name)
+    }
+    fn remove_response_trailer(&self, name: &str) -> Result<(), HostError> {
+        abi::remove_header(MapType::HttpResponseTrailers, name)
     }
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
         Ok(abi::get_buffer(BufferType::HttpResponseBody, 0, size)?.unwrap_or_default())

@@ -215,6 +215,8 @@ pub struct NativeHost {
     received: RefCell<Received>,
     /// The current request-body callback's chunk size (the rest is Envoy's buffer).
     request_chunk: Cell<usize>,
+    /// A request header changed since the route was last picked (see [`Self::settle_route`]).
+    route_stale: Cell<bool>,
 }
 
 impl NativeHost {
@@ -226,6 +228,19 @@ impl NativeHost {
             calls: RefCell::default(),
             received: RefCell::default(),
             request_chunk: Cell::new(0),
+            route_stale: Cell::new(false),
+        }
+    }
+
+    /// At the end of a request callback: has Envoy pick the route again if a request header
+    /// changed in it, as its Wasm host does on every change (a rollout's `x-edge-backend` must
+    /// steer the router; a request transcoded in place has a new path). Once per callback, not
+    /// per header: each pick walks the route table.
+    pub fn settle_route(&self) {
+        if self.route_stale.replace(false) {
+            if let Ok(filter) = self.filter() {
+                unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cache(filter) };
+            }
         }
     }
 
@@ -271,11 +286,11 @@ impl NativeHost {
         set.then_some(()).ok_or(HostError::NOT_FOUND)
     }
 
-    /// Changes a request header and has Envoy pick the route again, as its Wasm host does on
-    /// every request-header change: a rollout's `x-edge-backend` must steer the router.
+    /// Changes a request header; the route is picked again when the callback ends
+    /// ([`Self::settle_route`]).
     fn set_request_header_to(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         self.set_header(header_type::REQUEST, name, value)?;
-        unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cache(self.filter()?) };
+        self.route_stale.set(true);
         Ok(())
     }
 
@@ -302,6 +317,15 @@ impl NativeHost {
             .flat_map(|chunk| unsafe { chunk.bytes() })
             .copied()
             .collect()
+    }
+
+    fn append_body(&self, kind: u32, body: &[u8]) -> Result<(), HostError> {
+        let filter = self.filter()?;
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_append_body(filter, kind, Buffer::of(body))
+        }
+        .then_some(())
+        .ok_or(HostError::NOT_FOUND)
     }
 
     fn replace_body(&self, kinds: [u32; 2], body: &[u8]) -> Result<(), HostError> {
@@ -682,6 +706,9 @@ impl Host for NativeHost {
             body,
         )
     }
+    fn add_request_body(&self, body: &[u8]) -> Result<(), HostError> {
+        self.append_body(body_type::BUFFERED_REQUEST, body)
+    }
     fn response_headers(&self, trailers: bool) -> Result<Headers, HostError> {
         self.headers(if trailers {
             header_type::RESPONSE_TRAILER
@@ -695,6 +722,9 @@ impl Host for NativeHost {
     fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
         self.set_header(header_type::RESPONSE, name, None)
     }
+    fn remove_response_trailer(&self, name: &str) -> Result<(), HostError> {
+        self.set_header(header_type::RESPONSE_TRAILER, name, None)
+    }
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
         let mut body = self.body(body_type::RECEIVED_RESPONSE);
         body.truncate(size);
@@ -707,16 +737,7 @@ impl Host for NativeHost {
         )
     }
     fn append_response_body(&self, body: &[u8]) -> Result<(), HostError> {
-        let filter = self.filter()?;
-        unsafe {
-            abi::envoy_dynamic_module_callback_http_append_body(
-                filter,
-                body_type::BUFFERED_RESPONSE,
-                Buffer::of(body),
-            )
-        }
-        .then_some(())
-        .ok_or(HostError::NOT_FOUND)
+        self.append_body(body_type::BUFFERED_RESPONSE, body)
     }
     fn reset_request(&self) {
         if let Ok(filter) = self.filter() {

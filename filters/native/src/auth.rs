@@ -168,6 +168,7 @@ impl StreamFilter for AuthFilter {
             return abi::status::STOP;
         };
         let decided = Shared::on_request_headers(shared, &self.host);
+        self.host.settle_route();
         // Counted at once: a native counter update costs no more than the check did.
         let _ = FOLLOWERS.try_with(|followers| {
             if let Some(follower) = followers.try_borrow().ok()?.get(&self.config) {

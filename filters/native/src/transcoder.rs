@@ -1,10 +1,12 @@
 //! Native glue of the transcoder: forwards Envoy's hooks to one [`Exchange`] per request, as
-//! the Wasm glue does, over [`NativeHost`]. Backend calls go out as stream callouts, their
-//! answers come back through [`NativeHost::on_call`]. Nothing is held by Envoy between
-//! callbacks here (a native filter's rewritten body is sent on when the hook returns), so a
-//! live stream's pieces are always `resumed` and a hold is a continue.
+//! the Wasm glue does, over [`NativeHost`]. The transcoder is built `in_place`: unary calls
+//! and NDJSON/SSE streams go on through Envoy's router; what is still collected (JSON
+//! arrays, raw streams) goes out as stream callouts, answered through
+//! [`NativeHost::on_call`]. Nothing is held by Envoy between callbacks here (a native filter's
+//! rewritten body is sent on when the hook returns), so a live stream's pieces are always
+//! `resumed` and a hold is a continue.
 
-use crate::{flow, FilterConfig, StreamFilter};
+use crate::{flow as flow_of, FilterConfig, StreamFilter};
 use edge_core::host::Level;
 use edge_native_host::abi::{status, EnvoyConfig, EnvoyFilter};
 use edge_native_host::{log, CallPart, Delivery, Metrics, NativeHost, Scope};
@@ -24,7 +26,8 @@ pub(crate) fn configure(
 ) -> Result<Box<dyn FilterConfig>, String> {
     let config = serde_json::from_slice::<TranscoderConfig>(config)
         .map_err(|e| format!("invalid transcoder configuration: {e}"))?;
-    let transcoder = Transcoder::new(config)?;
+    // Every call through Envoy's router: this host can give a GET its message as a body.
+    let transcoder = Transcoder::new(config)?.in_place();
     log(
         Level::Info,
         &format!("transcoding {} HTTP route(s)", transcoder.routes().len()),
@@ -51,52 +54,57 @@ struct Filter {
     exchange: Exchange,
 }
 
-fn respond(flow: ResponseFlow) -> u32 {
+/// The hook's status for `flow`; `waiting`: what stops a callback that waits (the headers
+/// and trailers stop; a body piece, taken in by the exchange, is not buffered).
+fn respond(flow: ResponseFlow, waiting: u32) -> u32 {
     match flow {
         ResponseFlow::Continue | ResponseFlow::Hold | ResponseFlow::HoldThenReset => {
             status::CONTINUE
         }
+        ResponseFlow::Wait => waiting,
     }
 }
 
 impl StreamFilter for Filter {
     fn request_headers(&mut self, end_of_stream: bool) -> u32 {
-        flow(
-            self.exchange
-                .on_request_headers(&self.host, &self.transcoder, end_of_stream),
-        )
+        let flow = self
+            .exchange
+            .on_request_headers(&self.host, &self.transcoder, end_of_stream);
+        self.host.settle_route();
+        flow_of(flow)
     }
 
     fn request_body(&mut self, end_of_stream: bool) -> u32 {
         let size = self.host.request_body_arrived();
-        flow(
-            self.exchange
-                .on_request_body(&self.host, &self.transcoder, size, end_of_stream),
-        )
+        let flow = self
+            .exchange
+            .on_request_body(&self.host, &self.transcoder, size, end_of_stream);
+        self.host.settle_route();
+        flow_of(flow)
     }
 
     fn response_headers(&mut self, end_of_stream: bool) -> u32 {
         respond(
             self.exchange
                 .on_response_headers(&self.host, &self.transcoder, end_of_stream),
+            status::STOP,
         )
     }
 
     fn response_body(&mut self, end_of_stream: bool) -> u32 {
         let size = self.host.response_chunk_size();
-        respond(self.exchange.on_response_body(
-            &self.host,
-            &self.transcoder,
-            size,
-            end_of_stream,
-            true,
-        ))
+        respond(
+            self.exchange
+                .on_response_body(&self.host, &self.transcoder, size, end_of_stream, true),
+            status::STOP_NO_BUFFER,
+        )
     }
 
     fn response_trailers(&mut self) -> u32 {
         respond(
             self.exchange
                 .on_response_trailers(&self.host, &self.transcoder),
+            status::STOP,
         )
     }
 

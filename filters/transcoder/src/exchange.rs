@@ -34,6 +34,8 @@ pub struct Exchange {
     trailers: bool,
     /// A stream sent through the router, while its response comes back.
     live: Option<Live>,
+    /// A unary call sent through the router, while its response is held.
+    whole: Option<Whole>,
     /// A gRPC call with JSON messages, while its response comes back.
     grpc_json: Option<GrpcJsonCall>,
 }
@@ -61,6 +63,61 @@ struct Live {
     ended: bool,
 }
 
+/// A unary call sent through Envoy's router: its response is held (headers stopped, the
+/// body taken in) until it ends, then rewritten in place, so that it passes the filters that
+/// encode after this one (CORS among them) as any response does.
+#[derive(Debug, Default)]
+struct Whole {
+    /// The response's gRPC frames so far.
+    frames: Vec<u8>,
+    /// The answer is written (the response outgrew the bound): what still comes is dropped.
+    answered: bool,
+    /// The HTTP status of an answer that is not gRPC: Envoy's own (no healthy upstream, the
+    /// route's timeout), as Envoy renders it for a request that was JSON.
+    not_grpc: Option<u16>,
+}
+
+/// Where a held response is rewritten: Envoy takes a body differently in each callback.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    /// The headers of a trailers-only answer (no body came: one is added).
+    Headers,
+    /// The last piece of the body, no trailers following.
+    Body,
+    Trailers,
+}
+
+/// Makes the request a gRPC call of `route` (see [`Pending::grpc_request_headers`]).
+fn rewrite_request_headers<H: Host>(
+    host: &H,
+    route: &crate::Route,
+    pending: &Pending,
+) -> Result<(), Failure> {
+    let (set, remove) = pending.grpc_request_headers(route);
+    set.iter()
+        .try_for_each(|(name, value)| host.set_request_header(name, value))
+        .and_then(|()| {
+            remove
+                .iter()
+                .try_for_each(|name| host.remove_request_header(name))
+        })
+        .map_err(|error| {
+            Failure::host_refused(
+                "rewrite the request's headers for the backend",
+                &error.to_string(),
+            )
+        })
+}
+
+/// The gRPC headers and trailers of a held response: not the client's.
+const GRPC_RESPONSE_HEADERS: [&str; 5] = [
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+];
+
 /// What the glue does after a response callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseFlow {
@@ -71,6 +128,9 @@ pub enum ResponseFlow {
     /// Hold (the stream's last entry is written), then reset the stream once that is sent: the
     /// backend is still sending, and a Wasm filter cannot end a response early.
     HoldThenReset,
+    /// Keep what came (the headers stopped; a body piece, taken in, dropped) until the answer
+    /// is written in place at the response's end.
+    Wait,
 }
 
 /// Room kept in Envoy's buffer for a live stream's last entry (a status, compacted to fit).
@@ -136,25 +196,15 @@ impl Exchange {
                 if span_route {
                     let _ = host.set_request_header(trace::ROUTE_HEADER, route.template.as_str());
                 }
-                if body_follows {
-                    if pending.through_router {
-                        let (set, remove) = pending.grpc_request_headers(route);
-                        let rewritten = set
-                            .iter()
-                            .try_for_each(|(name, value)| host.set_request_header(name, value))
-                            .and_then(|()| {
-                                remove
-                                    .iter()
-                                    .try_for_each(|name| host.remove_request_header(name))
-                            });
-                        if let Err(error) = rewritten {
-                            let failure = Failure::host_refused(
-                                "rewrite the request's headers for the backend",
-                                &error.to_string(),
-                            );
-                            return self.fail(host, failure);
-                        }
+                // Proxy-wasm can rewrite the request's headers only now. A host that transcodes
+                // in place does it once the body is in, so that until then the request keeps
+                // its own route, whose buffer filter holds it with its own, larger, limit.
+                if pending.through_router && !(body_follows && transcoder.in_place) {
+                    if let Err(failure) = rewrite_request_headers(host, route, &pending) {
+                        return self.fail(host, failure);
                     }
+                }
+                if body_follows {
                     self.pending = Some(pending);
                     // Let the headers go on: proxy-wasm turns a pause here into
                     // StopAllIteration, after which the body callbacks would never come. The
@@ -162,8 +212,13 @@ impl Exchange {
                     // next in the chain, keeps the headers from reaching the router.
                     return Flow::Continue;
                 }
-                let flow = self.call_backend(host, transcoder, &pending, &[]);
-                // The answer arrives in `on_close`, which needs the route.
+                let flow = if pending.through_router {
+                    self.send_through_router(host, transcoder, &pending, None, &[])
+                } else {
+                    self.call_backend(host, transcoder, &pending, &[])
+                };
+                // The answer arrives in `on_close` or the response's callbacks, which need the
+                // route.
                 self.pending = Some(pending);
                 flow
             }
@@ -237,8 +292,17 @@ impl Exchange {
                 let Some(pending) = self.pending.take() else {
                     return Flow::Continue;
                 };
+                if pending.through_router && transcoder.in_place {
+                    let rewritten = transcoder
+                        .route(pending.route)
+                        .and_then(|route| rewrite_request_headers(host, route, &pending));
+                    if let Err(failure) = rewritten {
+                        self.pending = None;
+                        return self.fail(host, failure);
+                    }
+                }
                 let flow = if pending.through_router {
-                    self.send_through_router(host, transcoder, &pending, size, &body)
+                    self.send_through_router(host, transcoder, &pending, Some(size), &body)
                 } else {
                     self.call_backend(host, transcoder, &pending, &body)
                 };
@@ -322,6 +386,28 @@ impl Exchange {
             }
             return ResponseFlow::Continue;
         }
+        if self.whole.is_some() {
+            let headers = host.response_headers(false).unwrap_or_default();
+            let trailers_only = headers.get("grpc-status").is_some();
+            let grpc = headers
+                .get("content-type")
+                .is_some_and(|value| value.starts_with("application/grpc"));
+            if !grpc && !trailers_only {
+                // Failed as a gRPC client would read it; its body is dropped.
+                let http_status = headers
+                    .get(":status")
+                    .and_then(|value| value.parse().ok())
+                    .unwrap_or(500);
+                if let Some(whole) = &mut self.whole {
+                    whole.not_grpc = Some(http_status);
+                }
+            }
+            if trailers_only || end_of_stream {
+                // The call ended without a message.
+                return self.end_whole(host, transcoder, &headers, At::Headers);
+            }
+            return ResponseFlow::Wait;
+        }
         let Some(live) = &self.live else {
             return ResponseFlow::Continue;
         };
@@ -373,6 +459,30 @@ impl Exchange {
                 return ResponseFlow::Hold;
             }
             return ResponseFlow::Continue;
+        }
+        if let Some(whole) = &mut self.whole {
+            let body = host.response_body(size).unwrap_or_default();
+            // Taken in and dropped from Envoy's buffer, which holds no more than the
+            // listener's limit; the bound here is the transcoder's own (one message and the
+            // 5 bytes of its frame's prefix).
+            let _ = host.replace_response_body(size, &[]);
+            if whole.answered {
+                return ResponseFlow::Continue;
+            }
+            whole.frames.extend_from_slice(&body);
+            let max = transcoder.config.max_stream_bytes;
+            if whole.frames.len() > max.saturating_add(5) {
+                whole.answered = true;
+                let failure = Failure::stream_too_large(max);
+                self.note_call_end(host, GrpcCode::ResourceExhausted.number());
+                self.pending = None;
+                return self.answer_in_place(host, At::Body, Err(failure), &[]);
+            }
+            if end_of_stream {
+                // No trailers follow: a gRPC answer without its status.
+                return self.end_whole(host, transcoder, &Headers::default(), At::Body);
+            }
+            return ResponseFlow::Wait;
         }
         let (Some(live), Some(pending)) = (&mut self.live, &self.pending) else {
             return ResponseFlow::Continue;
@@ -455,10 +565,13 @@ impl Exchange {
         host: &H,
         transcoder: &Transcoder,
     ) -> ResponseFlow {
-        if self.live.is_none() {
+        if self.live.is_none() && self.whole.is_none() {
             return ResponseFlow::Continue;
         }
         let trailers = host.response_headers(true).unwrap_or_default();
+        if self.whole.is_some() {
+            return self.end_whole(host, transcoder, &trailers, At::Trailers);
+        }
         self.end_live(host, transcoder, &trailers, false)
     }
 
@@ -503,24 +616,57 @@ impl Exchange {
             host.grpc_status_message()
         };
         let unreadable = self.unreadable.map(|error| error.to_string());
+        let messages = std::mem::take(&mut self.messages);
+        let details_bin = self.status_details.take();
         let call = FinishedCall {
             grpc_status: status_code,
             grpc_message: &grpc_message,
-            details_bin: self.status_details.as_deref(),
+            details_bin: details_bin.as_deref(),
             response: match &unreadable {
                 Some(error) => Some(Err(error.as_str())),
-                None => self.messages.first().map(|message| Ok(message.as_slice())),
+                None => messages.first().map(|message| Ok(message.as_slice())),
             },
             elapsed,
             timeout: pending.timeout,
             reset: !self.trailers,
         };
+        let answer = self.answer(transcoder, route, &pending, call, &messages, stopped);
+        match answer {
+            Ok((body, content_type)) => {
+                self.note.record(host);
+                let headers: Vec<(&str, &str)> = self
+                    .response_metadata
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .collect();
+                if let Err(error) = host.send_response(200, &content_type, &body, &headers) {
+                    host.log(Level::Error, &format!("cannot send response: {error}"));
+                    host.reset_request();
+                }
+            }
+            Err(failure) => {
+                self.fail(host, failure);
+            }
+        }
+    }
+
+    /// The client's answer to a finished `call` of `route` (`messages`: what it answered),
+    /// with its content type, or the failure to answer with.
+    fn answer(
+        &mut self,
+        transcoder: &Transcoder,
+        route: &crate::Route,
+        pending: &Pending,
+        call: FinishedCall<'_>,
+        messages: &[Vec<u8>],
+        stopped: Option<Failure>,
+    ) -> Result<(Vec<u8>, String), Failure> {
         let answer = match pending.framing {
             Some(_) if pending.response_encoding == Encoding::Raw => transcoder
-                .finish_raw_stream(route, call, &self.messages, stopped)
+                .finish_raw_stream(route, call, messages, stopped)
                 .map(|body| (body, Encoding::Raw.content_type())),
             Some(framing) => transcoder
-                .finish_stream(route, framing, call, &self.messages, stopped)
+                .finish_stream(route, framing, call, messages, stopped)
                 .map(|(body, failed)| {
                     if let Some(kind) = failed {
                         self.note.0.error = kind.as_str().to_string();
@@ -532,30 +678,142 @@ impl Exchange {
                 .map(|body| (body, pending.response_encoding.content_type())),
         };
         // A raw answer is sent with its own content type.
-        let raw_type = match (&answer, pending.response_encoding, self.messages.first()) {
+        let raw_type = match (&answer, pending.response_encoding, messages.first()) {
             (Ok(_), Encoding::Raw, Some(message)) => transcoder
                 .raw_response(route, message)
                 .ok()
                 .map(|(_, content_type)| content_type),
             _ => None,
         };
-        self.messages = Vec::new();
-        match answer {
+        answer.map(|(body, content_type)| {
+            let content_type = raw_type.unwrap_or_else(|| content_type.to_string());
+            (body, content_type)
+        })
+    }
+
+    /// Ends a unary call sent through the router with the status in `status` (the trailers,
+    /// or the headers of a trailers-only answer): its held response is rewritten in place.
+    fn end_whole<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        status: &Headers,
+        at: At,
+    ) -> ResponseFlow {
+        let Some(mut whole) = self.whole.take() else {
+            return ResponseFlow::Continue;
+        };
+        if whole.answered {
+            self.clean_trailers(host, at);
+            return ResponseFlow::Continue;
+        }
+        let Some(pending) = self.pending.take() else {
+            return ResponseFlow::Continue;
+        };
+        let route = match transcoder.route(pending.route) {
+            Ok(route) => route,
+            Err(failure) => return self.answer_in_place(host, at, Err(failure), &[]),
+        };
+        let not_grpc = whole.not_grpc.map(|http_status| {
+            let code = GrpcCode::from_http_status(http_status);
+            let message = format!("the backend's route answered HTTP {http_status}, not gRPC");
+            Headers::new(vec![
+                ("grpc-status".to_string(), code.number().to_string()),
+                ("grpc-message".to_string(), message),
+            ])
+        });
+        let status = not_grpc.as_ref().unwrap_or(status);
+        let code = status
+            .get("grpc-status")
+            .and_then(|value| value.trim().parse::<u32>().ok());
+        // No status at all: the stream was cut short (Envoy reset it).
+        let grpc_status = code.unwrap_or(GrpcCode::Internal.number());
+        let elapsed = self.note_call_end(host, grpc_status);
+        let max = transcoder.config.max_stream_bytes;
+        let (messages, unreadable) = match grpc::take_messages(&mut whole.frames, max) {
+            Ok(messages) => (messages, None),
+            Err(why) => (Vec::new(), Some(why)),
+        };
+        // The backend's trailing metadata named in `response_headers` (its initial metadata
+        // is on the response already).
+        let metadata: Vec<(String, String)> = match at {
+            At::Trailers => transcoder
+                .config
+                .response_headers
+                .iter()
+                .filter_map(|name| Some((name.clone(), status.get(name)?.to_string())))
+                .collect(),
+            At::Headers | At::Body => Vec::new(),
+        };
+        let call = FinishedCall {
+            grpc_status,
+            grpc_message: status.get("grpc-message").unwrap_or_default(),
+            details_bin: status.get("grpc-status-details-bin"),
+            response: match &unreadable {
+                Some(why) => Some(Err(why.as_str())),
+                None => messages.first().map(|message| Ok(message.as_slice())),
+            },
+            elapsed,
+            timeout: pending.timeout,
+            reset: code.is_none(),
+        };
+        let answer = self.answer(transcoder, route, &pending, call, &messages, None);
+        self.answer_in_place(host, at, answer, &metadata)
+    }
+
+    /// Writes `answer` over the held response (see [`Whole`]): its status, headers and body;
+    /// the gRPC headers and trailers go.
+    fn answer_in_place<H: Host>(
+        &mut self,
+        host: &H,
+        at: At,
+        answer: Result<(Vec<u8>, String), Failure>,
+        metadata: &[(String, String)],
+    ) -> ResponseFlow {
+        let (http_status, mut headers, body) = match answer {
             Ok((body, content_type)) => {
                 self.note.record(host);
-                let headers: Vec<(&str, &str)> = self
-                    .response_metadata
-                    .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_str()))
-                    .collect();
-                let content_type = raw_type.as_deref().unwrap_or(content_type);
-                if let Err(error) = host.send_response(200, content_type, &body, &headers) {
-                    host.log(Level::Error, &format!("cannot send response: {error}"));
-                    host.reset_request();
-                }
+                let headers = vec![("content-type".to_string(), content_type)];
+                (200, headers, body)
             }
             Err(failure) => {
-                self.fail(host, failure);
+                let (reply, _) = self.note.failed(host, failure, &[]);
+                let wire = edge_core::wire(&reply, Client::Http, false);
+                (wire.http_status, wire.headers, wire.body)
+            }
+        };
+        headers.extend(metadata.iter().cloned());
+        headers.push(("content-length".to_string(), body.len().to_string()));
+        let written = host
+            .set_response_header(":status", &http_status.to_string())
+            .and_then(|()| {
+                headers
+                    .iter()
+                    .try_for_each(|(name, value)| host.set_response_header(name, value))
+            })
+            .and_then(|()| {
+                GRPC_RESPONSE_HEADERS
+                    .iter()
+                    .try_for_each(|name| host.remove_response_header(name))
+            })
+            .and_then(|()| match at {
+                At::Headers | At::Trailers => host.append_response_body(&body),
+                At::Body => host.replace_response_body(0, &body),
+            });
+        self.clean_trailers(host, at);
+        if let Err(error) = written {
+            // The backend's gRPC response must not reach the client as if it were the answer.
+            host.log(Level::Error, &format!("cannot rewrite a response: {error}"));
+            host.reset_request();
+        }
+        ResponseFlow::Continue
+    }
+
+    /// In the trailers' callback of a held response: its gRPC trailers go.
+    fn clean_trailers<H: Host>(&self, host: &H, at: At) {
+        if let At::Trailers = at {
+            for name in &GRPC_RESPONSE_HEADERS[..3] {
+                let _ = host.remove_response_trailer(name);
             }
         }
     }
@@ -589,40 +847,48 @@ impl Exchange {
     }
 
     /// Sends the request on through the router as the gRPC call (its headers were rewritten
-    /// when they came): the body, `size` bytes, becomes the gRPC message(s).
+    /// when they came): the body, `received` bytes, becomes the gRPC message(s); a request
+    /// that came without one (`None`) is given them.
     fn send_through_router<H: Host>(
         &mut self,
         host: &H,
         transcoder: &Transcoder,
         pending: &Pending,
-        size: usize,
+        received: Option<usize>,
         body: &[u8],
     ) -> Flow {
         let route = match transcoder.route(pending.route) {
             Ok(route) => route,
             Err(failure) => return self.fail(host, failure),
         };
-        let Some(framing) = pending.framing else {
-            return self.fail(host, Failure::unknown_route());
-        };
         let messages = match transcoder.pending_messages(route, pending, body) {
             Ok(messages) => messages,
             Err(failure) => return self.fail(host, failure),
         };
-        if let Err(error) = host.replace_request_body(size, &grpc::frame(&messages)) {
+        let frames = grpc::frame(&messages);
+        let placed = match received {
+            Some(size) => host.replace_request_body(size, &frames),
+            None => host.add_request_body(&frames),
+        };
+        if let Err(error) = placed {
             let failure = Failure::host_refused(
                 "replace the request body for the backend",
                 &error.to_string(),
             );
             return self.fail(host, failure);
         }
-        self.live = Some(Live {
-            framing,
-            partial: Vec::new(),
-            held: Vec::new(),
-            written: 0,
-            ended: false,
-        });
+        match pending.framing {
+            Some(framing) => {
+                self.live = Some(Live {
+                    framing,
+                    partial: Vec::new(),
+                    held: Vec::new(),
+                    written: 0,
+                    ended: false,
+                })
+            }
+            None => self.whole = Some(Whole::default()),
+        }
         self.note.0.upstream_cluster = route.destination(pending.backend.as_deref()).to_string();
         self.note.record(host);
         self.dispatched_at = host.now();
@@ -1170,6 +1436,140 @@ mod tests {
 
     fn grpc_frame(message: &[u8]) -> Vec<u8> {
         grpc::frame(&[message.to_vec()])
+    }
+
+    /// `GET /catalog/items/42` through a transcoder built `in_place`: its exchange and host.
+    fn in_place_get(t: &Transcoder) -> (Exchange, RecordingHost) {
+        let host = RecordingHost::with_headers(&[
+            (":method", "GET"),
+            (":path", "/catalog/items/42"),
+            ("x-backend-ignored", "1"),
+        ]);
+        let mut exchange = Exchange::default();
+        assert_eq!(
+            exchange.on_request_headers(&host, t, true),
+            Flow::Continue,
+            "on to the router"
+        );
+        (exchange, host)
+    }
+
+    #[test]
+    fn in_place_a_get_is_given_its_message_and_goes_through_the_router() {
+        let t = transcoder().in_place();
+        let (_, host) = in_place_get(&t);
+        let calls = host.calls();
+        let message = platform_proto::catalog::GetItemRequest { id: "42".into() }.encode_to_vec();
+        for expected in [
+            Call::SetHeader(":path".into(), "/catalog.CatalogService/GetItem".into()),
+            Call::SetHeader(":method".into(), "POST".into()),
+            Call::SetHeader("content-type".into(), "application/grpc".into()),
+            Call::SetHeader(edge_core::TRANSCODED_HEADER.into(), "json".into()),
+            Call::AddRequestBody(grpc_frame(&message)),
+        ] {
+            assert!(calls.contains(&expected), "{expected:?} in {calls:?}");
+        }
+        assert!(host.grpc_calls().is_empty(), "no callout");
+    }
+
+    #[test]
+    fn in_place_a_unary_response_is_held_and_rewritten_whole_at_its_end() {
+        let t = transcoder().in_place();
+        let (mut exchange, host) = in_place_get(&t);
+        *host.response_headers.borrow_mut() = Headers::new(vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/grpc".into()),
+        ]);
+        assert_eq!(
+            exchange.on_response_headers(&host, &t, false),
+            ResponseFlow::Wait
+        );
+        let item = GetItemResponse {
+            item: Some(Item {
+                id: "42".into(),
+                title: "lamp".into(),
+                ..Item::default()
+            }),
+        };
+        let frame = grpc_frame(&item.encode_to_vec());
+        // In two pieces: each taken in and dropped from Envoy's buffer.
+        for piece in [&frame[..3], &frame[3..]] {
+            *host.response_body.borrow_mut() = piece.to_vec();
+            assert_eq!(
+                exchange.on_response_body(&host, &t, piece.len(), false, true),
+                ResponseFlow::Wait
+            );
+        }
+        *host.response_trailers.borrow_mut() = Headers::new(vec![
+            ("grpc-status".into(), "0".into()),
+            ("x-backend".into(), "b1".into()),
+        ]);
+        assert_eq!(
+            exchange.on_response_trailers(&host, &t),
+            ResponseFlow::Continue
+        );
+        let calls = host.calls();
+        let Some(Call::AppendResponseBody(json)) = calls
+            .iter()
+            .find(|call| matches!(call, Call::AppendResponseBody(_)))
+        else {
+            panic!("a body written in {calls:?}");
+        };
+        let json: serde_json::Value = serde_json::from_slice(json).unwrap();
+        assert_eq!(json["item"]["title"], "lamp");
+        for expected in [
+            Call::SetResponseHeader(":status".into(), "200".into()),
+            Call::SetResponseHeader("content-type".into(), "application/json".into()),
+            Call::SetResponseHeader("x-backend".into(), "b1".into()),
+            Call::RemoveResponseTrailer("grpc-status".into()),
+        ] {
+            assert!(calls.contains(&expected), "{expected:?} in {calls:?}");
+        }
+        assert_eq!(recorded_note(&host).grpc_status, Some(0));
+    }
+
+    #[test]
+    fn in_place_a_failure_or_envoys_own_reply_is_the_json_error() {
+        let t = transcoder().in_place();
+        // The backend's trailers-only NOT_FOUND.
+        let (mut exchange, host) = in_place_get(&t);
+        *host.response_headers.borrow_mut() = Headers::new(vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/grpc".into()),
+            ("grpc-status".into(), "5".into()),
+            ("grpc-message".into(), "no%20such%20item".into()),
+        ]);
+        assert_eq!(
+            exchange.on_response_headers(&host, &t, true),
+            ResponseFlow::Continue
+        );
+        let calls = host.calls();
+        assert!(calls.contains(&Call::SetResponseHeader(":status".into(), "404".into())));
+        assert!(calls.contains(&Call::RemoveResponseHeader("grpc-status".into())));
+        assert!(calls.contains(&Call::AppendResponseBody(
+            br#"{"code":5,"message":"no such item"}"#.to_vec()
+        )));
+        // Envoy's own 503 (no healthy upstream), rendered for the JSON request it was.
+        let (mut exchange, host) = in_place_get(&t);
+        *host.response_headers.borrow_mut() = Headers::new(vec![
+            (":status".into(), "503".into()),
+            ("content-type".into(), "text/plain".into()),
+        ]);
+        assert_eq!(
+            exchange.on_response_headers(&host, &t, false),
+            ResponseFlow::Wait
+        );
+        *host.response_body.borrow_mut() = b"no healthy upstream".to_vec();
+        exchange.on_response_body(&host, &t, 19, true, true);
+        let calls = host.calls();
+        assert!(calls.contains(&Call::SetResponseHeader(":status".into(), "503".into())));
+        let written = calls.iter().rev().find_map(|call| match call {
+            Call::ReplaceResponseBody(body) if !body.is_empty() => Some(body.clone()),
+            _ => None,
+        });
+        let json: serde_json::Value =
+            serde_json::from_slice(&written.expect("the error written")).unwrap();
+        assert_eq!(json["code"], 14, "{json}");
     }
 
     #[test]

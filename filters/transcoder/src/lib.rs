@@ -265,6 +265,11 @@ pub struct Transcoder {
     /// Kept to render error details (`google.protobuf.Any`) of any type the set defines.
     pool: DescriptorPool,
     pub config: TranscoderConfig,
+    /// Every call goes on through Envoy's router, its request rewritten and its response
+    /// held and rewritten in place, rather than called out: for a host that can give a
+    /// bodiless request a body and hold a whole response (the native module). See
+    /// [`Transcoder::in_place`].
+    pub(crate) in_place: bool,
 }
 
 impl Transcoder {
@@ -312,7 +317,18 @@ impl Transcoder {
             routes,
             pool,
             config,
+            in_place: false,
         })
+    }
+
+    /// The transcoder for a host that transcodes in place: every unary call, and every
+    /// server stream written as NDJSON or SSE, goes through Envoy's router as a gRPC request
+    /// (a GET given its message as a body), so it gets the route table's routing, retries,
+    /// timeouts and tracing like a gRPC client's. The rest (JSON arrays, raw streams) is
+    /// still collected by a callout.
+    pub fn in_place(mut self) -> Self {
+        self.in_place = true;
+        self
     }
 
     /// Every cluster the transcoder calls (rollouts' new deployments included).

@@ -6,7 +6,7 @@ use crate::stream::Framing;
 use crate::{Encoding, Failure, Route, Transcoder};
 use edge_core::host::Host;
 use edge_core::notes::{self, TranscodeNote};
-use edge_core::{trace, Client, Headers};
+use edge_core::{trace, Client, Headers, LocalReply};
 use std::time::Duration;
 
 /// A matched request, kept until the backend answers.
@@ -25,9 +25,10 @@ pub struct Pending {
     pub response_encoding: Encoding,
     /// How a server-streaming method's messages are written (`None` for one message).
     pub framing: Option<Framing>,
-    /// Sent on through Envoy's router as a gRPC request, its response rewritten as it streams
-    /// back, rather than called out and answered once the call ends: a server stream whose
-    /// request has a body to become the gRPC message, written as NDJSON or SSE.
+    /// Sent on through Envoy's router as a gRPC request, rather than called out and answered
+    /// once the call ends: a server stream written as NDJSON or SSE (rewritten as it streams
+    /// back) whose request has a body to become the gRPC message or a host that can add one,
+    /// and, on such a host, a unary call (its response held and rewritten whole).
     pub through_router: bool,
     pub timeout: Duration,
     /// The cluster auth's rollout chose (the backend header), if the route is being rolled out.
@@ -191,9 +192,13 @@ impl Transcoder {
                 )
             },
             framing,
-            through_router: !end_of_stream
-                && !route.raw_response
-                && matches!(framing, Some(Framing::Ndjson | Framing::Sse)),
+            through_router: match framing {
+                None => self.in_place,
+                Some(Framing::Ndjson | Framing::Sse) => {
+                    (self.in_place || !end_of_stream) && !route.raw_response
+                }
+                Some(_) => false,
+            },
             timeout: self.call_timeout(headers.get("grpc-timeout")),
             backend: route
                 .rollout
@@ -288,6 +293,18 @@ impl Note {
     /// then the reply with the backend's `response_headers` metadata and the kind as Envoy's
     /// response-code details.
     pub fn refuse<H: Host>(&mut self, host: &H, failure: Failure, metadata: &[(String, String)]) {
+        let (reply, details) = self.failed(host, failure, metadata);
+        host.send_reply(&reply, Client::Http, &details);
+    }
+
+    /// Records a failure (its kind, in the note): the reply to answer with, the backend's
+    /// `metadata` added, and Envoy's response-code details for it.
+    pub fn failed<H: Host>(
+        &mut self,
+        host: &H,
+        failure: Failure,
+        metadata: &[(String, String)],
+    ) -> (LocalReply, String) {
         if let Some(kind) = failure.kind {
             self.0.error = kind.as_str().to_string();
         }
@@ -295,7 +312,7 @@ impl Note {
         let details = failure.details();
         let mut reply = failure.reply;
         reply.headers.extend(metadata.iter().cloned());
-        host.send_reply(&reply, Client::Http, &details);
+        (reply, details)
     }
 }
 
@@ -311,7 +328,7 @@ impl Pending {
     pub fn grpc_request_headers(
         &self,
         route: &Route,
-    ) -> ([(&'static str, String); 5], [&'static str; 2]) {
+    ) -> ([(&'static str, String); 6], [&'static str; 2]) {
         (
             [
                 (":path", route.grpc_path()),
@@ -319,6 +336,7 @@ impl Pending {
                 ("content-type", "application/grpc".to_string()),
                 ("te", "trailers".to_string()),
                 ("grpc-timeout", self.deadline()),
+                (edge_core::TRANSCODED_HEADER, "json".to_string()),
             ],
             // The body becomes the gRPC message; what the client said of its own is moot.
             ["content-length", "content-encoding"],

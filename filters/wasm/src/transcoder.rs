@@ -113,6 +113,8 @@ impl TranscoderFilter {
                 host::reset_after_flush(self.context_id);
                 Action::Pause
             }
+            // Only for a transcoder built `in_place`, which this host cannot be.
+            ResponseFlow::Wait => Action::Pause,
         }
     }
 }

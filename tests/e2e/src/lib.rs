@@ -541,6 +541,12 @@ impl Edge {
 
     /// The `service.name` of the edge's spans: edge.json's locally, Istio's own name for the
     /// gateway when it runs through istiod.
+    /// Whether JSON calls go on through Envoy's router, as gRPC clients' do (the native
+    /// module transcodes in place): the router's span and replies are then theirs too.
+    pub fn transcodes_in_place(&self) -> bool {
+        self.module.target == Target::Native
+    }
+
     pub fn edge_span_service(&self) -> String {
         let config = edge_json();
         match &self.istiod {

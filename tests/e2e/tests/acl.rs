@@ -367,6 +367,13 @@ async fn refusal_cost(edge: &Edge, token: &str, requests: u32) -> Duration {
     Duration::from_millis((edge_e2e::process_cpu_ticks(pid) - before) * 10) / requests
 }
 
+/// The least of two runs of 2000 refusals: Envoy's CPU includes its background work (the acl
+/// feed, key refresh, the module's ticks), which only ever adds to a run, never takes away.
+async fn least_refusal_cost(edge: &Edge, token: &str) -> Duration {
+    let first = refusal_cost(edge, token, 2000).await;
+    first.min(refusal_cost(edge, token, 2000).await)
+}
+
 #[tokio::test]
 async fn ten_thousand_restrictions_cost_no_more_per_request() {
     let edge = edge().await;
@@ -375,7 +382,7 @@ async fn ten_thousand_restrictions_cost_no_more_per_request() {
     restrict(&edge, &admin, &banned_id, "list", None).await;
     until_listing_is(&edge, &banned, 403).await;
     refusal_cost(&edge, &banned, 200).await; // warm up
-    let small = refusal_cost(&edge, &banned, 2000).await;
+    let small = least_refusal_cost(&edge, &banned).await;
     let rss_before = edge_e2e::process_rss_kib(edge.envoy_pid());
 
     // 10,000 more, through the acl's own API (straight to the service: the edge is not the
@@ -432,7 +439,7 @@ async fn ten_thousand_restrictions_cost_no_more_per_request() {
     let subjects = stat(&edge, "wasmcustom.edge_acl_subjects").await;
     let rss_after = edge_e2e::process_rss_kib(edge.envoy_pid());
     refusal_cost(&edge, &banned, 200).await;
-    let large = refusal_cost(&edge, &banned, 2000).await;
+    let large = least_refusal_cost(&edge, &banned).await;
     println!(
         "10k restrictions: written in {written:?}, at the edge (version {version}, {subjects} subjects) after {synced:?}; \
          Envoy RSS {rss_before} → {rss_after} KiB ({:+} KiB); Envoy CPU per refused listing {small:?} with 1 restriction, {large:?} with 10,001",

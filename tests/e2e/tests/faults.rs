@@ -5,7 +5,7 @@
 //! answering a normal request.
 
 use edge_e2e::{Edge, Options};
-use edgectl::EdgeConfig;
+use edgectl::{EdgeConfig, Target};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -647,10 +647,14 @@ async fn a_backend_reset_mid_answer_is_a_502() {
         message.contains("reset") && !message.contains("upstream"),
         "{body}"
     );
+    // Transcoded in place, the reset comes after the backend's response started: Envoy's
+    // router answers the client itself, past the filters (the reply is the edge's JSON by
+    // the connection manager's local_reply_config), so the transcoder never sees it to count.
+    let counted = if edge.transcodes_in_place() { 0.0 } else { 1.0 };
     assert_eq!(
         edge.metric("edge_transcoder_errors_total", &[("kind", "backend_reset")])
             .await,
-        1.0
+        counted
     );
     signs_in(&edge, "the edge still answers").await;
 }
@@ -823,12 +827,40 @@ fn named<'a>(value: &'a mut Value, name: &str, found: &mut Vec<&'a mut Value>) {
     }
 }
 
+/// Points every route to the catalog at a cluster Envoy does not have, counting them.
+fn gone(value: &mut Value, routes: &mut usize) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("virtual_hosts") {
+                // Or Envoy refuses a route table naming a cluster it lacks.
+                map.insert("validate_clusters".into(), json!(false));
+            }
+            if map.get("cluster").and_then(Value::as_str) == Some("catalog") {
+                map.insert("cluster".into(), json!("catalog-gone"));
+                *routes += 1;
+            }
+            map.values_mut().for_each(|v| gone(v, routes));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| gone(v, routes)),
+        _ => {}
+    }
+}
+
 /// A gRPC callout to a cluster Envoy does not have fails inside Envoy's host call (the case
 /// the SDK's callout wrappers would panic on, had Envoy answered anything but OK,
 /// ParseFailure or InternalFailure): the client gets a 503 every time and the VM lives on.
+/// The native module transcodes in place, so there the route table names the cluster, and
+/// Envoy's router answers for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_cluster_envoy_lacks_is_a_503_and_the_filter_lives_on() {
-    let edge = edge_with(Box::new(|bootstrap, _| {
+    let in_place = Options::default().target == Target::Native;
+    let edge = edge_with(Box::new(move |bootstrap, _| {
+        if in_place {
+            let mut routes = 0;
+            gone(bootstrap, &mut routes);
+            assert!(routes > 0, "routes to catalog");
+            return;
+        }
         let mut filters = Vec::new();
         named(bootstrap, "edge.transcoder", &mut filters);
         assert_eq!(filters.len(), 1, "one transcoder in the chain");
@@ -853,13 +885,15 @@ async fn a_backend_cluster_envoy_lacks_is_a_503_and_the_filter_lives_on() {
     }
     signs_in(&edge, "other services still served").await;
     let log = edge.envoy_log_text();
-    let failure = log
-        .lines()
-        .find(|line| {
-            line.contains("cannot call /catalog.CatalogService/GetItem on cluster catalog-gone")
-        })
-        .expect("the failure is logged");
-    println!("{failure}");
+    if !in_place {
+        let failure = log
+            .lines()
+            .find(|line| {
+                line.contains("cannot call /catalog.CatalogService/GetItem on cluster catalog-gone")
+            })
+            .expect("the failure is logged");
+        println!("{failure}");
+    }
     for crash in ["panicked", "RuntimeError"] {
         assert!(!log.contains(crash), "no crash ({crash}) in Envoy's log");
     }

@@ -3,7 +3,9 @@
 //! bootstrap and must pass `envoy --mode validate` in the real Envoy 1.40; a broken patch must
 //! not. This chain is Istio ≤ 1.30's (WasmPlugin filters named `…/wasmplugin/NS.NAME`); a
 //! real istiod (1.31) builds the gateway in `istiod.rs`, and `make test` runs most of the
-//! end-to-end suite through it (`EDGE_MESH=istiod`).
+//! end-to-end suite through it (`EDGE_MESH=istiod`). The Envoy Gateway deployment
+//! (`istio/envoy-gateway/edge.yaml`) passes the same check, translated as Envoy Gateway v1.8's
+//! xDS translator does, with the native module loaded.
 
 use edge_e2e::{envoy_binary, test_dir, workspace_root, Edge};
 use edgectl::WASM_MOUNT;
@@ -289,7 +291,10 @@ fn the_envoy_filter_variant_keeps_the_wasm_plugins_order() {
             "envoy.filters.http.router"
         ]
     );
-    assert_eq!(merged["local_reply_config"], edgectl::local_reply_config());
+    assert_eq!(
+        merged["local_reply_config"],
+        edgectl::local_reply_config(true)
+    );
     assert_eq!(merged["use_remote_address"], true);
     assert_eq!(merged["request_headers_timeout"], "10s");
     assert_eq!(patched.listener["per_connection_buffer_limit_bytes"], 32768);
@@ -332,7 +337,10 @@ fn the_wasm_plugin_variant_puts_the_rate_limits_between_auth_and_the_transcoder(
             "envoy.filters.http.router"
         ]
     );
-    assert_eq!(merged["local_reply_config"], edgectl::local_reply_config());
+    assert_eq!(
+        merged["local_reply_config"],
+        edgectl::local_reply_config(true)
+    );
     let (ok, output) = validate(&bootstrap_with("wasmplugins.yaml", &patches), "all-patches");
     assert!(
         ok,
@@ -393,4 +401,181 @@ fn the_bootstrap_override_adds_the_heap_limits_to_istios_bootstrap() {
         &["--config-yaml", &repeated.to_string()],
     );
     assert!(!ok, "a repeated monitor must be refused");
+}
+
+/// What Envoy Gateway v1.8 makes of `istio/envoy-gateway/edge.yaml` for its Envoy, as its xDS
+/// translator writes it (`internal/xds/translator/dynamicmodule.go`, golden output
+/// `testdata/out/xds-ir/dynamicmodule.listeners.yaml` and `.routes.yaml`): the policy's
+/// filters on the connection manager, named `envoy.filters.http.dynamic_modules/
+/// envoyextensionpolicy/NS/NAME/dynamic-module/INDEX`, disabled there and enabled on each
+/// route the policy reaches; ordered `250 + INDEX` among Envoy Gateway's filters, so in the
+/// policy's order; the module from the EnvoyProxy's `dynamicModules` and no
+/// `metrics_namespace`; and the EnvoyProxy's bootstrap (the services' clusters, the stats
+/// tags) merged in. `policy` replaces the policy's `dynamicModule` list when given.
+fn envoy_gateway_bootstrap(policy: Option<Value>) -> Value {
+    let objects = edge_e2e::edge_json()
+        .envoy_gateway_objects()
+        .expect("render istio/envoy-gateway");
+    let of_kind = |kind: &str| {
+        objects
+            .iter()
+            .find(|object| object["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+            .clone()
+    };
+    let (proxy, eep, route) = (
+        of_kind("EnvoyProxy"),
+        of_kind("EnvoyExtensionPolicy"),
+        of_kind("HTTPRoute"),
+    );
+    let modules = policy.unwrap_or_else(|| eep["spec"]["dynamicModule"].clone());
+    let wasm_dir = Edge::wasm_dir().display().to_string();
+    let mut filters = Vec::new();
+    let mut enabled = json!({});
+    for (index, module) in modules
+        .as_array()
+        .expect("dynamicModule")
+        .iter()
+        .enumerate()
+    {
+        let entry = proxy["spec"]["dynamicModules"]
+            .as_array()
+            .expect("dynamicModules")
+            .iter()
+            .find(|entry| entry["name"] == module["name"])
+            .expect("the policy's module is registered");
+        // The gateway's container has the module at the mount; here it is in target/.
+        let path = entry["source"]["local"]["path"]
+            .as_str()
+            .expect("a Local source")
+            .replace(edgectl::MODULE_MOUNT, &wasm_dir);
+        let name = format!(
+            "envoy.filters.http.dynamic_modules/envoyextensionpolicy/{}/{}/dynamic-module/{index}",
+            eep["metadata"]["namespace"].as_str().expect("namespace"),
+            eep["metadata"]["name"].as_str().expect("name")
+        );
+        filters.push(json!({
+            "name": name,
+            "disabled": true,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": { "module": { "local": { "filename": path } } },
+                "filter_name": module["filterName"],
+                "filter_config": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": module["config"].to_string()
+                }
+            }
+        }));
+        enabled[name] = json!({ "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "config": {} });
+    }
+    filters.push(edgectl::router_filter());
+    let prefix = format!(
+        "httproute/{}/{}",
+        route["metadata"]["namespace"].as_str().expect("namespace"),
+        route["metadata"]["name"].as_str().expect("name")
+    );
+    let mut routes = Vec::new();
+    let mut clusters = Vec::new();
+    for (index, rule) in route["spec"]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .enumerate()
+    {
+        let cluster = format!("{prefix}/rule/{index}");
+        for (at, matched) in rule["matches"]
+            .as_array()
+            .expect("matches")
+            .iter()
+            .enumerate()
+        {
+            let path = matched["path"]["value"].as_str().expect("a path prefix");
+            let mut envoy_match = if path == "/" {
+                json!({ "prefix": "/" })
+            } else {
+                json!({ "path_separated_prefix": path })
+            };
+            if let Some(headers) = matched["headers"].as_array() {
+                envoy_match["headers"] = headers
+                    .iter()
+                    .map(|h| json!({ "name": h["name"], "string_match": { "exact": h["value"] } }))
+                    .collect();
+            }
+            routes.push(json!({
+                "name": format!("{cluster}/match/{at}/*"),
+                "match": envoy_match,
+                "route": { "cluster": cluster },
+                "request_headers_to_remove": rule["filters"][0]["requestHeaderModifier"]["remove"],
+                "typed_per_filter_config": enabled
+            }));
+        }
+        clusters.push(json!({
+            "name": cluster, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": { "cluster_name": cluster, "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                "socket_address": { "address": "127.0.0.1", "port_value": 9 } } } }] }] }
+        }));
+    }
+    let merged: Value = serde_json::from_str(
+        proxy["spec"]["bootstrap"]["value"]
+            .as_str()
+            .expect("a Merge bootstrap"),
+    )
+    .expect("JSON");
+    clusters.extend(
+        merged["static_resources"]["clusters"]
+            .as_array()
+            .expect("the services' clusters")
+            .iter()
+            .cloned(),
+    );
+    json!({
+        "stats_config": merged["stats_config"],
+        "static_resources": {
+            "listeners": [{
+                "name": "edge-gateway/edge/http",
+                "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                "filter_chains": [{ "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "http-10080",
+                        "use_remote_address": true,
+                        "normalize_path": true,
+                        "merge_slashes": true,
+                        "route_config": { "virtual_hosts": [{ "name": "edge-gateway/edge/http/*", "domains": ["*"], "routes": routes }] },
+                        "http_filters": filters
+                    }
+                }] }]
+            }],
+            "clusters": clusters
+        }
+    })
+}
+
+#[test]
+fn the_envoy_gateway_deployment_passes_envoy_validate_with_the_native_module() {
+    let (ok, output) = validate(&envoy_gateway_bootstrap(None), "envoy-gateway");
+    assert!(
+        ok,
+        "Envoy refused istio/envoy-gateway/edge.yaml as Envoy Gateway translates it:\n{output}"
+    );
+    // The check can fail: the module refuses a filter it does not have.
+    let objects = edge_e2e::edge_json()
+        .envoy_gateway_objects()
+        .expect("render istio/envoy-gateway");
+    let mut modules = objects
+        .iter()
+        .find(|object| object["kind"] == "EnvoyExtensionPolicy")
+        .expect("the policy")["spec"]["dynamicModule"]
+        .clone();
+    modules[1]["filterName"] = json!("no-such-filter");
+    let (ok, output) = validate(
+        &envoy_gateway_bootstrap(Some(modules)),
+        "envoy-gateway-broken",
+    );
+    assert!(
+        !ok && output.contains("no-such-filter"),
+        "Envoy accepted a filter the module does not have:\n{output}"
+    );
 }
