@@ -1,7 +1,7 @@
 //! Native glue of the transcoder: forwards Envoy's hooks to one [`Exchange`] per request, as
 //! the Wasm glue does, over [`NativeHost`]. The transcoder is built `in_place`: unary calls
-//! and NDJSON/SSE streams go on through Envoy's router; what is still collected (JSON
-//! arrays, raw streams) goes out as stream callouts, answered through
+//! and server streams go on through Envoy's router; what is still collected (a stream of
+//! raw `google.api.HttpBody` messages) goes out as stream callouts, answered through
 //! [`NativeHost::on_call`]. Nothing is held by Envoy between callbacks here (a native filter's
 //! rewritten body is sent on when the hook returns), so a live stream's pieces are always
 //! `resumed` and a hold is a continue.

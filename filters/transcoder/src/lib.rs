@@ -322,9 +322,9 @@ impl Transcoder {
     }
 
     /// The transcoder for a host that transcodes in place: every unary call, and every
-    /// server stream written as NDJSON or SSE, goes through Envoy's router as a gRPC request
-    /// (a GET given its message as a body), so it gets the route table's routing, retries,
-    /// timeouts and tracing like a gRPC client's. The rest (JSON arrays, raw streams) is
+    /// server stream but a raw one (`google.api.HttpBody` messages), goes through Envoy's
+    /// router as a gRPC request (a GET given its message as a body), so it gets the route
+    /// table's routing, retries, timeouts and tracing like a gRPC client's. A raw stream is
     /// still collected by a callout.
     pub fn in_place(mut self) -> Self {
         self.in_place = true;

@@ -28,7 +28,8 @@ pub struct Pending {
     /// Sent on through Envoy's router as a gRPC request, rather than called out and answered
     /// once the call ends: a server stream written as NDJSON or SSE (rewritten as it streams
     /// back) whose request has a body to become the gRPC message or a host that can add one,
-    /// and, on such a host, a unary call (its response held and rewritten whole).
+    /// and, on such a host, a JSON array too and a unary call (its response held and
+    /// rewritten whole).
     pub through_router: bool,
     pub timeout: Duration,
     /// The cluster auth's rollout chose (the backend header), if the route is being rolled out.
@@ -197,7 +198,9 @@ impl Transcoder {
                 Some(Framing::Ndjson | Framing::Sse) => {
                     (self.in_place || !end_of_stream) && !route.raw_response
                 }
-                Some(_) => false,
+                // Collected (a callout) unless in place: written as it comes, the array's
+                // failure is its last element, as when collected.
+                Some(Framing::Array) => self.in_place && !route.raw_response,
             },
             timeout: self.call_timeout(headers.get("grpc-timeout")),
             backend: route
@@ -404,6 +407,57 @@ mod tests {
             &unrouted.calls()[1],
             Call::Reply { http_status: 404, details, .. } if details == "edge_transcoder_no_route"
         ));
+    }
+
+    #[test]
+    fn in_place_every_call_goes_through_the_router_else_only_a_live_stream_with_a_body() {
+        let through = |t: &Transcoder, method: &str, path: &str, accept: &str| {
+            let request = headers(&[(":method", method), (":path", path), ("accept", accept)]);
+            match t.plan_headers(&request, method == "GET") {
+                HeadersPlan::Transcode { pending, .. } => pending.through_router,
+                other => panic!("{method} {path}: {other:?}"),
+            }
+        };
+        let by_default = transcoder(serde_json::json!({}));
+        let in_place = transcoder(serde_json::json!({})).in_place();
+        // (request, through the router by default, through the router in place)
+        for (method, path, accept, routed, routed_in_place) in [
+            ("GET", "/catalog/items/42", "*/*", false, true),
+            ("GET", "/catalog/items:watch", "*/*", false, true),
+            ("POST", "/catalog/items:watch", "*/*", true, true),
+            (
+                "POST",
+                "/catalog/items:watch",
+                "text/event-stream",
+                true,
+                true,
+            ),
+            (
+                "POST",
+                "/catalog/items:watch",
+                "application/json",
+                false,
+                true,
+            ),
+            (
+                "GET",
+                "/catalog/items:watch",
+                "application/json",
+                false,
+                true,
+            ),
+        ] {
+            assert_eq!(
+                through(&by_default, method, path, accept),
+                routed,
+                "{method} {path} {accept}"
+            );
+            assert_eq!(
+                through(&in_place, method, path, accept),
+                routed_in_place,
+                "in place: {method} {path} {accept}"
+            );
+        }
     }
 
     #[test]
