@@ -36,8 +36,8 @@ const PROBES: [&str; 10] = [
 /// Calls per request in `bench/filter`'s probe mode.
 const PROBE_CALLS: u64 = 10;
 
-/// What is counted: the decomposition's chains on the gRPC read, the full chains on the
-/// four routes the CPU targets are set on (the last, a token never seen before on every
+/// What is counted: the decomposition's chains on the gRPC read, the full chains (Wasm, the
+/// native module, Envoy's filters) on the four routes the CPU targets are set on (the last, a token never seen before on every
 /// request, is signature verification), the bare callouts, then the host-call probes.
 fn cases() -> Vec<(Chain, Route)> {
     let mut cases: Vec<(Chain, Route)> = DECOMPOSITION
@@ -50,7 +50,7 @@ fn cases() -> Vec<(Chain, Route)> {
         Route::Reject,
         Route::ManyUsers,
     ] {
-        for chain in [Chain::Wasm, Chain::Native] {
+        for chain in [Chain::Wasm, Chain::Module, Chain::Native] {
             cases.push((chain, route));
         }
     }
@@ -197,7 +197,7 @@ pub async fn report(requests: u64, only: &str) -> Result<String, String> {
             .map(|(_, _, n)| *n)
     };
     let mut out = format!(
-        "## {TITLE}\n\nUser-space instructions Envoy runs per request (its C++, V8's code compiled from our .wasm, libc), counted by callgrind over {requests} requests on one connection after {WARMUP} uncounted ones, one Envoy worker; Envoy's main thread (stats flushes and other timers, which run by the clock) is left out. Repeated runs of one build have agreed to within 0.1% on the HTTP routes and within 4% on the gRPC read, where CPU time per request moves by ±15%, but one count of the whole chain with a token in four ran 4% high (the worker's timer work, auth's key and restriction sync, is counted with the requests): compare the chain across builds with repeats. They leave out the kernel's work and are not cycles.\n\n| configuration | route | instructions / request | over router only | wasm / native |\n|---|---|---:|---:|---:|\n"
+        "## {TITLE}\n\nUser-space instructions Envoy runs per request (its C++, V8's code compiled from our .wasm, libc), counted by callgrind over {requests} requests on one connection after {WARMUP} uncounted ones, one Envoy worker; Envoy's main thread (stats flushes and other timers, which run by the clock) is left out. Repeated runs of one build have agreed to within 0.1% on the HTTP routes and within 4% on the gRPC read, where CPU time per request moves by ±15%, but one count of the whole chain with a token in four ran 4% high (the worker's timer work, auth's key and restriction sync, is counted with the requests): compare the chain across builds with repeats. They leave out the kernel's work and are not cycles.\n\n| configuration | route | instructions / request | over router only | / Envoy's filters |\n|---|---|---:|---:|---:|\n"
     );
     let router_only = find(Chain::RouterOnly, Route::GrpcRead);
     for (chain, route, per_request) in counted
@@ -210,8 +210,8 @@ pub async fn report(requests: u64, only: &str) -> Result<String, String> {
         };
         // The whole chains against each other; on the HTTP routes also the transcoder alone
         // (on the gRPC read, the column before compares every part with the router alone).
-        let compared =
-            *chain == Chain::Wasm || (*chain == Chain::TranscoderOnly && *route != Route::GrpcRead);
+        let compared = matches!(chain, Chain::Wasm | Chain::Module)
+            || (*chain == Chain::TranscoderOnly && *route != Route::GrpcRead);
         let ratio = match find(Chain::Native, *route) {
             Some(native) if compared => {
                 format!("{:.2}", *per_request as f64 / native as f64)

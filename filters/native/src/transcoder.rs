@@ -1,15 +1,14 @@
 //! Native glue of the transcoder: forwards Envoy's hooks to one [`Exchange`] per request, as
-//! the Wasm glue does, over [`NativeHost`]. The transcoder is built `in_place`: unary calls
-//! and server streams go on through Envoy's router; what is still collected (a stream of
-//! raw `google.api.HttpBody` messages) goes out as stream callouts, answered through
-//! [`NativeHost::on_call`]. Nothing is held by Envoy between callbacks here (a native filter's
-//! rewritten body is sent on when the hook returns), so a live stream's pieces are always
-//! `resumed` and a hold is a continue.
+//! the Wasm glue does, over [`NativeHost`]. The transcoder is built `in_place`: every call
+//! goes on through Envoy's router (the stream callouts that [`NativeHost::on_call`] answers
+//! are auth's, the access log's, and none of the transcoder's). Nothing is held by Envoy
+//! between callbacks here (a native filter's rewritten body is sent on when the hook
+//! returns), so a live stream's pieces are always `resumed` and a hold is a continue.
 
 use crate::{flow as flow_of, FilterConfig, StreamFilter};
 use edge_core::host::Level;
 use edge_native_host::abi::{status, EnvoyConfig, EnvoyFilter};
-use edge_native_host::{log, CallPart, Delivery, Metrics, NativeHost, Scope};
+use edge_native_host::{log, Metrics, NativeHost, Scope};
 use edge_transcoder::{Exchange, ResponseFlow, Transcoder, TranscoderConfig};
 use std::sync::Arc;
 
@@ -106,25 +105,6 @@ impl StreamFilter for Filter {
                 .on_response_trailers(&self.host, &self.transcoder),
             status::STOP,
         )
-    }
-
-    fn complete(&mut self) {
-        self.exchange.on_end(&self.host);
-    }
-
-    fn call(&mut self, stream: u64, part: CallPart<'_>) {
-        let Self {
-            host,
-            transcoder,
-            exchange,
-        } = self;
-        host.on_call(stream, part, |_, delivery| match delivery {
-            Delivery::Metadata { initial, entries } => {
-                exchange.on_response_metadata(host, transcoder, initial, entries)
-            }
-            Delivery::Message(size) => exchange.on_response_message(host, transcoder, size),
-            Delivery::Close(status) => exchange.on_close(host, transcoder, status),
-        });
     }
 }
 

@@ -34,7 +34,7 @@ pub struct Exchange {
     trailers: bool,
     /// A stream sent through the router, while its response comes back.
     live: Option<Live>,
-    /// A unary call sent through the router, while its response is held.
+    /// A call sent through the router whose response is held whole.
     whole: Option<Whole>,
     /// A gRPC call with JSON messages, while its response comes back.
     grpc_json: Option<GrpcJsonCall>,
@@ -63,9 +63,10 @@ struct Live {
     ended: bool,
 }
 
-/// A unary call sent through Envoy's router: its response is held (headers stopped, the
-/// body taken in) until it ends, then rewritten in place, so that it passes the filters that
-/// encode after this one (CORS among them) as any response does.
+/// A unary call (or a raw stream, answered whole as when collected) sent through Envoy's
+/// router: its response is held (headers stopped, the body taken in) until it ends, then
+/// rewritten in place, so that it passes the filters that encode after this one (CORS among
+/// them) as any response does.
 #[derive(Debug, Default)]
 struct Whole {
     /// The response's gRPC frames so far.
@@ -463,8 +464,8 @@ impl Exchange {
         if let Some(whole) = &mut self.whole {
             let body = host.response_body(size).unwrap_or_default();
             // Taken in and dropped from Envoy's buffer, which holds no more than the
-            // listener's limit; the bound here is the transcoder's own (one message and the
-            // 5 bytes of its frame's prefix).
+            // listener's limit; the bound here is the transcoder's own, on the frames as they
+            // came (a unary answer's message and its 5-byte prefix).
             let _ = host.replace_response_body(size, &[]);
             if whole.answered {
                 return ResponseFlow::Continue;
@@ -691,8 +692,9 @@ impl Exchange {
         })
     }
 
-    /// Ends a unary call sent through the router with the status in `status` (the trailers,
-    /// or the headers of a trailers-only answer): its held response is rewritten in place.
+    /// Ends a call whose response is held (see [`Whole`]) with the status in `status` (the
+    /// trailers, or the headers of a trailers-only answer): the response is rewritten in
+    /// place.
     fn end_whole<H: Host>(
         &mut self,
         host: &H,
@@ -878,7 +880,7 @@ impl Exchange {
             return self.fail(host, failure);
         }
         match pending.framing {
-            Some(framing) => {
+            Some(framing) if pending.response_encoding != Encoding::Raw => {
                 self.live = Some(Live {
                     framing,
                     partial: Vec::new(),
@@ -887,7 +889,7 @@ impl Exchange {
                     ended: false,
                 })
             }
-            None => self.whole = Some(Whole::default()),
+            _ => self.whole = Some(Whole::default()),
         }
         self.note.0.upstream_cluster = route.destination(pending.backend.as_deref()).to_string();
         self.note.record(host);
