@@ -65,23 +65,22 @@ impl Header {
         }
     }
 
+    /// The name's and the value's bytes.
+    ///
+    /// # Safety
+    /// Both halves must point at readable bytes (Envoy's, valid during the hook).
+    pub unsafe fn halves<'a>(&self) -> (&'a [u8], &'a [u8]) {
+        let half = |ptr, length| unsafe { Buffer { ptr, length }.bytes() };
+        (
+            half(self.key_ptr, self.key_length),
+            half(self.value_ptr, self.value_length),
+        )
+    }
+
     /// # Safety
     /// Both halves must point at readable bytes (Envoy's, valid during the hook).
     pub unsafe fn pair(&self) -> (String, String) {
-        let key = unsafe {
-            Buffer {
-                ptr: self.key_ptr,
-                length: self.key_length,
-            }
-            .bytes()
-        };
-        let value = unsafe {
-            Buffer {
-                ptr: self.value_ptr,
-                length: self.value_length,
-            }
-            .bytes()
-        };
+        let (key, value) = unsafe { self.halves() };
         (
             String::from_utf8_lossy(key).into_owned(),
             String::from_utf8_lossy(value).into_owned(),

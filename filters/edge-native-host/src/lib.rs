@@ -267,9 +267,21 @@ impl NativeHost {
         {
             return Err(HostError::NOT_FOUND);
         }
-        Ok(Headers::new(unsafe {
-            abi::header_pairs(headers.as_ptr(), headers.len())
-        }))
+        // One buffer, names and values read in place (as the Wasm host does): a `String`
+        // for each name and value cost more than the filters' own work with them.
+        let mut raw = Vec::new();
+        let entries = headers
+            .iter()
+            .map(|header| {
+                let (name, value) = unsafe { header.halves() };
+                let start = raw.len();
+                raw.extend_from_slice(name);
+                let middle = raw.len();
+                raw.extend_from_slice(value);
+                (start..middle, middle..raw.len())
+            })
+            .collect();
+        Headers::in_buffer(raw, entries).ok_or(HostError::NOT_FOUND)
     }
 
     fn set_header(&self, kind: u32, name: &str, value: Option<&str>) -> Result<(), HostError> {

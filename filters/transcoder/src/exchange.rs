@@ -76,6 +76,9 @@ struct Whole {
     /// The HTTP status of an answer that is not gRPC: Envoy's own (no healthy upstream, the
     /// route's timeout), as Envoy renders it for a request that was JSON.
     not_grpc: Option<u16>,
+    /// The gRPC headers the response came with, removed when it is rewritten (removing one
+    /// that is not there costs a host call all the same).
+    grpc_headers: Vec<&'static str>,
 }
 
 /// Where a held response is rewritten: Envoy takes a body differently in each callback.
@@ -86,6 +89,17 @@ enum At {
     /// The last piece of the body, no trailers following.
     Body,
     Trailers,
+}
+
+/// In the trailers' callback of a held response: its gRPC `trailers` go.
+fn clean_trailers<H: Host>(host: &H, at: At, trailers: &Headers) {
+    if let At::Trailers = at {
+        for name in &GRPC_RESPONSE_HEADERS[..3] {
+            if trailers.get(name).is_some() {
+                let _ = host.remove_response_trailer(name);
+            }
+        }
+    }
 }
 
 /// Makes the request a gRPC call of `route` (see [`Pending::grpc_request_headers`]).
@@ -393,13 +407,17 @@ impl Exchange {
             let grpc = headers
                 .get("content-type")
                 .is_some_and(|value| value.starts_with("application/grpc"));
-            if !grpc && !trailers_only {
-                // Failed as a gRPC client would read it; its body is dropped.
-                let http_status = headers
-                    .get(":status")
-                    .and_then(|value| value.parse().ok())
-                    .unwrap_or(500);
-                if let Some(whole) = &mut self.whole {
+            if let Some(whole) = &mut self.whole {
+                whole.grpc_headers = GRPC_RESPONSE_HEADERS
+                    .into_iter()
+                    .filter(|name| headers.get(name).is_some())
+                    .collect();
+                if !grpc && !trailers_only {
+                    // Failed as a gRPC client would read it; its body is dropped.
+                    let http_status = headers
+                        .get(":status")
+                        .and_then(|value| value.parse().ok())
+                        .unwrap_or(500);
                     whole.not_grpc = Some(http_status);
                 }
             }
@@ -475,9 +493,10 @@ impl Exchange {
             if whole.frames.len() > max.saturating_add(5) {
                 whole.answered = true;
                 let failure = Failure::stream_too_large(max);
+                let present = whole.grpc_headers.clone();
                 self.note_call_end(host, GrpcCode::ResourceExhausted.number());
                 self.pending = None;
-                return self.answer_in_place(host, At::Body, Err(failure), &[]);
+                return self.answer_in_place(host, At::Body, Err(failure), &[], &present);
             }
             if end_of_stream {
                 // No trailers follow: a gRPC answer without its status.
@@ -705,16 +724,17 @@ impl Exchange {
         let Some(mut whole) = self.whole.take() else {
             return ResponseFlow::Continue;
         };
+        clean_trailers(host, at, status);
         if whole.answered {
-            self.clean_trailers(host, at);
             return ResponseFlow::Continue;
         }
         let Some(pending) = self.pending.take() else {
             return ResponseFlow::Continue;
         };
+        let present = std::mem::take(&mut whole.grpc_headers);
         let route = match transcoder.route(pending.route) {
             Ok(route) => route,
-            Err(failure) => return self.answer_in_place(host, at, Err(failure), &[]),
+            Err(failure) => return self.answer_in_place(host, at, Err(failure), &[], &present),
         };
         let not_grpc = whole.not_grpc.map(|http_status| {
             let code = GrpcCode::from_http_status(http_status);
@@ -760,17 +780,18 @@ impl Exchange {
             reset: code.is_none(),
         };
         let answer = self.answer(transcoder, route, &pending, call, &messages, None);
-        self.answer_in_place(host, at, answer, &metadata)
+        self.answer_in_place(host, at, answer, &metadata, &present)
     }
 
     /// Writes `answer` over the held response (see [`Whole`]): its status, headers and body;
-    /// the gRPC headers and trailers go.
+    /// its gRPC headers (`grpc_headers`) go.
     fn answer_in_place<H: Host>(
         &mut self,
         host: &H,
         at: At,
         answer: Result<(Vec<u8>, String), Failure>,
         metadata: &[(String, String)],
+        grpc_headers: &[&str],
     ) -> ResponseFlow {
         let (http_status, mut headers, body) = match answer {
             Ok((body, content_type)) => {
@@ -794,7 +815,7 @@ impl Exchange {
                     .try_for_each(|(name, value)| host.set_response_header(name, value))
             })
             .and_then(|()| {
-                GRPC_RESPONSE_HEADERS
+                grpc_headers
                     .iter()
                     .try_for_each(|name| host.remove_response_header(name))
             })
@@ -802,22 +823,12 @@ impl Exchange {
                 At::Headers | At::Trailers => host.append_response_body(&body),
                 At::Body => host.replace_response_body(0, &body),
             });
-        self.clean_trailers(host, at);
         if let Err(error) = written {
             // The backend's gRPC response must not reach the client as if it were the answer.
             host.log(Level::Error, &format!("cannot rewrite a response: {error}"));
             host.reset_request();
         }
         ResponseFlow::Continue
-    }
-
-    /// In the trailers' callback of a held response: its gRPC trailers go.
-    fn clean_trailers<H: Host>(&self, host: &H, at: At) {
-        if let At::Trailers = at {
-            for name in &GRPC_RESPONSE_HEADERS[..3] {
-                let _ = host.remove_response_trailer(name);
-            }
-        }
     }
 
     /// Notes how the backend call ended (`status_code`, the time since it went out); returns
@@ -891,8 +902,9 @@ impl Exchange {
             }
             _ => self.whole = Some(Whole::default()),
         }
+        // Recorded with the call's end; a stream cut short before it is logged with the
+        // router's cluster, the same one.
         self.note.0.upstream_cluster = route.destination(pending.backend.as_deref()).to_string();
-        self.note.record(host);
         self.dispatched_at = host.now();
         Flow::Continue
     }
