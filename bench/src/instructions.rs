@@ -170,7 +170,12 @@ async fn count(chain: Chain, route: Route, requests: u64) -> Result<u64, String>
     callgrind_control(pid, &["--dump"])?;
     let total = last_dump_total(&dir)?;
     drop(edge);
-    let _ = std::fs::remove_dir_all(&dir);
+    // EDGE_CALLGRIND_KEEP keeps the dumps, for callgrind_annotate.
+    if std::env::var_os("EDGE_CALLGRIND_KEEP").is_some() {
+        eprintln!("callgrind dumps kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(total / requests)
 }
 

@@ -41,17 +41,23 @@ impl Headers {
     /// Headers whose names and values lie in a host's buffer at `entries`, read in place.
     /// `None` when a range is outside `raw`.
     pub fn in_buffer(raw: Vec<u8>, entries: Vec<(Range<usize>, Range<usize>)>) -> Option<Self> {
+        // One UTF-8 check of the whole buffer (headers nearly always pass): a range of valid
+        // UTF-8 is valid itself exactly when both its ends fall on character boundaries.
+        let whole = std::str::from_utf8(&raw).ok();
         let text = |range: Range<usize>| -> Option<Text> {
+            if whole.is_some_and(|whole| whole.get(range.clone()).is_some()) {
+                return Some(Text::In(range));
+            }
             let bytes = raw.get(range.clone())?;
             Some(match std::str::from_utf8(bytes) {
                 Ok(_) => Text::In(range),
                 Err(_) => Text::Copied(String::from_utf8_lossy(bytes).into_owned()),
             })
         };
-        let pairs = entries
-            .into_iter()
-            .map(|(name, value)| Some((text(name)?, text(value)?)))
-            .collect::<Option<Vec<_>>>()?;
+        let mut pairs = Vec::with_capacity(entries.len());
+        for (name, value) in entries {
+            pairs.push((text(name)?, text(value)?));
+        }
         Some(Self { raw, pairs })
     }
 

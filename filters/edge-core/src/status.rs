@@ -2,7 +2,6 @@
 //! native transcoder also follows), the `google.rpc.Status` JSON body clients get, and the
 //! `grpc-timeout` a call's deadline travels in.
 
-use serde_json::json;
 use std::time::Duration;
 
 /// The canonical gRPC status codes (`google.rpc.Code`).
@@ -133,11 +132,21 @@ impl Status {
     /// The response body. serde_json escapes the message, so nothing a backend or client put
     /// in it can break the JSON.
     pub fn to_json(&self) -> String {
-        let mut body = json!({ "code": self.code.number(), "message": self.message });
-        if !self.details.is_empty() {
-            body["details"] = serde_json::Value::Array(self.details.clone());
+        /// Borrows the status: building a `serde_json::Value` copied every detail.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            code: u32,
+            message: &'a str,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            details: &'a [serde_json::Value],
         }
-        body.to_string()
+        let body = Body {
+            code: self.code.number(),
+            message: &self.message,
+            details: &self.details,
+        };
+        // Strings, numbers and JSON values always serialize; the fallback is never taken.
+        serde_json::to_string(&body).unwrap_or_else(|_| format!("{{\"code\":{}}}", body.code))
     }
 }
 
@@ -164,6 +173,7 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn every_code_round_trips_through_its_number() {

@@ -89,11 +89,15 @@ pub struct Family {
     pub labels: &'static [&'static str],
 }
 
-/// The families a filter configuration defined, by name: Envoy's ids for them.
+/// The families a filter configuration defined: Envoy's ids for them. A handful, so a scan
+/// beats hashing each sample's name.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    ids: HashMap<&'static str, (MetricKind, usize, usize)>,
+    ids: Vec<(&'static str, MetricKind, usize, usize)>,
 }
+
+/// The most labels a family may have (label values are passed from the stack).
+pub const MAX_LABELS: usize = 8;
 
 impl Metrics {
     /// Defines `families` on `config`; call only from `on_http_filter_config_new` (Envoy
@@ -102,7 +106,7 @@ impl Metrics {
     /// # Safety
     /// `config` is the configuration Envoy passed to the hook being run.
     pub unsafe fn define(config: EnvoyConfig, families: &[Family]) -> Self {
-        let mut ids = HashMap::new();
+        let mut ids = Vec::new();
         for family in families {
             let mut labels: Vec<Buffer> = family
                 .labels
@@ -130,8 +134,8 @@ impl Metrics {
                     &mut id,
                 )
             };
-            if result == 0 {
-                ids.insert(family.name, (family.kind, id, family.labels.len()));
+            if result == 0 && family.labels.len() <= MAX_LABELS {
+                ids.push((family.name, family.kind, id, family.labels.len()));
             } else {
                 log(
                     Level::Error,
@@ -144,19 +148,30 @@ impl Metrics {
 
     /// A sample's family, Envoy's id for it, and its label values, from the name the cores
     /// give it; `None` for a name of no defined family or with other labels.
-    fn lookup<'a>(&self, name: &'a str, kind: MetricKind) -> Option<(usize, Vec<&'a str>)> {
+    fn lookup(&self, name: &str, kind: MetricKind) -> Option<(usize, [Buffer; MAX_LABELS], usize)> {
         let mut parts = name.split(".edge_");
         let family = parts.next()?;
-        let (defined_kind, id, label_count) = *self.ids.get(family)?;
-        let values: Vec<&str> = parts
-            .map(|pair| pair.split_once('.').map_or("", |(_, value)| value))
-            .collect();
-        (defined_kind == kind && values.len() == label_count).then_some((id, values))
+        let (_, defined_kind, id, label_count) =
+            *self.ids.iter().find(|(defined, ..)| *defined == family)?;
+        let mut values = [Buffer::NULL; MAX_LABELS];
+        let mut count = 0;
+        for pair in parts {
+            let value = pair.split_once('.').map_or("", |(_, value)| value);
+            *values.get_mut(count)? = Buffer::of(value.as_bytes());
+            count += 1;
+        }
+        (defined_kind == kind && count == label_count).then_some((id, values, count))
     }
 }
 
 /// Writes to Envoy's log (component `dynamic_modules`).
 pub fn log(level: Level, message: &str) {
+    log_from(level, "", message);
+}
+
+/// [`log`], the message after `filter: ` unless `filter` is empty; built only when Envoy
+/// logs at `level`.
+fn log_from(level: Level, filter: &str, message: &str) {
     let level = match level {
         Level::Debug => abi::log_level::DEBUG,
         Level::Info => abi::log_level::INFO,
@@ -164,8 +179,17 @@ pub fn log(level: Level, message: &str) {
         Level::Error => abi::log_level::ERROR,
     };
     unsafe {
-        if abi::envoy_dynamic_module_callback_log_enabled(level) {
+        if !abi::envoy_dynamic_module_callback_log_enabled(level) {
+            return;
+        }
+        if filter.is_empty() {
             abi::envoy_dynamic_module_callback_log(level, Buffer::of(message.as_bytes()));
+        } else {
+            let mut line = String::with_capacity(filter.len() + 2 + message.len());
+            line.push_str(filter);
+            line.push_str(": ");
+            line.push_str(message);
+            abi::envoy_dynamic_module_callback_log(level, Buffer::of(line.as_bytes()));
         }
     }
 }
@@ -269,18 +293,18 @@ impl NativeHost {
         }
         // One buffer, names and values read in place (as the Wasm host does): a `String`
         // for each name and value cost more than the filters' own work with them.
-        let mut raw = Vec::new();
-        let entries = headers
-            .iter()
-            .map(|header| {
-                let (name, value) = unsafe { header.halves() };
-                let start = raw.len();
-                raw.extend_from_slice(name);
-                let middle = raw.len();
-                raw.extend_from_slice(value);
-                (start..middle, middle..raw.len())
-            })
-            .collect();
+        // SAFETY: Envoy filled `headers` with pointers valid during this hook.
+        let halves = || headers.iter().map(|header| unsafe { header.halves() });
+        let mut raw =
+            Vec::with_capacity(halves().map(|(name, value)| name.len() + value.len()).sum());
+        let mut entries = Vec::with_capacity(size);
+        for (name, value) in halves() {
+            let start = raw.len();
+            raw.extend_from_slice(name);
+            let middle = raw.len();
+            raw.extend_from_slice(value);
+            entries.push((start..middle, middle..raw.len()));
+        }
         Headers::in_buffer(raw, entries).ok_or(HostError::NOT_FOUND)
     }
 
@@ -556,14 +580,10 @@ impl NativeHost {
     }
 
     fn metric(&self, name: &str, kind: MetricKind, value: u64) {
-        let Some((id, values)) = self.metrics.lookup(name, kind) else {
+        let Some((id, mut values, length)) = self.metrics.lookup(name, kind) else {
             return;
         };
-        let mut values: Vec<Buffer> = values
-            .iter()
-            .map(|value| Buffer::of(value.as_bytes()))
-            .collect();
-        let (pointer, length) = (values.as_mut_ptr(), values.len());
+        let pointer = values.as_mut_ptr();
         unsafe {
             match (self.scope, kind) {
                 (Scope::Filter(filter), MetricKind::Counter) => {
@@ -609,7 +629,7 @@ impl SharedStore for NativeHost {
 
 impl Host for NativeHost {
     fn log(&self, level: Level, message: &str) {
-        log(level, &format!("{}: {message}", self.name));
+        log_from(level, self.name, message);
     }
     fn now(&self) -> Option<Duration> {
         SystemTime::now()
