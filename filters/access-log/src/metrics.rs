@@ -1,10 +1,13 @@
-//! The metrics each request produces. Envoy's stats have no labels of their own, so each label
-//! is encoded in the stat name as `.edge_<label>.<value>`, and the bootstrap's `stats_tags`
+//! The metrics each request produces. Under proxy-wasm each label is encoded in the stat name
+//! as `.edge_<label>.<value>` ([`edge_core::metrics`]), and the bootstrap's `stats_tags`
 //! (rendered by edgectl from [`LABELS`]) turns those back into Prometheus labels:
 //! `edge_requests_total.edge_route./catalog/items.edge_method.GET.edge_status_class.2xx`
 //! becomes `envoy_wasmcustom_edge_requests_total{route="/catalog/items",method="GET",status_class="2xx"}`.
 
 use crate::Record;
+use edge_core::host::Host;
+use edge_core::metrics::{label_value, Observation};
+use std::borrow::Cow;
 
 pub const REQUESTS: &str = "edge_requests_total";
 pub const DURATION: &str = "edge_request_duration_milliseconds";
@@ -63,62 +66,38 @@ pub fn backend_label(upstream_cluster: Option<&str>) -> &str {
     }
 }
 
-/// One observation for the proxy-wasm metrics API.
+/// One observation of one of [`FAMILY_LABELS`]' families, its label values made safe
+/// ([`label_value`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sample {
-    /// Add one to a counter.
-    Count(String),
-    /// Record a value in a histogram.
-    Observe(String, u64),
+pub struct Sample<'r> {
+    pub family: &'static str,
+    pub labels: Vec<(&'static str, Cow<'r, str>)>,
+    pub observation: Observation,
 }
 
-/// Appends a label value that cannot break the name encoding: `.` (the separator) becomes
-/// `_`, and anything outside a small safe set becomes `_` too. Bounded values only: routes are
-/// templates, never raw paths, so a client cannot mint new series.
-fn push_value(name: &mut String, raw: &str) {
-    if raw.is_empty() {
-        name.push_str("none");
-        return;
+impl Sample<'_> {
+    /// Records the sample through `host`.
+    pub fn record<H: Host>(&self, host: &H) {
+        let labels: Vec<(&str, &str)> = self
+            .labels
+            .iter()
+            .map(|(label, value)| (*label, value.as_ref()))
+            .collect();
+        host.record_labelled(self.family, &labels, self.observation);
     }
-    name.extend(raw.chars().map(|c| {
-        if c.is_ascii_alphanumeric() || matches!(c, '/' | '{' | '}' | '_' | '-' | ':' | '*' | '=') {
-            c
-        } else {
-            '_'
-        }
-    }));
-}
-
-/// Built in one buffer: this runs for every request.
-fn name(metric: &str, labels: &[(&str, &str)]) -> String {
-    let mut name = String::with_capacity(
-        metric.len()
-            + labels
-                .iter()
-                .map(|(l, v)| l.len() + v.len() + 8)
-                .sum::<usize>(),
-    );
-    name.push_str(metric);
-    for (label, raw) in labels {
-        name.push_str(".edge_");
-        name.push_str(label);
-        name.push('.');
-        push_value(&mut name, raw);
-    }
-    name
 }
 
 /// The samples for one request: request count and latency by route, plus auth denials by
 /// reason and transcoding errors by kind when there were any.
-pub fn samples(record: &Record) -> Vec<Sample> {
-    let route = record.route.as_deref().unwrap_or("unmatched");
-    let backend = backend_label(record.upstream_cluster.as_deref());
+pub fn samples(record: &Record) -> Vec<Sample<'_>> {
+    let route = label_value(record.route.as_deref().unwrap_or("unmatched"));
+    let backend = label_value(backend_label(record.upstream_cluster.as_deref()));
     let method = if ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
         .contains(&record.method.as_str())
     {
-        record.method.as_str()
+        Cow::Borrowed(record.method.as_str())
     } else {
-        "other"
+        Cow::Borrowed("other")
     };
     let status_class = match record.status / 100 {
         1 => "1xx",
@@ -129,28 +108,35 @@ pub fn samples(record: &Record) -> Vec<Sample> {
         _ => "none",
     };
     let mut samples = vec![
-        Sample::Count(name(
-            REQUESTS,
-            &[
-                ("route", route),
-                ("method", method),
-                ("status_class", status_class),
-                ("backend", backend),
+        Sample {
+            family: REQUESTS,
+            labels: vec![
+                ("route", route.clone()),
+                ("method", method.clone()),
+                ("status_class", Cow::Borrowed(status_class)),
+                ("backend", backend.clone()),
             ],
-        )),
-        Sample::Observe(
-            name(
-                DURATION,
-                &[("route", route), ("method", method), ("backend", backend)],
-            ),
-            record.duration_ms.round() as u64,
-        ),
+            observation: Observation::Count,
+        },
+        Sample {
+            family: DURATION,
+            labels: vec![("route", route), ("method", method), ("backend", backend)],
+            observation: Observation::Value(record.duration_ms.round() as u64),
+        },
     ];
     if let Some(reason) = &record.auth_reason {
-        samples.push(Sample::Count(name(AUTH_DENIALS, &[("reason", reason)])));
+        samples.push(Sample {
+            family: AUTH_DENIALS,
+            labels: vec![("reason", label_value(reason))],
+            observation: Observation::Count,
+        });
     }
     if let Some(kind) = record.transcode_error.as_deref() {
-        samples.push(Sample::Count(name(TRANSCODER_ERRORS, &[("kind", kind)])));
+        samples.push(Sample {
+            family: TRANSCODER_ERRORS,
+            labels: vec![("kind", label_value(kind))],
+            observation: Observation::Count,
+        });
     }
     samples
 }
@@ -158,6 +144,22 @@ pub fn samples(record: &Record) -> Vec<Sample> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edge_core::metrics::labelled_name;
+
+    /// The samples as a proxy-wasm host names them.
+    fn names(record: &Record) -> Vec<(String, Observation)> {
+        samples(record)
+            .iter()
+            .map(|sample| {
+                let labels: Vec<(&str, &str)> = sample
+                    .labels
+                    .iter()
+                    .map(|(label, value)| (*label, value.as_ref()))
+                    .collect();
+                (labelled_name(sample.family, &labels), sample.observation)
+            })
+            .collect()
+    }
 
     #[test]
     fn names_encode_bounded_labels() {
@@ -170,13 +172,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            samples(&record),
+            names(&record),
             vec![
-                Sample::Count(
-                    "edge_requests_total.edge_route./catalog/items/{id}.edge_method.GET.edge_status_class.4xx.edge_backend.none".into()
+                (
+                    "edge_requests_total.edge_route./catalog/items/{id}.edge_method.GET.edge_status_class.4xx.edge_backend.none".into(),
+                    Observation::Count
                 ),
-                Sample::Observe("edge_request_duration_milliseconds.edge_route./catalog/items/{id}.edge_method.GET.edge_backend.none".into(), 4),
-                Sample::Count("edge_transcoder_errors_total.edge_kind.no_route".into()),
+                ("edge_request_duration_milliseconds.edge_route./catalog/items/{id}.edge_method.GET.edge_backend.none".into(), Observation::Value(4)),
+                ("edge_transcoder_errors_total.edge_kind.no_route".into(), Observation::Count),
             ]
         );
         let odd = Record {
@@ -184,17 +187,14 @@ mod tests {
             auth_reason: Some("token.rejected\n".into()),
             ..Default::default()
         };
-        let names: Vec<Sample> = samples(&odd);
+        let odd = names(&odd);
         assert_eq!(
-            names[0],
-            Sample::Count(
-                "edge_requests_total.edge_route.unmatched.edge_method.other.edge_status_class.none.edge_backend.none"
-                    .into()
-            )
+            odd[0].0,
+            "edge_requests_total.edge_route.unmatched.edge_method.other.edge_status_class.none.edge_backend.none"
         );
         assert_eq!(
-            names[2],
-            Sample::Count("edge_auth_denials_total.edge_reason.token_rejected_".into())
+            odd[2].0,
+            "edge_auth_denials_total.edge_reason.token_rejected_"
         );
     }
 
@@ -219,16 +219,11 @@ mod tests {
             ..Default::default()
         };
         for sample in samples(&record) {
-            let (Sample::Count(name) | Sample::Observe(name, _)) = sample;
-            let family = name.split('.').next().unwrap_or_default();
-            assert!(NAMES.contains(&family), "{name} is not in NAMES");
-            let labels: Vec<&str> = name
-                .split(".edge_")
-                .skip(1)
-                .map(|pair| pair.split_once('.').unwrap().0)
-                .collect();
+            let family = sample.family;
+            assert!(NAMES.contains(&family), "{family} is not in NAMES");
+            let labels: Vec<&str> = sample.labels.iter().map(|(label, _)| *label).collect();
             let declared = FAMILY_LABELS.iter().find(|(f, _)| *f == family).unwrap().1;
-            assert_eq!(labels, declared, "{name}");
+            assert_eq!(labels, declared, "{family}");
         }
         assert_eq!(FAMILY_LABELS.len(), NAMES.len());
     }

@@ -4,7 +4,7 @@
 //! Envoy's attributes. Batches for the collector are shipped by [`crate::shipping`].
 
 use crate::attributes::Attributes;
-use crate::metrics::{samples, Sample, DROPPED_LINES};
+use crate::metrics::{samples, DROPPED_LINES};
 use crate::{new_traceparent, AccessLogConfig, LineBuffer, Record, Timing};
 use edge_core::host::{Host, Level};
 use edge_core::Headers;
@@ -91,10 +91,7 @@ pub fn depart<H: Host>(
         host.increment_counter(DROPPED_LINES);
     }
     for sample in samples(&record) {
-        match sample {
-            Sample::Count(name) => host.increment_counter(&name),
-            Sample::Observe(name, value) => host.record_histogram(&name, value),
-        }
+        sample.record(host);
     }
 }
 

@@ -6,6 +6,7 @@
 //! Every call returns the host's status instead of panicking: a panic in a Wasm filter kills
 //! its VM for every later request on that worker.
 
+use crate::metrics::Observation;
 #[cfg(any(test, feature = "testing"))]
 use crate::Status;
 use crate::{Client, Headers, LocalReply};
@@ -118,6 +119,16 @@ pub trait Host: SharedStore {
     fn add_to_counter(&self, name: &str, amount: u64);
     fn set_gauge(&self, name: &str, value: u64);
     fn record_histogram(&self, name: &str, value: u64);
+    /// An observation of `family` with `labels` (name, value, in the family's order). By
+    /// default the labels go in the stat name ([`crate::metrics::labelled_name`]), as a
+    /// proxy-wasm host needs; a host whose proxy has labelled metrics passes them as they are.
+    fn record_labelled(&self, family: &str, labels: &[(&str, &str)], observation: Observation) {
+        let name = crate::metrics::labelled_name(family, labels);
+        match observation {
+            Observation::Count => self.increment_counter(&name),
+            Observation::Value(value) => self.record_histogram(&name, value),
+        }
+    }
     /// The request body buffered so far (up to `size` bytes).
     fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
     /// Answers the request with a body rendered from a backend's answer (Envoy's details

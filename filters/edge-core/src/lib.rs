@@ -8,6 +8,7 @@
 pub mod grpc;
 mod headers;
 pub mod host;
+pub mod metrics;
 pub mod notes;
 mod path_template;
 mod percent;

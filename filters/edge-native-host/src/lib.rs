@@ -27,6 +27,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use edge_core::grpc::{CallEvent, CallReader};
 use edge_core::host::{GrpcRequest, Host, HostError, Level, MemoryStore, SharedStore};
+use edge_core::metrics::Observation;
 use edge_core::{Client, Headers, LocalReply};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -146,21 +147,15 @@ impl Metrics {
         Self { ids }
     }
 
-    /// A sample's family, Envoy's id for it, and its label values, from the name the cores
-    /// give it; `None` for a name of no defined family or with other labels.
-    fn lookup(&self, name: &str, kind: MetricKind) -> Option<(usize, [Buffer; MAX_LABELS], usize)> {
-        let mut parts = name.split(".edge_");
-        let family = parts.next()?;
-        let (_, defined_kind, id, label_count) =
-            *self.ids.iter().find(|(defined, ..)| *defined == family)?;
-        let mut values = [Buffer::NULL; MAX_LABELS];
-        let mut count = 0;
-        for pair in parts {
-            let value = pair.split_once('.').map_or("", |(_, value)| value);
-            *values.get_mut(count)? = Buffer::of(value.as_bytes());
-            count += 1;
-        }
-        (defined_kind == kind && count == label_count).then_some((id, values, count))
+    /// Envoy's id for `family` of `kind` with `label_count` labels (a name of no defined
+    /// family, or with other labels, has none).
+    fn id(&self, family: &str, kind: MetricKind, label_count: usize) -> Option<usize> {
+        self.ids
+            .iter()
+            .find(|(name, defined_kind, _, count)| {
+                *name == family && *defined_kind == kind && *count == label_count
+            })
+            .map(|(_, _, id, _)| *id)
     }
 }
 
@@ -579,10 +574,15 @@ impl NativeHost {
             .map_or(0, |received| received.message.len())
     }
 
-    fn metric(&self, name: &str, kind: MetricKind, value: u64) {
-        let Some((id, mut values, length)) = self.metrics.lookup(name, kind) else {
+    fn metric(&self, family: &str, kind: MetricKind, labels: &[(&str, &str)], value: u64) {
+        let Some(id) = self.metrics.id(family, kind, labels.len()) else {
             return;
         };
+        let mut values = [Buffer::NULL; MAX_LABELS];
+        for (slot, (_, value)) in values.iter_mut().zip(labels) {
+            *slot = Buffer::of(value.as_bytes());
+        }
+        let length = labels.len();
         let pointer = values.as_mut_ptr();
         unsafe {
             match (self.scope, kind) {
@@ -693,13 +693,20 @@ impl Host for NativeHost {
             .map(|value| value.to_le_bytes().to_vec())
     }
     fn add_to_counter(&self, name: &str, amount: u64) {
-        self.metric(name, MetricKind::Counter, amount);
+        self.metric(name, MetricKind::Counter, &[], amount);
     }
     fn set_gauge(&self, name: &str, value: u64) {
-        self.metric(name, MetricKind::Gauge, value);
+        self.metric(name, MetricKind::Gauge, &[], value);
     }
     fn record_histogram(&self, name: &str, value: u64) {
-        self.metric(name, MetricKind::Histogram, value);
+        self.metric(name, MetricKind::Histogram, &[], value);
+    }
+    /// Envoy defines the families with their labels: the values go as they are.
+    fn record_labelled(&self, family: &str, labels: &[(&str, &str)], observation: Observation) {
+        match observation {
+            Observation::Count => self.metric(family, MetricKind::Counter, labels, 1),
+            Observation::Value(value) => self.metric(family, MetricKind::Histogram, labels, value),
+        }
     }
     fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
         let mut body = self.body(body_type::BUFFERED_REQUEST);

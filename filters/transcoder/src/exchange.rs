@@ -79,6 +79,8 @@ struct Whole {
     /// The gRPC headers the response came with, removed when it is rewritten (removing one
     /// that is not there costs a host call all the same).
     grpc_headers: Vec<&'static str>,
+    /// The `:status` the response came with: set again only when the answer's differs.
+    status: Option<u16>,
 }
 
 /// Where a held response is rewritten: Envoy takes a body differently in each callback.
@@ -412,13 +414,10 @@ impl Exchange {
                     .into_iter()
                     .filter(|name| headers.get(name).is_some())
                     .collect();
+                whole.status = headers.get(":status").and_then(|value| value.parse().ok());
                 if !grpc && !trailers_only {
                     // Failed as a gRPC client would read it; its body is dropped.
-                    let http_status = headers
-                        .get(":status")
-                        .and_then(|value| value.parse().ok())
-                        .unwrap_or(500);
-                    whole.not_grpc = Some(http_status);
+                    whole.not_grpc = Some(whole.status.unwrap_or(500));
                 }
             }
             if trailers_only || end_of_stream {
@@ -493,10 +492,16 @@ impl Exchange {
             if whole.frames.len() > max.saturating_add(5) {
                 whole.answered = true;
                 let failure = Failure::stream_too_large(max);
-                let present = whole.grpc_headers.clone();
+                let (present, came_with) = (whole.grpc_headers.clone(), whole.status);
                 self.note_call_end(host, GrpcCode::ResourceExhausted.number());
                 self.pending = None;
-                return self.answer_in_place(host, At::Body, Err(failure), &[], &present);
+                return self.answer_in_place(
+                    host,
+                    At::Body,
+                    Err(failure),
+                    &[],
+                    (&present, came_with),
+                );
             }
             if end_of_stream {
                 // No trailers follow: a gRPC answer without its status.
@@ -734,7 +739,9 @@ impl Exchange {
         let present = std::mem::take(&mut whole.grpc_headers);
         let route = match transcoder.route(pending.route) {
             Ok(route) => route,
-            Err(failure) => return self.answer_in_place(host, at, Err(failure), &[], &present),
+            Err(failure) => {
+                return self.answer_in_place(host, at, Err(failure), &[], (&present, whole.status))
+            }
         };
         let not_grpc = whole.not_grpc.map(|http_status| {
             let code = GrpcCode::from_http_status(http_status);
@@ -780,7 +787,7 @@ impl Exchange {
             reset: code.is_none(),
         };
         let answer = self.answer(transcoder, route, &pending, call, &messages, None);
-        self.answer_in_place(host, at, answer, &metadata, &present)
+        self.answer_in_place(host, at, answer, &metadata, (&present, whole.status))
     }
 
     /// Writes `answer` over the held response (see [`Whole`]): its status, headers and body;
@@ -791,7 +798,7 @@ impl Exchange {
         at: At,
         answer: Result<(Vec<u8>, String), Failure>,
         metadata: &[(String, String)],
-        grpc_headers: &[&str],
+        (grpc_headers, came_with): (&[&str], Option<u16>),
     ) -> ResponseFlow {
         let (http_status, mut headers, body) = match answer {
             Ok((body, content_type)) => {
@@ -807,8 +814,12 @@ impl Exchange {
         };
         headers.extend(metadata.iter().cloned());
         headers.push(("content-length".to_string(), body.len().to_string()));
-        let written = host
-            .set_response_header(":status", &http_status.to_string())
+        let written = if came_with == Some(http_status) {
+            Ok(())
+        } else {
+            host.set_response_header(":status", &http_status.to_string())
+        };
+        let written = written
             .and_then(|()| {
                 headers
                     .iter()
@@ -1531,8 +1542,13 @@ mod tests {
         };
         let json: serde_json::Value = serde_json::from_slice(json).unwrap();
         assert_eq!(json["item"]["title"], "lamp");
+        assert!(
+            !calls
+                .iter()
+                .any(|call| matches!(call, Call::SetResponseHeader(name, _) if name == ":status")),
+            "the backend's 200 stays: {calls:?}"
+        );
         for expected in [
-            Call::SetResponseHeader(":status".into(), "200".into()),
             Call::SetResponseHeader("content-type".into(), "application/json".into()),
             Call::SetResponseHeader("x-backend".into(), "b1".into()),
             Call::RemoveResponseTrailer("grpc-status".into()),
@@ -1576,7 +1592,12 @@ mod tests {
         *host.response_body.borrow_mut() = b"no healthy upstream".to_vec();
         exchange.on_response_body(&host, &t, 19, true, true);
         let calls = host.calls();
-        assert!(calls.contains(&Call::SetResponseHeader(":status".into(), "503".into())));
+        assert!(
+            !calls
+                .iter()
+                .any(|call| matches!(call, Call::SetResponseHeader(name, _) if name == ":status")),
+            "Envoy's 503 stays: {calls:?}"
+        );
         let written = calls.iter().rev().find_map(|call| match call {
             Call::ReplaceResponseBody(body) if !body.is_empty() => Some(body.clone()),
             _ => None,

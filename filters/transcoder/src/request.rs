@@ -34,7 +34,13 @@ pub struct Pending {
     pub timeout: Duration,
     /// The cluster auth's rollout chose (the backend header), if the route is being rolled out.
     pub backend: Option<String>,
+    /// Which of [`BODY_HEADERS`] the client sent: only those need removing (each header
+    /// edit is a host call).
+    pub body_headers: Vec<&'static str>,
 }
+
+/// What a client says of its own body, moot once the body becomes the gRPC message.
+pub const BODY_HEADERS: [&str; 2] = ["content-length", "content-encoding"];
 
 /// What to do with a request's headers.
 #[derive(Debug)]
@@ -175,6 +181,10 @@ impl Transcoder {
             .server_streaming
             .then(|| Framing::of_accept(headers.get("accept")));
         let pending = Pending {
+            body_headers: BODY_HEADERS
+                .into_iter()
+                .filter(|name| headers.contains(name))
+                .collect(),
             route: index,
             bindings,
             query: path.split_once('?').map(|(_, q)| q.to_string()),
@@ -332,7 +342,7 @@ impl Pending {
     pub fn grpc_request_headers(
         &self,
         route: &Route,
-    ) -> ([(&'static str, String); 6], [&'static str; 2]) {
+    ) -> ([(&'static str, String); 6], &[&'static str]) {
         (
             [
                 (":path", route.grpc_path()),
@@ -342,8 +352,7 @@ impl Pending {
                 ("grpc-timeout", self.deadline()),
                 (edge_core::TRANSCODED_HEADER, "json".to_string()),
             ],
-            // The body becomes the gRPC message; what the client said of its own is moot.
-            ["content-length", "content-encoding"],
+            &self.body_headers,
         )
     }
 }
