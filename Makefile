@@ -30,7 +30,7 @@ export ISTIOD_BIN
 export EDGE_WASM_DIR := $(WASM_DIR)
 export EDGE_BIN_DIR := $(BIN_DIR)
 
-.PHONY: help run mesh test build wasm native services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger grpcurl grpc-gateway-peer config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check eg-crds postgres prometheus observe policy clean
+.PHONY: help run mesh test build wasm native services toolchain envoy istiod openapi-tools api-docs storefront chromium jaeger grpcurl egctl grpc-gateway-peer config digests lint protos-check bench soak profile fuzz images cluster deploy istio-check eg-crds postgres prometheus observe policy clean
 
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -92,7 +92,7 @@ fuzz: envoy wasm services openapi-tools ## The property tests with many more cas
 	EDGE_SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) cargo test --locked -p edge-e2e --test openapi -- --nocapture
 
 # `test` does not render the config: it checks that the committed envoy/envoy.yaml is fresh.
-build: envoy istiod wasm native services postgres prometheus openapi-tools api-docs storefront chromium jaeger grpcurl
+build: envoy istiod wasm native services postgres prometheus openapi-tools api-docs storefront chromium jaeger grpcurl egctl
 
 postgres: ## Debian's PostgreSQL server, for the end-to-end test on PostgreSQL (not started).
 	./services/install-postgres.sh
@@ -227,6 +227,10 @@ APPLIED := namespaces.yaml services.yaml gateway.yaml authorization.yaml stats.y
 EG_VERSION := v1.8.0
 EG_MODULE_SUM := h1:pn5TYSteO1zZjUMPVXGY7ayFDhZAZZWAQ+yDgVzj78o=
 EG_CRDS := $(CURDIR)/target/tools/envoy-gateway-crds-$(EG_VERSION)
+# egctl, whose translator (`egctl x translate`) is Envoy Gateway's own: tests/e2e/tests/istio.rs
+# runs Envoy on what it builds from istio/envoy-gateway.
+EGCTL_BIN := $(CURDIR)/target/tools/egctl-$(EG_VERSION)/egctl
+export EGCTL_BIN
 EG_CRD_FILES := $(addprefix $(EG_CRDS)/,gateway.envoyproxy.io_envoyproxies.yaml gateway.envoyproxy.io_envoyextensionpolicies.yaml gatewayapi-crds.yaml)
 EG_CHECK = PYTHONPATH=$(ISTIO_TOOLS)/python python3 istio/validate/crds.py $(EG_CRD_FILES) --
 eg-crds: $(EG_CRDS)/gatewayapi-crds.yaml
@@ -238,6 +242,12 @@ $(EG_CRDS)/gatewayapi-crds.yaml:
 	rm -rf $(EG_CRDS).partial && mkdir -p $(EG_CRDS).partial && \
 	cp $$crds/generated/gateway.envoyproxy.io_envoyproxies.yaml $$crds/generated/gateway.envoyproxy.io_envoyextensionpolicies.yaml $$crds/gatewayapi-crds.yaml $(EG_CRDS).partial/ && \
 	rm -rf $(EG_CRDS) && mv $(EG_CRDS).partial $(EG_CRDS)
+
+egctl: $(EGCTL_BIN) ## Envoy Gateway's egctl v1.8.0, built with Go into target/tools (its translator checks istio/envoy-gateway).
+
+$(EGCTL_BIN):
+	# Without cgo, as Envoy Gateway releases it (its container-storage dependency wants btrfs headers).
+	CGO_ENABLED=0 ./envoy/install-go-tool.sh egctl github.com/envoyproxy/gateway $(EG_VERSION) cmd/egctl >/dev/null
 
 istio-check: istiod eg-crds
 	@test -d $(ISTIO_TOOLS)/node_modules/@kubernetes-models/istio || { mkdir -p $(ISTIO_TOOLS) && cp istio/validate/package.json $(ISTIO_TOOLS)/ && npm install --silent --no-audit --no-fund --prefix $(ISTIO_TOOLS); }
