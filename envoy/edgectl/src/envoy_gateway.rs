@@ -22,9 +22,9 @@
 //! `metrics_namespace`: the filters' metrics are `dynamicmodulescustom.*`, not `wasmcustom.*`.
 //! Not carried over from the Istio variants: the CORS policy, the web protocols' filters, the
 //! rate limits, the trace context, the AuthorizationPolicies, the buffer filter before the
-//! router (Envoy Gateway has no place for one after a dynamic module: a JSON request with a
-//! body would reach the router before the transcoder rewrote it), and the connection
-//! manager's settings (Envoy Gateway's own policies would).
+//! router (Envoy Gateway has no place for one after a dynamic module, and the native
+//! transcoder holds a request's headers until their body is in), and the connection manager's
+//! settings (Envoy Gateway's own policies would).
 
 use crate::istio::{documents_under, fqdn};
 use crate::{EdgeConfig, FilterModule, Slot, Target, GENERATED_NOTICE, NATIVE_ENVOY_VERSION};

@@ -357,4 +357,5 @@ unsafe extern "C" {
     pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: EnvoyFilter);
     pub fn envoy_dynamic_module_callback_http_filter_continue_encoding(filter: EnvoyFilter);
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: EnvoyFilter);
+    pub fn envoy_dynamic_module_callback_http_set_buffer_limit(filter: EnvoyFilter, limit: u64);
 }

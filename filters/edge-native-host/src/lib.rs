@@ -263,6 +263,14 @@ impl NativeHost {
         }
     }
 
+    /// Raises (or lowers) how much of the stream Envoy holds for the filters: the listener's
+    /// per-connection limit otherwise.
+    pub fn set_buffer_limit(&self, limit: u64) {
+        if let Ok(filter) = self.filter() {
+            unsafe { abi::envoy_dynamic_module_callback_http_set_buffer_limit(filter, limit) };
+        }
+    }
+
     fn filter(&self) -> Result<EnvoyFilter, HostError> {
         match self.scope {
             Scope::Filter(filter) => Ok(filter),

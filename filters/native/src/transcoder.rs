@@ -6,13 +6,17 @@
 //! returns), so a live stream's pieces are always `resumed` and a hold is a continue.
 
 use crate::{flow as flow_of, FilterConfig, StreamFilter};
-use edge_core::host::Level;
+use edge_core::host::{Flow, Level};
 use edge_native_host::abi::{status, EnvoyConfig, EnvoyFilter};
 use edge_native_host::{log, Metrics, NativeHost, Scope};
 use edge_transcoder::{Exchange, ResponseFlow, Transcoder, TranscoderConfig};
 use std::sync::Arc;
 
 pub(crate) const NAME: &str = "transcoder";
+
+/// Room over `max_body_bytes` in Envoy's buffer: the transcoder refuses a larger body itself,
+/// with its JSON error, before Envoy's own 413 could.
+const BODY_SLACK_BYTES: usize = 64 * 1024;
 
 struct Config {
     transcoder: Arc<Transcoder>,
@@ -70,6 +74,18 @@ impl StreamFilter for Filter {
             .exchange
             .on_request_headers(&self.host, &self.transcoder, end_of_stream);
         self.host.settle_route();
+        if flow == Flow::Continue && self.exchange.awaits_body() {
+            // The headers wait here for the body they are rewritten with, which this filter
+            // holds itself (no buffer filter needed after it; Envoy Gateway has none), with
+            // room for the largest body the transcoder takes and the framing it adds.
+            let limit = self
+                .transcoder
+                .config
+                .max_body_bytes
+                .saturating_add(BODY_SLACK_BYTES);
+            self.host.set_buffer_limit(limit as u64);
+            return status::STOP;
+        }
         flow_of(flow)
     }
 

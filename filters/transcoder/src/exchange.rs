@@ -154,6 +154,14 @@ pub enum ResponseFlow {
 const END_RESERVE_BYTES: usize = 1024;
 
 impl Exchange {
+    /// A request to transcode whose body is still to come (nothing has been sent for it
+    /// yet): a host that can hold the headers and still read the body (a native filter;
+    /// proxy-wasm's pause stops the body too) holds them until then, so that no buffer filter
+    /// has to after it.
+    pub fn awaits_body(&self) -> bool {
+        self.pending.is_some() && self.whole.is_none() && self.live.is_none() && self.call.is_none()
+    }
+
     /// The request's headers (`end_of_stream`: no body follows).
     pub fn on_request_headers<H: Host>(
         &mut self,
@@ -214,8 +222,8 @@ impl Exchange {
                     let _ = host.set_request_header(trace::ROUTE_HEADER, route.template.as_str());
                 }
                 // Proxy-wasm can rewrite the request's headers only now. A host that transcodes
-                // in place does it once the body is in, so that until then the request keeps
-                // its own route, whose buffer filter holds it with its own, larger, limit.
+                // in place does it once the body is in, holding the headers until then
+                // ([`Exchange::awaits_body`]).
                 if pending.through_router && !(body_follows && transcoder.in_place) {
                     if let Err(failure) = rewrite_request_headers(host, route, &pending) {
                         return self.fail(host, failure);
@@ -1495,6 +1503,31 @@ mod tests {
             assert!(calls.contains(&expected), "{expected:?} in {calls:?}");
         }
         assert!(host.grpc_calls().is_empty(), "no callout");
+    }
+
+    #[test]
+    fn a_request_awaits_its_body_until_it_is_in_and_a_bodiless_one_never_does() {
+        let t = transcoder().in_place();
+        let mut host = RecordingHost::with_headers(&[
+            (":method", "POST"),
+            (":path", "/catalog/items:watch"),
+            ("content-type", "application/json"),
+        ]);
+        host.body = br#"{"max_items":2}"#.to_vec();
+        let mut exchange = Exchange::default();
+        assert_eq!(
+            exchange.on_request_headers(&host, &t, false),
+            Flow::Continue
+        );
+        assert!(exchange.awaits_body(), "the headers wait for the body");
+        exchange.on_request_body(&host, &t, host.body.len(), true);
+        assert!(!exchange.awaits_body(), "sent on with its body");
+        let (get, _) = in_place_get(&t);
+        assert!(!get.awaits_body(), "nothing to wait for");
+        let passing = RecordingHost::with_headers(&[(":method", "GET"), (":path", "/healthz")]);
+        let mut other = Exchange::default();
+        other.on_request_headers(&passing, &t, false);
+        assert!(!other.awaits_body(), "not transcoded");
     }
 
     #[test]
