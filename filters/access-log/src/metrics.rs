@@ -76,14 +76,17 @@ pub struct Sample<'r> {
 }
 
 impl Sample<'_> {
-    /// Records the sample through `host`.
-    pub fn record<H: Host>(&self, host: &H) {
-        let labels: Vec<(&str, &str)> = self
-            .labels
+    /// The labels as (name, value) pairs, as a host takes them.
+    pub fn label_pairs(&self) -> Vec<(&str, &str)> {
+        self.labels
             .iter()
             .map(|(label, value)| (*label, value.as_ref()))
-            .collect();
-        host.record_labelled(self.family, &labels, self.observation);
+            .collect()
+    }
+
+    /// Records the sample through `host`.
+    pub fn record<H: Host>(&self, host: &H) {
+        host.record_labelled(self.family, &self.label_pairs(), self.observation);
     }
 }
 
@@ -151,12 +154,10 @@ mod tests {
         samples(record)
             .iter()
             .map(|sample| {
-                let labels: Vec<(&str, &str)> = sample
-                    .labels
-                    .iter()
-                    .map(|(label, value)| (*label, value.as_ref()))
-                    .collect();
-                (labelled_name(sample.family, &labels), sample.observation)
+                (
+                    labelled_name(sample.family, &sample.label_pairs()),
+                    sample.observation,
+                )
             })
             .collect()
     }
