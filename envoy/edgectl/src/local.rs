@@ -25,6 +25,9 @@ impl EdgeConfig {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "ingress",
             "codec_type": "AUTO",
+            // As on Istio's gateway (every connection manager istiod builds has it): WebSocket
+            // upgrades go through the filters, where the native transcoder serves streams.
+            "upgrade_configs": [{ "upgrade_type": "websocket" }],
             "route_config": {
                 "name": "edge",
                 "virtual_hosts": [virtual_host]

@@ -202,6 +202,19 @@ unsafe extern "C" {
         filter: EnvoyFilter,
         body_type: u32,
     ) -> usize;
+    /// Starts a response of the filter's own (`:status` among `headers`), to be followed by
+    /// [`envoy_dynamic_module_callback_http_send_response_data`] unless `end_stream`.
+    pub fn envoy_dynamic_module_callback_http_send_response_headers(
+        filter: EnvoyFilter,
+        headers: *mut Header,
+        headers_size: usize,
+        end_stream: bool,
+    );
+    pub fn envoy_dynamic_module_callback_http_send_response_data(
+        filter: EnvoyFilter,
+        data: Buffer,
+        end_stream: bool,
+    );
     pub fn envoy_dynamic_module_callback_http_get_body_chunks(
         filter: EnvoyFilter,
         body_type: u32,

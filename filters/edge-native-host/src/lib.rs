@@ -442,10 +442,90 @@ impl NativeHost {
             .flatten()
     }
 
+    /// Opens a call whose messages are sent later ([`Self::send_on_call`]), with no deadline
+    /// (a WebSocket's call lasts as long as the socket): its answer comes to [`Self::on_call`]
+    /// as any call's.
+    pub fn open_call(&self, request: GrpcRequest<'_>) -> Result<u32, HostError> {
+        self.start_call(request, None, false)
+    }
+
+    /// Sends `data` (gRPC frames) on an open call; `end`: the call's request side ends here.
+    pub fn send_on_call(&self, token: u32, data: &[u8], end: bool) -> Result<(), HostError> {
+        let filter = self.filter()?;
+        let stream = self
+            .calls
+            .try_borrow()
+            .map_err(|_| HostError::INTERNAL_FAILURE)?
+            .open
+            .iter()
+            .find(|(_, (open, _))| *open == token)
+            .map(|(stream, _)| *stream)
+            .ok_or(HostError::NOT_FOUND)?;
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_stream_send_data(
+                filter,
+                stream,
+                Buffer::of(data),
+                end,
+            )
+        }
+        .then_some(())
+        .ok_or(HostError::NOT_FOUND)
+    }
+
+    /// Starts the filter's own response with `headers` (`:status` among them), its body to
+    /// follow in [`Self::send_response_data`] unless `end`.
+    pub fn send_response_headers(&self, headers: &[(&str, &str)], end: bool) {
+        if let Ok(filter) = self.filter() {
+            let mut headers: Vec<Header> = headers
+                .iter()
+                .map(|(name, value)| Header::of(name, value))
+                .collect();
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_send_response_headers(
+                    filter,
+                    headers.as_mut_ptr(),
+                    headers.len(),
+                    end,
+                )
+            }
+        }
+    }
+
+    /// More of the filter's own response body; `end`: its last.
+    pub fn send_response_data(&self, data: &[u8], end: bool) {
+        if let Ok(filter) = self.filter() {
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_send_response_data(
+                    filter,
+                    Buffer::of(data),
+                    end,
+                )
+            }
+        }
+    }
+
+    /// In a request-body callback: the piece that came, taken out of Envoy's way (nothing of
+    /// it goes on to the next filter).
+    pub fn take_request_chunk(&self) -> Vec<u8> {
+        let chunk = self.body(body_type::RECEIVED_REQUEST);
+        if let Ok(filter) = self.filter() {
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_drain_body(
+                    filter,
+                    body_type::RECEIVED_REQUEST,
+                    chunk.len(),
+                )
+            };
+        }
+        chunk
+    }
+
     fn start_call(
         &self,
         request: GrpcRequest<'_>,
         timeout: Option<Duration>,
+        end_stream: bool,
     ) -> Result<u32, HostError> {
         let path = format!("/{}/{}", request.service, request.method);
         let authority = edge_core::cluster_authority(request.cluster);
@@ -477,7 +557,7 @@ impl NativeHost {
                         headers.as_mut_ptr(),
                         headers.len(),
                         Buffer::of(&body),
-                        true,
+                        end_stream,
                         timeout_ms,
                     )
                 }
@@ -489,7 +569,7 @@ impl NativeHost {
                         headers.as_mut_ptr(),
                         headers.len(),
                         Buffer::of(&body),
-                        true,
+                        end_stream,
                         timeout_ms,
                     )
                 }
@@ -798,10 +878,10 @@ impl Host for NativeHost {
         }
     }
     fn grpc_call(&self, request: GrpcRequest<'_>, timeout: Duration) -> Result<u32, HostError> {
-        self.start_call(request, Some(timeout))
+        self.start_call(request, Some(timeout), true)
     }
     fn grpc_stream(&self, request: GrpcRequest<'_>) -> Result<u32, HostError> {
-        self.start_call(request, None)
+        self.start_call(request, None, true)
     }
     fn grpc_cancel(&self, token: u32) {
         let stream = self.calls.try_borrow_mut().ok().and_then(|mut calls| {

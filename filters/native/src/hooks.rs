@@ -284,9 +284,24 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_
     unsafe { config(config_pointer) }.call(stream, CallPart::Reset);
 }
 
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _envoy: EnvoyFilter,
+    module: *mut c_void,
+) {
+    unsafe { filter(module) }.client_slow();
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _envoy: EnvoyFilter,
+    module: *mut c_void,
+) {
+    unsafe { filter(module) }.client_ready();
+}
+
 // Hooks Envoy resolves that no filter here needs: one-shot callouts (calls go out as streams,
-// to read gRPC trailers), per-stream scheduling, write-buffer watermarks (the router's flow
-// control applies), and one-shot config callouts.
+// to read gRPC trailers), per-stream scheduling, and one-shot config callouts.
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
@@ -319,19 +334,5 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     _envoy: EnvoyFilter,
     _module: *mut c_void,
     _event: u64,
-) {
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
-    _envoy: EnvoyFilter,
-    _module: *mut c_void,
-) {
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
-    _envoy: EnvoyFilter,
-    _module: *mut c_void,
 ) {
 }

@@ -50,6 +50,10 @@ trait StreamFilter {
     fn complete(&mut self) {}
     /// A part of the answer to a call this stream made.
     fn call(&mut self, _stream: u64, _part: CallPart<'_>) {}
+    /// The client's connection holds more than its high watermark of what was written to it.
+    fn client_slow(&mut self) {}
+    /// The client's connection drained below its low watermark.
+    fn client_ready(&mut self) {}
 }
 
 /// A configuration for `name` from its JSON `config`; the error says why there is none.

@@ -6,9 +6,10 @@
 //! returns), so a live stream's pieces are always `resumed` and a hold is a continue.
 
 use crate::{flow as flow_of, FilterConfig, StreamFilter};
-use edge_core::host::{Flow, Level};
+use edge_core::host::{Flow, GrpcRequest, Host, HostError, Level};
 use edge_native_host::abi::{status, EnvoyConfig, EnvoyFilter};
-use edge_native_host::{log, Metrics, NativeHost, Scope};
+use edge_native_host::{log, CallPart, Delivery, Metrics, NativeHost, Scope};
+use edge_transcoder::websocket::SocketStep;
 use edge_transcoder::{Exchange, ResponseFlow, Transcoder, TranscoderConfig};
 use std::sync::Arc;
 
@@ -29,8 +30,9 @@ pub(crate) fn configure(
 ) -> Result<Box<dyn FilterConfig>, String> {
     let config = serde_json::from_slice::<TranscoderConfig>(config)
         .map_err(|e| format!("invalid transcoder configuration: {e}"))?;
-    // Every call through Envoy's router: this host can give a GET its message as a body.
-    let transcoder = Transcoder::new(config)?.in_place();
+    // Every call through Envoy's router: this host can give a GET its message as a body. It
+    // can also answer a stream itself and end a call's request side: WebSockets.
+    let transcoder = Transcoder::new(config)?.in_place().with_sockets();
     log(
         Level::Info,
         &format!("transcoding {} HTTP route(s)", transcoder.routes().len()),
@@ -47,6 +49,7 @@ impl FilterConfig for Config {
             host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone()),
             transcoder: self.transcoder.clone(),
             exchange: Exchange::default(),
+            socket_call: None,
         })
     }
 }
@@ -55,6 +58,67 @@ struct Filter {
     host: NativeHost,
     transcoder: Arc<Transcoder>,
     exchange: Exchange,
+    /// A WebSocket's call, while it is open.
+    socket_call: Option<u32>,
+}
+
+impl Filter {
+    /// Opens the call of a WebSocket the request upgraded to and answers the upgrade; `None`
+    /// when the request is no WebSocket.
+    fn open_socket(&mut self) -> Option<u32> {
+        let socket = self.exchange.socket()?;
+        let opened = match socket.route(&self.transcoder) {
+            Ok(route) => {
+                let call = socket.call(route);
+                self.host
+                    .open_call(GrpcRequest {
+                        cluster: call.cluster,
+                        service: call.service,
+                        method: call.method,
+                        metadata: call.metadata,
+                        messages: &[],
+                    })
+                    .map(|token| (token, call.cluster.to_string()))
+            }
+            Err(_) => Err(HostError::NOT_FOUND),
+        };
+        match opened {
+            Ok((token, cluster)) => {
+                self.socket_call = Some(token);
+                self.host.send_response_headers(&socket.accepted(), false);
+                self.exchange.on_socket_opened(&self.host, &cluster);
+            }
+            Err(error) => self.exchange.on_socket_unopened(&self.host, error),
+        }
+        Some(status::STOP)
+    }
+
+    /// Carries out what the socket decided.
+    fn run(&mut self, steps: Vec<SocketStep>) {
+        for step in steps {
+            match step {
+                SocketStep::ToBackend { data, end } => {
+                    let sent = self
+                        .socket_call
+                        .ok_or(HostError::NOT_FOUND)
+                        .and_then(|token| self.host.send_on_call(token, &data, end));
+                    if let Err(error) = sent {
+                        // The call has ended: its close comes (or came) to `call`.
+                        self.host.log(
+                            Level::Debug,
+                            &format!("a WebSocket message found its call closed: {error}"),
+                        );
+                    }
+                }
+                SocketStep::ToClient { data, end } => self.host.send_response_data(&data, end),
+                SocketStep::CancelCall => {
+                    if let Some(token) = self.socket_call.take() {
+                        self.host.grpc_cancel(token);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The hook's status for `flow`; `waiting`: what stops a callback that waits (the headers
@@ -73,6 +137,9 @@ impl StreamFilter for Filter {
         let flow = self
             .exchange
             .on_request_headers(&self.host, &self.transcoder, end_of_stream);
+        if let Some(status) = self.open_socket() {
+            return status;
+        }
         self.host.settle_route();
         if flow == Flow::Continue && self.exchange.awaits_body() {
             // The headers wait here for the body they are rewritten with, which this filter
@@ -90,6 +157,16 @@ impl StreamFilter for Filter {
     }
 
     fn request_body(&mut self, end_of_stream: bool) -> u32 {
+        if let Some(socket) = self.exchange.socket() {
+            let bytes = self.host.take_request_chunk();
+            let mut steps = socket.client_sent(&self.transcoder, &bytes);
+            if end_of_stream {
+                // The connection ended without the closing handshake.
+                steps.extend(socket.gone());
+            }
+            self.run(steps);
+            return status::STOP_NO_BUFFER;
+        }
         let size = self.host.request_body_arrived();
         let flow = self
             .exchange
@@ -121,6 +198,68 @@ impl StreamFilter for Filter {
                 .on_response_trailers(&self.host, &self.transcoder),
             status::STOP,
         )
+    }
+
+    fn client_slow(&mut self) {
+        if let Some(socket) = self.exchange.socket() {
+            socket.client_slow();
+        }
+    }
+
+    fn client_ready(&mut self) {
+        if let Some(socket) = self.exchange.socket() {
+            let steps = socket.client_ready();
+            self.run(steps);
+        }
+    }
+
+    fn complete(&mut self) {
+        // A socket whose client went away: its call is cancelled.
+        if let Some(token) = self.socket_call.take() {
+            self.host.grpc_cancel(token);
+        }
+    }
+
+    /// The answer of a WebSocket's call: each message a text frame, its status the close.
+    fn call(&mut self, stream: u64, part: CallPart<'_>) {
+        let Filter {
+            host,
+            transcoder,
+            exchange,
+            ..
+        } = self;
+        let mut steps = Vec::new();
+        let mut closed = None;
+        host.on_call(stream, part, |_, delivery| {
+            let Some(socket) = exchange.socket() else {
+                return;
+            };
+            match delivery {
+                Delivery::Message(size) => match host.grpc_received(size) {
+                    Ok(message) => steps.extend(socket.backend_sent(transcoder, &message)),
+                    Err(error) => host.log(
+                        Level::Warn,
+                        &format!("cannot read a WebSocket call's message: {error}"),
+                    ),
+                },
+                Delivery::Close(code) => {
+                    let status = transcoder.backend_error(
+                        code,
+                        host.grpc_status_message(),
+                        host.grpc_metadata(false, "grpc-status-details-bin")
+                            .as_deref(),
+                    );
+                    steps.extend(socket.closed_by_backend(&status));
+                    closed = Some(code);
+                }
+                Delivery::Metadata { .. } => {}
+            }
+        });
+        if let Some(code) = closed {
+            self.socket_call = None;
+            self.exchange.on_socket_closed(&self.host, code);
+        }
+        self.run(steps);
     }
 }
 

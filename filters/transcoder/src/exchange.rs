@@ -3,6 +3,7 @@
 //! (over [`Host`]); the glue of a target only forwards its callbacks.
 
 use crate::stream::Framing;
+use crate::websocket::Socket;
 use crate::{BodyPlan, Encoding, Failure, FinishedCall, HeadersPlan, Note, Pending, Transcoder};
 use edge_core::grpc;
 use edge_core::host::{Flow, GrpcRequest, Host, HostError, Level};
@@ -38,6 +39,8 @@ pub struct Exchange {
     whole: Option<Whole>,
     /// A gRPC call with JSON messages, while its response comes back.
     grpc_json: Option<GrpcJsonCall>,
+    /// A WebSocket carrying a stream, from its upgrade on (the glue opens and carries it).
+    socket: Option<Socket>,
 }
 
 /// A gRPC call with JSON messages (`application/grpc+json`) on its way through the router.
@@ -202,6 +205,22 @@ impl Exchange {
                     host.log(Level::Error, &format!("cannot send response: {error}"));
                     host.reset_request();
                 }
+                Flow::Pause
+            }
+            HeadersPlan::Socket {
+                route,
+                pending,
+                accept,
+            } => {
+                self.note.route(route);
+                self.socket = Some(Socket::new(
+                    pending,
+                    accept,
+                    transcoder.config.max_body_bytes,
+                    transcoder.config.buffer_limit_bytes,
+                ));
+                // Nothing goes on to the router: the glue opens the call and answers the
+                // upgrade itself.
                 Flow::Pause
             }
             HeadersPlan::Refuse { route, failure } => {
@@ -614,6 +633,34 @@ impl Exchange {
         if let Some(token) = self.call.take() {
             host.grpc_cancel(token);
         }
+    }
+
+    /// The WebSocket this request upgraded to, if it did.
+    pub fn socket(&mut self) -> Option<&mut Socket> {
+        self.socket.as_mut()
+    }
+
+    /// The socket's call is open, to `cluster`.
+    pub fn on_socket_opened<H: Host>(&mut self, host: &H, cluster: &str) {
+        self.dispatched_at = host.now();
+        self.note.0.upstream_cluster = cluster.to_string();
+        self.note.record(host);
+    }
+
+    /// The socket's call could not be opened: the upgrade is refused.
+    pub fn on_socket_unopened<H: Host>(&mut self, host: &H, error: HostError) {
+        host.log(
+            Level::Warn,
+            &format!("cannot open the WebSocket's call: {error}"),
+        );
+        self.socket = None;
+        self.fail(host, Failure::backend_unreachable());
+    }
+
+    /// The socket's call ended with `status_code` (the client is told by the close frame).
+    pub fn on_socket_closed<H: Host>(&mut self, host: &H, status_code: u32) {
+        self.note_call_end(host, status_code);
+        self.note.record(host);
     }
 
     /// The backend call closed with `status_code`: answer the client.

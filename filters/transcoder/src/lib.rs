@@ -13,6 +13,7 @@ mod message;
 mod outcome;
 mod request;
 pub mod stream;
+pub mod websocket;
 
 use base64::Engine;
 pub use config::{ApiDescription, PrintOptions, TranscoderConfig};
@@ -270,6 +271,9 @@ pub struct Transcoder {
     /// bodiless request a body and hold a whole response (the native module). See
     /// [`Transcoder::in_place`].
     pub(crate) in_place: bool,
+    /// WebSocket upgrades to client and bidirectional streams are served (by a host that can
+    /// answer a stream itself and end a call's request side: the native module).
+    pub(crate) sockets: bool,
 }
 
 impl Transcoder {
@@ -318,6 +322,7 @@ impl Transcoder {
             pool,
             config,
             in_place: false,
+            sockets: false,
         })
     }
 
@@ -328,6 +333,12 @@ impl Transcoder {
     /// messages) is held and rewritten whole.
     pub fn in_place(mut self) -> Self {
         self.in_place = true;
+        self
+    }
+
+    /// The transcoder for a host that serves WebSockets ([`crate::websocket`]).
+    pub fn with_sockets(mut self) -> Self {
+        self.sockets = true;
         self
     }
 

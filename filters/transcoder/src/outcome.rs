@@ -119,6 +119,11 @@ impl Failure {
         )
     }
 
+    /// A WebSocket upgrade that cannot be served, refused before any socket opens.
+    pub fn socket_refused(reply: LocalReply) -> Self {
+        Self::local(FailureKind::BadRequest, reply)
+    }
+
     /// The request could not be turned into the backend's message.
     pub fn bad_request(status: Status) -> Self {
         Self::local(FailureKind::BadRequest, LocalReply::new(status))

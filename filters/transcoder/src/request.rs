@@ -6,7 +6,7 @@ use crate::stream::Framing;
 use crate::{Encoding, Failure, Route, Transcoder};
 use edge_core::host::Host;
 use edge_core::notes::{self, TranscodeNote};
-use edge_core::{trace, Client, Headers, LocalReply};
+use edge_core::{trace, Client, GrpcCode, Headers, LocalReply};
 use std::time::Duration;
 
 /// A matched request, kept until the backend answers.
@@ -39,6 +39,18 @@ pub struct Pending {
     pub body_headers: Vec<&'static str>,
 }
 
+/// The refusal of a WebSocket to what takes one message from the client (`what`: the method or
+/// the path).
+fn socket_carries_streams_only(what: &str) -> LocalReply {
+    LocalReply::error(
+        GrpcCode::InvalidArgument,
+        format!(
+            "{what} takes one message from the client: WebSocket carries client and \
+             bidirectional streams only"
+        ),
+    )
+}
+
 /// What a client says of its own body, moot once the body becomes the gRPC message.
 pub const BODY_HEADERS: [&str; 2] = ["content-length", "content-encoding"];
 
@@ -56,6 +68,13 @@ pub enum HeadersPlan<'t> {
     Refuse {
         route: Option<&'t Route>,
         failure: Failure,
+    },
+    /// A WebSocket for a client- or bidirectional-streaming method: open the call, answer
+    /// the upgrade with `accept`, then carry its messages (see [`crate::websocket`]).
+    Socket {
+        route: &'t Route,
+        pending: Pending,
+        accept: String,
     },
     /// Transcode: call the backend at once, or once the body is in (`body_follows`).
     Transcode {
@@ -120,12 +139,25 @@ impl Transcoder {
                 return HeadersPlan::Describe(&description.document);
             }
         }
-        let (route, index, bindings) = match self.lookup(method, path) {
+        // A WebSocket's upgrade is a GET whatever the method's binding: streams that take
+        // messages from the client are bound to POST.
+        let socket = crate::websocket::is_upgrade(headers);
+        let (route, index, bindings) = match self.lookup(if socket { "POST" } else { method }, path)
+        {
             crate::Lookup::Matched {
                 route,
                 index,
                 bindings,
             } => (route, index, bindings),
+            crate::Lookup::Unrouted(edge_core::RouteError::MethodNotAllowed { .. }) if socket => {
+                // Bound, but not to POST: no stream from the client to carry.
+                return HeadersPlan::Refuse {
+                    route: None,
+                    failure: Failure::socket_refused(socket_carries_streams_only(
+                        path.split_once('?').map_or(path, |(path, _)| path),
+                    )),
+                };
+            }
             crate::Lookup::Unrouted(error) => {
                 return HeadersPlan::Refuse {
                     route: None,
@@ -154,6 +186,9 @@ impl Transcoder {
                 metadata.push(("traceparent".to_string(), traceparent));
                 span_route = true;
             }
+        }
+        if socket {
+            return self.plan_socket(headers, route, index, bindings, path, metadata);
         }
         let content_type = (!content_type.is_empty()).then_some(content_type);
         let request_encoding = if end_of_stream && !route.raw_request {
@@ -224,6 +259,66 @@ impl Transcoder {
             pending,
             span_route,
             body_follows: !end_of_stream,
+        }
+    }
+
+    /// The plan for a WebSocket upgrade to `route`.
+    fn plan_socket<'t>(
+        &'t self,
+        headers: &Headers,
+        route: &'t Route,
+        index: usize,
+        bindings: Vec<(String, String)>,
+        path: &str,
+        metadata: Vec<(String, String)>,
+    ) -> HeadersPlan<'t> {
+        let refuse = |reply| HeadersPlan::Refuse {
+            route: Some(route),
+            failure: Failure::socket_refused(reply),
+        };
+        if !self.sockets {
+            return refuse(
+                LocalReply::error(
+                    GrpcCode::Unimplemented,
+                    "WebSocket is served by the native build of the edge filters \
+                 (EDGE_TARGET=native); call the method with a JSON array body here",
+                )
+                .with_http_status(501),
+            );
+        }
+        if !route.client_streaming {
+            return refuse(socket_carries_streams_only(&route.grpc_path()));
+        }
+        let accept = match crate::websocket::accept(headers) {
+            Ok(accept) => accept,
+            Err(failure) => {
+                return HeadersPlan::Refuse {
+                    route: Some(route),
+                    failure,
+                }
+            }
+        };
+        let pending = Pending {
+            route: index,
+            bindings,
+            query: path.split_once('?').map(|(_, q)| q.to_string()),
+            metadata,
+            request_encoding: Encoding::Json,
+            content_type: None,
+            response_encoding: Encoding::Json,
+            framing: None,
+            through_router: false,
+            timeout: self.call_timeout(headers.get("grpc-timeout")),
+            backend: route
+                .rollout
+                .as_ref()
+                .and_then(|_| headers.value(&self.config.backend_header)),
+            body_headers: Vec::new(),
+        };
+        HeadersPlan::Socket {
+            route,
+            pending,
+            accept,
         }
     }
 

@@ -70,6 +70,7 @@ fn routes_come_from_annotations_of_listed_services_only() {
             "POST /auth/signup -> /authority.AuthorityService/Signup @authority",
             "POST /catalog/items -> /catalog.CatalogService/CreateItem @catalog",
             "POST /catalog/items/{id}:purchase -> /catalog.CatalogService/PurchaseItem @catalog",
+            "POST /catalog/items:batchCreate -> /catalog.CatalogService/CreateItems @catalog",
             "POST /catalog/items:watch -> /catalog.CatalogService/WatchItems @catalog",
             "PUT /catalog/items/{id}/image -> /catalog.CatalogService/PutItemImage @catalog",
         ]

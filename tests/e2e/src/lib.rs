@@ -834,6 +834,48 @@ pub(crate) async fn fetch_json(request: reqwest::RequestBuilder) -> Option<Value
     request.send().await.ok()?.json().await.ok()
 }
 
+/// A WebSocket to the edge, as a client library opens one.
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to `url` (`ws://…`) with `headers`, as a client library does: the
+/// handshake's answer is checked by the library (`101`, `Upgrade`, `Sec-WebSocket-Accept`).
+pub async fn connect_websocket(
+    url: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<WebSocket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("a WebSocket request");
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, value.parse().expect("header value"));
+    }
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .expect("the upgrade is answered within 10 s")
+    .map(|(socket, _)| socket)
+}
+
+/// The refusal of a WebSocket upgrade: its HTTP status and `google.rpc.Status` body.
+pub fn websocket_refusal(
+    connected: Result<WebSocket, tokio_tungstenite::tungstenite::Error>,
+) -> (u16, Value) {
+    match connected {
+        Ok(_) => panic!("upgraded"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            let status = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&body)));
+            (response.status().as_u16(), status)
+        }
+        Err(other) => panic!("{other}"),
+    }
+}
+
 /// A response's status and JSON body; a body that is not JSON fails the test, with the text.
 pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();

@@ -108,6 +108,9 @@ echo_methods!(Extras: tags, inner_only);
 
 /// Feeds that ended because their caller went away (the stream was cancelled), in this process.
 pub static FEEDS_CANCELLED: AtomicUsize = AtomicUsize::new(0);
+/// Chats whose caller went away mid-stream (their request stream broke, or their answer could
+/// not be sent), in this process.
+pub static CHATS_CUT: AtomicUsize = AtomicUsize::new(0);
 /// Messages feeds handed to the transport (which holds one when the caller stops reading).
 pub static FEED_SENT: AtomicUsize = AtomicUsize::new(0);
 
@@ -188,12 +191,20 @@ impl Streams for Echo {
         let (sender, receiver) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
             while let Some(sink) = stream.next().await {
-                let answer = sink.and_then(|sink| match fault_status(&sink) {
+                let Ok(sink) = sink else {
+                    CHATS_CUT.fetch_add(1, Ordering::SeqCst);
+                    return;
+                };
+                let answer = match fault_status(&sink) {
                     Some(status) => Err(status),
                     None => Ok(sink),
-                });
+                };
                 let failed = answer.is_err();
-                if sender.send(answer).await.is_err() || failed {
+                if sender.send(answer).await.is_err() {
+                    CHATS_CUT.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                if failed {
                     return;
                 }
             }

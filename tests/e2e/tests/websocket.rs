@@ -1,0 +1,425 @@
+//! WebSocket for client and bidirectional streams (README, "WebSocket"), against the real
+//! Envoy 1.40 in front of the kitchen backend, with a real WebSocket client library
+//! (tokio-tungstenite): each text frame one JSON message each way, the call's status the close
+//! code. The native build serves it (whatever `EDGE_TARGET` says); the Wasm build refuses it
+//! with 501, also tested here.
+
+use base64::Engine;
+use edge_e2e::test_dir;
+use edge_e2e::{
+    connect_websocket, json_of, websocket_refusal, Edge, EnvoyProcess, Launch, Options, WebSocket,
+};
+use edgectl::{FilterModule, Target};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error, Message};
+
+/// What Envoy holds per connection, as at the edge; the transcoder is told it.
+const BUFFER_LIMIT: usize = 32 * 1024;
+
+/// Envoy with our transcoder (of `target`) and the router in front of the kitchen backend, on
+/// a connection manager that lets WebSocket upgrades through (as Istio's gateway and the local
+/// edge do).
+struct Kitchen {
+    _envoy: EnvoyProcess,
+    port: u16,
+    dir: std::path::PathBuf,
+    backend: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Kitchen {
+    fn drop(&mut self) {
+        self.backend.abort();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Kitchen {
+    async fn start(target: Target) -> Kitchen {
+        let backend_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the kitchen backend");
+        let backend_port = backend_listener.local_addr().expect("address").port();
+        let backend = tokio::spawn(async move {
+            kitchen::serve(backend_listener).await.expect("kitchen");
+        });
+        let dir = test_dir("websocket");
+        let transcoder = json!({
+            "descriptor_set": base64::engine::general_purpose::STANDARD
+                .encode(kitchen::FILE_DESCRIPTOR_SET),
+            "services": { "kitchen.v1.Streams": "kitchen", "kitchen.v1.Kitchen": "kitchen" },
+            "max_body_bytes": 4096,
+            "buffer_limit_bytes": BUFFER_LIMIT,
+            "forward_headers": ["x-kitchen-tag"]
+        });
+        let module = FilterModule::new(target, edge_e2e::Edge::wasm_dir().display().to_string());
+        let bootstrap = json!({
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+            "static_resources": {
+                "listeners": [{
+                    "name": "edge",
+                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                    "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+                    "filter_chains": [{ "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "edge",
+                            "upgrade_configs": [{ "upgrade_type": "websocket" }],
+                            "route_config": { "virtual_hosts": [{
+                                "name": "edge", "domains": ["*"],
+                                "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "kitchen", "timeout": "10s" } }]
+                            }] },
+                            "http_filters": [
+                                module.filter("transcoder", &transcoder),
+                                edgectl::buffer_filter(),
+                                edgectl::router_filter()
+                            ]
+                        }
+                    }] }]
+                }],
+                "clusters": [{
+                    "name": "kitchen",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": { "http2_protocol_options": {} }
+                        }
+                    },
+                    "load_assignment": { "cluster_name": "kitchen", "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                        "socket_address": { "address": "127.0.0.1", "port_value": backend_port }
+                    } } }] }] }
+                }]
+            }
+        });
+        let http = reqwest::Client::new();
+        let mut envoy = EnvoyProcess::start(&bootstrap, &dir, 1, &Launch::default(), &http).await;
+        let port = envoy.listener_ports(&http).await["edge"];
+        Kitchen {
+            _envoy: envoy,
+            port,
+            dir,
+            backend,
+        }
+    }
+
+    async fn connect(&self, path: &str) -> Result<WebSocket, Error> {
+        let url = format!("ws://127.0.0.1:{}{path}", self.port);
+        connect_websocket(&url, &[("x-kitchen-tag", "socket")]).await
+    }
+
+    async fn open(&self, path: &str) -> WebSocket {
+        self.connect(path).await.expect("the upgrade")
+    }
+
+    async fn refusal(&self, path: &str) -> (u16, Value) {
+        websocket_refusal(self.connect(path).await)
+    }
+}
+
+async fn send(socket: &mut WebSocket, message: Value) {
+    socket
+        .send(Message::text(message.to_string()))
+        .await
+        .expect("send a message");
+}
+
+/// The next frame from the edge (pongs and all).
+async fn next(socket: &mut WebSocket) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("a frame within 10 s")
+        .expect("the socket is open")
+        .expect("a frame")
+}
+
+async fn next_json(socket: &mut WebSocket) -> Value {
+    match next(socket).await {
+        Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
+        other => panic!("not a text frame: {other:?}"),
+    }
+}
+
+async fn close_of(socket: &mut WebSocket) -> (CloseCode, String) {
+    match next(socket).await {
+        Message::Close(Some(CloseFrame { code, reason })) => (code, reason.to_string()),
+        other => panic!("not a close frame: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bidirectional_stream_goes_both_ways_over_a_websocket() {
+    let edge = Kitchen::start(Target::Native).await;
+    let mut socket = edge.open("/v1/sinks:chat").await;
+    send(&mut socket, json!({ "name": "first", "int32_value": 1 })).await;
+    let answer = next_json(&mut socket).await;
+    assert_eq!(
+        (answer["name"].as_str(), answer["int32_value"].as_i64()),
+        (Some("first"), Some(1)),
+        "{answer}"
+    );
+    // Each message is answered as it comes: the second after the first's answer was read.
+    send(&mut socket, json!({ "name": "second" })).await;
+    assert_eq!(next_json(&mut socket).await["name"], "second");
+    socket
+        .send(Message::Ping("are you there".into()))
+        .await
+        .expect("ping");
+    assert_eq!(
+        next(&mut socket).await,
+        Message::Pong("are you there".into())
+    );
+    // The client's close ends its side of the call; the call's end (OK) closes the socket.
+    socket.close(None).await.expect("close");
+    assert_eq!(close_of(&mut socket).await.0, CloseCode::Normal);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_stream_is_answered_after_the_clients_last_message() {
+    let edge = Kitchen::start(Target::Native).await;
+    // A library's way: a close frame ends the messages, the answer still comes.
+    let mut socket = edge.open("/v1/sinks:collect").await;
+    for name in ["a", "b", "c"] {
+        send(&mut socket, json!({ "name": name })).await;
+    }
+    socket.close(None).await.expect("close");
+    let answer = next_json(&mut socket).await;
+    assert_eq!(answer["tags"], json!(["a", "b", "c"]), "{answer}");
+    assert_eq!(answer["int32_value"], 3);
+    assert_eq!(close_of(&mut socket).await.0, CloseCode::Normal);
+    // A browser's way (it drops what comes after its own close): an empty text frame.
+    let mut socket = edge.open("/v1/sinks:collect").await;
+    send(&mut socket, json!({ "name": "only" })).await;
+    socket.send(Message::text("")).await.expect("the end");
+    assert_eq!(next_json(&mut socket).await["tags"], json!(["only"]));
+    assert_eq!(close_of(&mut socket).await.0, CloseCode::Normal);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_close_the_socket_with_the_grpc_status_as_its_code() {
+    let edge = Kitchen::start(Target::Native).await;
+    // The backend's own error: 4000 + NOT_FOUND, its message the reason.
+    let mut socket = edge.open("/v1/sinks:chat").await;
+    send(&mut socket, json!({ "name": "ok" })).await;
+    assert_eq!(next_json(&mut socket).await["name"], "ok");
+    send(
+        &mut socket,
+        json!({ "fault": { "code": 5, "message": "no such sink" } }),
+    )
+    .await;
+    assert_eq!(
+        close_of(&mut socket).await,
+        (CloseCode::from(4005), "no such sink".to_string())
+    );
+
+    // A message that is not the method's: 4000 + INVALID_ARGUMENT, naming the message.
+    let mut socket = edge.open("/v1/sinks:chat").await;
+    send(&mut socket, json!({ "name": "fine" })).await;
+    assert_eq!(next_json(&mut socket).await["name"], "fine");
+    send(&mut socket, json!({ "int32_value": "many" })).await;
+    let (code, reason) = close_of(&mut socket).await;
+    assert_eq!(code, CloseCode::from(4003), "{reason}");
+    assert!(reason.starts_with("message 1: "), "{reason}");
+
+    // Binary frames have no place here: 1003, saying what to send.
+    let mut socket = edge.open("/v1/sinks:chat").await;
+    socket
+        .send(Message::binary(vec![1, 2, 3]))
+        .await
+        .expect("binary");
+    assert_eq!(
+        close_of(&mut socket).await,
+        (
+            CloseCode::Unsupported,
+            "send each message as a JSON text frame".to_string()
+        )
+    );
+
+    // Over max_body_bytes in one message: 1009.
+    let mut socket = edge.open("/v1/sinks:chat").await;
+    send(&mut socket, json!({ "name": "x".repeat(5000) })).await;
+    assert_eq!(close_of(&mut socket).await.0, CloseCode::Size);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_cancels_the_call() {
+    let edge = Kitchen::start(Target::Native).await;
+    let mut socket = edge.open("/v1/sinks:chat").await;
+    send(&mut socket, json!({ "name": "hello" })).await;
+    assert_eq!(next_json(&mut socket).await["name"], "hello");
+    let before = kitchen::CHATS_CUT.load(Ordering::SeqCst);
+    drop(socket);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while kitchen::CHATS_CUT.load(Ordering::SeqCst) == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the backend's chat never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A client that sends and never reads: what waits for it is bounded (Envoy's buffer for its
+/// connection, then `buffer_limit_bytes` held by the transcoder), past which its call is
+/// cancelled and the socket closed with RESOURCE_EXHAUSTED, its messages until then answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_never_reads_is_closed_with_what_waited_bounded() {
+    let edge = Kitchen::start(Target::Native).await;
+    let mut socket = edge.open("/v1/sinks:chat").await;
+    let before = kitchen::CHATS_CUT.load(Ordering::SeqCst);
+    let message = json!({ "name": "x".repeat(3000) }).to_string();
+    // Up to 60 MB, far over what the kernel's buffers on both sides hold, until the edge gives
+    // up on the client (the chat is cut) or the messages run out.
+    let mut sent = 0;
+    while sent < 20_000 && kitchen::CHATS_CUT.load(Ordering::SeqCst) == before {
+        if socket.send(Message::text(message.clone())).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(
+        kitchen::CHATS_CUT.load(Ordering::SeqCst) > before,
+        "the chat went on after {sent} messages"
+    );
+    // Reading now: the echoes that were written, then the close saying why.
+    let mut echoes = 0;
+    let (code, reason) = loop {
+        match next(&mut socket).await {
+            Message::Text(_) => echoes += 1,
+            Message::Close(Some(CloseFrame { code, reason })) => break (code, reason.to_string()),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, CloseCode::from(4008), "{reason}");
+    assert!(reason.starts_with("the client did not read"), "{reason}");
+    assert!(
+        echoes > 0 && echoes < sent,
+        "{echoes} echoes of {sent} messages"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_a_socket_cannot_serve_is_refused_with_a_status() {
+    let edge = Kitchen::start(Target::Native).await;
+    // A unary method, and a server stream (SSE and NDJSON serve those): 400, saying why.
+    for path in ["/v1/sinks", "/v1/sinks:feed"] {
+        let (status, body) = edge.refusal(path).await;
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (400, Some(3)),
+            "{path}: {body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("client and bidirectional streams"),
+            "{body}"
+        );
+    }
+    // No route: 404 as for any request.
+    assert_eq!(edge.refusal("/v1/nothing:here").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wasm_build_refuses_a_websocket_with_501() {
+    let edge = Kitchen::start(Target::Wasm).await;
+    let (status, body) = edge.refusal("/v1/sinks:chat").await;
+    assert_eq!((status, body["code"].as_i64()), (501, Some(12)), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("native build"),
+        "{body}"
+    );
+}
+
+/// The platform's own stream, `CreateItems`, over a WebSocket at the edge: the upgrade is a
+/// request like any other to auth (no token: 401, never upgraded), and each listing is
+/// answered as it is listed, on disk by then.
+#[tokio::test(flavor = "multi_thread")]
+async fn sellers_list_items_one_by_one_over_a_websocket_through_auth() {
+    let edge = Edge::start_with(Options {
+        target: Target::Native,
+        ..Options::default()
+    })
+    .await;
+    let url = edge
+        .url("/catalog/items:batchCreate")
+        .replacen("http", "ws", 1);
+    let (status, body) = websocket_refusal(connect_websocket(&url, &[]).await);
+    assert_eq!((status, body["code"].as_i64()), (401, Some(16)), "{body}");
+
+    let token = edge.signin("goldie").await;
+    let bearer = format!("Bearer {token}");
+    let mut socket = connect_websocket(&url, &[("authorization", &bearer)])
+        .await
+        .expect("the upgrade, with a token");
+    let mut ids = Vec::new();
+    for (title, price) in [("Lamp", 40), ("Desk", 90)] {
+        send(&mut socket, json!({ "title": title, "price": price })).await;
+        let item = &next_json(&mut socket).await["item"];
+        assert_eq!(
+            (item["title"].as_str(), item["customer_name"].as_str()),
+            (Some(title), Some("goldie")),
+            "{item}"
+        );
+        ids.push(item["id"].as_str().expect("an id").to_string());
+    }
+    // The item service's refusal ends the stream: 4000 + INVALID_ARGUMENT, its message.
+    send(&mut socket, json!({ "title": " ", "price": 1 })).await;
+    assert_eq!(
+        close_of(&mut socket).await,
+        (CloseCode::from(4003), "title must not be empty".to_string())
+    );
+    // One access-log line for the socket, once it is over: the upgrade's 101, the call's
+    // status, the caller and the cluster.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let socket_lines: Vec<Value> = edge
+            .access_log()
+            .into_iter()
+            .filter(|line| line["status"] == 101)
+            .collect();
+        if let [line] = socket_lines.as_slice() {
+            break line.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{socket_lines:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (
+            &line["grpc_method"],
+            &line["grpc_status"],
+            &line["upstream_cluster"]
+        ),
+        (
+            &json!("/catalog.CatalogService/CreateItems"),
+            &json!(3),
+            &json!("catalog")
+        ),
+        "{line}"
+    );
+    assert!(line["subject"].is_string(), "{line}");
+    // What was answered was listed.
+    for id in ids {
+        let (status, body) = json_of(
+            edge.http
+                .get(edge.url(&format!("/catalog/items/{id}")))
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
