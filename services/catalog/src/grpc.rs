@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 /// Metadata set by the edge after it verified the caller's token; the edge removes any copy a
 /// client sends, so it can be trusted here. One name for both sides.
@@ -105,6 +105,26 @@ fn caller<T>(request: &Request<T>) -> Result<String, Status> {
         .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
 }
 
+/// Lists one item for `owner` (the item service checks it).
+async fn create(
+    items: &ItemServiceClient<TracedChannel>,
+    owner: &str,
+    request: CreateItemRequest,
+) -> Result<item_api::Item, Status> {
+    items
+        .clone()
+        .create_item(item_api::CreateItemRequest {
+            customer_id: owner.to_string(),
+            title: request.title,
+            price: request.price,
+        })
+        .await
+        .map_err(unreachable_is_unavailable)?
+        .into_inner()
+        .item
+        .ok_or_else(missing_item)
+}
+
 fn missing_item() -> Status {
     Status::internal("item service answered without an item")
 }
@@ -112,6 +132,7 @@ fn missing_item() -> Status {
 #[tonic::async_trait]
 impl CatalogService for CatalogApi {
     type WatchItemsStream = ReceiverStream<Result<Item, Status>>;
+    type CreateItemsStream = ReceiverStream<Result<CreateItemResponse, Status>>;
 
     async fn watch_items(
         &self,
@@ -156,25 +177,47 @@ impl CatalogService for CatalogApi {
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
+    async fn create_items(
+        &self,
+        request: Request<Streaming<CreateItemRequest>>,
+    ) -> Result<Response<Self::CreateItemsStream>, Status> {
+        let owner = caller(&request)?;
+        let mut requests = request.into_inner();
+        let (items, customers) = (self.items.clone(), self.customers.clone());
+        // One answer in flight: a caller that stops reading stops the listing too.
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut name = None;
+            // An error from the caller's side (it went away): nothing to answer.
+            while let Ok(Some(request)) = requests.message().await {
+                let answer = async {
+                    let item = create(&items, &owner, request).await?;
+                    let name = match &name {
+                        Some(name) => String::clone(name),
+                        None => name
+                            .insert(customer_name(&customers, &owner).await?)
+                            .clone(),
+                    };
+                    Ok(CreateItemResponse {
+                        item: Some(aggregate(item, name)),
+                    })
+                }
+                .await;
+                let failed = answer.is_err();
+                if sender.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
     async fn create_item(
         &self,
         request: Request<CreateItemRequest>,
     ) -> Result<Response<CreateItemResponse>, Status> {
         let owner = caller(&request)?;
-        let request = request.into_inner();
-        let created = self
-            .items
-            .clone()
-            .create_item(item_api::CreateItemRequest {
-                customer_id: owner.clone(),
-                title: request.title,
-                price: request.price,
-            })
-            .await
-            .map_err(unreachable_is_unavailable)?
-            .into_inner()
-            .item
-            .ok_or_else(missing_item)?;
+        let created = create(&self.items, &owner, request.into_inner()).await?;
         let name = self.customer_name(&owner).await?;
         Ok(Response::new(CreateItemResponse {
             item: Some(aggregate(created, name)),

@@ -599,6 +599,94 @@ async fn watchers_see_new_listings_with_their_owners() {
     );
 }
 
+/// Several listings on one stream (`CreateItems`, bidirectional): over HTTP a JSON array body,
+/// answered with an NDJSON line per item as each is listed and, last, the refusal that ended
+/// the stream; over gRPC, messages each way. A write like `POST /catalog/items`: no token, 401.
+#[tokio::test]
+async fn several_listings_go_on_one_stream() {
+    use platform_proto::catalog::CreateItemRequest;
+    let edge = Edge::start().await;
+    let token = edge.signin("goldie").await;
+    let items = json!([
+        { "title": "Chair", "price": 30 },
+        { "title": "Sofa", "price": 300 },
+        { "title": " ", "price": 5 }
+    ]);
+    let url = edge.url("/catalog/items:batchCreate");
+    let (status, body) = json_of(
+        edge.http
+            .post(&url)
+            .json(&items)
+            .send()
+            .await
+            .expect("POST"),
+    )
+    .await;
+    assert_eq!((status, &body["code"]), (401, &json!(16)), "{body}");
+    let response = edge
+        .http
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&items)
+        .send()
+        .await
+        .expect("POST with a token");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let body = response.text().await.expect("body");
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{body}");
+    assert_eq!(lines[0]["result"]["item"]["title"], "Chair", "{body}");
+    assert_eq!(
+        lines[1]["result"]["item"]["customer_name"], "goldie",
+        "{body}"
+    );
+    assert_eq!(
+        lines[2]["error"],
+        json!({ "code": 3, "message": "title must not be empty" }),
+        "{body}"
+    );
+    // Listed, both.
+    for line in &lines[..2] {
+        let id = line["result"]["item"]["id"].as_str().expect("an id");
+        let (status, _) = json_of(
+            edge.http
+                .get(edge.url(&format!("/catalog/items/{id}")))
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+
+    let mut grpc = CatalogServiceClient::connect(edge.base_url.clone())
+        .await
+        .expect("connect via Envoy");
+    let requests = ["Stool", "Bench"].map(|title| CreateItemRequest {
+        title: title.to_string(),
+        price: 10,
+    });
+    let mut request = tonic::Request::new(tokio_stream::iter(requests));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("metadata"),
+    );
+    let mut answers = grpc
+        .create_items(request)
+        .await
+        .expect("CreateItems via Envoy")
+        .into_inner();
+    let mut titles = Vec::new();
+    while let Some(answer) = answers.message().await.expect("a listing") {
+        titles.push(answer.item.expect("an item").title);
+    }
+    assert_eq!(titles, ["Stool", "Bench"]);
+}
+
 /// A 1×1 PNG, as README's walkthrough writes it.
 const PHOTO_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 

@@ -7,10 +7,12 @@
 
 use edge_e2e::{json_of, test_dir, workspace_root, Edge, Options, GOLDIE_ID};
 use edgectl::Target;
+use futures_util::{SinkExt, StreamExt};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use tokio_tungstenite::tungstenite::Message;
 
 fn egctl() -> PathBuf {
     std::env::var_os("EGCTL_BIN")
@@ -351,6 +353,28 @@ async fn the_envoy_gateway_listener_serves_reads_and_refusals_with_the_native_mo
     )
     .await;
     assert_eq!((status, &refusal["code"]), (401, &json!(16)), "{refusal}");
+    // A stream over a WebSocket: Envoy Gateway's connection manager lets the upgrade through
+    // to the module (else Envoy would answer 403 itself).
+    let url = edge
+        .url("/catalog/items:batchCreate")
+        .replacen("http", "ws", 1);
+    let bearer = format!("Bearer {token}");
+    let mut socket = edge_e2e::connect_websocket(&url, &[("authorization", &bearer)])
+        .await
+        .expect("the upgrade");
+    socket
+        .send(Message::text(r#"{"title":"Socket lamp","price":12}"#))
+        .await
+        .expect("send");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("an answer within 10 s")
+        .expect("open")
+        .expect("a frame");
+    assert!(
+        matches!(&answer, Message::Text(text) if text.contains("Socket lamp")),
+        "{answer:?}"
+    );
     // The access log wrote both reads' lines.
     let lines = edge.access_log();
     assert!(

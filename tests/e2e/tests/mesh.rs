@@ -177,3 +177,46 @@ async fn mesh_policy_holds_for_json_and_grpc_clients_alike() {
         "catalog did not get the edge's trace {trace}"
     );
 }
+
+/// A WebSocket upgrade passes the gateway's connection manager to the filters, as istiod builds
+/// it (every connection manager istiod writes lets WebSocket upgrades through) and as the local
+/// chain has it: the native build serves the stream, the Wasm build refuses it with 501, after
+/// auth as for any request. Were the upgrade not let through, Envoy itself would answer 403.
+#[tokio::test]
+async fn a_websocket_upgrade_reaches_the_filters_through_the_gateway() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let edge = Edge::start().await;
+    let token = edge.signin("goldie").await;
+    let bearer = format!("Bearer {token}");
+    let url = edge
+        .url("/catalog/items:batchCreate")
+        .replacen("http", "ws", 1);
+    let (status, _) = edge_e2e::websocket_refusal(edge_e2e::connect_websocket(&url, &[]).await);
+    assert_eq!(status, 401, "auth first");
+    let connected = edge_e2e::connect_websocket(&url, &[("authorization", &bearer)]).await;
+    if edge.module.target == edgectl::Target::Wasm {
+        let (status, body) = edge_e2e::websocket_refusal(connected);
+        assert_eq!(
+            (status, &body["code"]),
+            (501, &serde_json::json!(12)),
+            "{body}"
+        );
+        return;
+    }
+    let mut socket = connected.expect("the upgrade, with a token");
+    socket
+        .send(Message::text(r#"{"title":"Socket lamp","price":12}"#))
+        .await
+        .expect("send");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("an answer within 10 s")
+        .expect("open")
+        .expect("a frame");
+    let Message::Text(text) = answer else {
+        panic!("not a text frame: {answer:?}");
+    };
+    let answer: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(answer["item"]["title"], "Socket lamp", "{answer}");
+}
