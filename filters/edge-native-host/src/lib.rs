@@ -236,6 +236,8 @@ pub struct NativeHost {
     request_chunk: Cell<usize>,
     /// A request header changed since the route was last picked (see [`Self::settle_route`]).
     route_stale: Cell<bool>,
+    /// The filter reset the stream in this hook: Envoy must not be told to go on with it.
+    reset: Cell<bool>,
 }
 
 impl NativeHost {
@@ -248,6 +250,7 @@ impl NativeHost {
             received: RefCell::default(),
             request_chunk: Cell::new(0),
             route_stale: Cell::new(false),
+            reset: Cell::new(false),
         }
     }
 
@@ -261,6 +264,13 @@ impl NativeHost {
                 unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cache(filter) };
             }
         }
+    }
+
+    /// Whether the filter has reset the stream: a hook that did must stop, since continuing a
+    /// reset stream is a use after free in Envoy (seen: a segfault when a hook reset the
+    /// stream and returned continue).
+    pub fn was_reset(&self) -> bool {
+        self.reset.get()
     }
 
     /// Raises (or lowers) how much of the stream Envoy holds for the filters: the listener's
@@ -868,6 +878,7 @@ impl Host for NativeHost {
     }
     fn reset_request(&self) {
         if let Ok(filter) = self.filter() {
+            self.reset.set(true);
             unsafe {
                 abi::envoy_dynamic_module_callback_http_filter_reset_stream(
                     filter,

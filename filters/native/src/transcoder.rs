@@ -122,8 +122,12 @@ impl Filter {
 }
 
 /// The hook's status for `flow`; `waiting`: what stops a callback that waits (the headers
-/// and trailers stop; a body piece, taken in by the exchange, is not buffered).
-fn respond(flow: ResponseFlow, waiting: u32) -> u32 {
+/// and trailers stop; a body piece, taken in by the exchange, is not buffered). A stream the
+/// exchange reset stops there.
+fn respond(host: &NativeHost, flow: ResponseFlow, waiting: u32) -> u32 {
+    if host.was_reset() {
+        return waiting;
+    }
     match flow {
         ResponseFlow::Continue | ResponseFlow::Hold | ResponseFlow::HoldThenReset => {
             status::CONTINUE
@@ -177,6 +181,7 @@ impl StreamFilter for Filter {
 
     fn response_headers(&mut self, end_of_stream: bool) -> u32 {
         respond(
+            &self.host,
             self.exchange
                 .on_response_headers(&self.host, &self.transcoder, end_of_stream),
             status::STOP,
@@ -186,6 +191,7 @@ impl StreamFilter for Filter {
     fn response_body(&mut self, end_of_stream: bool) -> u32 {
         let size = self.host.response_chunk_size();
         respond(
+            &self.host,
             self.exchange
                 .on_response_body(&self.host, &self.transcoder, size, end_of_stream, true),
             status::STOP_NO_BUFFER,
@@ -194,6 +200,7 @@ impl StreamFilter for Filter {
 
     fn response_trailers(&mut self) -> u32 {
         respond(
+            &self.host,
             self.exchange
                 .on_response_trailers(&self.host, &self.transcoder),
             status::STOP,

@@ -66,10 +66,10 @@ struct Live {
     ended: bool,
 }
 
-/// A unary call (or a raw stream, answered whole as when collected) sent through Envoy's
-/// router: its response is held (headers stopped, the body taken in) until it ends, then
-/// rewritten in place, so that it passes the filters that encode after this one (CORS among
-/// them) as any response does.
+/// A unary call (or a raw stream, until its first part) sent through Envoy's router: its
+/// response is held (headers stopped, the body taken in) until it ends, then rewritten in
+/// place, so that it passes the filters that encode after this one (CORS among them) as any
+/// response does.
 #[derive(Debug, Default)]
 struct Whole {
     /// The response's gRPC frames so far.
@@ -84,6 +84,16 @@ struct Whole {
     grpc_headers: Vec<&'static str>,
     /// The `:status` the response came with: set again only when the answer's differs.
     status: Option<u16>,
+    /// A raw stream (`google.api.HttpBody` messages, a download) whose first message came:
+    /// the headers went with its content type, and each message's bytes go on as they come.
+    raw_live: bool,
+}
+
+/// Whether the request's call is a server stream of `google.api.HttpBody` messages.
+fn raw_stream(transcoder: &Transcoder, pending: Option<&Pending>) -> bool {
+    pending
+        .and_then(|pending| transcoder.route(pending.route).ok())
+        .is_some_and(|route| route.raw_response && route.server_streaming)
 }
 
 /// Where a held response is rewritten: Envoy takes a body differently in each callback.
@@ -515,6 +525,16 @@ impl Exchange {
                 return ResponseFlow::Continue;
             }
             whole.frames.extend_from_slice(&body);
+            let raw = whole.raw_live || raw_stream(transcoder, self.pending.as_ref());
+            if let Some(flow) = raw
+                .then(|| self.pass_raw_stream(host, transcoder, end_of_stream))
+                .flatten()
+            {
+                return flow;
+            }
+            let Some(whole) = &mut self.whole else {
+                return ResponseFlow::Continue;
+            };
             let max = transcoder.config.max_stream_bytes;
             if whole.frames.len() > max.saturating_add(5) {
                 whole.answered = true;
@@ -781,6 +801,9 @@ impl Exchange {
         status: &Headers,
         at: At,
     ) -> ResponseFlow {
+        if self.whole.as_ref().is_some_and(|whole| whole.raw_live) {
+            return self.end_raw_stream(host, status, at);
+        }
         let Some(mut whole) = self.whole.take() else {
             return ResponseFlow::Continue;
         };
@@ -843,6 +866,113 @@ impl Exchange {
         };
         let answer = self.answer(transcoder, route, &pending, call, &messages, None);
         self.answer_in_place(host, at, answer, &metadata, (&present, whole.status))
+    }
+
+    /// A piece of a raw stream's response (its frames in [`Whole::frames`]): once its first
+    /// message is in, the headers go on with that message's content type and every message's
+    /// bytes go as they come, so that a download is neither held nor bounded by
+    /// `max_stream_bytes`. `None`: no message yet, held as any answer is.
+    fn pass_raw_stream<H: Host>(
+        &mut self,
+        host: &H,
+        transcoder: &Transcoder,
+        end_of_stream: bool,
+    ) -> Option<ResponseFlow> {
+        let (whole, pending) = (self.whole.as_mut()?, self.pending.as_ref()?);
+        let route = transcoder.route(pending.route).ok()?;
+        let max = transcoder.config.max_stream_bytes;
+        let messages = match grpc::take_messages(&mut whole.frames, max) {
+            Ok(messages) if messages.is_empty() && !whole.raw_live => return None,
+            Ok(messages) => messages,
+            Err(why) => return Some(self.cut_raw_stream(host, Failure::bad_response(why))),
+        };
+        let mut bytes = Vec::new();
+        let mut content_type = None;
+        for message in &messages {
+            match transcoder.raw_response(route, message) {
+                Ok((data, of)) => {
+                    bytes.extend_from_slice(&data);
+                    content_type.get_or_insert(of);
+                }
+                Err(status) => {
+                    let failure = Failure::bad_response(status.message);
+                    return Some(self.cut_raw_stream(host, failure));
+                }
+            }
+        }
+        let started = if whole.raw_live {
+            Ok(())
+        } else {
+            whole.raw_live = true;
+            // The answer's headers: the first part's content type, no gRPC ones.
+            let present = std::mem::take(&mut whole.grpc_headers);
+            host.set_response_header("content-type", &content_type.unwrap_or_default())
+                .and_then(|()| {
+                    present
+                        .iter()
+                        .try_for_each(|name| host.remove_response_header(name))
+                })
+        };
+        if let Err(error) = started.and_then(|()| host.replace_response_body(0, &bytes)) {
+            let failure = Failure::host_refused("pass a download on", &error.to_string());
+            return Some(self.cut_raw_stream(host, failure));
+        }
+        if end_of_stream {
+            // No trailers follow: the stream was cut short.
+            return Some(self.end_raw_stream(host, &Headers::default(), At::Body));
+        }
+        Some(ResponseFlow::Continue)
+    }
+
+    /// A raw stream ended, with the status in `trailers`: an OK one ends the download; any
+    /// other, once bytes are out with a 200, can only be told by cutting the response short
+    /// (the client sees an incomplete body, never a complete-looking one).
+    fn end_raw_stream<H: Host>(&mut self, host: &H, trailers: &Headers, at: At) -> ResponseFlow {
+        clean_trailers(host, at, trailers);
+        let code = trailers
+            .get("grpc-status")
+            .and_then(|value| value.trim().parse::<u32>().ok());
+        let grpc_status = code.unwrap_or(GrpcCode::Internal.number());
+        self.note_call_end(host, grpc_status);
+        if grpc_status == GrpcCode::Ok.number() {
+            self.whole = None;
+            self.pending = None;
+            self.note.record(host);
+            return ResponseFlow::Continue;
+        }
+        let message = trailers
+            .get("grpc-message")
+            .unwrap_or("the stream was cut short");
+        let failure = Failure::bad_response(format!(
+            "the download failed after it started (gRPC status {grpc_status}: {message})"
+        ));
+        self.cut_raw_stream(host, failure)
+    }
+
+    /// Ends a raw stream that cannot go on: before its first bytes, with an error reply;
+    /// after them, by resetting the response.
+    fn cut_raw_stream<H: Host>(&mut self, host: &H, failure: Failure) -> ResponseFlow {
+        let Some(mut whole) = self.whole.take() else {
+            return ResponseFlow::Continue;
+        };
+        self.pending = None;
+        if !whole.raw_live {
+            let present = std::mem::take(&mut whole.grpc_headers);
+            return self.answer_in_place(
+                host,
+                At::Body,
+                Err(failure),
+                &[],
+                (&present, whole.status),
+            );
+        }
+        host.log(Level::Warn, &failure.reply.status.message);
+        if let Some(kind) = failure.kind {
+            self.note.0.error = kind.as_str().to_string();
+        }
+        self.note.record(host);
+        host.reset_request();
+        ResponseFlow::Continue
     }
 
     /// Writes `answer` over the held response (see [`Whole`]): its status, headers and body;
@@ -1961,5 +2091,127 @@ mod tests {
             Flow::Continue
         );
         assert!(host.calls().is_empty());
+    }
+
+    /// A download (`kitchen.v1.Bodies/Download`, a stream of `google.api.HttpBody`) through a
+    /// transcoder built `in_place`, its response headers in: its exchange and host.
+    fn in_place_download() -> (Transcoder, Exchange, RecordingHost) {
+        let config = serde_json::json!({
+            "descriptor_set": base64::engine::general_purpose::STANDARD
+                .encode(kitchen::FILE_DESCRIPTOR_SET),
+            "services": {"kitchen.v1.Bodies": "kitchen"},
+            "max_stream_bytes": 64,
+        });
+        let t = Transcoder::new(serde_json::from_value::<TranscoderConfig>(config).unwrap())
+            .unwrap()
+            .in_place();
+        let host =
+            RecordingHost::with_headers(&[(":method", "GET"), (":path", "/v1/bodies/d1:download")]);
+        let mut exchange = Exchange::default();
+        assert_eq!(exchange.on_request_headers(&host, &t, true), Flow::Continue);
+        *host.response_headers.borrow_mut() = Headers::new(vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/grpc".into()),
+        ]);
+        assert_eq!(
+            exchange.on_response_headers(&host, &t, false),
+            ResponseFlow::Wait,
+            "held until the first part says its content type"
+        );
+        (t, exchange, host)
+    }
+
+    fn part(data: &str) -> Vec<u8> {
+        let body = platform_proto::google::api::HttpBody {
+            content_type: "text/plain".into(),
+            data: data.as_bytes().to_vec(),
+            extensions: Vec::new(),
+        };
+        grpc_frame(&body.encode_to_vec())
+    }
+
+    #[test]
+    fn in_place_a_download_goes_on_part_by_part_past_max_stream_bytes() {
+        let (t, mut exchange, host) = in_place_download();
+        // The first part, in two pieces: held until whole, then the headers go with its type.
+        let first = part(&"a".repeat(40));
+        *host.response_body.borrow_mut() = first[..10].to_vec();
+        assert_eq!(
+            exchange.on_response_body(&host, &t, 10, false, true),
+            ResponseFlow::Wait
+        );
+        *host.response_body.borrow_mut() = first[10..].to_vec();
+        assert_eq!(
+            exchange.on_response_body(&host, &t, first.len() - 10, false, true),
+            ResponseFlow::Continue
+        );
+        let calls = host.calls();
+        assert!(
+            calls.contains(&Call::SetResponseHeader(
+                "content-type".into(),
+                "text/plain".into()
+            )),
+            "{calls:?}"
+        );
+        assert_eq!(
+            calls.last(),
+            Some(&Call::ReplaceResponseBody("a".repeat(40).into_bytes()))
+        );
+        // Two more parts in one piece: 120 bytes in all, over the 64 a held stream may have.
+        let mut both = part(&"b".repeat(40));
+        both.extend(part(&"c".repeat(40)));
+        *host.response_body.borrow_mut() = both.clone();
+        assert_eq!(
+            exchange.on_response_body(&host, &t, both.len(), false, true),
+            ResponseFlow::Continue
+        );
+        let expected = format!("{}{}", "b".repeat(40), "c".repeat(40)).into_bytes();
+        assert_eq!(
+            host.calls().last(),
+            Some(&Call::ReplaceResponseBody(expected))
+        );
+        *host.response_trailers.borrow_mut() =
+            Headers::new(vec![("grpc-status".into(), "0".into())]);
+        assert_eq!(
+            exchange.on_response_trailers(&host, &t),
+            ResponseFlow::Continue
+        );
+        let calls = host.calls();
+        assert!(calls.contains(&Call::RemoveResponseTrailer("grpc-status".into())));
+        assert!(!calls.contains(&Call::Reset), "{calls:?}");
+        assert_eq!(recorded_note(&host).grpc_status, Some(0));
+    }
+
+    #[test]
+    fn in_place_a_download_that_fails_midway_is_cut_short_and_before_any_part_is_an_error() {
+        let (t, mut exchange, host) = in_place_download();
+        let first = part("the start");
+        *host.response_body.borrow_mut() = first.clone();
+        exchange.on_response_body(&host, &t, first.len(), false, true);
+        *host.response_trailers.borrow_mut() = Headers::new(vec![
+            ("grpc-status".into(), "13".into()),
+            ("grpc-message".into(), "disk gone".into()),
+        ]);
+        exchange.on_response_trailers(&host, &t);
+        assert_eq!(
+            host.calls().last(),
+            Some(&Call::Reset),
+            "never a complete-looking body"
+        );
+        assert_eq!(recorded_note(&host).grpc_status, Some(13));
+
+        // No part yet: the JSON error, as for any answer held whole.
+        let (t, mut exchange, host) = in_place_download();
+        *host.response_trailers.borrow_mut() = Headers::new(vec![
+            ("grpc-status".into(), "13".into()),
+            ("grpc-message".into(), "disk gone".into()),
+        ]);
+        exchange.on_response_trailers(&host, &t);
+        let calls = host.calls();
+        assert!(!calls.contains(&Call::Reset), "{calls:?}");
+        assert!(
+            calls.contains(&Call::SetResponseHeader(":status".into(), "500".into())),
+            "{calls:?}"
+        );
     }
 }

@@ -329,8 +329,9 @@ impl Transcoder {
     /// The transcoder for a host that transcodes in place: every call goes through Envoy's
     /// router as a gRPC request (a GET given its message as a body), so it gets the route
     /// table's routing, retries, timeouts and tracing like a gRPC client's. A stream of JSON
-    /// is rewritten as it comes; a unary answer or a raw stream (`google.api.HttpBody`
-    /// messages) is held and rewritten whole.
+    /// is rewritten as it comes, a raw stream (`google.api.HttpBody` messages) passed on part
+    /// by part once its first part gives the content type; a unary answer is held and
+    /// rewritten whole.
     pub fn in_place(mut self) -> Self {
         self.in_place = true;
         self

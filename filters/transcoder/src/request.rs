@@ -28,8 +28,8 @@ pub struct Pending {
     /// Sent on through Envoy's router as a gRPC request, rather than called out and answered
     /// once the call ends: a server stream written as NDJSON or SSE (rewritten as it streams
     /// back) whose request has a body to become the gRPC message or a host that can add one,
-    /// and, on such a host, every call (a JSON array rewritten as it streams back too; a
-    /// unary call or a raw stream held and rewritten whole).
+    /// and, on such a host, every call (a JSON array rewritten as it streams back too, a raw
+    /// stream passed on part by part; a unary call held and rewritten whole).
     pub through_router: bool,
     pub timeout: Duration,
     /// The cluster auth's rollout chose (the backend header), if the route is being rolled out.
@@ -239,8 +239,8 @@ impl Transcoder {
             },
             framing,
             through_router: match framing {
-                // In place, a raw stream (`google.api.HttpBody` messages) is held whole as a
-                // unary answer is, so that a failure is still an error reply.
+                // In place, a raw stream (`google.api.HttpBody` messages) is held as a unary
+                // answer is until its first part, then passed on part by part.
                 None => self.in_place,
                 Some(_) if route.raw_response => self.in_place,
                 Some(Framing::Ndjson | Framing::Sse) => self.in_place || !end_of_stream,

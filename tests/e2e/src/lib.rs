@@ -834,6 +834,114 @@ pub(crate) async fn fetch_json(request: reqwest::RequestBuilder) -> Option<Value
     request.send().await.ok()?.json().await.ok()
 }
 
+/// What Envoy holds per connection in [`KitchenEdge`], as at the edge; the transcoder is told it.
+pub const KITCHEN_BUFFER_LIMIT: usize = 32 * 1024;
+/// The most of a server stream [`KitchenEdge`]'s transcoder holds (`max_stream_bytes`).
+pub const KITCHEN_MAX_STREAM: usize = 4096;
+
+/// Envoy with our transcoder (of `target`) and the router in front of the kitchen backend (the
+/// test-only API with streams each way and `google.api.HttpBody`), on a connection manager
+/// that lets WebSocket upgrades through (as Istio's gateway and the local edge do).
+pub struct KitchenEdge {
+    _envoy: EnvoyProcess,
+    pub port: u16,
+    pub http: reqwest::Client,
+    dir: PathBuf,
+    backend: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for KitchenEdge {
+    fn drop(&mut self) {
+        self.backend.abort();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl KitchenEdge {
+    pub async fn start(target: Target) -> KitchenEdge {
+        use base64::Engine;
+        let backend_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the kitchen backend");
+        let backend_port = backend_listener.local_addr().expect("address").port();
+        let backend = tokio::spawn(async move {
+            kitchen::serve(backend_listener).await.expect("kitchen");
+        });
+        let dir = test_dir("kitchen-edge");
+        let transcoder = serde_json::json!({
+            "descriptor_set": base64::engine::general_purpose::STANDARD
+                .encode(kitchen::FILE_DESCRIPTOR_SET),
+            "services": {
+                "kitchen.v1.Streams": "kitchen",
+                "kitchen.v1.Kitchen": "kitchen",
+                "kitchen.v1.Bodies": "kitchen"
+            },
+            "max_body_bytes": 4096,
+            "max_stream_bytes": KITCHEN_MAX_STREAM,
+            "buffer_limit_bytes": KITCHEN_BUFFER_LIMIT,
+            "forward_headers": ["x-kitchen-tag"]
+        });
+        let module = FilterModule::new(target, Edge::wasm_dir().display().to_string());
+        let bootstrap = serde_json::json!({
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+            "static_resources": {
+                "listeners": [{
+                    "name": "edge",
+                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                    "per_connection_buffer_limit_bytes": KITCHEN_BUFFER_LIMIT,
+                    "filter_chains": [{ "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "edge",
+                            "upgrade_configs": [{ "upgrade_type": "websocket" }],
+                            "route_config": { "virtual_hosts": [{
+                                "name": "edge", "domains": ["*"],
+                                "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "kitchen", "timeout": "10s" } }]
+                            }] },
+                            "http_filters": [
+                                module.filter("transcoder", &transcoder),
+                                edgectl::buffer_filter(),
+                                edgectl::router_filter()
+                            ]
+                        }
+                    }] }]
+                }],
+                "clusters": [{
+                    "name": "kitchen",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": { "http2_protocol_options": {} }
+                        }
+                    },
+                    "load_assignment": { "cluster_name": "kitchen", "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                        "socket_address": { "address": "127.0.0.1", "port_value": backend_port }
+                    } } }] }] }
+                }]
+            }
+        });
+        let http = reqwest::Client::new();
+        let mut envoy = EnvoyProcess::start(&bootstrap, &dir, 1, &Launch::default(), &http).await;
+        let port = envoy.listener_ports(&http).await["edge"];
+        KitchenEdge {
+            _envoy: envoy,
+            port,
+            http,
+            dir,
+            backend,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
 /// A WebSocket to the edge, as a client library opens one.
 pub type WebSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

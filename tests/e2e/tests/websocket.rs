@@ -4,12 +4,10 @@
 //! code. The native build serves it (whatever `EDGE_TARGET` says); the Wasm build refuses it
 //! with 501, also tested here.
 
-use base64::Engine;
-use edge_e2e::test_dir;
 use edge_e2e::{
-    connect_websocket, json_of, websocket_refusal, Edge, EnvoyProcess, Launch, Options, WebSocket,
+    connect_websocket, json_of, websocket_refusal, Edge, KitchenEdge, Options, WebSocket,
 };
-use edgectl::{FilterModule, Target};
+use edgectl::Target;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -18,111 +16,17 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error, Message};
 
-/// What Envoy holds per connection, as at the edge; the transcoder is told it.
-const BUFFER_LIMIT: usize = 32 * 1024;
-
-/// Envoy with our transcoder (of `target`) and the router in front of the kitchen backend, on
-/// a connection manager that lets WebSocket upgrades through (as Istio's gateway and the local
-/// edge do).
-struct Kitchen {
-    _envoy: EnvoyProcess,
-    port: u16,
-    dir: std::path::PathBuf,
-    backend: tokio::task::JoinHandle<()>,
+async fn connect(edge: &KitchenEdge, path: &str) -> Result<WebSocket, Error> {
+    let url = format!("ws://127.0.0.1:{}{path}", edge.port);
+    connect_websocket(&url, &[("x-kitchen-tag", "socket")]).await
 }
 
-impl Drop for Kitchen {
-    fn drop(&mut self) {
-        self.backend.abort();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+async fn open(edge: &KitchenEdge, path: &str) -> WebSocket {
+    connect(edge, path).await.expect("the upgrade")
 }
 
-impl Kitchen {
-    async fn start(target: Target) -> Kitchen {
-        let backend_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the kitchen backend");
-        let backend_port = backend_listener.local_addr().expect("address").port();
-        let backend = tokio::spawn(async move {
-            kitchen::serve(backend_listener).await.expect("kitchen");
-        });
-        let dir = test_dir("websocket");
-        let transcoder = json!({
-            "descriptor_set": base64::engine::general_purpose::STANDARD
-                .encode(kitchen::FILE_DESCRIPTOR_SET),
-            "services": { "kitchen.v1.Streams": "kitchen", "kitchen.v1.Kitchen": "kitchen" },
-            "max_body_bytes": 4096,
-            "buffer_limit_bytes": BUFFER_LIMIT,
-            "forward_headers": ["x-kitchen-tag"]
-        });
-        let module = FilterModule::new(target, edge_e2e::Edge::wasm_dir().display().to_string());
-        let bootstrap = json!({
-            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
-            "static_resources": {
-                "listeners": [{
-                    "name": "edge",
-                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
-                    "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
-                    "filter_chains": [{ "filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "edge",
-                            "upgrade_configs": [{ "upgrade_type": "websocket" }],
-                            "route_config": { "virtual_hosts": [{
-                                "name": "edge", "domains": ["*"],
-                                "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "kitchen", "timeout": "10s" } }]
-                            }] },
-                            "http_filters": [
-                                module.filter("transcoder", &transcoder),
-                                edgectl::buffer_filter(),
-                                edgectl::router_filter()
-                            ]
-                        }
-                    }] }]
-                }],
-                "clusters": [{
-                    "name": "kitchen",
-                    "type": "STATIC",
-                    "connect_timeout": "1s",
-                    "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            "explicit_http_config": { "http2_protocol_options": {} }
-                        }
-                    },
-                    "load_assignment": { "cluster_name": "kitchen", "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                        "socket_address": { "address": "127.0.0.1", "port_value": backend_port }
-                    } } }] }] }
-                }]
-            }
-        });
-        let http = reqwest::Client::new();
-        let mut envoy = EnvoyProcess::start(&bootstrap, &dir, 1, &Launch::default(), &http).await;
-        let port = envoy.listener_ports(&http).await["edge"];
-        Kitchen {
-            _envoy: envoy,
-            port,
-            dir,
-            backend,
-        }
-    }
-
-    async fn connect(&self, path: &str) -> Result<WebSocket, Error> {
-        let url = format!("ws://127.0.0.1:{}{path}", self.port);
-        connect_websocket(&url, &[("x-kitchen-tag", "socket")]).await
-    }
-
-    async fn open(&self, path: &str) -> WebSocket {
-        self.connect(path).await.expect("the upgrade")
-    }
-
-    async fn refusal(&self, path: &str) -> (u16, Value) {
-        websocket_refusal(self.connect(path).await)
-    }
+async fn refusal(edge: &KitchenEdge, path: &str) -> (u16, Value) {
+    websocket_refusal(connect(edge, path).await)
 }
 
 async fn send(socket: &mut WebSocket, message: Value) {
@@ -157,8 +61,8 @@ async fn close_of(socket: &mut WebSocket) -> (CloseCode, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bidirectional_stream_goes_both_ways_over_a_websocket() {
-    let edge = Kitchen::start(Target::Native).await;
-    let mut socket = edge.open("/v1/sinks:chat").await;
+    let edge = KitchenEdge::start(Target::Native).await;
+    let mut socket = open(&edge, "/v1/sinks:chat").await;
     send(&mut socket, json!({ "name": "first", "int32_value": 1 })).await;
     let answer = next_json(&mut socket).await;
     assert_eq!(
@@ -184,9 +88,9 @@ async fn a_bidirectional_stream_goes_both_ways_over_a_websocket() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_stream_is_answered_after_the_clients_last_message() {
-    let edge = Kitchen::start(Target::Native).await;
+    let edge = KitchenEdge::start(Target::Native).await;
     // A library's way: a close frame ends the messages, the answer still comes.
-    let mut socket = edge.open("/v1/sinks:collect").await;
+    let mut socket = open(&edge, "/v1/sinks:collect").await;
     for name in ["a", "b", "c"] {
         send(&mut socket, json!({ "name": name })).await;
     }
@@ -196,7 +100,7 @@ async fn a_client_stream_is_answered_after_the_clients_last_message() {
     assert_eq!(answer["int32_value"], 3);
     assert_eq!(close_of(&mut socket).await.0, CloseCode::Normal);
     // A browser's way (it drops what comes after its own close): an empty text frame.
-    let mut socket = edge.open("/v1/sinks:collect").await;
+    let mut socket = open(&edge, "/v1/sinks:collect").await;
     send(&mut socket, json!({ "name": "only" })).await;
     socket.send(Message::text("")).await.expect("the end");
     assert_eq!(next_json(&mut socket).await["tags"], json!(["only"]));
@@ -205,9 +109,9 @@ async fn a_client_stream_is_answered_after_the_clients_last_message() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_close_the_socket_with_the_grpc_status_as_its_code() {
-    let edge = Kitchen::start(Target::Native).await;
+    let edge = KitchenEdge::start(Target::Native).await;
     // The backend's own error: 4000 + NOT_FOUND, its message the reason.
-    let mut socket = edge.open("/v1/sinks:chat").await;
+    let mut socket = open(&edge, "/v1/sinks:chat").await;
     send(&mut socket, json!({ "name": "ok" })).await;
     assert_eq!(next_json(&mut socket).await["name"], "ok");
     send(
@@ -221,7 +125,7 @@ async fn errors_close_the_socket_with_the_grpc_status_as_its_code() {
     );
 
     // A message that is not the method's: 4000 + INVALID_ARGUMENT, naming the message.
-    let mut socket = edge.open("/v1/sinks:chat").await;
+    let mut socket = open(&edge, "/v1/sinks:chat").await;
     send(&mut socket, json!({ "name": "fine" })).await;
     assert_eq!(next_json(&mut socket).await["name"], "fine");
     send(&mut socket, json!({ "int32_value": "many" })).await;
@@ -230,7 +134,7 @@ async fn errors_close_the_socket_with_the_grpc_status_as_its_code() {
     assert!(reason.starts_with("message 1: "), "{reason}");
 
     // Binary frames have no place here: 1003, saying what to send.
-    let mut socket = edge.open("/v1/sinks:chat").await;
+    let mut socket = open(&edge, "/v1/sinks:chat").await;
     socket
         .send(Message::binary(vec![1, 2, 3]))
         .await
@@ -244,15 +148,15 @@ async fn errors_close_the_socket_with_the_grpc_status_as_its_code() {
     );
 
     // Over max_body_bytes in one message: 1009.
-    let mut socket = edge.open("/v1/sinks:chat").await;
+    let mut socket = open(&edge, "/v1/sinks:chat").await;
     send(&mut socket, json!({ "name": "x".repeat(5000) })).await;
     assert_eq!(close_of(&mut socket).await.0, CloseCode::Size);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_goes_away_cancels_the_call() {
-    let edge = Kitchen::start(Target::Native).await;
-    let mut socket = edge.open("/v1/sinks:chat").await;
+    let edge = KitchenEdge::start(Target::Native).await;
+    let mut socket = open(&edge, "/v1/sinks:chat").await;
     send(&mut socket, json!({ "name": "hello" })).await;
     assert_eq!(next_json(&mut socket).await["name"], "hello");
     let before = kitchen::CHATS_CUT.load(Ordering::SeqCst);
@@ -272,8 +176,8 @@ async fn a_client_that_goes_away_cancels_the_call() {
 /// cancelled and the socket closed with RESOURCE_EXHAUSTED, its messages until then answered.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_never_reads_is_closed_with_what_waited_bounded() {
-    let edge = Kitchen::start(Target::Native).await;
-    let mut socket = edge.open("/v1/sinks:chat").await;
+    let edge = KitchenEdge::start(Target::Native).await;
+    let mut socket = open(&edge, "/v1/sinks:chat").await;
     let before = kitchen::CHATS_CUT.load(Ordering::SeqCst);
     let message = json!({ "name": "x".repeat(3000) }).to_string();
     // Up to 60 MB, far over what the kernel's buffers on both sides hold, until the edge gives
@@ -308,10 +212,10 @@ async fn a_client_that_never_reads_is_closed_with_what_waited_bounded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upgrade_a_socket_cannot_serve_is_refused_with_a_status() {
-    let edge = Kitchen::start(Target::Native).await;
+    let edge = KitchenEdge::start(Target::Native).await;
     // A unary method, and a server stream (SSE and NDJSON serve those): 400, saying why.
     for path in ["/v1/sinks", "/v1/sinks:feed"] {
-        let (status, body) = edge.refusal(path).await;
+        let (status, body) = refusal(&edge, path).await;
         assert_eq!(
             (status, body["code"].as_i64()),
             (400, Some(3)),
@@ -326,13 +230,13 @@ async fn an_upgrade_a_socket_cannot_serve_is_refused_with_a_status() {
         );
     }
     // No route: 404 as for any request.
-    assert_eq!(edge.refusal("/v1/nothing:here").await.0, 404);
+    assert_eq!(refusal(&edge, "/v1/nothing:here").await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_wasm_build_refuses_a_websocket_with_501() {
-    let edge = Kitchen::start(Target::Wasm).await;
-    let (status, body) = edge.refusal("/v1/sinks:chat").await;
+    let edge = KitchenEdge::start(Target::Wasm).await;
+    let (status, body) = refusal(&edge, "/v1/sinks:chat").await;
     assert_eq!((status, body["code"].as_i64()), (501, Some(12)), "{body}");
     assert!(
         body["message"]
