@@ -791,6 +791,17 @@ impl Edge {
         .await
     }
 
+    /// The status a public read of item `id` answers with.
+    pub async fn item_status(&self, id: &str) -> u16 {
+        self.http
+            .get(self.url(&format!("/catalog/items/{id}")))
+            .send()
+            .await
+            .expect("GET an item")
+            .status()
+            .as_u16()
+    }
+
     /// Signs a new customer up (through the edge, as a client would) and in: (id, token).
     pub async fn signup(&self, name: &str) -> (String, String) {
         let response = self
@@ -838,6 +849,24 @@ pub(crate) async fn fetch_json(request: reqwest::RequestBuilder) -> Option<Value
 pub const KITCHEN_BUFFER_LIMIT: usize = 32 * 1024;
 /// The most of a server stream [`KitchenEdge`]'s transcoder holds (`max_stream_bytes`).
 pub const KITCHEN_MAX_STREAM: usize = 4096;
+
+/// The kitchen backend on `port` as Envoy's cluster `kitchen` (gRPC: HTTP/2).
+pub fn kitchen_cluster(port: u16) -> Value {
+    serde_json::json!({
+        "name": "kitchen",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": { "http2_protocol_options": {} }
+            }
+        },
+        "load_assignment": { "cluster_name": "kitchen", "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+            "socket_address": { "address": "127.0.0.1", "port_value": port }
+        } } }] }] }
+    })
+}
 
 /// Envoy with our transcoder (of `target`) and the router in front of the kitchen backend (the
 /// test-only API with streams each way and `google.api.HttpBody`), on a connection manager
@@ -909,20 +938,7 @@ impl KitchenEdge {
                         }
                     }] }]
                 }],
-                "clusters": [{
-                    "name": "kitchen",
-                    "type": "STATIC",
-                    "connect_timeout": "1s",
-                    "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            "explicit_http_config": { "http2_protocol_options": {} }
-                        }
-                    },
-                    "load_assignment": { "cluster_name": "kitchen", "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                        "socket_address": { "address": "127.0.0.1", "port_value": backend_port }
-                    } } }] }] }
-                }]
+                "clusters": [kitchen_cluster(backend_port)]
             }
         });
         let http = reqwest::Client::new();
@@ -968,6 +984,20 @@ pub async fn connect_websocket(
     .map(|(socket, _)| socket)
 }
 
+/// The next text frame from the edge (within 10 s).
+pub async fn next_websocket_text(socket: &mut WebSocket) -> String {
+    use tokio_stream::StreamExt;
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("a frame within 10 s")
+        .expect("the socket is open")
+        .expect("a frame");
+    match frame {
+        tokio_tungstenite::tungstenite::Message::Text(text) => text.to_string(),
+        other => panic!("not a text frame: {other:?}"),
+    }
+}
+
 /// The refusal of a WebSocket upgrade: its HTTP status and `google.rpc.Status` body.
 pub fn websocket_refusal(
     connected: Result<WebSocket, tokio_tungstenite::tungstenite::Error>,
@@ -982,6 +1012,13 @@ pub fn websocket_refusal(
         }
         Err(other) => panic!("{other}"),
     }
+}
+
+/// The JSON values of an NDJSON body, a line each.
+pub fn ndjson_lines(body: &str) -> Vec<Value> {
+    body.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
 }
 
 /// A response's status and JSON body; a body that is not JSON fails the test, with the text.

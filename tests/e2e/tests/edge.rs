@@ -571,10 +571,7 @@ async fn watchers_see_new_listings_with_their_owners() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     let body = response.text().await.expect("body");
-    let lines: Vec<Value> = body
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect();
+    let lines = edge_e2e::ndjson_lines(&body);
     let titles: Vec<&str> = lines
         .iter()
         .map(|line| line["result"]["title"].as_str().unwrap_or_default())
@@ -634,10 +631,7 @@ async fn several_listings_go_on_one_stream() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     let body = response.text().await.expect("body");
-    let lines: Vec<Value> = body
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect();
+    let lines = edge_e2e::ndjson_lines(&body);
     assert_eq!(lines.len(), 3, "{body}");
     assert_eq!(lines[0]["result"]["item"]["title"], "Chair", "{body}");
     assert_eq!(
@@ -652,15 +646,7 @@ async fn several_listings_go_on_one_stream() {
     // Listed, both.
     for line in &lines[..2] {
         let id = line["result"]["item"]["id"].as_str().expect("an id");
-        let (status, _) = json_of(
-            edge.http
-                .get(edge.url(&format!("/catalog/items/{id}")))
-                .send()
-                .await
-                .expect("GET"),
-        )
-        .await;
-        assert_eq!(status, 200);
+        assert_eq!(edge.item_status(id).await, 200);
     }
 
     let mut grpc = CatalogServiceClient::connect(edge.base_url.clone())

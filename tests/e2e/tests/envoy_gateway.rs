@@ -7,7 +7,7 @@
 
 use edge_e2e::{json_of, test_dir, workspace_root, Edge, Options, GOLDIE_ID};
 use edgectl::Target;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -366,15 +366,8 @@ async fn the_envoy_gateway_listener_serves_reads_and_refusals_with_the_native_mo
         .send(Message::text(r#"{"title":"Socket lamp","price":12}"#))
         .await
         .expect("send");
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
-        .await
-        .expect("an answer within 10 s")
-        .expect("open")
-        .expect("a frame");
-    assert!(
-        matches!(&answer, Message::Text(text) if text.contains("Socket lamp")),
-        "{answer:?}"
-    );
+    let answer = edge_e2e::next_websocket_text(&mut socket).await;
+    assert!(answer.contains("Socket lamp"), "{answer}");
     // The access log wrote both reads' lines.
     let lines = edge.access_log();
     assert!(

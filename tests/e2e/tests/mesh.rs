@@ -184,7 +184,7 @@ async fn mesh_policy_holds_for_json_and_grpc_clients_alike() {
 /// auth as for any request. Were the upgrade not let through, Envoy itself would answer 403.
 #[tokio::test]
 async fn a_websocket_upgrade_reaches_the_filters_through_the_gateway() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let edge = Edge::start().await;
     let token = edge.signin("goldie").await;
@@ -209,14 +209,7 @@ async fn a_websocket_upgrade_reaches_the_filters_through_the_gateway() {
         .send(Message::text(r#"{"title":"Socket lamp","price":12}"#))
         .await
         .expect("send");
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
-        .await
-        .expect("an answer within 10 s")
-        .expect("open")
-        .expect("a frame");
-    let Message::Text(text) = answer else {
-        panic!("not a text frame: {answer:?}");
-    };
-    let answer: Value = serde_json::from_str(&text).expect("JSON");
+    let answer: Value =
+        serde_json::from_str(&edge_e2e::next_websocket_text(&mut socket).await).expect("JSON");
     assert_eq!(answer["item"]["title"], "Socket lamp", "{answer}");
 }

@@ -137,20 +137,7 @@ impl Parity {
                     ])),
                     listener("native", vec![native, edgectl::router_filter()]),
                 ],
-                "clusters": [{
-                    "name": "kitchen",
-                    "type": "STATIC",
-                    "connect_timeout": "1s",
-                    "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            "explicit_http_config": { "http2_protocol_options": {} }
-                        }
-                    },
-                    "load_assignment": { "cluster_name": "kitchen", "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                        "socket_address": { "address": "127.0.0.1", "port_value": backend_addr.port() }
-                    } } }] }] }
-                }]
+                "clusters": [edge_e2e::kitchen_cluster(backend_addr.port())]
             }
         });
         let http = reqwest::Client::builder()

@@ -5,7 +5,8 @@
 //! with 501, also tested here.
 
 use edge_e2e::{
-    connect_websocket, json_of, websocket_refusal, Edge, KitchenEdge, Options, WebSocket,
+    connect_websocket, next_websocket_text, websocket_refusal, Edge, KitchenEdge, Options,
+    WebSocket,
 };
 use edgectl::Target;
 use futures_util::{SinkExt, StreamExt};
@@ -46,10 +47,7 @@ async fn next(socket: &mut WebSocket) -> Message {
 }
 
 async fn next_json(socket: &mut WebSocket) -> Value {
-    match next(socket).await {
-        Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
-        other => panic!("not a text frame: {other:?}"),
-    }
+    serde_json::from_str(&next_websocket_text(socket).await).expect("JSON")
 }
 
 async fn close_of(socket: &mut WebSocket) -> (CloseCode, String) {
@@ -316,14 +314,6 @@ async fn sellers_list_items_one_by_one_over_a_websocket_through_auth() {
     assert!(line["subject"].is_string(), "{line}");
     // What was answered was listed.
     for id in ids {
-        let (status, body) = json_of(
-            edge.http
-                .get(edge.url(&format!("/catalog/items/{id}")))
-                .send()
-                .await
-                .expect("GET"),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
+        assert_eq!(edge.item_status(&id).await, 200);
     }
 }
