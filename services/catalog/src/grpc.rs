@@ -184,25 +184,35 @@ impl CatalogService for CatalogApi {
         let owner = caller(&request)?;
         let mut requests = request.into_inner();
         let (items, customers) = (self.items.clone(), self.customers.clone());
+        // The first listing is answered before the stream starts: its refusal is then the
+        // call's status alone (trailers-only), which any client, an edge transcoding to JSON
+        // included, reads as a plain error rather than a stream that failed before its first
+        // message.
+        let Some(first) = requests.message().await? else {
+            return Ok(Response::new(ReceiverStream::new(
+                tokio::sync::mpsc::channel(1).1,
+            )));
+        };
+        let name = customer_name(&customers, &owner).await?;
+        let first = CreateItemResponse {
+            item: Some(aggregate(
+                create(&items, &owner, first).await?,
+                name.clone(),
+            )),
+        };
         // One answer in flight: a caller that stops reading stops the listing too.
         let (sender, receiver) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
-            let mut name = None;
+            if sender.send(Ok(first)).await.is_err() {
+                return;
+            }
             // An error from the caller's side (it went away): nothing to answer.
             while let Ok(Some(request)) = requests.message().await {
-                let answer = async {
-                    let item = create(&items, &owner, request).await?;
-                    let name = match &name {
-                        Some(name) => String::clone(name),
-                        None => name
-                            .insert(customer_name(&customers, &owner).await?)
-                            .clone(),
-                    };
-                    Ok(CreateItemResponse {
-                        item: Some(aggregate(item, name)),
-                    })
-                }
-                .await;
+                let answer = create(&items, &owner, request)
+                    .await
+                    .map(|item| CreateItemResponse {
+                        item: Some(aggregate(item, name.clone())),
+                    });
                 let failed = answer.is_err();
                 if sender.send(answer).await.is_err() || failed {
                     return;

@@ -643,6 +643,18 @@ async fn several_listings_go_on_one_stream() {
         json!({ "code": 3, "message": "title must not be empty" }),
         "{body}"
     );
+    // Refused at the first item: the call's error alone, a plain 400 (what schemathesis sent).
+    let (status, body) = json_of(
+        edge.http
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&json!([{ "price": "0" }, { "0": [], "": { "": 0 } }]))
+            .send()
+            .await
+            .expect("POST"),
+    )
+    .await;
+    assert_eq!((status, &body["code"]), (400, &json!(3)), "{body}");
     // Listed, both.
     for line in &lines[..2] {
         let id = line["result"]["item"]["id"].as_str().expect("an id");
