@@ -317,3 +317,41 @@ async fn sellers_list_items_one_by_one_over_a_websocket_through_auth() {
         assert_eq!(edge.item_status(&id).await, 200);
     }
 }
+
+/// A browser's own WebSocket (headless Chromium, `tests/browser/websocket.cjs`): its messages as
+/// text frames, its side ended with an empty text frame, the answer read before the close.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_streams_over_a_websocket_and_reads_the_answer_and_the_close() {
+    let edge = KitchenEdge::start(Target::Native).await;
+    let cases = json!([
+        { "path": "/v1/sinks:collect", "send": [{ "name": "a" }, { "name": "b" }] },
+        { "path": "/v1/sinks:chat", "send": [{ "name": "hi" }, { "fault": { "code": 5, "message": "gone" } }] }
+    ]);
+    let run = std::process::Command::new("node")
+        .arg(edge_e2e::workspace_root().join("tests/browser/websocket.cjs"))
+        .arg(format!("ws://127.0.0.1:{}", edge.port))
+        .arg(cases.to_string())
+        .env("NODE_PATH", edge_e2e::storefront_dir().join("node_modules"))
+        .output()
+        .expect("run node");
+    assert!(
+        run.status.success(),
+        "Chromium: {}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: Value = serde_json::from_slice(&run.stdout).expect("the script's JSON report");
+    assert_eq!(report["errors"], json!([]), "{report}");
+    let [collect, chat] = [&report["results"][0], &report["results"][1]];
+    assert_eq!(
+        (&collect["received"][0]["tags"], &collect["code"]),
+        (&json!(["a", "b"]), &json!(1000)),
+        "{collect}"
+    );
+    assert_eq!(chat["received"][0]["name"], "hi", "{chat}");
+    assert_eq!(
+        (&chat["code"], &chat["reason"]),
+        (&json!(4005), &json!("gone")),
+        "{chat}"
+    );
+}
