@@ -53,6 +53,12 @@ pub struct TranscoderConfig {
     /// preflight is answered 404/405 like any request no route serves.
     #[serde(default)]
     pub pass_cors_preflights: bool,
+    /// The origins a browser's WebSocket may come from (its `Origin`; `*`: any). CORS does not
+    /// guard a WebSocket, so a page of any origin could otherwise open one with the user's
+    /// cookies. Empty: not checked. `edgectl` sets it to `cors.allow_origins`. A client that
+    /// sends no `Origin` (not a browser) is not checked.
+    #[serde(default)]
+    pub socket_origins: Vec<String>,
     /// Services moving to a new deployment: service → the new deployment's cluster. A request
     /// whose `backend_header` (set by auth, never by clients) names that cluster is sent there.
     #[serde(default)]

@@ -289,6 +289,19 @@ impl Transcoder {
         if !route.client_streaming {
             return refuse(socket_carries_streams_only(&route.grpc_path()));
         }
+        let origins = &self.config.socket_origins;
+        if let Some(origin) = headers.get("origin") {
+            if !origins.is_empty()
+                && !origins
+                    .iter()
+                    .any(|allowed| allowed == "*" || allowed == origin)
+            {
+                return refuse(LocalReply::error(
+                    GrpcCode::PermissionDenied,
+                    format!("a WebSocket from the origin {origin:?} is not allowed here"),
+                ));
+            }
+        }
         let accept = match crate::websocket::accept(headers) {
             Ok(accept) => accept,
             Err(failure) => {

@@ -597,18 +597,25 @@ mod tests {
     }
 
     fn upgrade(path: &str) -> Headers {
+        upgrade_with(path, &[])
+    }
+
+    fn upgrade_with(path: &str, more: &[(&str, &str)]) -> Headers {
+        let headers = [
+            (":method", "GET"),
+            (":path", path),
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("x-user-id", "u1"),
+        ];
         Headers::new(
-            [
-                (":method", "GET"),
-                (":path", path),
-                ("upgrade", "websocket"),
-                ("connection", "Upgrade"),
-                ("sec-websocket-version", "13"),
-                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                ("x-user-id", "u1"),
-            ]
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .to_vec(),
+            headers
+                .iter()
+                .chain(more)
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
         )
     }
 
@@ -656,6 +663,28 @@ mod tests {
                 reply.status.message
             );
         }
+        // A browser's socket from an origin the configuration does not list: 403; a client
+        // that names no origin is no browser, and not checked.
+        let mut config = crate::tests::transcoder().config.clone();
+        config.socket_origins = vec!["https://shop.example".into()];
+        let guarded = Transcoder::new(config).unwrap().with_sockets();
+        let from = |origin: &str| {
+            let headers = upgrade_with("/catalog/items:batchCreate", &[("origin", origin)]);
+            guarded.plan_headers(&headers, true)
+        };
+        let reply = refusal(from("https://evil.example"));
+        assert_eq!(
+            (reply.http_status, reply.status.code),
+            (403, GrpcCode::PermissionDenied)
+        );
+        assert!(matches!(
+            from("https://shop.example"),
+            crate::HeadersPlan::Socket { .. }
+        ));
+        assert!(matches!(
+            guarded.plan_headers(&upgrade("/catalog/items:batchCreate"), true),
+            crate::HeadersPlan::Socket { .. }
+        ));
         // A host that cannot serve sockets (proxy-wasm): 501.
         let wasm = crate::tests::transcoder();
         let reply = refusal(wasm.plan_headers(&upgrade("/catalog/items:batchCreate"), true));

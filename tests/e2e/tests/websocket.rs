@@ -263,6 +263,17 @@ async fn sellers_list_items_one_by_one_over_a_websocket_through_auth() {
 
     let token = edge.signin("goldie").await;
     let bearer = format!("Bearer {token}");
+    // A page of an origin `cors` does not list cannot open one (CORS does not guard a
+    // WebSocket); the storefront's can.
+    let from = |origin: &'static str| [("authorization", bearer.as_str()), ("origin", origin)];
+    let (status, body) =
+        websocket_refusal(connect_websocket(&url, &from("http://evil.example")).await);
+    assert_eq!((status, body["code"].as_i64()), (403, Some(7)), "{body}");
+    drop(
+        connect_websocket(&url, &from("http://localhost:3000"))
+            .await
+            .expect("the storefront's origin"),
+    );
     let mut socket = connect_websocket(&url, &[("authorization", &bearer)])
         .await
         .expect("the upgrade, with a token");
@@ -284,13 +295,14 @@ async fn sellers_list_items_one_by_one_over_a_websocket_through_auth() {
         (CloseCode::from(4003), "title must not be empty".to_string())
     );
     // One access-log line for the socket, once it is over: the upgrade's 101, the call's
-    // status, the caller and the cluster.
+    // status, the caller and the cluster (the socket opened from the storefront's origin, and
+    // left at once, has its own line).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let line = loop {
         let socket_lines: Vec<Value> = edge
             .access_log()
             .into_iter()
-            .filter(|line| line["status"] == 101)
+            .filter(|line| line["status"] == 101 && line["grpc_status"] == 3)
             .collect();
         if let [line] = socket_lines.as_slice() {
             break line.clone();

@@ -69,9 +69,11 @@ impl EdgeConfig {
             "buffer_limit_bytes".into(),
             json!(self.limits.connection_buffer_bytes),
         );
-        if self.cors.is_some() {
+        if let Some(cors) = &self.cors {
             // In Istio the CORS filter runs after the Wasm filters: preflights must reach it.
             transcoder.insert("pass_cors_preflights".into(), json!(true));
+            // The pages that may call the edge may open its WebSockets; no other page may.
+            transcoder.insert("socket_origins".into(), json!(cors.allow_origins));
         }
         let config = Value::Object(transcoder);
         let parsed: edge_transcoder::TranscoderConfig =
