@@ -6,7 +6,7 @@
 //! returns), so a live stream's pieces are always `resumed` and a hold is a continue.
 
 use crate::{flow as flow_of, FilterConfig, StreamFilter};
-use edge_core::host::{Flow, GrpcRequest, Host, HostError, Level};
+use edge_core::host::{Flow, Host, HostError, Level};
 use edge_native_host::abi::{status, EnvoyConfig, EnvoyFilter};
 use edge_native_host::{log, CallPart, Delivery, Metrics, NativeHost, Scope};
 use edge_transcoder::websocket::SocketStep;
@@ -70,15 +70,8 @@ impl Filter {
         let opened = match socket.route(&self.transcoder) {
             Ok(route) => {
                 let call = socket.call(route);
-                self.host
-                    .open_call(GrpcRequest {
-                        cluster: call.cluster,
-                        service: call.service,
-                        method: call.method,
-                        metadata: call.metadata,
-                        messages: &[],
-                    })
-                    .map(|token| (token, call.cluster.to_string()))
+                let cluster = call.cluster.to_string();
+                self.host.open_call(call).map(|token| (token, cluster))
             }
             Err(_) => Err(HostError::NOT_FOUND),
         };

@@ -16,6 +16,7 @@
 use crate::{Failure, Pending, Route, Transcoder};
 use base64::Engine;
 use edge_core::grpc;
+use edge_core::host::GrpcRequest;
 use edge_core::{GrpcCode, Headers, LocalReply, Status};
 use sha1::{Digest, Sha1};
 
@@ -166,8 +167,8 @@ impl FrameReader {
         }
     }
 
-    /// The messages `bytes` complete, in order; a violation ends the socket (what came before
-    /// it is still returned first by the caller's order of handling: none is lost silently).
+    /// The messages `bytes` complete, in order, and the violation that stopped the reading, if
+    /// one did (the messages before it are still returned, to be passed on before the close).
     pub fn push(&mut self, bytes: &[u8]) -> (Vec<Inbound>, Option<Violation>) {
         self.buffer.extend_from_slice(bytes);
         let mut messages = Vec::new();
@@ -315,16 +316,6 @@ pub enum SocketStep {
     CancelCall,
 }
 
-/// The gRPC call a socket opens: its cluster, path, and metadata (the request's forwarded
-/// headers).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SocketCall<'s> {
-    pub cluster: &'s str,
-    pub service: &'s str,
-    pub method: &'s str,
-    pub metadata: Vec<(&'s str, &'s [u8])>,
-}
-
 /// One WebSocket carrying one client- or bidirectional-streaming call.
 #[derive(Debug)]
 pub struct Socket {
@@ -420,9 +411,10 @@ impl Socket {
         transcoder.route(self.pending.route)
     }
 
-    /// The call to open (no message yet: each comes in a frame).
-    pub fn call<'s>(&'s self, route: &'s Route) -> SocketCall<'s> {
-        SocketCall {
+    /// The call to open, with the request's forwarded headers as metadata and no message yet
+    /// (each comes in a frame).
+    pub fn call<'s>(&'s self, route: &'s Route) -> GrpcRequest<'s> {
+        GrpcRequest {
             cluster: route.destination(self.pending.backend.as_deref()),
             service: &route.service,
             method: &route.method,
@@ -432,6 +424,7 @@ impl Socket {
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_bytes()))
                 .collect(),
+            messages: &[],
         }
     }
 
