@@ -21,6 +21,7 @@
 #![allow(unsafe_code)]
 
 pub mod abi;
+pub mod notes;
 
 use abi::{body_type, header_type, Buffer, EnvoyConfig, EnvoyFilter, Header};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -29,8 +30,10 @@ use edge_core::grpc::{CallEvent, CallReader};
 use edge_core::host::{GrpcRequest, Host, HostError, Level, MemoryStore, SharedStore};
 use edge_core::metrics::Observation;
 use edge_core::{Client, Headers, LocalReply};
+use notes::StreamNotes;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
@@ -238,6 +241,8 @@ pub struct NativeHost {
     route_stale: Cell<bool>,
     /// The filter reset the stream in this hook: Envoy must not be told to go on with it.
     reset: Cell<bool>,
+    /// The stream's notes, when kept in the module ([`notes`]); else dynamic metadata.
+    notes: Option<Rc<StreamNotes>>,
 }
 
 impl NativeHost {
@@ -251,7 +256,21 @@ impl NativeHost {
             request_chunk: Cell::new(0),
             route_stale: Cell::new(false),
             reset: Cell::new(false),
+            notes: None,
         }
+    }
+
+    /// Closes this stream's record of notes to more filters ([`StreamNotes::close`]).
+    pub fn close_notes(&self) {
+        if let Some(notes) = &self.notes {
+            notes.close();
+        }
+    }
+
+    /// This host, its notes kept in `notes` (a stream's record, [`notes`]) when there is one.
+    pub fn with_notes(mut self, notes: Option<Rc<StreamNotes>>) -> Self {
+        self.notes = notes;
+        self
     }
 
     /// At the end of a request callback: has Envoy pick the route again if a request header
@@ -436,6 +455,9 @@ impl NativeHost {
 
     /// A note one of the filters left for the others ([`Host::set_property`]).
     pub fn note(&self, key: &str) -> Option<Vec<u8>> {
+        if let Some(notes) = self.notes.as_ref().filter(|notes| notes.joined()) {
+            return notes.get(key);
+        }
         let filter = self.filter().ok()?;
         let mut value = Buffer::NULL;
         let found = unsafe {
@@ -743,11 +765,16 @@ impl Host for NativeHost {
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
         self.set_request_header_to(name, None)
     }
-    /// In the stream's dynamic metadata, which a later write replaces (Envoy's filter state
-    /// keeps the first write of a key read-only), base64 for a string value.
+    /// In the stream's record when the filter joined one ([`notes`]), else in its dynamic
+    /// metadata, which a later write replaces (Envoy's filter state keeps the first write of a
+    /// key read-only), base64 for a string value.
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
-        let filter = self.filter()?;
         let key = path.join(".");
+        if let Some(notes) = &self.notes {
+            notes.set(&key, value);
+            return Ok(());
+        }
+        let filter = self.filter()?;
         let encoded = BASE64.encode(value);
         unsafe {
             abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(

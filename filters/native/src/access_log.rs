@@ -15,6 +15,7 @@ use edge_access_log::{AccessLogConfig, LineBuffer};
 use edge_core::host::Host;
 use edge_core::notes;
 use edge_native_host::abi::{attribute, status, EnvoyConfig, EnvoyFilter};
+use edge_native_host::notes::StreamNotes;
 use edge_native_host::{CallPart, Delivery, Family, MetricKind, Metrics, NativeHost, Scope};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,7 +83,8 @@ impl FilterConfig for Config {
     fn new_filter(&self, envoy: EnvoyFilter) -> Box<dyn StreamFilter> {
         let seen = self.requests_seen.fetch_add(1, Ordering::Relaxed);
         Box::new(AccessLog {
-            host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone()),
+            host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone())
+                .with_notes(Some(StreamNotes::open())),
             config: self.config.clone(),
             seen,
             arrival: None,
@@ -150,11 +152,13 @@ impl AccessLog {
 
 impl StreamFilter for AccessLog {
     fn request_headers(&mut self, _end_of_stream: bool) -> u32 {
+        self.host.close_notes();
         self.arrival = Some(arrive(&self.host, &self.config, self.seen));
         status::CONTINUE
     }
 
     fn complete(&mut self) {
+        self.host.close_notes();
         let arrival = self.arrival.take().unwrap_or_else(|| Arrival {
             headers: self.host.request_headers().unwrap_or_default(),
             ..Arrival::default()

@@ -13,6 +13,7 @@ use edge_auth::root::{Root, Shared};
 use edge_auth::AuthConfig;
 use edge_core::host::{Host, Level};
 use edge_native_host::abi::{self, EnvoyConfig, EnvoyFilter};
+use edge_native_host::notes::StreamNotes;
 use edge_native_host::{log, CallPart, Delivery, Family, MetricKind, Metrics, NativeHost, Scope};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -124,7 +125,8 @@ impl Config {
 impl FilterConfig for Config {
     fn new_filter(&self, envoy: EnvoyFilter) -> Box<dyn StreamFilter> {
         Box::new(AuthFilter {
-            host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone()),
+            host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone())
+                .with_notes(StreamNotes::join(NAME)),
             shared: self.shared(),
             config: self.id,
         })

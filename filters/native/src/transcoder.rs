@@ -8,6 +8,7 @@
 use crate::{flow as flow_of, FilterConfig, StreamFilter};
 use edge_core::host::{Flow, Host, HostError, Level};
 use edge_native_host::abi::{status, EnvoyConfig, EnvoyFilter};
+use edge_native_host::notes::StreamNotes;
 use edge_native_host::{log, CallPart, Delivery, Metrics, NativeHost, Scope};
 use edge_transcoder::websocket::SocketStep;
 use edge_transcoder::{Exchange, ResponseFlow, Transcoder, TranscoderConfig};
@@ -46,7 +47,8 @@ pub(crate) fn configure(
 impl FilterConfig for Config {
     fn new_filter(&self, envoy: EnvoyFilter) -> Box<dyn StreamFilter> {
         Box::new(Filter {
-            host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone()),
+            host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone())
+                .with_notes(StreamNotes::join(NAME)),
             transcoder: self.transcoder.clone(),
             exchange: Exchange::default(),
             socket_call: None,
