@@ -17,6 +17,11 @@ use edge_core::host::Flow;
 use edge_native_host::abi::{status, EnvoyConfig, EnvoyFilter};
 use edge_native_host::CallPart;
 
+/// The module's Rust allocations stay in the module (Envoy frees none of them, nor the module
+/// Envoy's): see the workspace's note on `mimalloc`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The filters' names, as a dynamic-module filter's `filter_name` gives them.
 pub const FILTERS: [&str; 3] = [auth::NAME, transcoder::NAME, access_log::NAME];
 
