@@ -12,13 +12,14 @@ use std::ops::Range;
 /// The headers at one moment, in Envoy's order (names lower-case, as Envoy keeps them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    /// The buffer the host filled (empty for headers made from pairs).
-    raw: Vec<u8>,
+    /// The buffer the host filled, when it is UTF-8 (empty otherwise, and for headers made
+    /// from pairs).
+    raw: String,
     pairs: Vec<(Text, Text)>,
 }
 
-/// A name or value: a UTF-8 range of `raw`, or (for bytes that are not UTF-8, and for headers
-/// made on the host) an owned copy; bytes that are not UTF-8 read as before, lossily.
+/// A name or value: a range of `raw`, or (for headers whose bytes are not all UTF-8, and for
+/// headers made on the host) an owned copy; bytes that are not UTF-8 read as before, lossily.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Text {
     In(Range<usize>),
@@ -33,7 +34,7 @@ impl Headers {
             .map(|(name, value)| (Text::Copied(name), Text::Copied(value)))
             .collect();
         Self {
-            raw: Vec::new(),
+            raw: String::new(),
             pairs,
         }
     }
@@ -41,49 +42,58 @@ impl Headers {
     /// Headers whose names and values lie in a host's buffer at `entries`, read in place.
     /// `None` when a range is outside `raw`.
     pub fn in_buffer(raw: Vec<u8>, entries: Vec<(Range<usize>, Range<usize>)>) -> Option<Self> {
-        // One UTF-8 check of the whole buffer (headers nearly always pass): a range of valid
-        // UTF-8 is valid itself exactly when both its ends fall on character boundaries.
-        let whole = std::str::from_utf8(&raw).ok();
-        let text = |range: Range<usize>| -> Option<Text> {
-            if whole.is_some_and(|whole| whole.get(range.clone()).is_some()) {
-                return Some(Text::In(range));
+        // One UTF-8 check of the whole buffer, which headers nearly always pass: then each
+        // lookup slices it, and a range is text exactly when both its ends fall on character
+        // boundaries.
+        let raw = match String::from_utf8(raw) {
+            Ok(raw) => raw,
+            Err(error) => return Self::copied(&error.into_bytes(), entries),
+        };
+        let mut pairs = Vec::with_capacity(entries.len());
+        for (name, value) in entries {
+            if raw.get(name.clone()).is_none() || raw.get(value.clone()).is_none() {
+                return None;
             }
-            let bytes = raw.get(range.clone())?;
-            Some(match std::str::from_utf8(bytes) {
-                Ok(_) => Text::In(range),
-                Err(_) => Text::Copied(String::from_utf8_lossy(bytes).into_owned()),
-            })
+            pairs.push((Text::In(name), Text::In(value)));
+        }
+        Some(Self { raw, pairs })
+    }
+
+    /// [`Self::in_buffer`] for a buffer that is not all UTF-8: each name and value copied,
+    /// lossily.
+    fn copied(raw: &[u8], entries: Vec<(Range<usize>, Range<usize>)>) -> Option<Self> {
+        let text = |range: Range<usize>| {
+            raw.get(range)
+                .map(|bytes| Text::Copied(String::from_utf8_lossy(bytes).into_owned()))
         };
         let mut pairs = Vec::with_capacity(entries.len());
         for (name, value) in entries {
             pairs.push((text(name)?, text(value)?));
         }
-        Some(Self { raw, pairs })
+        Some(Self {
+            raw: String::new(),
+            pairs,
+        })
     }
 
     #[inline(always)]
-    fn bytes<'a>(&'a self, text: &'a Text) -> &'a [u8] {
+    fn text<'a>(&'a self, text: &'a Text) -> &'a str {
         match text {
             Text::In(range) => self.raw.get(range.clone()).unwrap_or_default(),
-            Text::Copied(text) => text.as_bytes(),
+            Text::Copied(text) => text,
         }
     }
 
-    /// Names compare as bytes; only a value found is read as text (it was checked to be UTF-8
-    /// when the snapshot was taken). The lengths first: a lookup passes a dozen names, nearly
-    /// all of another length, and reaching their bytes costs more than comparing them.
-    /// Inlined: a request's lookups make some 350 of these calls.
+    /// Names compare as bytes. The lengths first: a lookup passes a dozen names, nearly all
+    /// of another length, and reaching their bytes costs more than comparing them. Inlined:
+    /// a request's lookups make some 350 of these calls.
     #[inline(always)]
     fn is(&self, key: &Text, name: &str) -> bool {
         let length = match key {
             Text::In(range) => range.len(),
             Text::Copied(text) => text.len(),
         };
-        length == name.len() && self.bytes(key).eq_ignore_ascii_case(name.as_bytes())
-    }
-
-    fn text<'a>(&'a self, value: &'a Text) -> &'a str {
-        std::str::from_utf8(self.bytes(value)).unwrap_or_default()
+        length == name.len() && self.text(key).eq_ignore_ascii_case(name)
     }
 
     /// The first value of `name`, if present.
