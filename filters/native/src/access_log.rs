@@ -1,9 +1,10 @@
 //! Native glue of the access log: notes the request's arrival, and when the stream completes
 //! (before Envoy's own access logs) reads Envoy's attributes directly — one cheap call each,
 //! where the Wasm glue compiles a CEL expression to save host calls — and writes the line and
-//! its labelled metrics. With a collector, lines wait in one buffer for the whole process (the
-//! Wasm build keeps one per worker), shipped from the main thread every `flush_interval_ms`
-//! by config-level callouts.
+//! its labelled metrics. Its counts wait in the module and reach Envoy's stats each second,
+//! from the main thread ([`Metrics::hold_counts`]); its histogram values go at once. With a
+//! collector, lines wait in one buffer for the whole process (the Wasm build keeps one per
+//! worker), shipped from the main thread every `flush_interval_ms` by config-level callouts.
 
 use crate::ticker::Ticker;
 use crate::{FilterConfig, StreamFilter};
@@ -17,11 +18,11 @@ use edge_core::notes;
 use edge_native_host::abi::{attribute, status, EnvoyConfig, EnvoyFilter};
 use edge_native_host::notes::StreamNotes;
 use edge_native_host::{CallPart, Delivery, Family, MetricKind, Metrics, NativeHost, Scope};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) const NAME: &str = "access-log";
 
@@ -35,7 +36,20 @@ struct Config {
     /// The batch in flight, and the main thread's host that ships it.
     shipping: RefCell<Shipping>,
     host: NativeHost,
-    _ticker: Option<Ticker>,
+    /// When lines were last shipped (ticks come more often when counts are due sooner).
+    last_shipped: Cell<Instant>,
+    _ticker: Ticker,
+}
+
+/// How long a stream's counts may wait in the module before Envoy's stats have them.
+const COUNTS_PERIOD: Duration = Duration::from_secs(1);
+
+impl Drop for Config {
+    /// Envoy destroys its configuration after this (and the filters before): the counts held
+    /// since the last tick still reach its stats.
+    fn drop(&mut self) {
+        self.metrics.flush();
+    }
 }
 
 pub(crate) fn configure(
@@ -57,17 +71,20 @@ pub(crate) fn configure(
         .collect();
     // SAFETY: `envoy` is the configuration of the hook being run.
     #[allow(unsafe_code)]
-    let metrics = Arc::new(unsafe { Metrics::define(envoy, &families) });
-    let (buffer, ticker) = match &config.collector {
-        Some(collector) => (
-            LineBuffer::new(collector.max_buffered_lines),
-            Some(Ticker::start(
-                envoy,
-                Duration::from_millis(collector.flush_interval_ms),
-            )),
-        ),
-        None => (LineBuffer::new(0), None),
-    };
+    let metrics = Arc::new(unsafe { Metrics::define(envoy, &families) }.hold_counts(envoy));
+    let buffer = LineBuffer::new(
+        config
+            .collector
+            .as_ref()
+            .map_or(0, |collector| collector.max_buffered_lines),
+    );
+    // The held counts go to Envoy every second; lines to the collector as often as it says.
+    let period = config
+        .collector
+        .as_ref()
+        .map_or(COUNTS_PERIOD, |collector| {
+            COUNTS_PERIOD.min(Duration::from_millis(collector.flush_interval_ms))
+        });
     Ok(Box::new(Config {
         config: Arc::new(config),
         host: NativeHost::new(NAME, Scope::Config(envoy), metrics.clone()),
@@ -75,7 +92,8 @@ pub(crate) fn configure(
         requests_seen: AtomicU64::new(0),
         buffer: Arc::new(Mutex::new(buffer)),
         shipping: RefCell::default(),
-        _ticker: ticker,
+        last_shipped: Cell::new(Instant::now()),
+        _ticker: Ticker::start(envoy, period),
     }))
 }
 
@@ -93,11 +111,18 @@ impl FilterConfig for Config {
     }
 
     fn scheduled(&self, _event: u64) {
+        self.metrics.flush();
         let (Some(collector), Ok(mut shipping)) =
             (&self.config.collector, self.shipping.try_borrow_mut())
         else {
             return;
         };
+        // A tick a little early still ships: ticks and the interval are alike.
+        let due = Duration::from_millis(collector.flush_interval_ms).mul_f64(0.9);
+        if self.last_shipped.get().elapsed() < due {
+            return;
+        }
+        self.last_shipped.set(Instant::now());
         if let Ok(mut buffer) = self.buffer.lock() {
             shipping.flush(&self.host, collector, &mut buffer);
         }

@@ -28,6 +28,9 @@ pub const GOLDIE_ID: &str = "7c0cde05-4df0-47f4-94c4-978dd9f56e5c";
 pub const MOBILE_PHONE_ID: &str = "e0e58243-4138-48e5-8aba-448a8888e2ff";
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the native module's counts can take to reach Envoy's stats: held up to a second
+/// (filters/native/src/access_log.rs), then the main thread's tick.
+const COUNTS_SETTLE: Duration = Duration::from_millis(1500);
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -588,6 +591,16 @@ impl Edge {
     /// What a service has logged so far.
     pub fn service_log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// [`Self::metric`] once the filters' counts of the requests already answered have reached
+    /// Envoy: the native module holds a second's counts and hands them over each second; the
+    /// Wasm filters' reach it at once.
+    pub async fn counted_metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        if self.module.target == Target::Native {
+            tokio::time::sleep(COUNTS_SETTLE).await;
+        }
+        self.metric(name, labels).await
     }
 
     /// The value of one Prometheus series at Envoy's `/stats/prometheus` (0 when absent).

@@ -652,7 +652,7 @@ async fn a_backend_reset_mid_answer_is_a_502() {
     // the connection manager's local_reply_config), so the transcoder never sees it to count.
     let counted = if edge.transcodes_in_place() { 0.0 } else { 1.0 };
     assert_eq!(
-        edge.metric("edge_transcoder_errors_total", &[("kind", "backend_reset")])
+        edge.counted_metric("edge_transcoder_errors_total", &[("kind", "backend_reset")])
             .await,
         counted
     );

@@ -372,7 +372,7 @@ async fn assert_metrics_kept(edge: &Edge, dump: &Value) {
         .unwrap();
     assert_eq!(response.status(), 200);
     let served = edge
-        .metric(
+        .counted_metric(
             "edge_requests_total",
             &[("route", "/catalog/items/{id}"), ("status_class", "2xx")],
         )
