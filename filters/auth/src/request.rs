@@ -26,6 +26,8 @@ pub struct Plan<'a> {
     pub note: Option<AuthNote>,
     /// Answer with this instead of letting the request through.
     pub reject: Option<Rejection>,
+    /// Tag the edge span with the refusal's reason: the request has one (Envoy traces it).
+    pub tag_span: bool,
 }
 
 impl Plan<'_> {
@@ -105,6 +107,7 @@ pub fn plan<'a>(config: &'a AuthConfig, headers: &Headers, outcome: Outcome) -> 
                     edits,
                     note: None,
                     reject: None,
+                    tag_span: false,
                 };
             };
             edits.push(Edit::Set(
@@ -127,6 +130,7 @@ pub fn plan<'a>(config: &'a AuthConfig, headers: &Headers, outcome: Outcome) -> 
                     reason: String::new(),
                 }),
                 reject: None,
+                tag_span: false,
             }
         }
         Outcome::Reject(rejection) => Plan {
@@ -136,6 +140,8 @@ pub fn plan<'a>(config: &'a AuthConfig, headers: &Headers, outcome: Outcome) -> 
                 reason: rejection.reason.as_str().to_string(),
             }),
             reject: Some(rejection),
+            // Without a span there is nothing to tag: a header edit is a host call.
+            tag_span: headers.contains(trace::EDGE_SPAN_HEADER),
         },
     }
 }
@@ -189,7 +195,9 @@ fn carry_out<H: Host>(host: &H, plan: &Plan<'_>, client: Client) -> Result<Flow,
     };
     // For the edge span (Envoy's tracer reads it when the span ends); the request goes no
     // further. Diagnostics only: a failure must not turn the refusal into a 500.
-    let _ = host.set_request_header(trace::AUTH_REASON_HEADER, rejection.reason.as_str());
+    if plan.tag_span {
+        let _ = host.set_request_header(trace::AUTH_REASON_HEADER, rejection.reason.as_str());
+    }
     host.send_reply(&rejection.reply, client, &rejection.reason.details());
     Ok(Flow::Pause)
 }
@@ -240,6 +248,10 @@ mod tests {
             (":method", "GET"),
             (":path", "/items"),
             ("content-type", "application/grpc"),
+            (
+                trace::EDGE_SPAN_HEADER,
+                "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            ),
         ]);
         assert_eq!(
             handle(&host, &config, None, &NoRestrictions),
@@ -265,6 +277,17 @@ mod tests {
                     details: "edge_auth_token_missing".into(),
                 },
             ]
+        );
+        // Untraced, there is no span to tag.
+        let untraced = RecordingHost::with_headers(&[(":method", "GET"), (":path", "/items")]);
+        handle(&untraced, &config, None, &NoRestrictions);
+        assert!(
+            !untraced
+                .calls()
+                .iter()
+                .any(|call| matches!(call, Call::SetHeader(..))),
+            "{:?}",
+            untraced.calls()
         );
     }
 
