@@ -37,6 +37,8 @@ pub struct Pending {
     /// Which of [`BODY_HEADERS`] the client sent: only those need removing (each header
     /// edit is a host call).
     pub body_headers: Vec<&'static str>,
+    /// The client's method is POST already, as gRPC's: it needs no edit.
+    pub posted: bool,
 }
 
 /// The refusal of a WebSocket to what takes one message from the client (`what`: the method or
@@ -220,6 +222,7 @@ impl Transcoder {
                 .into_iter()
                 .filter(|name| headers.contains(name))
                 .collect(),
+            posted: method == "POST",
             route: index,
             bindings,
             query: path.split_once('?').map(|(_, q)| q.to_string()),
@@ -327,6 +330,7 @@ impl Transcoder {
                 .as_ref()
                 .and_then(|_| headers.value(&self.config.backend_header)),
             body_headers: Vec::new(),
+            posted: false,
         };
         HeadersPlan::Socket {
             route,
@@ -450,18 +454,18 @@ impl Pending {
     pub fn grpc_request_headers(
         &self,
         route: &Route,
-    ) -> ([(&'static str, String); 6], &[&'static str]) {
-        (
-            [
-                (":path", route.grpc_path()),
-                (":method", "POST".to_string()),
-                ("content-type", "application/grpc".to_string()),
-                ("te", "trailers".to_string()),
-                ("grpc-timeout", self.deadline()),
-                (edge_core::TRANSCODED_HEADER, "json".to_string()),
-            ],
-            &self.body_headers,
-        )
+    ) -> (Vec<(&'static str, String)>, &[&'static str]) {
+        let mut set = vec![
+            (":path", route.grpc_path()),
+            ("content-type", "application/grpc".to_string()),
+            ("te", "trailers".to_string()),
+            ("grpc-timeout", self.deadline()),
+            (edge_core::TRANSCODED_HEADER, "json".to_string()),
+        ];
+        if !self.posted {
+            set.push((":method", "POST".to_string()));
+        }
+        (set, &self.body_headers)
     }
 }
 
