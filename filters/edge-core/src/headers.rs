@@ -16,6 +16,23 @@ pub struct Headers {
     /// from pairs).
     raw: String,
     pairs: Vec<(Text, Text)>,
+    /// Each name's [`NameKey`], beside `pairs`: lookups scan these words and compare a name
+    /// only where its key matches (a request's filters make some 45 lookups over 20 headers;
+    /// comparing each name cost ~250 instructions a lookup).
+    keys: Vec<NameKey>,
+}
+
+/// A name's length and its first and last bytes (lower-cased), in one word: names that
+/// differ in any of them differ.
+type NameKey = u32;
+
+#[inline(always)]
+fn name_key(name: &[u8]) -> NameKey {
+    let (first, last) = match (name.first(), name.last()) {
+        (Some(first), Some(last)) => (first.to_ascii_lowercase(), last.to_ascii_lowercase()),
+        _ => (0, 0),
+    };
+    (name.len().min(0xffff) as u32) << 16 | u32::from(first) << 8 | u32::from(last)
 }
 
 /// A name or value: a range of `raw`, or (for headers whose bytes are not all UTF-8, and for
@@ -33,10 +50,22 @@ impl Headers {
             .into_iter()
             .map(|(name, value)| (Text::Copied(name), Text::Copied(value)))
             .collect();
-        Self {
-            raw: String::new(),
+        Self::keyed(String::new(), pairs)
+    }
+
+    /// The snapshot of `pairs` (in `raw`), its names' keys computed.
+    fn keyed(raw: String, pairs: Vec<(Text, Text)>) -> Self {
+        let mut headers = Self {
+            raw,
             pairs,
-        }
+            keys: Vec::new(),
+        };
+        headers.keys = headers
+            .pairs
+            .iter()
+            .map(|(name, _)| name_key(headers.text(name).as_bytes()))
+            .collect();
+        headers
     }
 
     /// Headers whose names and values lie in a host's buffer at `entries`, read in place.
@@ -56,7 +85,7 @@ impl Headers {
             }
             pairs.push((Text::In(name), Text::In(value)));
         }
-        Some(Self { raw, pairs })
+        Some(Self::keyed(raw, pairs))
     }
 
     /// [`Self::in_buffer`] for a buffer that is not all UTF-8: each name and value copied,
@@ -70,10 +99,7 @@ impl Headers {
         for (name, value) in entries {
             pairs.push((text(name)?, text(value)?));
         }
-        Some(Self {
-            raw: String::new(),
-            pairs,
-        })
+        Some(Self::keyed(String::new(), pairs))
     }
 
     #[inline(always)]
@@ -84,24 +110,34 @@ impl Headers {
         }
     }
 
-    /// Names compare as bytes. The lengths first: a lookup passes a dozen names, nearly all
-    /// of another length, and reaching their bytes costs more than comparing them. Inlined:
-    /// a request's lookups make some 350 of these calls.
+    /// The position of the first name from `from` on that is `name`, in any case. Envoy
+    /// keeps names lower-case and callers ask in lower case, so bytes are compared as they are
+    /// first (a case-blind comparison costs ~200 instructions).
     #[inline(always)]
-    fn is(&self, key: &Text, name: &str) -> bool {
-        let length = match key {
-            Text::In(range) => range.len(),
-            Text::Copied(text) => text.len(),
-        };
-        length == name.len() && self.text(key).eq_ignore_ascii_case(name)
+    fn find(&self, name: &str, from: usize) -> Option<usize> {
+        let key = name_key(name.as_bytes());
+        let mut at = from;
+        loop {
+            at += self
+                .keys
+                .get(at..)?
+                .iter()
+                .position(|known| *known == key)?;
+            let known = self.pairs.get(at).map(|(known, _)| self.text(known))?;
+            if known == name || known.eq_ignore_ascii_case(name) {
+                return Some(at);
+            }
+            at += 1;
+        }
+    }
+
+    fn value_at(&self, at: usize) -> &str {
+        self.pairs.get(at).map_or("", |(_, value)| self.text(value))
     }
 
     /// The first value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(key, _)| self.is(key, name))
-            .map(|(_, value)| self.text(value))
+        self.find(name, 0).map(|at| self.value_at(at))
     }
 
     /// `get`, owned.
@@ -112,11 +148,13 @@ impl Headers {
     /// Every value of `name`, for checks that must see duplicates (e.g. two `Authorization`
     /// headers).
     pub fn all(&self, name: &str) -> Vec<String> {
-        self.pairs
-            .iter()
-            .filter(|(key, _)| self.is(key, name))
-            .map(|(_, value)| self.text(value).to_string())
-            .collect()
+        let mut values = Vec::new();
+        let mut from = 0;
+        while let Some(at) = self.find(name, from) {
+            values.push(self.value_at(at).to_string());
+            from = at + 1;
+        }
+        values
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -163,6 +201,18 @@ mod tests {
             assert_eq!(headers.value(":method").as_deref(), Some("GET"));
         }
         assert_eq!(Headers::default().get(":path"), None);
+    }
+
+    #[test]
+    fn names_alike_in_length_and_ends_are_told_apart() {
+        let read = in_buffer(&[(b"x-usEr-iD", b"spoofed"), (b"X-USER-ID", b"alice")]);
+        assert_eq!(read.get("x-user-id"), Some("spoofed"));
+        assert_eq!(read.all("x-user-id"), ["spoofed", "alice"]);
+        let alike = in_buffer(&[(b"x-user-xd", b"other"), (b"", b"empty name")]);
+        assert_eq!(alike.get("x-user-id"), None);
+        assert_eq!(alike.get("x-user-xd"), Some("other"));
+        assert_eq!(alike.get(""), Some("empty name"));
+        assert_eq!(alike.all("x-user-id"), Vec::<String>::new());
     }
 
     #[test]
