@@ -554,8 +554,11 @@ impl NativeHost {
 
     /// A note one of the filters left for the others ([`Host::set_property`]).
     pub fn note(&self, key: &str) -> Option<Vec<u8>> {
-        if let Some(notes) = self.notes.as_ref().filter(|notes| notes.joined()) {
-            return notes.get(key);
+        if let Some(notes) = &self.notes {
+            let note = notes.get(key);
+            if note.is_some() || !notes.may_lack() {
+                return note;
+            }
         }
         let filter = self.filter().ok()?;
         let mut value = Buffer::NULL;

@@ -9,7 +9,8 @@
 //! the filters created after it [join](StreamNotes::join) it; its first hook closes the record
 //! to joiners. A filter that finds no record open, or one its kind already joined (a chain
 //! without the access log, or with it later), leaves its notes in dynamic metadata as before,
-//! and an access log whose record nobody joined reads them from there.
+//! and says so to the next record opened: an access log whose record lacks a note, when nobody
+//! joined it or a filter before it could not, reads the note from there.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -20,17 +21,27 @@ pub struct StreamNotes {
     notes: RefCell<Vec<(String, Vec<u8>)>>,
     joined: RefCell<Vec<&'static str>>,
     closed: Cell<bool>,
+    /// A filter created since the last record opened could not join one: its notes went to
+    /// dynamic metadata.
+    strays: bool,
 }
 
 thread_local! {
     /// The record of the stream whose filters are being created on this worker.
     static OPENING: RefCell<Option<Rc<StreamNotes>>> = const { RefCell::new(None) };
+    /// A filter could not join since the last record opened.
+    static STRAYS: Cell<bool> = const { Cell::new(false) };
 }
 
 impl StreamNotes {
     /// A new stream's record, open to the filters created after this one.
     pub fn open() -> Rc<Self> {
-        let notes = Rc::new(Self::default());
+        let notes = Rc::new(Self {
+            strays: STRAYS
+                .try_with(|strays| strays.replace(false))
+                .unwrap_or(true),
+            ..Self::default()
+        });
         let _ = OPENING.try_with(|opening| {
             if let Ok(mut opening) = opening.try_borrow_mut() {
                 *opening = Some(notes.clone());
@@ -41,6 +52,14 @@ impl StreamNotes {
 
     /// The record being opened, for the filter `name`, unless that filter already joined it.
     pub fn join(name: &'static str) -> Option<Rc<Self>> {
+        let joined = Self::try_join(name);
+        if joined.is_none() {
+            let _ = STRAYS.try_with(|strays| strays.set(true));
+        }
+        joined
+    }
+
+    fn try_join(name: &'static str) -> Option<Rc<Self>> {
         let notes = OPENING
             .try_with(|opening| opening.try_borrow().ok()?.clone())
             .ok()
@@ -69,11 +88,14 @@ impl StreamNotes {
         });
     }
 
-    /// Whether any filter joined: if none did, their notes (if any) are in dynamic metadata.
-    pub fn joined(&self) -> bool {
-        self.joined
-            .try_borrow()
-            .is_ok_and(|joined| !joined.is_empty())
+    /// Whether a note this record lacks may be in dynamic metadata: nobody joined it, or a
+    /// filter could not.
+    pub fn may_lack(&self) -> bool {
+        self.strays
+            || self
+                .joined
+                .try_borrow()
+                .map_or(true, |joined| joined.is_empty())
     }
 
     pub fn set(&self, key: &str, value: &[u8]) {
@@ -107,7 +129,7 @@ mod tests {
         let record = StreamNotes::open();
         let auth = StreamNotes::join("auth").unwrap();
         let transcoder = StreamNotes::join("transcoder").unwrap();
-        assert!(record.joined());
+        assert!(!record.may_lack());
         // A second auth before the next stream opens belongs to a chain without the access log.
         assert!(StreamNotes::join("auth").is_none());
         auth.set("edge_auth", b"alice");
@@ -123,11 +145,19 @@ mod tests {
         let record = StreamNotes::open();
         record.close();
         assert!(StreamNotes::join("auth").is_none());
-        assert!(!record.joined());
-        // A filter created before the access log finds the previous stream's record closed.
+        assert!(record.may_lack(), "nobody joined");
+        // A filter created before the access log finds the previous stream's record closed,
+        // and the next record knows a note may be elsewhere.
         let next = StreamNotes::open();
         assert!(StreamNotes::join("auth").is_some());
+        assert!(next.may_lack(), "the auth before it strayed");
         next.close();
         assert!(StreamNotes::join("transcoder").is_none());
+        let after = StreamNotes::open();
+        assert!(StreamNotes::join("auth").is_some());
+        assert!(after.may_lack(), "the transcoder before it strayed");
+        let clean = StreamNotes::open();
+        assert!(StreamNotes::join("auth").is_some());
+        assert!(!clean.may_lack());
     }
 }

@@ -179,13 +179,30 @@ async fn a_client_that_never_reads_is_closed_with_what_waited_bounded() {
     let before = kitchen::CHATS_CUT.load(Ordering::SeqCst);
     let message = json!({ "name": "x".repeat(3000) }).to_string();
     // Up to 60 MB, far over what the kernel's buffers on both sides hold, until the edge gives
-    // up on the client (the chat is cut) or the messages run out.
+    // up on the client (the chat is cut) or the messages run out. A send that blocks (the edge
+    // stopped reading) is retried only while the chat goes on: once it is cut, the client must
+    // start reading, or Envoy's delayed close (1 s) resets the connection before the close
+    // frame waiting behind the echoes is read.
     let mut sent = 0;
+    let mut blocked = false;
     while sent < 20_000 && kitchen::CHATS_CUT.load(Ordering::SeqCst) == before {
-        if socket.send(Message::text(message.clone())).await.is_err() {
-            break;
+        let step = if blocked {
+            tokio::time::timeout(Duration::from_millis(50), socket.flush()).await
+        } else {
+            tokio::time::timeout(
+                Duration::from_millis(50),
+                socket.send(Message::text(message.clone())),
+            )
+            .await
+        };
+        match step {
+            Ok(Ok(())) => {
+                sent += 1;
+                blocked = false;
+            }
+            Ok(Err(_)) => break,
+            Err(_) => blocked = true,
         }
-        sent += 1;
     }
     assert!(
         kitchen::CHATS_CUT.load(Ordering::SeqCst) > before,
