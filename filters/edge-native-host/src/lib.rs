@@ -110,13 +110,13 @@ pub struct Metrics {
 #[derive(Debug)]
 struct HeldCounts {
     config: ConfigHandle,
-    /// By series: the family's id, then each label value after a [`LABEL_END`].
+    /// By series: the family's id, then each label value after a [`LABEL_SEPARATOR`].
     sums: Mutex<HashMap<String, u64>>,
 }
 
 /// Comes before each label value in a held series' key (label values are made of safe
 /// characters, `edge_core::metrics::label_value`).
-const LABEL_END: char = '\u{1f}';
+const LABEL_SEPARATOR: char = '\u{1f}';
 
 /// Envoy's filter configuration, for the main thread's flush of held counts.
 #[derive(Debug, Clone, Copy)]
@@ -200,7 +200,7 @@ impl Metrics {
             return;
         };
         for (series, sum) in sums.iter_mut().filter(|(_, sum)| **sum > 0) {
-            let mut parts = series.split(LABEL_END);
+            let mut parts = series.split(LABEL_SEPARATOR);
             let Some(id) = parts.next().and_then(|id| id.parse::<usize>().ok()) else {
                 continue;
             };
@@ -236,7 +236,7 @@ impl Metrics {
             series.clear();
             let _ = write!(series, "{id}");
             for (_, label) in labels {
-                series.push(LABEL_END);
+                series.push(LABEL_SEPARATOR);
                 series.push_str(label);
             }
             match sums.get_mut(series.as_str()) {
