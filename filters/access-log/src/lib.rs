@@ -193,7 +193,7 @@ impl Record {
             time: rfc3339_millis(timing.started_unix_nanos),
             request_id: header("x-request-id"),
             method: header(":method").unwrap_or_default(),
-            path: logged_path(&header(":path").unwrap_or_default(), config),
+            path: logged_path(headers.get(":path").unwrap_or_default(), config),
             route: notes::non_empty(&transcode.route),
             grpc_method: notes::non_empty(&transcode.grpc_method),
             // What the client was sent: this filter is the last to see the response.
@@ -207,7 +207,7 @@ impl Record {
             auth_reason: notes::non_empty(&auth.reason),
             user_agent: header("user-agent"),
             client_ip: client_ip(
-                header("x-forwarded-for").as_deref(),
+                headers.get("x-forwarded-for"),
                 peer.as_deref(),
                 config.trusted_xff_hops,
             ),
@@ -224,9 +224,60 @@ impl Record {
         }
     }
 
+    /// The line: what `serde_json` makes of the record (its `Serialize` is the reference the
+    /// tests hold this to), laid out field by field with the keys written as they are. Through
+    /// the derived `Serialize`, each key was escaped like a value: ~170 instructions a field.
     pub fn to_json(&self) -> String {
+        let mut line = Vec::with_capacity(512);
         // Serializing plain strings and numbers cannot fail; an empty object is the safe fallback.
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
+        match self.write_fields(&mut line) {
+            Ok(()) => String::from_utf8(line).unwrap_or_else(|_| "{}".to_string()),
+            Err(_) => "{}".to_string(),
+        }
+    }
+
+    fn write_fields(&self, line: &mut Vec<u8>) -> serde_json::Result<()> {
+        /// `,"key":value`; keys are field names, which need no escaping.
+        fn field<T: Serialize + ?Sized>(
+            line: &mut Vec<u8>,
+            key: &str,
+            value: &T,
+        ) -> serde_json::Result<()> {
+            line.extend_from_slice(b",\"");
+            line.extend_from_slice(key.as_bytes());
+            line.extend_from_slice(b"\":");
+            serde_json::to_writer(&mut *line, value)
+        }
+        fn optional<T: Serialize>(
+            line: &mut Vec<u8>,
+            key: &str,
+            value: &Option<T>,
+        ) -> serde_json::Result<()> {
+            value
+                .as_ref()
+                .map_or(Ok(()), |value| field(line, key, value))
+        }
+        line.extend_from_slice(b"{\"time\":");
+        serde_json::to_writer(&mut *line, &self.time)?;
+        optional(line, "request_id", &self.request_id)?;
+        field(line, "method", &self.method)?;
+        field(line, "path", &self.path)?;
+        optional(line, "route", &self.route)?;
+        optional(line, "grpc_method", &self.grpc_method)?;
+        field(line, "status", &self.status)?;
+        optional(line, "grpc_status", &self.grpc_status)?;
+        field(line, "duration_ms", &self.duration_ms)?;
+        optional(line, "upstream_ms", &self.upstream_ms)?;
+        field(line, "bytes_in", &self.bytes_in)?;
+        field(line, "bytes_out", &self.bytes_out)?;
+        optional(line, "subject", &self.subject)?;
+        optional(line, "auth_reason", &self.auth_reason)?;
+        optional(line, "user_agent", &self.user_agent)?;
+        optional(line, "client_ip", &self.client_ip)?;
+        optional(line, "trace_id", &self.trace_id)?;
+        optional(line, "upstream_cluster", &self.upstream_cluster)?;
+        line.push(b'}');
+        Ok(())
     }
 }
 
@@ -289,32 +340,37 @@ pub fn client_ip(
 /// A W3C `traceparent` for a request that has none: the trace id is the request id's 32 hex
 /// digits when it is a UUID (so logs and traces share an id), the span id comes from `seed`.
 pub fn new_traceparent(request_id: &str, seed: u64) -> String {
-    // Byte by byte into one string: chars collected and formatted cost ~4k instructions a
-    // request.
-    let digits = || request_id.bytes().filter(|byte| *byte != b'-');
-    let is_trace_id = digits().count() == 32
-        && digits().all(|byte| byte.is_ascii_hexdigit())
-        && digits().any(|byte| byte != b'0');
-    let mut traceparent = String::with_capacity(55);
-    traceparent.push_str("00-");
-    if is_trace_id {
-        traceparent.extend(digits().map(|byte| char::from(byte.to_ascii_lowercase())));
-    } else {
-        push_hex(&mut traceparent, fnv1a(request_id.as_bytes(), 0));
-        push_hex(&mut traceparent, fnv1a(request_id.as_bytes(), seed) | 1);
+    // Written into one array: chars collected and formatted cost ~4k instructions a request,
+    // pushed one by one onto a `String` ~1.7k.
+    const TRACE: std::ops::Range<usize> = 3..35;
+    let mut parent = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    let mut digits = 0;
+    let mut is_trace_id = true;
+    for byte in request_id.bytes().filter(|byte| *byte != b'-') {
+        match parent[TRACE].get_mut(digits) {
+            Some(slot) if byte.is_ascii_hexdigit() => *slot = byte.to_ascii_lowercase(),
+            _ => {
+                is_trace_id = false;
+                break;
+            }
+        }
+        digits += 1;
     }
-    let span_id = fnv1a(&traceparent.as_bytes()[3..], seed) | 1;
-    traceparent.push('-');
-    push_hex(&mut traceparent, span_id);
-    traceparent.push_str("-01");
-    traceparent
+    if !(is_trace_id && digits == 32 && parent[TRACE].iter().any(|byte| *byte != b'0')) {
+        write_hex(&mut parent[3..19], fnv1a(request_id.as_bytes(), 0));
+        write_hex(&mut parent[19..35], fnv1a(request_id.as_bytes(), seed) | 1);
+    }
+    let span_id = fnv1a(&parent[TRACE], seed) | 1;
+    write_hex(&mut parent[36..52], span_id);
+    // ASCII throughout: the lossy case cannot happen.
+    String::from_utf8(parent.to_vec()).unwrap_or_default()
 }
 
-/// `value` as 16 lower-case hex digits.
-fn push_hex(out: &mut String, value: u64) {
-    for shift in (0..16).rev() {
-        let nibble = (value >> (shift * 4)) & 0xf;
-        out.push(char::from(b"0123456789abcdef"[nibble as usize]));
+/// `value` as lower-case hex digits filling `out` (16 of them for a `u64`).
+fn write_hex(out: &mut [u8], value: u64) {
+    for (at, slot) in out.iter_mut().rev().enumerate() {
+        let nibble = (value >> (at * 4)) & 0xf;
+        *slot = b"0123456789abcdef"[nibble as usize];
     }
 }
 
@@ -496,6 +552,41 @@ mod tests {
         let odd = new_traceparent("not-a-uuid", 7);
         assert!(edge_core::trace::trace_id_of(&odd).is_some(), "{odd}");
         assert_ne!(new_traceparent("x", 1), new_traceparent("x", 2));
+        // What the filter has always written for these (trace ids stay stable across builds).
+        for (id, seed, parent) in [
+            (
+                "not-a-uuid",
+                7,
+                "00-e287cc0c0ba2f0c0f78bfe488b08cf2b-36b86a507bf9fe5d-01",
+            ),
+            (
+                "x",
+                1,
+                "00-af63f54c86021707af63f44c86021555-f5592933aa297ae3-01",
+            ),
+            (
+                "00000000-0000-0000-0000-000000000000",
+                3,
+                "00-7c384c6218f299f1e62dfe17efb38d43-09563606c53713ed-01",
+            ),
+            (
+                "3F2504E0-4F89-11D3-9A0C-0305E82C3301",
+                9,
+                "00-3f2504e04f8911d39a0c0305e82c3301-b8c366249e2c1511-01",
+            ),
+            (
+                "3F2504E0-4F89-11D3-9A0C-0305E82C33011",
+                9,
+                "00-45d7d66aa1483823dd6c907aaa601c21-b0742e40ec7b3fe5-01",
+            ),
+            (
+                "3F2504E0-4F89-11D3-9A0C-0305E82C330g",
+                9,
+                "00-8ccfc8c56501ea026dcb9c8eb34bd527-cfdbbc83c28b110d-01",
+            ),
+        ] {
+            assert_eq!(new_traceparent(id, seed), parent, "{id}");
+        }
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub struct KeySet {
     /// host's metrics from here).
     checks: Cell<u64>,
     /// Shared, so a cache hit costs a reference count rather than a copy of every claim.
-    verified: RefCell<HashMap<String, Verified>>,
+    verified: RefCell<foldhash::HashMap<String, Verified>>,
 }
 
 impl fmt::Debug for KeySet {
@@ -208,7 +208,7 @@ impl KeySet {
             .filter(|(kid, old)| next.keys.get(*kid) == Some(old))
             .map(|(kid, _)| kid.as_str())
             .collect();
-        let kept: HashMap<String, Verified> = self
+        let kept: foldhash::HashMap<String, Verified> = self
             .verified
             .borrow()
             .iter()

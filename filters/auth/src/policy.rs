@@ -418,21 +418,47 @@ fn bearer_token(values: &[String]) -> Result<&str, TokenError> {
 }
 
 /// Whether `text` holds whitespace (as `char::is_whitespace` has it). A token is ASCII: its
-/// bytes are checked without stopping at the first hit, which the compiler vectorizes (char by
-/// char, a 300-byte token cost ~4k instructions).
+/// bytes are tested eight at a time for any below `!` (ASCII whitespace is `\t`..=`\r` and
+/// space), and only such a token is looked at byte by byte (byte by byte throughout, a
+/// 300-byte token cost ~3k instructions; char by char ~4k).
 fn has_whitespace(text: &str) -> bool {
-    if text.is_ascii() {
-        text.bytes().fold(false, |found, byte| {
-            found | matches!(byte, b'\t'..=b'\r' | b' ')
-        })
-    } else {
-        text.contains(char::is_whitespace)
+    if !text.is_ascii() {
+        return text.contains(char::is_whitespace);
     }
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH_BITS: u64 = u64::from_le_bytes([0x80; 8]);
+    let is_space = |byte: &u8| matches!(byte, b'\t'..=b'\r' | b' ');
+    let mut words = text.as_bytes().chunks_exact(8);
+    // Any byte of an ASCII word below 0x21 (the bit trick is exact for bytes below 0x80).
+    let low = words.by_ref().any(|word| {
+        let word = word.try_into().map_or(0, u64::from_le_bytes);
+        word.wrapping_sub(ONES * 0x21) & !word & HIGH_BITS != 0
+    });
+    (low && text.bytes().any(|byte| is_space(&byte))) || words.remainder().iter().any(is_space)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whitespace_is_found_at_every_place_of_a_token_and_nothing_else_is() {
+        let naive = |text: &str| text.contains(char::is_whitespace);
+        for length in 0..40 {
+            let token = "eyJ0".repeat(10)[..length].to_string();
+            assert!(!has_whitespace(&token), "{token:?}");
+            for at in 0..length {
+                for odd in [
+                    '\t', '\n', '\u{0b}', '\u{0c}', '\r', ' ', '\u{01}', '\u{1f}', '!', '\u{7f}',
+                ] {
+                    let mut bytes = token.clone().into_bytes();
+                    bytes[at] = odd as u8;
+                    let text = String::from_utf8(bytes).unwrap();
+                    assert_eq!(has_whitespace(&text), naive(&text), "{text:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn bearer_extraction() {

@@ -3,7 +3,7 @@
 //! them, or needs to know whether a header is there before removing it, costs more than
 //! reading them all once.
 //!
-//! The snapshot keeps the buffer Envoy filled and looks names and values up in place: copying
+//! The snapshot keeps every name and value in one buffer and looks them up in place: copying
 //! each of a request's dozen headers into two `String`s cost 9–17k instructions per filter and
 //! request (bench/CHANGES.md).
 
@@ -12,14 +12,30 @@ use std::ops::Range;
 /// The headers at one moment, in Envoy's order (names lower-case, as Envoy keeps them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    /// The buffer the host filled, when it is UTF-8 (empty otherwise, and for headers made
-    /// from pairs).
-    raw: String,
-    pairs: Vec<(Text, Text)>,
-    /// Each name's [`NameKey`], beside `pairs`: lookups scan these words and compare a name
-    /// only where its key matches (a request's filters make some 45 lookups over 20 headers;
-    /// comparing each name cost ~250 instructions a lookup).
-    keys: Vec<NameKey>,
+    /// The names and values, as the host laid them out (or copied lossily where its bytes
+    /// were not UTF-8).
+    text: String,
+    /// Where each header lies in `text`, with its name's key: lookups scan the keys and
+    /// compare a name only where its key matches (a request's filters make some 45 lookups
+    /// over 20 headers; comparing each name cost ~250 instructions a lookup).
+    entries: Vec<Entry>,
+}
+
+/// One header: its name's [`NameKey`] and its name's and value's byte ranges in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    key: NameKey,
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl Entry {
+    /// Whether the name and the value are text on their own in `text` (UTF-8 as a whole).
+    fn within(&self, text: &str) -> bool {
+        [self.name, self.value].iter().all(|&(start, end)| {
+            text.is_char_boundary(start as usize) && text.is_char_boundary(end as usize)
+        })
+    }
 }
 
 /// A name's length and its first and last bytes (lower-cased), in one word: names that
@@ -35,79 +51,117 @@ fn name_key(name: &[u8]) -> NameKey {
     (name.len().min(0xffff) as u32) << 16 | u32::from(first) << 8 | u32::from(last)
 }
 
-/// A name or value: a range of `raw`, or (for headers whose bytes are not all UTF-8, and for
-/// headers made on the host) an owned copy; bytes that are not UTF-8 read as before, lossily.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Text {
-    In(Range<usize>),
-    Copied(String),
+/// `range` as the entry's pair of offsets; `None` past 4 GiB (no header map is that large).
+fn offsets(range: &Range<usize>) -> Option<(u32, u32)> {
+    Some((
+        u32::try_from(range.start).ok()?,
+        u32::try_from(range.end).ok()?,
+    ))
 }
 
 impl Headers {
     /// Headers from name/value pairs (tests, and callers that made them).
     pub fn new(pairs: Vec<(String, String)>) -> Self {
-        let pairs = pairs
-            .into_iter()
-            .map(|(name, value)| (Text::Copied(name), Text::Copied(value)))
-            .collect();
-        Self::keyed(String::new(), pairs)
+        Self::copied(
+            pairs
+                .iter()
+                .map(|(name, value)| (name.as_bytes(), value.as_bytes())),
+        )
     }
 
-    /// The snapshot of `pairs` (in `raw`), its names' keys computed.
-    fn keyed(raw: String, pairs: Vec<(Text, Text)>) -> Self {
-        let mut headers = Self {
-            raw,
-            pairs,
-            keys: Vec::new(),
-        };
-        headers.keys = headers
-            .pairs
-            .iter()
-            .map(|(name, _)| name_key(headers.text(name).as_bytes()))
-            .collect();
-        headers
-    }
-
-    /// Headers whose names and values lie in a host's buffer at `entries`, read in place.
-    /// `None` when a range is outside `raw`.
-    pub fn in_buffer(raw: Vec<u8>, entries: Vec<(Range<usize>, Range<usize>)>) -> Option<Self> {
-        // One UTF-8 check of the whole buffer, which headers nearly always pass: then each
-        // lookup slices it, and a range is text exactly when both its ends fall on character
-        // boundaries.
-        let raw = match String::from_utf8(raw) {
-            Ok(raw) => raw,
-            Err(error) => return Self::copied(&error.into_bytes(), entries),
-        };
-        let mut pairs = Vec::with_capacity(entries.len());
-        for (name, value) in entries {
-            if raw.get(name.clone()).is_none() || raw.get(value.clone()).is_none() {
-                return None;
-            }
-            pairs.push((Text::In(name), Text::In(value)));
-        }
-        Some(Self::keyed(raw, pairs))
-    }
-
-    /// [`Self::in_buffer`] for a buffer that is not all UTF-8: each name and value copied,
+    /// Headers copied from the host's name/value pairs, in one buffer (the native host's
+    /// form: Envoy lends pointers into its own header map). Bytes that are not UTF-8 read
     /// lossily.
-    fn copied(raw: &[u8], entries: Vec<(Range<usize>, Range<usize>)>) -> Option<Self> {
-        let text = |range: Range<usize>| {
-            raw.get(range)
-                .map(|bytes| Text::Copied(String::from_utf8_lossy(bytes).into_owned()))
-        };
-        let mut pairs = Vec::with_capacity(entries.len());
-        for (name, value) in entries {
-            pairs.push((text(name)?, text(value)?));
+    pub fn copied<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Self {
+        let size = pairs
+            .clone()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        let mut raw = Vec::with_capacity(size);
+        let mut entries = Vec::with_capacity(pairs.size_hint().0);
+        for (name, value) in pairs {
+            let key = name_key(name);
+            let start = raw.len();
+            raw.extend_from_slice(name);
+            let middle = raw.len();
+            raw.extend_from_slice(value);
+            let (Some(name), Some(value)) =
+                (offsets(&(start..middle)), offsets(&(middle..raw.len())))
+            else {
+                return Self::default();
+            };
+            entries.push(Entry { key, name, value });
         }
-        Some(Self::keyed(String::new(), pairs))
+        Self::checked(raw, entries)
+    }
+
+    /// Headers whose names and values lie in a host's buffer at `ranges`, read in place.
+    /// `None` when a range is outside `raw`.
+    pub fn in_buffer(raw: Vec<u8>, ranges: Vec<(Range<usize>, Range<usize>)>) -> Option<Self> {
+        let mut entries = Vec::with_capacity(ranges.len());
+        for (name, value) in &ranges {
+            entries.push(Entry {
+                key: name_key(raw.get(name.clone())?),
+                name: offsets(name)?,
+                value: offsets(value)?,
+            });
+            raw.get(value.clone())?;
+        }
+        Some(Self::checked(raw, entries))
+    }
+
+    /// `raw` as the snapshot's text, with one UTF-8 check of the whole buffer, which headers
+    /// nearly always pass: then each lookup slices it, and a range is text exactly when both
+    /// its ends fall on character boundaries (always, when it is all ASCII). Otherwise each
+    /// name and value is copied lossily. `entries` lie within `raw`.
+    fn checked(raw: Vec<u8>, entries: Vec<Entry>) -> Self {
+        match String::from_utf8(raw) {
+            Ok(text) if text.is_ascii() || entries.iter().all(|entry| entry.within(&text)) => {
+                Self { text, entries }
+            }
+            Ok(text) => Self::lossy(text.as_bytes(), &entries),
+            Err(error) => Self::lossy(&error.into_bytes(), &entries),
+        }
+    }
+
+    /// [`Self::checked`] for a buffer whose names or values are not all UTF-8: each copied,
+    /// lossily, into a new buffer.
+    fn lossy(raw: &[u8], entries: &[Entry]) -> Self {
+        let mut text = String::new();
+        let mut copied = Vec::with_capacity(entries.len());
+        let push = |text: &mut String, (start, end): (u32, u32)| {
+            let at = text.len();
+            let bytes = raw.get(start as usize..end as usize).unwrap_or_default();
+            text.push_str(&String::from_utf8_lossy(bytes));
+            offsets(&(at..text.len()))
+        };
+        for entry in entries {
+            let (Some(name), Some(value)) =
+                (push(&mut text, entry.name), push(&mut text, entry.value))
+            else {
+                return Self::default();
+            };
+            copied.push(Entry {
+                key: name_key(
+                    text.as_bytes()
+                        .get(name.0 as usize..name.1 as usize)
+                        .unwrap_or_default(),
+                ),
+                name,
+                value,
+            });
+        }
+        Self {
+            text,
+            entries: copied,
+        }
     }
 
     #[inline(always)]
-    fn text<'a>(&'a self, text: &'a Text) -> &'a str {
-        match text {
-            Text::In(range) => self.raw.get(range.clone()).unwrap_or_default(),
-            Text::Copied(text) => text,
-        }
+    fn text(&self, (start, end): (u32, u32)) -> &str {
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
     }
 
     /// The position of the first name from `from` on that is `name`, in any case. Envoy
@@ -119,11 +173,11 @@ impl Headers {
         let mut at = from;
         loop {
             at += self
-                .keys
+                .entries
                 .get(at..)?
                 .iter()
-                .position(|known| *known == key)?;
-            let known = self.pairs.get(at).map(|(known, _)| self.text(known))?;
+                .position(|entry| entry.key == key)?;
+            let known = self.entries.get(at).map(|entry| self.text(entry.name))?;
             if known == name || known.eq_ignore_ascii_case(name) {
                 return Some(at);
             }
@@ -132,7 +186,9 @@ impl Headers {
     }
 
     fn value_at(&self, at: usize) -> &str {
-        self.pairs.get(at).map_or("", |(_, value)| self.text(value))
+        self.entries
+            .get(at)
+            .map_or("", |entry| self.text(entry.value))
     }
 
     /// The first value of `name`, if present.
@@ -226,5 +282,12 @@ mod tests {
         assert_eq!(headers.get("x-latin1"), Some("caf\u{fffd}"));
         assert_eq!(headers.get("x-after"), Some("ok"));
         assert_eq!(Headers::in_buffer(b"ab".to_vec(), vec![(0..1, 1..3)]), None);
+        // UTF-8 as a whole, but a character split between a name and its value: each half is
+        // not text on its own.
+        let split = in_buffer(&[(b"x-caf\xc3", b"\xa9"), (b"x-after", b"ok")]);
+        assert_eq!(split.get("x-caf\u{fffd}"), Some("\u{fffd}"));
+        assert_eq!(split.get("x-after"), Some("ok"));
+        let copied = Headers::copied([(&b"x-latin1"[..], &b"caf\xe9"[..])].into_iter());
+        assert_eq!(copied.get("x-latin1"), Some("caf\u{fffd}"));
     }
 }
