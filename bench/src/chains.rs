@@ -165,7 +165,8 @@ pub(crate) const DECOMPOSITION: [Chain; 8] = [
 /// The bench's policy: reads need a token too, so the hot read pays for verification in both
 /// chains (derived from the same edge.json, so the chains enforce the same rules).
 pub(crate) fn bench_config(config: &mut edgectl::EdgeConfig, collector: Option<&str>) {
-    // Like for like: the native chain has no CORS, mesh-policy (RBAC), rollout or rate limit
+    // Like for like: the native chain has no CORS, browser protocols (gRPC-Web and Connect:
+    // three more Envoy filters on every request), mesh-policy (RBAC), rollout or rate limit
     // either (and one user's load would exceed any sane per-user limit). The acl lookup stays:
     // it is one shared-data read on writes, part of what our chain does. Tracing only where
     // the chain says so, both chains alike.
@@ -174,6 +175,7 @@ pub(crate) fn bench_config(config: &mut edgectl::EdgeConfig, collector: Option<&
         _ => config.tracing = None,
     }
     config.cors = None;
+    config.web_protocols.clear();
     config.authorization.clear();
     config.rollouts.clear();
     config.rate_limits.clear();

@@ -36,8 +36,9 @@ pub fn arrive<H: Host>(host: &H, config: &AccessLogConfig, seen: u64) -> Arrival
                 headers.get("x-request-id").unwrap_or_default(),
                 seen ^ started.map_or(0, |now| now.as_nanos() as u64),
             );
-            // Diagnostics only: without it the request still goes on, untraced.
-            let _ = host.set_request_header("traceparent", &parent);
+            // Diagnostics only: without it the request still goes on, untraced. Added, not
+            // set: the snapshot shows none to replace.
+            let _ = host.add_request_header("traceparent", &parent);
             parent
         });
     Arrival {
@@ -119,7 +120,7 @@ mod tests {
         );
         assert_eq!(
             host.calls(),
-            vec![Call::SetHeader("traceparent".into(), parent)]
+            vec![Call::AddHeader("traceparent".into(), parent)]
         );
         assert_eq!(arrival.started, Some(Duration::from_secs(7)));
 

@@ -34,6 +34,13 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_remove_header_map_value(
         map_type: MapType,
         key_data: *const u8,
@@ -185,6 +192,13 @@ pub fn replace_header(map: MapType, key: &str, value: &str) -> Result<(), HostEr
     // SAFETY: key and value are live for the call.
     check(unsafe {
         proxy_replace_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
+    })
+}
+
+pub fn add_header(map: MapType, key: &str, value: &str) -> Result<(), HostError> {
+    // SAFETY: key and value are live for the call.
+    check(unsafe {
+        proxy_add_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
     })
 }
 

@@ -96,6 +96,9 @@ impl Host for WasmHost {
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
         set_request_header(name, value)
     }
+    fn add_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        abi::add_header(MapType::HttpRequestHeaders, name, value)
+    }
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
         abi::remove_header(MapType::HttpRequestHeaders, name)
     }

@@ -177,6 +177,12 @@ unsafe extern "C" {
         header_type: u32,
         result: *mut Header,
     ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_add_header(
+        filter: EnvoyFilter,
+        header_type: u32,
+        key: Buffer,
+        value: Buffer,
+    ) -> bool;
     /// A null `value` removes the header.
     pub fn envoy_dynamic_module_callback_http_set_header(
         filter: EnvoyFilter,

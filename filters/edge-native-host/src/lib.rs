@@ -873,6 +873,20 @@ impl Host for NativeHost {
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
         self.set_request_header_to(name, Some(value))
     }
+    fn add_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        let filter = self.filter()?;
+        let added = unsafe {
+            abi::envoy_dynamic_module_callback_http_add_header(
+                filter,
+                header_type::REQUEST,
+                Buffer::of(name.as_bytes()),
+                Buffer::of(value.as_bytes()),
+            )
+        };
+        added.then_some(()).ok_or(HostError::NOT_FOUND)?;
+        self.route_stale.set(true);
+        Ok(())
+    }
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
         self.set_request_header_to(name, None)
     }
