@@ -238,12 +238,14 @@ impl Metrics {
                 series.push(LABEL_SEPARATOR);
                 series.push_str(label);
             }
-            if !sums.iter().any(|(family, _)| *family == id) {
-                sums.push((id, foldhash::HashMap::default()));
-            }
-            let Some((_, family)) = sums.iter_mut().find(|(family, _)| *family == id) else {
-                return;
+            let at = match sums.iter().position(|(family, _)| *family == id) {
+                Some(at) => at,
+                None => {
+                    sums.push((id, foldhash::HashMap::default()));
+                    sums.len() - 1
+                }
             };
+            let family = &mut sums[at].1;
             match family.get_mut(series.as_str()) {
                 Some(sum) => *sum += value,
                 None => {
