@@ -30,7 +30,7 @@ proptest! {
     #[test]
     fn the_line_is_serde_jsons_own(
         text in prop::collection::vec(any::<char>(), 0..40).prop_map(|chars| chars.into_iter().collect::<String>()),
-        present in prop::collection::vec(any::<bool>(), 10),
+        present in prop::collection::vec(any::<bool>(), 11),
         status in any::<u16>(),
         grpc_status in any::<u32>(),
         duration_ms in prop_oneof![any::<f64>(), Just(2.5), Just(0.0), Just(f64::NAN), (0u64..1_000_000).prop_map(|n| n as f64 / 1000.0)],
@@ -55,7 +55,7 @@ proptest! {
             user_agent: some(7, text.clone()),
             client_ip: some(8, text.clone()),
             trace_id: some(9, text.clone()),
-            upstream_cluster: some(9, text.clone()),
+            upstream_cluster: some(10, text.clone()),
             transcode_error: some(0, text.clone()),
         };
         prop_assert_eq!(record.to_json(), serde_json::to_string(&record).unwrap());
