@@ -851,6 +851,33 @@ impl Edge {
             .unwrap_or_else(|| panic!("no token in {response}"))
             .to_string()
     }
+
+    /// Waits (10 s at most) until auth holds the acl's restrictions: until its first copy, an
+    /// action the acl guards is refused with 503 ("restrictions are not available yet"), and
+    /// readiness only waits for the keys. The probe is a listing with a malformed body, which
+    /// auth then lets through to the transcoder's 400: nothing is created.
+    pub async fn wait_for_restrictions(&self, bearer: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = self
+                .http
+                .post(self.url("/catalog/items"))
+                .header("authorization", bearer)
+                .header("content-type", "application/json")
+                .body("{")
+                .send()
+                .await
+                .map(|response| response.status().as_u16());
+            if matches!(status, Ok(status) if status != 503) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "auth never had the restrictions (last: {status:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// The JSON a request answers with, or `None` (no answer, not JSON): for polling admin pages.

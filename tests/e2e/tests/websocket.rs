@@ -280,6 +280,7 @@ async fn sellers_list_items_one_by_one_over_a_websocket_through_auth() {
 
     let token = edge.signin("goldie").await;
     let bearer = format!("Bearer {token}");
+    edge.wait_for_restrictions(&bearer).await;
     // A page of an origin `cors` does not list cannot open one (CORS does not guard a
     // WebSocket); the storefront's can.
     let from = |origin: &'static str| [("authorization", bearer.as_str()), ("origin", origin)];
