@@ -169,10 +169,14 @@ pub(crate) fn bench_config(config: &mut edgectl::EdgeConfig, collector: Option<&
     // three more Envoy filters on every request), mesh-policy (RBAC), rollout or rate limit
     // either (and one user's load would exceed any sane per-user limit). The acl lookup stays:
     // it is one shared-data read on writes, part of what our chain does. Tracing only where
-    // the chain says so, both chains alike.
+    // the chain says so, both chains alike: untraced, our access log starts no `traceparent`
+    // either, as Envoy starts no trace without a tracer.
     match (collector, config.tracing.as_mut()) {
         (Some(collector), Some(tracing)) => tracing.collector = collector.to_string(),
-        _ => config.tracing = None,
+        _ => {
+            config.tracing = None;
+            config.access_log["generate_traceparent"] = json!(false);
+        }
     }
     config.cors = None;
     config.web_protocols.clear();
