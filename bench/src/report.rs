@@ -4,7 +4,7 @@
 
 use crate::chains::{Chain, Route, DECOMPOSITION, SLOPE_ITEMS};
 use crate::core_costs;
-use crate::measure::{spread, Results, Sample};
+use crate::measure::{median, spread, Results, Sample};
 use crate::plan::Plan;
 use edge_e2e::Edge;
 use serde_json::{json, Value};
@@ -45,6 +45,37 @@ impl Medians<'_> {
     fn quantile(&self, route: Route, connections: usize, chain: Chain, q: f64) -> Option<f64> {
         self.get(route, connections, chain)
             .map(|s| spread(s, |x| x.run.ms(q)).0)
+    }
+
+    /// `chain`'s Envoy CPU per request over `base`'s, round by round (each round runs both,
+    /// close in time): the median ratio with min–max, steadier than a ratio of medians when
+    /// the machine drifts between rounds.
+    fn paired_cpu_ratio(
+        &self,
+        route: Route,
+        connections: usize,
+        chain: Chain,
+        base: Chain,
+    ) -> Option<(f64, f64, f64)> {
+        let ours = self.get(route, connections, chain)?;
+        let theirs = self.get(route, connections, base)?;
+        let mut ratios: Vec<f64> = ours
+            .iter()
+            .zip(theirs)
+            .filter_map(|(ours, theirs)| {
+                let (ours, theirs) = (
+                    ours.envoy_cpu_us_per_request?,
+                    theirs.envoy_cpu_us_per_request?,
+                );
+                (theirs > 0.0).then(|| ours / theirs)
+            })
+            .collect();
+        if ratios.is_empty() {
+            return None;
+        }
+        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ratios.iter().copied().fold(0.0, f64::max);
+        Some((median(&mut ratios), min, max))
     }
 
     /// Envoy CPU µs per request.
@@ -237,7 +268,7 @@ fn native_module(out: &mut String, m: &Medians) {
     }
     let _ = writeln!(
         out,
-        "\n### The native module\n\nOur three filters built as one Envoy dynamic module (`libedge_native.so`, `EDGE_TARGET=native`) from the same cores and configuration as the Wasm module. Envoy CPU µs per request, 16 connections, medians of rounds; RSS in the memory table below.\n\n| route | module µs | Envoy's filters µs | wasm µs | module / Envoy's filters | module / wasm | target (module / Envoy's filters) |\n|---|---:|---:|---:|---:|---:|---|"
+        "\n### The native module\n\nOur three filters built as one Envoy dynamic module (`libedge_native.so`, `EDGE_TARGET=native`) from the same cores and configuration as the Wasm module. Envoy CPU µs per request, 16 connections, medians of rounds; RSS in the memory table below. \"Round by round\": the module's CPU over Envoy's filters' in each round (the two run close in time), median and min–max.\n\n| route | module µs | Envoy's filters µs | wasm µs | module / Envoy's filters | round by round | module / wasm | target (module / Envoy's filters) |\n|---|---:|---:|---:|---:|---:|---:|---|"
     );
     let micros = |route, chain| {
         m.cpu(route, 16, chain)
@@ -254,7 +285,7 @@ fn native_module(out: &mut String, m: &Medians) {
     ] {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {target} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {target} |",
             route.name(),
             micros(route, Chain::Module),
             micros(route, Chain::Native),
@@ -263,6 +294,10 @@ fn native_module(out: &mut String, m: &Medians) {
                 m.cpu(route, 16, Chain::Module),
                 m.cpu(route, 16, Chain::Native)
             ),
+            m.paired_cpu_ratio(route, 16, Chain::Module, Chain::Native)
+                .map_or("–".to_string(), |(median, low, high)| {
+                    format!("{median:.2} ({low:.2}–{high:.2})")
+                }),
             ratio(
                 m.cpu(route, 16, Chain::Module),
                 m.cpu(route, 16, Chain::Wasm)
