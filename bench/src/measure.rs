@@ -188,7 +188,7 @@ pub(crate) async fn measure(
     }
 }
 
-pub(crate) fn median(values: &mut [f64]) -> f64 {
+fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
@@ -196,7 +196,11 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
 pub(crate) type Results = BTreeMap<(Route, usize, Chain), Vec<Sample>>;
 
 pub(crate) fn spread(samples: &[Sample], value: impl Fn(&Sample) -> f64) -> (f64, f64, f64) {
-    let mut values: Vec<f64> = samples.iter().map(value).collect();
+    spread_of(samples.iter().map(value).collect())
+}
+
+/// The median of `values`, with their min and max.
+pub(crate) fn spread_of(mut values: Vec<f64>) -> (f64, f64, f64) {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(0.0, f64::max);
     (median(&mut values), min, max)

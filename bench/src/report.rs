@@ -4,7 +4,7 @@
 
 use crate::chains::{Chain, Route, DECOMPOSITION, SLOPE_ITEMS};
 use crate::core_costs;
-use crate::measure::{median, spread, Results, Sample};
+use crate::measure::{spread, spread_of, Results, Sample};
 use crate::plan::Plan;
 use edge_e2e::Edge;
 use serde_json::{json, Value};
@@ -59,7 +59,7 @@ impl Medians<'_> {
     ) -> Option<(f64, f64, f64)> {
         let ours = self.get(route, connections, chain)?;
         let theirs = self.get(route, connections, base)?;
-        let mut ratios: Vec<f64> = ours
+        let ratios: Vec<f64> = ours
             .iter()
             .zip(theirs)
             .filter_map(|(ours, theirs)| {
@@ -70,12 +70,7 @@ impl Medians<'_> {
                 (theirs > 0.0).then(|| ours / theirs)
             })
             .collect();
-        if ratios.is_empty() {
-            return None;
-        }
-        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = ratios.iter().copied().fold(0.0, f64::max);
-        Some((median(&mut ratios), min, max))
+        (!ratios.is_empty()).then(|| spread_of(ratios))
     }
 
     /// Envoy CPU µs per request.
