@@ -154,9 +154,9 @@ wasm: toolchain ## The three filters, one .wasm module: target/filters/edge.wasm
 	./filters/build-wasm.sh
 
 native: ## The same three filters as one Envoy dynamic module: target/filters/libedge_native.so (EDGE_TARGET=native runs it).
-	cargo build --release --locked -p edge-native
+	cargo build --profile native --locked -p edge-native
 	mkdir -p $(WASM_DIR)
-	install -m 0755 target/release/libedge_native.so $(WASM_DIR)/libedge_native.so
+	install -m 0755 target/native/libedge_native.so $(WASM_DIR)/libedge_native.so
 
 services:
 	cargo build --workspace --locked --bins

@@ -86,7 +86,7 @@ if [[ ${EDGE_MESH:-} == istiod ]]; then
   done
   echo "  istiod: xDS on 127.0.0.1:15010, watching .run/mesh/istio (log: .run/istiod.log)"
   mapfile -t flags < .run/mesh/envoy.flags
-  setsid "$ENVOY" -c .run/mesh/envoy.yaml --use-dynamic-base-id --concurrency 2 -l info "${flags[@]}" 2> .run/envoy.log &
+  setsid "$ENVOY" -c .run/mesh/envoy.yaml --use-dynamic-base-id --concurrency 2 -l info "${flags[@]}" > .run/envoy.log 2>&1 &
 else
   # The filters' configuration comes from .run/xds, which Envoy watches: `make policy` changes
   # it live.
@@ -97,7 +97,10 @@ else
     bootstrap=.run/envoy-$EDGE_TARGET.yaml
     "$BIN/edgectl" envoy > "$bootstrap" || exit 1
   fi
-  setsid "$ENVOY" -c "$bootstrap" --use-dynamic-base-id --concurrency 2 -l info 2> .run/envoy.log &
+  # Its own log (stderr) and its access logs (stdout: the native build's lines) in one file,
+  # each access log line flushed at once for whoever reads it (a gateway's wait for 64 KB or
+  # pilot-agent's second), still by Envoy's flush thread, not the worker.
+  setsid "$ENVOY" -c "$bootstrap" --use-dynamic-base-id --concurrency 2 -l info --file-flush-interval-msec 1000 --file-flush-min-size-kb 0 > .run/envoy.log 2>&1 &
 fi
 envoy_pid=$!
 for _ in $(seq 1 100); do

@@ -27,7 +27,10 @@
 //! settings (Envoy Gateway's own policies would).
 
 use crate::istio::{documents_under, fqdn};
-use crate::{EdgeConfig, FilterModule, Slot, Target, GENERATED_NOTICE, NATIVE_ENVOY_VERSION};
+use crate::{
+    native_config, EdgeConfig, FilterModule, Slot, Target, GENERATED_NOTICE, LINE_FILTER_STATE_KEY,
+    NATIVE_ENVOY_VERSION,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -142,7 +145,7 @@ impl EdgeConfig {
                 Slot::Plugin(plugin) => Some(json!({
                     "name": MODULE_ENTRY,
                     "filterName": plugin.name(),
-                    "config": filters.of(plugin.filter)
+                    "config": native_config(plugin.name(), filters.of(plugin.filter))
                 })),
                 _ => None,
             })
@@ -173,6 +176,15 @@ impl EdgeConfig {
                 } } }
             },
             "bootstrap": { "type": "Merge", "value": bootstrap.to_string() },
+            // The access log's lines, through Envoy's access log (in place of Envoy Gateway's
+            // default one, which a setting replaces).
+            "telemetry": { "accessLog": { "settings": [{
+                "format": {
+                    "type": "Text",
+                    "text": format!("%FILTER_STATE({LINE_FILTER_STATE_KEY}:PLAIN)%\n")
+                },
+                "sinks": [{ "type": "File", "file": { "path": "/dev/stdout" } }]
+            }] } },
             "dynamicModules": [{
                 "name": MODULE_ENTRY,
                 "source": { "type": "Local", "local": { "path": module.path() } }

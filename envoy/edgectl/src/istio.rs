@@ -571,6 +571,23 @@ impl EdgeConfig {
         let mut patches: Vec<Value> = placed(Patch::First).into_iter().rev().map(first).collect();
         patches.extend(placed(Patch::BeforeRouter).into_iter().map(before_router));
         patches.extend(self.gateway_patches()?);
+        let access_logs = module.access_logs();
+        if !access_logs.is_empty() {
+            // Beside Istio's own access log (meshConfig.accessLogFile), if it has one.
+            patches.push(json!({
+                "applyTo": "NETWORK_FILTER",
+                "match": {
+                    "context": "GATEWAY",
+                    "listener": { "filterChain": { "filter": {
+                        "name": "envoy.filters.network.http_connection_manager"
+                    } } }
+                },
+                "patch": { "operation": "MERGE", "value": { "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "access_log": access_logs
+                } } }
+            }));
+        }
         self.envoy_filter_of("edge-filters", patches)
     }
 

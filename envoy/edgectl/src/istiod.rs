@@ -57,6 +57,10 @@ pub const GATEWAY_ENVOY_FLAGS: [&str; 5] = [
     "immediate",
     "--disable-hot-restart",
 ];
+/// How pilot-agent has Envoy write its access logs (`pkg/envoy/proxy.go`): its file logs' flush
+/// thread writes every second (Envoy's own default is 10 s), or sooner past 64 KB. Every local
+/// Envoy is started so too.
+pub const ACCESS_LOG_FLUSH_FLAGS: [&str; 2] = ["--file-flush-interval-msec", "1000"];
 /// pilot-agent's cluster name for the control plane.
 const XDS_CLUSTER: &str = "xds-grpc";
 
@@ -345,7 +349,11 @@ pub fn write_mesh(
     write_file(&dir.join("envoy.yaml"), &crate::to_yaml(&bootstrap))?;
     write_file(
         &dir.join("envoy.flags"),
-        &(GATEWAY_ENVOY_FLAGS.join("\n") + "\n"),
+        &(GATEWAY_ENVOY_FLAGS
+            .iter()
+            .chain(&ACCESS_LOG_FLUSH_FLAGS)
+            .map(|flag| format!("{flag}\n"))
+            .collect::<String>()),
     )
 }
 

@@ -38,7 +38,7 @@ pub use filters::FilterConfigs;
 pub use istio::{Digests, Files, IstioSettings, Objects, WASM_MOUNT};
 pub use istiod::{
     istiod_command, write_istiod_file, write_mesh, IstiodPorts, MeshTopology, MeshVariant,
-    GATEWAY_ENVOY_FLAGS, ISTIO_VERSION, OVERLAY,
+    ACCESS_LOG_FLUSH_FLAGS, GATEWAY_ENVOY_FLAGS, ISTIO_VERSION, OVERLAY,
 };
 pub use limits::Limits;
 pub use live::apply_policy;
@@ -49,8 +49,8 @@ pub use local::{
 pub use local_reply::local_reply_config;
 pub use mesh::{chain, ChainFeatures, Filter, Patch, Plugin, Slot, FILTERS};
 pub use module::{
-    configuration_mut, wasm_filter, FilterModule, Target, NATIVE_ENVOY_VERSION, NATIVE_MODULE,
-    TARGET_ENV, WASM_MODULE,
+    configuration_mut, native_config, wasm_filter, FilterModule, Target, LINE_FILTER_STATE_KEY,
+    NATIVE_ENVOY_VERSION, NATIVE_MODULE, TARGET_ENV, WASM_MODULE,
 };
 pub use openapi::OpenApiSettings;
 pub use ratelimit::{rate_limit_filters, RateLimit};

@@ -37,6 +37,10 @@ impl EdgeConfig {
         for (field, value) in self.connection_manager_settings()? {
             connection_manager[field] = value;
         }
+        let access_logs = topology.module.access_logs();
+        if !access_logs.is_empty() {
+            connection_manager["access_log"] = json!(access_logs);
+        }
         if let Some(tracing) = &self.tracing {
             connection_manager["tracing"] = tracing.connection_manager();
         }

@@ -16,6 +16,9 @@ pub const NATIVE_ENVOY_VERSION: &str = "1.40.0";
 /// The environment variable that picks the build (`wasm`, the default, or `native`).
 pub const TARGET_ENV: &str = "EDGE_TARGET";
 
+/// Where the native access log leaves each line for Envoy's access logs (filter state).
+pub const LINE_FILTER_STATE_KEY: &str = "edge.access_log";
+
 /// Where Envoy files both builds' own metrics (a Wasm filter's are always `wasmcustom.<name>`).
 pub(crate) const METRICS_NAMESPACE: &str = "wasmcustom";
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
@@ -85,25 +88,69 @@ impl FilterModule {
     pub fn filter(&self, name: &str, config: &Value) -> Value {
         match self.target {
             Target::Wasm => wasm_filter(name, &self.dir, config),
-            Target::Native => json!({
-                "name": format!("edge.{name}"),
-                "typed_config": {
-                    "@type": NATIVE_TYPE,
-                    "dynamic_module_config": {
-                        "module": { "local": { "filename": self.path() } },
-                        // The Wasm build's namespace: dashboards, SLO rules and Istio's
-                        // stats matcher see the same metric names from either build.
-                        "metrics_namespace": METRICS_NAMESPACE
-                    },
-                    "filter_name": name,
-                    "filter_config": {
-                        "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": config.to_string()
-                    }
-                }
-            }),
+            Target::Native => native_filter(name, &self.path(), &native_config(name, config)),
         }
     }
+
+    /// The connection manager's access logs the build needs: the native access log hands its
+    /// lines to one (see [`line_access_log`]); the Wasm one writes to Envoy's log itself.
+    pub fn access_logs(&self) -> Vec<Value> {
+        match self.target {
+            Target::Wasm => Vec::new(),
+            Target::Native => vec![line_access_log("/dev/stdout")],
+        }
+    }
+}
+
+/// A filter's configuration as the native build takes it: the Wasm build's, with the access
+/// log's lines handed to Envoy's access logs, which write them off the worker thread, instead
+/// of written to Envoy's log on it.
+pub fn native_config(name: &str, config: &Value) -> Value {
+    let mut config = config.clone();
+    if name == "access-log" && config.get("collector").is_none() {
+        if let Some(fields) = config.as_object_mut() {
+            fields.insert("filter_state_key".to_string(), json!(LINE_FILTER_STATE_KEY));
+        }
+    }
+    config
+}
+
+/// A file access log (Envoy's flush thread writes it, as Istio's own access log) printing the
+/// native access log's line, alone, for each request: `-` for one Envoy answered before the
+/// filters saw it (a malformed or timed-out request).
+pub fn line_access_log(path: &str) -> Value {
+    json!({
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": {
+                "text_format_source": {
+                    "inline_string": format!("%FILTER_STATE({LINE_FILTER_STATE_KEY}:PLAIN)%\n")
+                }
+            }
+        }
+    })
+}
+
+fn native_filter(name: &str, module_path: &str, config: &Value) -> Value {
+    json!({
+        "name": format!("edge.{name}"),
+        "typed_config": {
+            "@type": NATIVE_TYPE,
+            "dynamic_module_config": {
+                "module": { "local": { "filename": module_path } },
+                // The Wasm build's namespace: dashboards, SLO rules and Istio's stats matcher
+                // see the same metric names from either build.
+                "metrics_namespace": METRICS_NAMESPACE
+            },
+            "filter_name": name,
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": config.to_string()
+            }
+        }
+    })
 }
 
 /// The JSON configuration (a string) inside one of our filters' `typed_config`, whichever
@@ -171,5 +218,30 @@ mod tests {
         assert_eq!(Target::parse("native"), Ok(Target::Native));
         assert_eq!(Target::parse(""), Ok(Target::Wasm));
         assert!(Target::parse("lua").is_err());
+    }
+
+    #[test]
+    fn the_native_access_log_hands_its_lines_to_envoys_access_log() {
+        let config = json!({ "include_query": false });
+        let native = FilterModule::new(Target::Native, "/f");
+        let handed = native.filter("access-log", &config);
+        let handed: Value = serde_json::from_str(
+            configuration_mut(&mut handed.clone()["typed_config"])
+                .and_then(|value| value.as_str())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(handed["filter_state_key"], LINE_FILTER_STATE_KEY);
+        let logs = native.access_logs();
+        assert_eq!(
+            logs[0]["typed_config"]["log_format"]["text_format_source"]["inline_string"],
+            "%FILTER_STATE(edge.access_log:PLAIN)%\n"
+        );
+        // A collector takes the lines instead; the Wasm build writes them itself.
+        let shipped = native_config("access-log", &json!({ "collector": { "cluster": "c" } }));
+        assert!(shipped.get("filter_state_key").is_none());
+        assert!(FilterModule::new(Target::Wasm, "/f")
+            .access_logs()
+            .is_empty());
     }
 }

@@ -30,6 +30,12 @@ pub struct AccessLogConfig {
     pub generate_traceparent: bool,
     /// Ship lines to a collector over gRPC instead of writing them to Envoy's log.
     pub collector: Option<CollectorConfig>,
+    /// Hand each line to Envoy's own access logs instead of its log: the line is stored in
+    /// the stream's filter state under this key, which an access log prints with
+    /// `%FILTER_STATE(<key>:PLAIN)%` and writes off the worker thread (a file log's flush
+    /// thread), or sends wherever Envoy's access loggers can. The native module only: Envoy
+    /// runs its access logs before a Wasm filter's `on_log`, too early for the line.
+    pub filter_state_key: Option<String>,
 }
 
 /// Batched shipping to `telemetry.LogCollector/Ship`.
@@ -111,6 +117,7 @@ impl Default for AccessLogConfig {
             trusted_xff_hops: 0,
             generate_traceparent: true,
             collector: None,
+            filter_state_key: None,
         }
     }
 }
@@ -120,7 +127,18 @@ impl AccessLogConfig {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        serde_json::from_slice(bytes).map_err(|e| format!("invalid access log configuration: {e}"))
+        let config: Self = serde_json::from_slice(bytes)
+            .map_err(|e| format!("invalid access log configuration: {e}"))?;
+        match (&config.filter_state_key, &config.collector) {
+            (Some(key), _) if key.is_empty() => {
+                Err("invalid access log configuration: filter_state_key is empty".to_string())
+            }
+            (Some(_), Some(_)) => Err(
+                "invalid access log configuration: a line goes to the collector or to filter_state_key, not both"
+                    .to_string(),
+            ),
+            _ => Ok(config),
+        }
     }
 }
 
@@ -614,5 +632,21 @@ mod tests {
         );
         assert!(AccessLogConfig::from_json(br#"{"bogus":1}"#).is_err());
         assert!(!AccessLogConfig::from_json(b"").unwrap().include_query);
+    }
+
+    #[test]
+    fn a_line_goes_to_one_place() {
+        let key = AccessLogConfig::from_json(br#"{"filter_state_key":"edge.access_log"}"#);
+        assert_eq!(
+            key.unwrap().filter_state_key.as_deref(),
+            Some("edge.access_log")
+        );
+        let empty = AccessLogConfig::from_json(br#"{"filter_state_key":""}"#).unwrap_err();
+        assert!(empty.contains("filter_state_key is empty"), "{empty}");
+        let both = AccessLogConfig::from_json(
+            br#"{"filter_state_key":"k","collector":{"cluster":"log-collector"}}"#,
+        )
+        .unwrap_err();
+        assert!(both.contains("not both"), "{both}");
     }
 }

@@ -86,10 +86,17 @@ pub fn depart<H: Host>(
         arrival.traceparent.as_deref(),
     );
     let line = record.to_json();
-    if config.collector.is_none() {
+    if config.collector.is_some() {
+        if !buffer.push(line) {
+            host.increment_counter(DROPPED_LINES);
+        }
+    } else if let Some(key) = &config.filter_state_key {
+        // Without a stream to hold it (none is known), the line still reaches Envoy's log.
+        if host.set_filter_state(key, &line).is_err() {
+            host.log(Level::Info, &line);
+        }
+    } else {
         host.log(Level::Info, &line);
-    } else if !buffer.push(line) {
-        host.increment_counter(DROPPED_LINES);
     }
     for sample in samples(&record) {
         sample.record(host);
@@ -99,7 +106,7 @@ pub fn depart<H: Host>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edge_core::host::{Call, RecordingHost};
+    use edge_core::host::{Call, HostError, RecordingHost};
 
     fn config(json: &str) -> AccessLogConfig {
         AccessLogConfig::from_json(json.as_bytes()).unwrap()
@@ -195,5 +202,42 @@ mod tests {
             .filter(|call| matches!(call, Call::Counter(name) if name == DROPPED_LINES))
             .count();
         assert_eq!(dropped, 1, "the second line did not fit");
+    }
+
+    #[test]
+    fn a_line_for_envoys_access_log_waits_in_filter_state_or_falls_back_to_the_log() {
+        let config = config(r#"{"filter_state_key": "edge.access_log"}"#);
+        let arrival = Arrival::default();
+        let host = RecordingHost::default();
+        depart(
+            &host,
+            &config,
+            &arrival,
+            Attributes::default(),
+            &mut LineBuffer::new(0),
+        );
+        let calls = host.calls();
+        let Call::SetFilterState(key, line) = &calls[0] else {
+            panic!("{calls:?}");
+        };
+        assert_eq!(key, "edge.access_log");
+        assert!(line.starts_with("{\"time\":"), "{line}");
+        assert!(!calls.iter().any(|call| matches!(call, Call::Log(..))));
+
+        // A host with no filter state for it (none known): the line is not lost.
+        let host = RecordingHost {
+            failing_filter_state: Some(HostError::UNIMPLEMENTED),
+            ..RecordingHost::default()
+        };
+        depart(
+            &host,
+            &config,
+            &arrival,
+            Attributes::default(),
+            &mut LineBuffer::new(0),
+        );
+        assert!(
+            matches!(&host.calls()[0], Call::Log(Level::Info, line) if line.starts_with("{\"time\":"))
+        );
     }
 }

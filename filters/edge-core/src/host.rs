@@ -29,6 +29,7 @@ impl HostError {
     pub const BAD_ARGUMENT: Self = Self(2);
     pub const CAS_MISMATCH: Self = Self(8);
     pub const INTERNAL_FAILURE: Self = Self(10);
+    pub const UNIMPLEMENTED: Self = Self(12);
 }
 
 impl fmt::Display for HostError {
@@ -41,6 +42,7 @@ impl fmt::Display for HostError {
             7 => "Empty",
             8 => "CasMismatch",
             10 => "InternalFailure",
+            12 => "Unimplemented",
             _ => "Unknown",
         };
         write!(f, "host status {} ({name})", self.0)
@@ -109,6 +111,9 @@ pub trait Host: SharedStore {
     fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
     /// Stores a value in the stream's filter state, for later filters and the access log.
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
+    /// Stores `value` in the stream's filter state under `key` as a string Envoy's access logs
+    /// print (`%FILTER_STATE(key:PLAIN)%`); a proxy-wasm host cannot (`UNIMPLEMENTED`).
+    fn set_filter_state(&self, key: &str, value: &str) -> Result<(), HostError>;
     /// Answers the request with `reply` shaped for `client`; `details` is the proxy's
     /// response-code details (`%RESPONSE_CODE_DETAILS%`). When the proxy refuses (the
     /// response has started), the host resets the stream rather than leave the client hanging.
@@ -242,6 +247,7 @@ pub enum Call {
     ReplaceResponseBody(Vec<u8>),
     AppendResponseBody(Vec<u8>),
     SetProperty(String, Vec<u8>),
+    SetFilterState(String, String),
     Reply {
         http_status: u16,
         status: Status,
@@ -310,6 +316,8 @@ pub struct RecordingHost {
     pub failing_appends: Cell<Option<HostError>>,
     /// The proxy's crypto, if it has any.
     pub crypto: Option<Crypto>,
+    /// Filter state writes fail with this status (as a proxy-wasm host's do).
+    pub failing_filter_state: Option<HostError>,
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -407,6 +415,13 @@ impl Host for RecordingHost {
     }
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
         self.record(Call::SetProperty(path.join("."), value.to_vec()));
+        Ok(())
+    }
+    fn set_filter_state(&self, key: &str, value: &str) -> Result<(), HostError> {
+        if let Some(error) = self.failing_filter_state {
+            return Err(error);
+        }
+        self.record(Call::SetFilterState(key.to_string(), value.to_string()));
         Ok(())
     }
     fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {

@@ -105,6 +105,10 @@ impl Host for WasmHost {
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
         abi::set_property(path, value)
     }
+    /// Envoy keeps what `set_property` stores, but runs its access logs before `on_log`.
+    fn set_filter_state(&self, _key: &str, _value: &str) -> Result<(), HostError> {
+        Err(HostError::UNIMPLEMENTED)
+    }
     fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {
         if let Err(error) = send_reply(reply, client, details) {
             log(

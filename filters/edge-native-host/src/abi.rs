@@ -254,6 +254,13 @@ unsafe extern "C" {
         key: Buffer,
         value: Buffer,
     );
+    /// A string (`Router::StringAccessorImpl`) in the stream's filter state; `false` without
+    /// a stream.
+    pub fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
+        filter: EnvoyFilter,
+        key: Buffer,
+        value: Buffer,
+    ) -> bool;
     /// `source` 0: the stream's dynamic metadata.
     pub fn envoy_dynamic_module_callback_http_get_metadata_string(
         filter: EnvoyFilter,

@@ -913,6 +913,17 @@ impl Host for NativeHost {
         }
         Ok(())
     }
+    fn set_filter_state(&self, key: &str, value: &str) -> Result<(), HostError> {
+        let filter = self.filter()?;
+        let set = unsafe {
+            abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
+                filter,
+                Buffer::of(key.as_bytes()),
+                Buffer::of(value.as_bytes()),
+            )
+        };
+        set.then_some(()).ok_or(HostError::NOT_FOUND)
+    }
     fn send_reply(&self, reply: &LocalReply, client: Client, details: &str) {
         // Always written whole for gRPC clients: the ABI's local reply takes no gRPC status.
         let wire = edge_core::wire(reply, client, true);

@@ -66,6 +66,7 @@ impl RootContext for AccessLogRoot {
         match host::plugin_configuration()
             .map_err(|e| e.to_string())
             .and_then(|bytes| AccessLogConfig::from_json(&bytes))
+            .and_then(refuse_filter_state)
         {
             Ok(config) => {
                 if let Some(collector) = &config.collector {
@@ -158,5 +159,14 @@ impl HttpContext for AccessLog {
             attributes,
             &mut self.buffer.borrow_mut(),
         );
+    }
+}
+
+/// A line handed to Envoy's access logs would be set after they ran: Envoy logs a stream
+/// before it calls a Wasm filter's `on_log`. Refused, so that no line is lost.
+fn refuse_filter_state(config: AccessLogConfig) -> Result<AccessLogConfig, String> {
+    match &config.filter_state_key {
+        Some(_) => Err("filter_state_key needs the native module: Envoy runs its access logs before a Wasm filter's on_log".to_string()),
+        None => Ok(config),
     }
 }

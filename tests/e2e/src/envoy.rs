@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -23,7 +23,8 @@ pub struct Launch {
     pub cpu: Option<usize>,
     /// A command and its arguments that Envoy's command line is appended to.
     pub wrapper: Vec<String>,
-    /// Further Envoy flags (the gateway's: `edgectl::GATEWAY_ENVOY_FLAGS`).
+    /// Further Envoy flags (the gateway's: `edgectl::GATEWAY_ENVOY_FLAGS`); every Envoy has
+    /// pilot-agent's `edgectl::ACCESS_LOG_FLUSH_FLAGS`.
     pub flags: Vec<String>,
 }
 
@@ -86,6 +87,7 @@ impl EnvoyProcess {
         }
         line.extend(launch.wrapper.iter().map(Into::into));
         line.push(binary.into());
+        let log_file = std::fs::File::create(&log).expect("create Envoy log");
         let mut command = Command::new(&line[0]);
         command.args(&line[1..]);
         let child = command
@@ -95,9 +97,11 @@ impl EnvoyProcess {
             .arg(workers.to_string())
             .arg("--admin-address-path")
             .arg(&admin_path)
+            .args(edgectl::ACCESS_LOG_FLUSH_FLAGS)
             .args(&launch.flags)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create Envoy log"))
+            // Its access logs' lines (stdout) and its own log in one file, one offset.
+            .stdout(log_file.try_clone().expect("share Envoy log"))
+            .stderr(log_file)
             .spawn()
             .expect("start envoy");
         let mut envoy = EnvoyProcess {

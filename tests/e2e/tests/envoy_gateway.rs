@@ -207,6 +207,12 @@ fn envoy_gateway_accepts_the_policy_and_routes_and_runs_the_filters_in_order() {
             "envoy.filters.http.router"
         ]
     );
+    // The EnvoyProxy's access log prints the access log filter's line, and only that.
+    let logs = translation.connection_manager()["accessLog"].to_string();
+    assert!(
+        logs.contains(r#"%FILTER_STATE(edge.access_log:PLAIN)%\n"#),
+        "{logs}"
+    );
 }
 
 /// Envoy's own bootstrap for `make run` with the Gateway's listener, routes and clusters as
@@ -273,8 +279,6 @@ fn serve_translation(bootstrap: &mut Value, translation: &Translation) {
     manager = serde_json::from_str(&text).expect("JSON");
     let object = manager.as_object_mut().expect("the connection manager");
     object.remove("rds");
-    // The Gateway's access log goes to Envoy's stdout; the harness keeps Envoy's log.
-    object.remove("accessLog");
     object.insert("route_config".into(), translation.route_config());
     bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
         ["typed_config"] = manager;

@@ -246,6 +246,16 @@ async fn hostile_header_yields_one_well_formed_line() {
         .map(str::to_string)
         .collect();
     assert_eq!(lines.len(), 1, "{lines:#?}");
+    // The native build hands its line to Envoy's access log, which writes it alone on its
+    // line (its flush thread, not the worker); the Wasm build writes it in Envoy's own log.
+    if edge.transcodes_in_place() {
+        assert!(lines[0].starts_with("{\"time\":"), "{lines:#?}");
+    } else {
+        assert!(
+            lines[0].contains("] wasm log access-log access-log: {"),
+            "{lines:#?}"
+        );
+    }
     let records = edge.access_log();
     let record = records
         .iter()
@@ -348,4 +358,35 @@ async fn a_down_collector_costs_lines_not_requests() {
     }
     // 20 lines of buffer at most: of 60 lines, at least 40 were dropped (more as batches fail).
     assert!(dropped >= 40.0, "dropped {dropped}");
+}
+
+/// Envoy logs a stream before it calls a Wasm filter's `on_log`: a line handed to its access
+/// log from there would come too late, so the Wasm build refuses the setting, saying why.
+#[tokio::test]
+async fn the_wasm_access_log_refuses_to_hand_its_lines_to_envoys_access_log() {
+    let dir = edge_e2e::test_dir("access-log-refused");
+    let wasm_dir = Edge::wasm_dir().display().to_string();
+    let handed = json!({ "filter_state_key": edgectl::LINE_FILTER_STATE_KEY });
+    let bootstrap = json!({ "static_resources": { "listeners": [{
+        "name": "refused",
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        "filter_chains": [{ "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "refused",
+                "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": [] }] },
+                "http_filters": [
+                    edgectl::wasm_filter("access-log", &wasm_dir, &handed),
+                    edgectl::router_filter()
+                ]
+            }
+        }] }]
+    }] } });
+    let log = edge_e2e::EnvoyProcess::refuses(&bootstrap, &dir).await;
+    assert!(
+        log.contains("filter_state_key needs the native module"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
