@@ -208,14 +208,17 @@ mod tests {
     fn a_line_for_envoys_access_log_waits_in_filter_state_or_falls_back_to_the_log() {
         let config = config(r#"{"filter_state_key": "edge.access_log"}"#);
         let arrival = Arrival::default();
+        let end = |host: &RecordingHost| {
+            depart(
+                host,
+                &config,
+                &arrival,
+                Attributes::default(),
+                &mut LineBuffer::new(0),
+            )
+        };
         let host = RecordingHost::default();
-        depart(
-            &host,
-            &config,
-            &arrival,
-            Attributes::default(),
-            &mut LineBuffer::new(0),
-        );
+        end(&host);
         let calls = host.calls();
         let Call::SetFilterState(key, line) = &calls[0] else {
             panic!("{calls:?}");
@@ -229,13 +232,7 @@ mod tests {
             failing_filter_state: Some(HostError::UNIMPLEMENTED),
             ..RecordingHost::default()
         };
-        depart(
-            &host,
-            &config,
-            &arrival,
-            Attributes::default(),
-            &mut LineBuffer::new(0),
-        );
+        end(&host);
         assert!(
             matches!(&host.calls()[0], Call::Log(Level::Info, line) if line.starts_with("{\"time\":"))
         );
