@@ -118,7 +118,7 @@ pub fn native_config(name: &str, config: &Value) -> Value {
 /// A file access log (Envoy's flush thread writes it, as Istio's own access log) printing the
 /// native access log's line, alone, for each request: `-` for one Envoy answered before the
 /// filters saw it (a malformed or timed-out request).
-pub fn line_access_log(path: &str) -> Value {
+fn line_access_log(path: &str) -> Value {
     json!({
         "name": "envoy.access_loggers.file",
         "typed_config": {
