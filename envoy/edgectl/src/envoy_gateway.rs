@@ -28,8 +28,7 @@
 
 use crate::istio::{documents_under, fqdn};
 use crate::{
-    native_config, EdgeConfig, FilterModule, Slot, Target, GENERATED_NOTICE, LINE_FILTER_STATE_KEY,
-    NATIVE_ENVOY_VERSION,
+    native_config, EdgeConfig, FilterModule, Slot, Target, GENERATED_NOTICE, NATIVE_ENVOY_VERSION,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -179,10 +178,7 @@ impl EdgeConfig {
             // The access log's lines, through Envoy's access log (in place of Envoy Gateway's
             // default one, which a setting replaces).
             "telemetry": { "accessLog": { "settings": [{
-                "format": {
-                    "type": "Text",
-                    "text": format!("%FILTER_STATE({LINE_FILTER_STATE_KEY}:PLAIN)%\n")
-                },
+                "format": { "type": "Text", "text": crate::module::line_format() },
                 "sinks": [{ "type": "File", "file": { "path": "/dev/stdout" } }]
             }] } },
             "dynamicModules": [{

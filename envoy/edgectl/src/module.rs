@@ -107,12 +107,17 @@ impl FilterModule {
 /// of written to Envoy's log on it.
 pub fn native_config(name: &str, config: &Value) -> Value {
     let mut config = config.clone();
-    if name == "access-log" && config.get("collector").is_none() {
+    if name == crate::Filter::AccessLog.name() && config.get("collector").is_none() {
         if let Some(fields) = config.as_object_mut() {
             fields.insert("filter_state_key".to_string(), json!(LINE_FILTER_STATE_KEY));
         }
     }
     config
+}
+
+/// The access log format that prints the native access log's line alone on its line.
+pub(crate) fn line_format() -> String {
+    format!("%FILTER_STATE({LINE_FILTER_STATE_KEY}:PLAIN)%\n")
 }
 
 /// A file access log (Envoy's flush thread writes it, as Istio's own access log) printing the
@@ -124,11 +129,7 @@ fn line_access_log(path: &str) -> Value {
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
             "path": path,
-            "log_format": {
-                "text_format_source": {
-                    "inline_string": format!("%FILTER_STATE({LINE_FILTER_STATE_KEY}:PLAIN)%\n")
-                }
-            }
+            "log_format": { "text_format_source": { "inline_string": line_format() } }
         }
     })
 }
