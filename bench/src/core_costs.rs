@@ -169,10 +169,10 @@ pub fn profile(iterations: u32, uncached_es256: bool) -> Result<Vec<Timing>, Str
 
     // Access log: the record's JSON line and its metric samples.
     let record = edge_access_log::Record {
-        time: edge_access_log::rfc3339_millis(1_790_000_000_123_000_000),
+        time: edge_access_log::rfc3339_millis(1_790_000_000_123_000_000).into(),
         request_id: Some("4f9c2a52-5b0e-4d0e-9b6a-0a3c6f1f5e21".into()),
         method: "GET".into(),
-        path: path.clone(),
+        path: path.as_str().into(),
         route: Some("/catalog/items/{id}".into()),
         grpc_method: Some("/catalog.CatalogService/GetItem".into()),
         status: 200,

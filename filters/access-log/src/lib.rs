@@ -12,8 +12,9 @@ pub mod request;
 pub mod shipping;
 
 use attributes::Attributes;
-use edge_core::{notes, trace, Headers};
+use edge_core::{trace, Headers};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// The access log's configuration (JSON in the Wasm plugin's `configuration`; may be empty).
 #[derive(Debug, Clone, Deserialize)]
@@ -142,18 +143,19 @@ impl AccessLogConfig {
     }
 }
 
-/// One request, as logged. Absent values are omitted from the JSON.
+/// One request, as logged, borrowing what it can from the request's headers and attributes
+/// (each value copied was an allocation). Absent values are omitted from the JSON.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Record {
-    pub time: String,
+pub struct Record<'a> {
+    pub time: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    pub method: String,
-    pub path: String,
+    pub request_id: Option<Cow<'a, str>>,
+    pub method: Cow<'a, str>,
+    pub path: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
+    pub route: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub grpc_method: Option<String>,
+    pub grpc_method: Option<Cow<'a, str>>,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_status: Option<u32>,
@@ -163,20 +165,20 @@ pub struct Record {
     pub bytes_in: u64,
     pub bytes_out: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
+    pub subject: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth_reason: Option<String>,
+    pub auth_reason: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
+    pub user_agent: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_ip: Option<String>,
+    pub client_ip: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
+    pub trace_id: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_cluster: Option<String>,
+    pub upstream_cluster: Option<Cow<'a, str>>,
     /// The transcoder's failure kind (for metrics; the line has the status).
     #[serde(skip)]
-    pub transcode_error: Option<String>,
+    pub transcode_error: Option<Cow<'a, str>>,
 }
 
 /// When a request started and how long it took, in nanoseconds.
@@ -186,17 +188,18 @@ pub struct Timing {
     pub duration_nanos: u64,
 }
 
-impl Record {
+impl<'a> Record<'a> {
     /// The line for one request: its headers as they arrived, Envoy's attributes with the
     /// other filters' notes, its timing, and the `traceparent` this filter started, if any.
     pub fn of(
         config: &AccessLogConfig,
-        headers: &Headers,
-        attributes: Attributes,
+        headers: &'a Headers,
+        attributes: &'a Attributes,
         timing: Timing,
-        started_trace: Option<&str>,
+        started_trace: Option<&'a str>,
     ) -> Self {
-        let header = |name: &str| headers.value(name);
+        let header = |name: &str| headers.get(name).map(Cow::Borrowed);
+        let present = |value: &'a str| (!value.is_empty()).then_some(Cow::Borrowed(value));
         let Attributes {
             status,
             bytes_in,
@@ -208,27 +211,28 @@ impl Record {
             upstream_cluster,
         } = attributes;
         Record {
-            time: rfc3339_millis(timing.started_unix_nanos),
+            time: Cow::Owned(rfc3339_millis(timing.started_unix_nanos)),
             request_id: header("x-request-id"),
             method: header(":method").unwrap_or_default(),
             path: logged_path(headers.get(":path").unwrap_or_default(), config),
-            route: notes::non_empty(&transcode.route),
-            grpc_method: notes::non_empty(&transcode.grpc_method),
+            route: present(&transcode.route),
+            grpc_method: present(&transcode.grpc_method),
             // What the client was sent: this filter is the last to see the response.
-            status,
-            grpc_status,
+            status: *status,
+            grpc_status: *grpc_status,
             duration_ms: timing.duration_nanos as f64 / 1e6,
             upstream_ms: transcode.upstream_ms,
-            bytes_in,
-            bytes_out,
-            subject: notes::non_empty(&auth.subject),
-            auth_reason: notes::non_empty(&auth.reason),
+            bytes_in: *bytes_in,
+            bytes_out: *bytes_out,
+            subject: present(&auth.subject),
+            auth_reason: present(&auth.reason),
             user_agent: header("user-agent"),
             client_ip: client_ip(
                 headers.get("x-forwarded-for"),
                 peer.as_deref(),
                 config.trusted_xff_hops,
-            ),
+            )
+            .map(Cow::Borrowed),
             // The edge span's trace when Envoy traces (the client's traceparent is only its
             // parent), else the traceparent this filter started or the client sent.
             trace_id: headers
@@ -236,9 +240,9 @@ impl Record {
                 .or_else(|| headers.get("traceparent"))
                 .or(started_trace)
                 .and_then(trace::trace_id_of)
-                .map(str::to_string),
-            upstream_cluster,
-            transcode_error: notes::non_empty(&transcode.error),
+                .map(Cow::Borrowed),
+            upstream_cluster: upstream_cluster.as_deref().map(Cow::Borrowed),
+            transcode_error: present(&transcode.error),
         }
     }
 
@@ -255,18 +259,22 @@ impl Record {
     }
 
     fn write_fields(&self, line: &mut Vec<u8>) -> serde_json::Result<()> {
-        /// `,"key":value`; keys are field names, which need no escaping.
-        fn field<T: Serialize + ?Sized>(
+        /// `,"key":`, one literal: keys are field names, which need no escaping.
+        macro_rules! key {
+            ($name:literal) => {
+                concat!(",\"", $name, "\":")
+            };
+        }
+        /// `key` (from [`key!`]) and the value.
+        fn field<T: LineValue + ?Sized>(
             line: &mut Vec<u8>,
             key: &str,
             value: &T,
         ) -> serde_json::Result<()> {
-            line.extend_from_slice(b",\"");
             line.extend_from_slice(key.as_bytes());
-            line.extend_from_slice(b"\":");
-            serde_json::to_writer(&mut *line, value)
+            value.write(line)
         }
-        fn optional<T: Serialize>(
+        fn optional<T: LineValue>(
             line: &mut Vec<u8>,
             key: &str,
             value: &Option<T>,
@@ -276,37 +284,72 @@ impl Record {
                 .map_or(Ok(()), |value| field(line, key, value))
         }
         line.extend_from_slice(b"{\"time\":");
-        serde_json::to_writer(&mut *line, &self.time)?;
-        optional(line, "request_id", &self.request_id)?;
-        field(line, "method", &self.method)?;
-        field(line, "path", &self.path)?;
-        optional(line, "route", &self.route)?;
-        optional(line, "grpc_method", &self.grpc_method)?;
-        field(line, "status", &self.status)?;
-        optional(line, "grpc_status", &self.grpc_status)?;
-        field(line, "duration_ms", &self.duration_ms)?;
-        optional(line, "upstream_ms", &self.upstream_ms)?;
-        field(line, "bytes_in", &self.bytes_in)?;
-        field(line, "bytes_out", &self.bytes_out)?;
-        optional(line, "subject", &self.subject)?;
-        optional(line, "auth_reason", &self.auth_reason)?;
-        optional(line, "user_agent", &self.user_agent)?;
-        optional(line, "client_ip", &self.client_ip)?;
-        optional(line, "trace_id", &self.trace_id)?;
-        optional(line, "upstream_cluster", &self.upstream_cluster)?;
+        self.time.write(line)?;
+        optional(line, key!("request_id"), &self.request_id)?;
+        field(line, key!("method"), &self.method)?;
+        field(line, key!("path"), &self.path)?;
+        optional(line, key!("route"), &self.route)?;
+        optional(line, key!("grpc_method"), &self.grpc_method)?;
+        field(line, key!("status"), &self.status)?;
+        optional(line, key!("grpc_status"), &self.grpc_status)?;
+        field(line, key!("duration_ms"), &self.duration_ms)?;
+        optional(line, key!("upstream_ms"), &self.upstream_ms)?;
+        field(line, key!("bytes_in"), &self.bytes_in)?;
+        field(line, key!("bytes_out"), &self.bytes_out)?;
+        optional(line, key!("subject"), &self.subject)?;
+        optional(line, key!("auth_reason"), &self.auth_reason)?;
+        optional(line, key!("user_agent"), &self.user_agent)?;
+        optional(line, key!("client_ip"), &self.client_ip)?;
+        optional(line, key!("trace_id"), &self.trace_id)?;
+        optional(line, key!("upstream_cluster"), &self.upstream_cluster)?;
         line.push(b'}');
         Ok(())
     }
 }
 
+/// A value of the line, written as serde_json writes it.
+trait LineValue {
+    fn write(&self, line: &mut Vec<u8>) -> serde_json::Result<()>;
+}
+
+impl LineValue for Cow<'_, str> {
+    /// Quoted as it is when no byte needs escaping (nearly always), else by serde_json: the
+    /// same bytes either way, since serde_json escapes only `"`, `\` and control characters.
+    /// Its escaping loop looks each byte up (~4 instructions a byte); this check vectorizes.
+    fn write(&self, line: &mut Vec<u8>) -> serde_json::Result<()> {
+        let needs_escaping = self.bytes().fold(false, |found, byte| {
+            found | (byte < 0x20) | (byte == b'"') | (byte == b'\\')
+        });
+        if needs_escaping {
+            return serde_json::to_writer(line, self);
+        }
+        line.reserve(self.len() + 2);
+        line.push(b'"');
+        line.extend_from_slice(self.as_bytes());
+        line.push(b'"');
+        Ok(())
+    }
+}
+
+macro_rules! serde_line_value {
+    ($($kind:ty),*) => {$(
+        impl LineValue for $kind {
+            fn write(&self, line: &mut Vec<u8>) -> serde_json::Result<()> {
+                serde_json::to_writer(line, self)
+            }
+        }
+    )*};
+}
+serde_line_value!(u16, u32, u64, f64);
+
 /// The path to log: without the query string unless configured, and then with the values of
 /// sensitive parameters redacted.
-pub fn logged_path(path: &str, config: &AccessLogConfig) -> String {
+pub fn logged_path<'a>(path: &'a str, config: &AccessLogConfig) -> Cow<'a, str> {
     let Some((path, query)) = path.split_once('?') else {
-        return path.to_string();
+        return Cow::Borrowed(path);
     };
     if !config.include_query {
-        return path.to_string();
+        return Cow::Borrowed(path);
     }
     let query: Vec<String> = query
         .split('&')
@@ -322,37 +365,31 @@ pub fn logged_path(path: &str, config: &AccessLogConfig) -> String {
             _ => pair.to_string(),
         })
         .collect();
-    format!("{path}?{}", query.join("&"))
+    Cow::Owned(format!("{path}?{}", query.join("&")))
 }
 
 /// The client's address: the peer (without port) with no trusted hops, else the
 /// `trusted_hops`-th `x-forwarded-for` entry from the right (what the outermost trusted proxy
 /// saw). `None` when there are fewer entries than trusted hops: the header was not set by them.
-pub fn client_ip(
-    forwarded_for: Option<&str>,
-    peer: Option<&str>,
+pub fn client_ip<'a>(
+    forwarded_for: Option<&'a str>,
+    peer: Option<&'a str>,
     trusted_hops: usize,
-) -> Option<String> {
-    if trusted_hops == 0 {
+) -> Option<&'a str> {
+    let Some(from_right) = trusted_hops.checked_sub(1) else {
         let peer = peer?;
         // "1.2.3.4:5678" or "[::1]:5678".
         let host = match peer.rsplit_once(':') {
             Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
             _ => peer,
         };
-        return Some(
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-        );
-    }
-    let entries: Vec<&str> = forwarded_for?.split(',').map(str::trim).collect();
-    entries
-        .len()
-        .checked_sub(trusted_hops)
-        .and_then(|index| entries.get(index))
+        return Some(host.trim_start_matches('[').trim_end_matches(']'));
+    };
+    forwarded_for?
+        .rsplit(',')
+        .nth(from_right)
+        .map(str::trim)
         .filter(|entry| !entry.is_empty())
-        .map(|entry| entry.to_string())
 }
 
 /// A W3C `traceparent` for a request that has none: the trace id is the request id's 32 hex
@@ -445,6 +482,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edge_core::notes;
 
     #[test]
     fn a_record_joins_the_headers_the_notes_and_envoys_attributes() {
@@ -484,7 +522,7 @@ mod tests {
             duration_nanos: 2_500_000,
         };
         let started = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-        let record = Record::of(&config, &headers, attributes, timing, Some(started));
+        let record = Record::of(&config, &headers, &attributes, timing, Some(started));
         assert_eq!(record.time, "2000-02-29T00:00:00.123Z");
         assert_eq!(record.path, "/catalog/items", "no query by default");
         assert_eq!(record.route.as_deref(), Some("/catalog/items"));
@@ -535,20 +573,20 @@ mod tests {
     #[test]
     fn client_ip_from_peer_or_trusted_hops() {
         assert_eq!(
-            client_ip(None, Some("10.0.0.7:5555"), 0).as_deref(),
+            client_ip(None, Some("10.0.0.7:5555"), 0),
             Some("10.0.0.7")
         );
         assert_eq!(
-            client_ip(None, Some("[::1]:5555"), 0).as_deref(),
+            client_ip(None, Some("[::1]:5555"), 0),
             Some("::1")
         );
         let xff = Some("6.6.6.6, 203.0.113.9, 10.0.0.1");
         assert_eq!(
-            client_ip(xff, Some("10.0.0.2:1"), 1).as_deref(),
+            client_ip(xff, Some("10.0.0.2:1"), 1),
             Some("10.0.0.1")
         );
         assert_eq!(
-            client_ip(xff, Some("10.0.0.2:1"), 2).as_deref(),
+            client_ip(xff, Some("10.0.0.2:1"), 2),
             Some("203.0.113.9")
         );
         assert_eq!(client_ip(xff, None, 4), None);

@@ -37,6 +37,9 @@ pub const FAMILY_LABELS: &[(&str, &[&str])] = &[
     (DROPPED_LINES, &[]),
 ];
 
+/// The most labels a family has.
+pub const MAX_LABELS: usize = 4;
+
 /// Where Envoy files a Wasm filter's own metrics (`wasmcustom.<name>`).
 pub const ENVOY_NAMESPACE: &str = "wasmcustom";
 
@@ -84,21 +87,27 @@ impl Sample<'_> {
             .collect()
     }
 
-    /// Records the sample through `host`.
+    /// Records the sample through `host`, its labels paired on the stack (a family has at
+    /// most [`MAX_LABELS`]).
     pub fn record<H: Host>(&self, host: &H) {
-        host.record_labelled(self.family, &self.label_pairs(), self.observation);
+        let mut pairs = [("", ""); MAX_LABELS];
+        for (pair, (label, value)) in pairs.iter_mut().zip(&self.labels) {
+            *pair = (label, value.as_ref());
+        }
+        let count = self.labels.len().min(MAX_LABELS);
+        host.record_labelled(self.family, &pairs[..count], self.observation);
     }
 }
 
 /// The samples for one request: request count and latency by route, plus auth denials by
 /// reason and transcoding errors by kind when there were any.
-pub fn samples(record: &Record) -> Vec<Sample<'_>> {
+pub fn samples<'r>(record: &'r Record<'_>) -> Vec<Sample<'r>> {
     let route = label_value(record.route.as_deref().unwrap_or("unmatched"));
     let backend = label_value(backend_label(record.upstream_cluster.as_deref()));
     let method = if ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-        .contains(&record.method.as_str())
+        .contains(&record.method.as_ref())
     {
-        Cow::Borrowed(record.method.as_str())
+        Cow::Borrowed(record.method.as_ref())
     } else {
         Cow::Borrowed("other")
     };
@@ -160,6 +169,13 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn no_family_has_more_labels_than_a_sample_pairs() {
+        assert!(FAMILY_LABELS
+            .iter()
+            .all(|(_, labels)| labels.len() <= MAX_LABELS));
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub fn depart<H: Host>(
     let record = Record::of(
         config,
         &arrival.headers,
-        attributes,
+        &attributes,
         timing,
         arrival.traceparent.as_deref(),
     );

@@ -21,15 +21,27 @@ pub enum Observation {
 /// already safe, as values nearly always are. Bounded values only: routes are templates,
 /// never raw paths, so a client cannot mint new series.
 pub fn label_value(raw: &str) -> Cow<'_, str> {
-    let safe = |c: char| {
-        c.is_ascii_alphanumeric() || matches!(c, '/' | '{' | '}' | '_' | '-' | ':' | '*' | '=')
+    let safe = |c: u8| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, b'/' | b'{' | b'}' | b'_' | b'-' | b':' | b'*' | b'=')
     };
     if raw.is_empty() {
         Cow::Borrowed("none")
-    } else if raw.chars().all(safe) {
+    } else if raw.bytes().all(safe) {
+        // Every safe character is ASCII: checking bytes decodes nothing.
         Cow::Borrowed(raw)
     } else {
-        Cow::Owned(raw.chars().map(|c| if safe(c) { c } else { '_' }).collect())
+        Cow::Owned(
+            raw.chars()
+                .map(|c| {
+                    if u8::try_from(c).is_ok_and(safe) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect(),
+        )
     }
 }
 
