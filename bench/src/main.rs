@@ -79,7 +79,7 @@ async fn bench(plan: Plan, smoke: bool) -> Result<(), String> {
                     sample.run.rps(),
                     sample.run.ms(0.5),
                     sample.run.ms(0.99),
-                    sample.envoy_cpu_us_per_request.map_or(String::new(), |us| format!(" proxy {us:.0} µs/req")),
+                    sample.envoy_cpu_us_per_request.zip(sample.envoy_system_us_per_request).map_or(String::new(), |(us, system)| format!(" proxy {us:.0} µs/req ({system:.0} system)")),
                 );
                 results
                     .entry((route, connections, chain))

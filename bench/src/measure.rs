@@ -112,6 +112,8 @@ fn cpu_totals() -> (u64, u64) {
 pub(crate) struct Sample {
     pub(crate) run: Run,
     pub(crate) envoy_cpu_us_per_request: Option<f64>,
+    /// The kernel's part of it (system time): the network's work, alike for every chain.
+    pub(crate) envoy_system_us_per_request: Option<f64>,
     pub(crate) rss_kb: Option<(u64, u64)>,
     pub(crate) steal_percent: f64,
 }
@@ -163,7 +165,7 @@ pub(crate) async fn measure(
     }
     let (rss_before, ticks_before, totals_before) = (
         edge_e2e::process_rss_kib(pid),
-        edge_e2e::process_cpu_ticks(pid),
+        edge_e2e::process_cpu_ticks_split(pid),
         cpu_totals(),
     );
     let run = if chain == Chain::Direct {
@@ -173,15 +175,16 @@ pub(crate) async fn measure(
     } else {
         load::http(base_url, &http, connections, plan.measure).await
     };
-    let (ticks_after, totals_after) = (edge_e2e::process_cpu_ticks(pid), cpu_totals());
+    let (ticks_after, totals_after) = (edge_e2e::process_cpu_ticks_split(pid), cpu_totals());
     let all = totals_after.0.saturating_sub(totals_before.0).max(1) as f64;
     let steal_percent = 100.0 * totals_after.1.saturating_sub(totals_before.1) as f64 / all;
     let envoy = chain != Chain::Direct;
+    let per_request =
+        |ticks: u64| ticks as f64 / ticks_per_second * 1e6 / run.requests.max(1) as f64;
     Sample {
-        envoy_cpu_us_per_request: envoy.then(|| {
-            (ticks_after - ticks_before) as f64 / ticks_per_second * 1e6
-                / run.requests.max(1) as f64
-        }),
+        envoy_cpu_us_per_request: envoy
+            .then(|| per_request(ticks_after.0 + ticks_after.1 - ticks_before.0 - ticks_before.1)),
+        envoy_system_us_per_request: envoy.then(|| per_request(ticks_after.1 - ticks_before.1)),
         rss_kb: envoy.then(|| (rss_before, edge_e2e::process_rss_kib(pid))),
         run,
         steal_percent,

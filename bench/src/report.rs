@@ -79,6 +79,15 @@ impl Medians<'_> {
             .map(|s| spread(s, |x| x.envoy_cpu_us_per_request.unwrap_or(0.0)).0)
     }
 
+    /// The kernel's part of Envoy's CPU µs per request (system time).
+    fn cpu_system(&self, route: Route, connections: usize, chain: Chain) -> Option<f64> {
+        let samples = self.get(route, connections, chain)?;
+        samples
+            .iter()
+            .all(|s| s.envoy_system_us_per_request.is_some())
+            .then(|| spread(samples, |x| x.envoy_system_us_per_request.unwrap_or(0.0)).0)
+    }
+
     /// Envoy CPU µs per request at 16 connections (where the sections compare components and
     /// slopes), with its min and max.
     fn cpu_spread(&self, route: Route, chain: Chain) -> Option<(f64, f64, f64)> {
@@ -138,6 +147,10 @@ fn runs(out: &mut String, results: &Results) -> Vec<Value> {
             "rps_median": rps, "rps_min": rps_min, "rps_max": rps_max,
             "p50_ms": p(0.5), "p90_ms": p(0.9), "p99_ms": p(0.99), "max_ms": max,
             "envoy_cpu_us_per_request": cpu, "steal_percent": steal,
+            "envoy_system_us_per_request": samples
+                .iter()
+                .all(|s| s.envoy_system_us_per_request.is_some())
+                .then(|| spread(samples, |s| s.envoy_system_us_per_request.unwrap_or(0.0)).0),
             "rounds": samples.len(),
             "unexpected_answers": samples.iter().map(|s| s.run.unexpected).sum::<u64>(),
         }));
@@ -297,6 +310,31 @@ fn native_module(out: &mut String, m: &Medians) {
                 m.cpu(route, 16, Chain::Module),
                 m.cpu(route, 16, Chain::Wasm)
             ),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThe same CPU split into Envoy's own code (user time: the filters, the codecs, the router) and the kernel's work for it (system time: the sockets, alike for both chains), medians of rounds; a filter's cost shows in the user time, diluted by the kernel's in the whole.\n\n| route | module user µs | module system µs | Envoy's filters user µs | Envoy's filters system µs | user time, module / Envoy's filters | system time, module / Envoy's filters |\n|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for route in [
+        Route::HotRead,
+        Route::Write,
+        Route::Reject,
+        Route::ManyUsers,
+    ] {
+        let user = |chain| Some(m.cpu(route, 16, chain)? - m.cpu_system(route, 16, chain)?);
+        let system = |chain| m.cpu_system(route, 16, chain);
+        let micros = |value: Option<f64>| value.map_or("–".to_string(), |us| format!("{us:.1}"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            route.name(),
+            micros(user(Chain::Module)),
+            micros(system(Chain::Module)),
+            micros(user(Chain::Native)),
+            micros(system(Chain::Native)),
+            ratio(user(Chain::Module), user(Chain::Native)),
+            ratio(system(Chain::Module), system(Chain::Native)),
         );
     }
 }

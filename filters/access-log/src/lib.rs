@@ -572,23 +572,11 @@ mod tests {
 
     #[test]
     fn client_ip_from_peer_or_trusted_hops() {
-        assert_eq!(
-            client_ip(None, Some("10.0.0.7:5555"), 0),
-            Some("10.0.0.7")
-        );
-        assert_eq!(
-            client_ip(None, Some("[::1]:5555"), 0),
-            Some("::1")
-        );
+        assert_eq!(client_ip(None, Some("10.0.0.7:5555"), 0), Some("10.0.0.7"));
+        assert_eq!(client_ip(None, Some("[::1]:5555"), 0), Some("::1"));
         let xff = Some("6.6.6.6, 203.0.113.9, 10.0.0.1");
-        assert_eq!(
-            client_ip(xff, Some("10.0.0.2:1"), 1),
-            Some("10.0.0.1")
-        );
-        assert_eq!(
-            client_ip(xff, Some("10.0.0.2:1"), 2),
-            Some("203.0.113.9")
-        );
+        assert_eq!(client_ip(xff, Some("10.0.0.2:1"), 1), Some("10.0.0.1"));
+        assert_eq!(client_ip(xff, Some("10.0.0.2:1"), 2), Some("203.0.113.9"));
         assert_eq!(client_ip(xff, None, 4), None);
         assert_eq!(client_ip(None, None, 1), None);
     }

@@ -1081,6 +1081,12 @@ pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
 /// A process's CPU time so far (user + system) in clock ticks (100 a second on Linux), from
 /// /proc: how tests and the bench measure Envoy's CPU per request.
 pub fn process_cpu_ticks(pid: u32) -> u64 {
+    let (user, system) = process_cpu_ticks_split(pid);
+    user + system
+}
+
+/// A process's user and system CPU time so far, in clock ticks ([`process_cpu_ticks`]).
+pub fn process_cpu_ticks_split(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(") ")
@@ -1093,7 +1099,7 @@ pub fn process_cpu_ticks(pid: u32) -> u64 {
             .and_then(|f| f.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    field(11) + field(12)
+    (field(11), field(12))
 }
 
 /// A process's resident memory in KiB (`VmRSS`), 0 if unreadable.
