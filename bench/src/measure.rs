@@ -112,7 +112,7 @@ fn cpu_totals() -> (u64, u64) {
 pub(crate) struct Sample {
     pub(crate) run: Run,
     pub(crate) envoy_cpu_us_per_request: Option<f64>,
-    /// The kernel's part of it (system time): the network's work, alike for every chain.
+    /// The kernel's part of it (system time): the sockets' work, the same traffic for every chain.
     pub(crate) envoy_system_us_per_request: Option<f64>,
     pub(crate) rss_kb: Option<(u64, u64)>,
     pub(crate) steal_percent: f64,

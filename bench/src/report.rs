@@ -314,7 +314,7 @@ fn native_module(out: &mut String, m: &Medians) {
     }
     let _ = writeln!(
         out,
-        "\nThe same CPU split into Envoy's own code (user time: the filters, the codecs, the router) and the kernel's work for it (system time: the sockets, alike for both chains), medians of rounds; a filter's cost shows in the user time, diluted by the kernel's in the whole.\n\n| route | module user µs | module system µs | Envoy's filters user µs | Envoy's filters system µs | user time, module / Envoy's filters | system time, module / Envoy's filters |\n|---|---:|---:|---:|---:|---:|---:|"
+        "\nThe same CPU split into Envoy's own code (user time: the filters, the codecs, the router) and the kernel's work for it (system time: the sockets, the same traffic for both chains, though it moves from run to run as much as the whole), medians of rounds; a filter's cost shows in the user time.\n\n| route | module user µs | module system µs | Envoy's filters user µs | Envoy's filters system µs | user time, module / Envoy's filters | system time, module / Envoy's filters |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     for route in [
         Route::HotRead,
