@@ -81,11 +81,7 @@ impl Medians<'_> {
 
     /// The kernel's part of Envoy's CPU µs per request (system time).
     fn cpu_system(&self, route: Route, connections: usize, chain: Chain) -> Option<f64> {
-        let samples = self.get(route, connections, chain)?;
-        samples
-            .iter()
-            .all(|s| s.envoy_system_us_per_request.is_some())
-            .then(|| spread(samples, |x| x.envoy_system_us_per_request.unwrap_or(0.0)).0)
+        system_us(self.get(route, connections, chain)?)
     }
 
     /// Envoy CPU µs per request at 16 connections (where the sections compare components and
@@ -99,6 +95,14 @@ impl Medians<'_> {
     fn cpu_of(&self, route: Route, chain: Chain) -> Option<f64> {
         self.cpu_spread(route, chain).map(|(median, _, _)| median)
     }
+}
+
+/// The median of Envoy's system µs per request over `samples` (none for a process of its own).
+fn system_us(samples: &[Sample]) -> Option<f64> {
+    samples
+        .iter()
+        .all(|s| s.envoy_system_us_per_request.is_some())
+        .then(|| spread(samples, |s| s.envoy_system_us_per_request.unwrap_or(0.0)).0)
 }
 
 /// `numerator / denominator` to two places, or "–" when either is missing.
@@ -147,10 +151,7 @@ fn runs(out: &mut String, results: &Results) -> Vec<Value> {
             "rps_median": rps, "rps_min": rps_min, "rps_max": rps_max,
             "p50_ms": p(0.5), "p90_ms": p(0.9), "p99_ms": p(0.99), "max_ms": max,
             "envoy_cpu_us_per_request": cpu, "steal_percent": steal,
-            "envoy_system_us_per_request": samples
-                .iter()
-                .all(|s| s.envoy_system_us_per_request.is_some())
-                .then(|| spread(samples, |s| s.envoy_system_us_per_request.unwrap_or(0.0)).0),
+            "envoy_system_us_per_request": system_us(samples),
             "rounds": samples.len(),
             "unexpected_answers": samples.iter().map(|s| s.run.unexpected).sum::<u64>(),
         }));
