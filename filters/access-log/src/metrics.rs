@@ -79,14 +79,6 @@ pub struct Sample<'r> {
 }
 
 impl Sample<'_> {
-    /// The labels as (name, value) pairs, as a host takes them.
-    pub fn label_pairs(&self) -> Vec<(&str, &str)> {
-        self.labels
-            .iter()
-            .map(|(label, value)| (*label, value.as_ref()))
-            .collect()
-    }
-
     /// Records the sample through `host`, its labels paired on the stack (a family has at
     /// most [`MAX_LABELS`]).
     pub fn record<H: Host>(&self, host: &H) {
@@ -163,10 +155,12 @@ mod tests {
         samples(record)
             .iter()
             .map(|sample| {
-                (
-                    labelled_name(sample.family, &sample.label_pairs()),
-                    sample.observation,
-                )
+                let pairs: Vec<(&str, &str)> = sample
+                    .labels
+                    .iter()
+                    .map(|(label, value)| (*label, value.as_ref()))
+                    .collect();
+                (labelled_name(sample.family, &pairs), sample.observation)
             })
             .collect()
     }
