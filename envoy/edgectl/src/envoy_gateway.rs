@@ -134,17 +134,19 @@ impl EdgeConfig {
         Ok(objects)
     }
 
-    /// The three filters as the policy's `dynamicModule` entries, in the edge's order, each
-    /// with the configuration the Istio variants give it.
+    /// Our filters as the policy's `dynamicModule` entries, as the native build runs them (the
+    /// access log and auth as one), in the edge's order, each with the configuration the
+    /// Istio variants give it.
     fn envoy_gateway_filters(&self) -> Result<Vec<Value>, String> {
         let filters = self.istio_filter_configs()?;
-        Ok(crate::chain(crate::ChainFeatures::default())
+        Ok(Target::Native
+            .chain(crate::ChainFeatures::default())
             .into_iter()
             .filter_map(|slot| match slot {
                 Slot::Plugin(plugin) => Some(json!({
                     "name": MODULE_ENTRY,
                     "filterName": plugin.name(),
-                    "config": native_config(plugin.name(), filters.of(plugin.filter))
+                    "config": native_config(plugin.name(), &filters.of(plugin.filter))
                 })),
                 _ => None,
             })
@@ -283,9 +285,10 @@ mod tests {
             .iter()
             .map(|filter| filter["filterName"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["access-log", "auth", "transcoder"]);
+        // The access log and auth as one filter, as the native build runs them.
+        assert_eq!(names, ["access-log+auth", "transcoder"]);
         let istio = config.istio_filter_configs().unwrap();
-        assert_eq!(policy["dynamicModule"][1]["config"], istio.auth);
+        assert_eq!(policy["dynamicModule"][0]["config"]["auth"], istio.auth);
         assert_eq!(policy["targetRefs"][0]["kind"], "Gateway");
         assert_eq!(
             policy["targetRefs"][0]["name"],

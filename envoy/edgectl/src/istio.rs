@@ -550,11 +550,11 @@ impl EdgeConfig {
         module: &FilterModule,
     ) -> Result<Value, String> {
         let rate_limits = self.rate_limit_filters()?;
-        let slots = self.patched_slots(!rate_limits.is_empty());
+        let slots = self.patched_slots(module.target, !rate_limits.is_empty());
         let filters_of = |slot: &Slot| -> Vec<Value> {
             match slot {
                 Slot::Plugin(plugin) => {
-                    vec![module.filter(plugin.name(), filters.of(plugin.filter))]
+                    vec![module.filter(plugin.name(), &filters.of(plugin.filter))]
                 }
                 Slot::RateLimits => rate_limits.clone(),
                 other => self.envoy_filters(*other),
@@ -591,10 +591,10 @@ impl EdgeConfig {
         self.envoy_filter_of("edge-filters", patches)
     }
 
-    /// The chain in Istio's order (`mesh::chain`) with the slots EnvoyFilters add; Istio's RBAC
-    /// comes from the AuthorizationPolicies themselves.
-    fn patched_slots(&self, rate_limits: bool) -> Vec<Slot> {
-        crate::chain(crate::ChainFeatures {
+    /// The chain in Istio's order (`mesh::chain`), as `target` runs it, with the slots
+    /// EnvoyFilters add; Istio's RBAC comes from the AuthorizationPolicies themselves.
+    fn patched_slots(&self, target: Target, rate_limits: bool) -> Vec<Slot> {
+        target.chain(crate::ChainFeatures {
             cors: self.cors.is_some(),
             deny: false,
             allow: false,
@@ -610,7 +610,7 @@ impl EdgeConfig {
     /// protocols' filters. Each INSERT_FIRST lands before the ones applied earlier, hence the
     /// reverse order, filter by filter.
     fn first_filter_patches(&self) -> Vec<Value> {
-        let slots = self.patched_slots(false);
+        let slots = self.patched_slots(Target::Wasm, false);
         let firsts = slots
             .iter()
             .filter(|slot| slot.patch() == Patch::First && !matches!(slot, Slot::Plugin(_)));

@@ -2,8 +2,8 @@
 //! entries it is made of.
 
 use crate::{
-    chain, rbac_filter, to_yaml, ChainFeatures, EdgeConfig, FilterConfigs, FilterModule, Slot,
-    Topology, GENERATED_NOTICE,
+    rbac_filter, to_yaml, ChainFeatures, EdgeConfig, FilterConfigs, FilterModule, Slot, Topology,
+    GENERATED_NOTICE,
 };
 use serde_json::{json, Value};
 
@@ -205,27 +205,30 @@ impl EdgeConfig {
         let deny = rbac_filter(&policies, "DENY")?;
         let allow = rbac_filter(&policies, "ALLOW")?;
         let rate_limits = self.rate_limit_filters()?;
-        Ok(chain(ChainFeatures {
-            cors: self.cors.is_some(),
-            deny: deny.is_some(),
-            allow: allow.is_some(),
-            rate_limits: !rate_limits.is_empty(),
-            trace_context: self.tracing.is_some(),
-            web_protocols: !self.web_protocols.is_empty(),
-        })
-        .into_iter()
-        .flat_map(|slot| match slot {
-            Slot::CorsFirst => vec![cors_filter()],
-            Slot::WebProtocols => crate::web_protocol_filters(&self.web_protocols),
-            Slot::Plugin(slot) => vec![plugin(slot.name(), filters.of(slot.filter))],
-            Slot::RbacDeny => deny.clone().into_iter().collect(),
-            Slot::RbacAllow => allow.clone().into_iter().collect(),
-            Slot::RateLimits => rate_limits.clone(),
-            Slot::TraceContext => vec![crate::trace_context_filter()],
-            Slot::Buffer => vec![buffer_filter()],
-            Slot::Router => vec![router_filter()],
-        })
-        .collect())
+        Ok(topology
+            .module
+            .target
+            .chain(ChainFeatures {
+                cors: self.cors.is_some(),
+                deny: deny.is_some(),
+                allow: allow.is_some(),
+                rate_limits: !rate_limits.is_empty(),
+                trace_context: self.tracing.is_some(),
+                web_protocols: !self.web_protocols.is_empty(),
+            })
+            .into_iter()
+            .flat_map(|slot| match slot {
+                Slot::CorsFirst => vec![cors_filter()],
+                Slot::WebProtocols => crate::web_protocol_filters(&self.web_protocols),
+                Slot::Plugin(slot) => vec![plugin(slot.name(), &filters.of(slot.filter))],
+                Slot::RbacDeny => deny.clone().into_iter().collect(),
+                Slot::RbacAllow => allow.clone().into_iter().collect(),
+                Slot::RateLimits => rate_limits.clone(),
+                Slot::TraceContext => vec![crate::trace_context_filter()],
+                Slot::Buffer => vec![buffer_filter()],
+                Slot::Router => vec![router_filter()],
+            })
+            .collect())
     }
 }
 

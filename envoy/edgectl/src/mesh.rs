@@ -12,21 +12,25 @@
 //! `sortByPriority`). EnvoyFilter patches then go `INSERT_FIRST` (before all of it) or
 //! `INSERT_BEFORE` the router.
 
-/// One of our three filters.
+/// One of our three filters, or the access log and auth as one Envoy filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
     AccessLog,
     Auth,
     Transcoder,
+    /// The access log and auth run by one Envoy filter, as the native build runs them (see
+    /// [`paired`]).
+    AccessLogAndAuth,
 }
 
 impl Filter {
-    /// Its name: the .wasm file, the WasmPlugin, the Envoy filter (`edge.NAME`).
+    /// Its name: the .wasm file's root, the WasmPlugin, the Envoy filter (`edge.NAME`).
     pub fn name(self) -> &'static str {
         match self {
             Filter::AccessLog => "access-log",
             Filter::Auth => "auth",
             Filter::Transcoder => "transcoder",
+            Filter::AccessLogAndAuth => "access-log+auth",
         }
     }
 }
@@ -175,6 +179,26 @@ pub fn chain(features: ChainFeatures) -> Vec<Slot> {
     slots
 }
 
+/// The chain with the access log and auth, wherever they are side by side (in every chain
+/// [`chain`] builds), as one filter in the access log's place. The native build runs them so:
+/// one filter fewer for Envoy to create per request, and auth takes the headers the access
+/// log read instead of another copy of Envoy's (7k fewer instructions on a refused request,
+/// 4%). The Wasm build cannot gain so: each WasmPlugin is its own Envoy filter.
+pub fn paired(slots: Vec<Slot>) -> Vec<Slot> {
+    let mut out: Vec<Slot> = Vec::with_capacity(slots.len());
+    for slot in slots {
+        match (out.last_mut(), slot) {
+            (Some(Slot::Plugin(first)), Slot::Plugin(second))
+                if first.filter == Filter::AccessLog && second.filter == Filter::Auth =>
+            {
+                first.filter = Filter::AccessLogAndAuth;
+            }
+            _ => out.push(slot),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +239,34 @@ mod tests {
                 Slot::Router,
             ]
         );
+        let pair = Plugin {
+            filter: Filter::AccessLogAndAuth,
+            ..FILTERS[0]
+        };
+        assert_eq!(
+            paired(chain(everything)),
+            vec![
+                Slot::TraceContext,
+                Slot::CorsFirst,
+                Slot::WebProtocols,
+                Slot::Plugin(pair),
+                Slot::RbacDeny,
+                Slot::RbacAllow,
+                Slot::RateLimits,
+                Slot::Plugin(FILTERS[2]),
+                Slot::Buffer,
+                Slot::Router,
+            ]
+        );
+        assert_eq!(pair.name(), "access-log+auth");
+        assert_eq!(Slot::Plugin(pair).patch(), Patch::First);
+        // Apart, they stay apart.
+        let apart = vec![
+            Slot::Plugin(FILTERS[0]),
+            Slot::RbacDeny,
+            Slot::Plugin(FILTERS[1]),
+        ];
+        assert_eq!(paired(apart.clone()), apart);
         let patches: Vec<Patch> = chain(everything).into_iter().map(Slot::patch).collect();
         use Patch::{BeforeRouter, First, Istio};
         assert_eq!(

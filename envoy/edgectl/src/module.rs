@@ -3,6 +3,7 @@
 //! Istio's WasmPlugin delivers) or the native dynamic module (`libedge_native.so`, Envoy ≥ 1.40),
 //! both built from the same cores with the same JSON configurations.
 
+use crate::mesh::{chain, paired, ChainFeatures, Filter, Slot};
 use serde_json::{json, Value};
 
 /// The proxy-wasm module holding the three filters (`<name>.wasm`, Istio's `<name>-filters`
@@ -49,6 +50,15 @@ impl Target {
         match self {
             Target::Wasm => "wasm",
             Target::Native => "native",
+        }
+    }
+
+    /// The chain in Istio's order ([`chain`]) as this build runs it: the native build runs the
+    /// access log and auth as one Envoy filter ([`paired`]).
+    pub fn chain(self, features: ChainFeatures) -> Vec<Slot> {
+        match self {
+            Target::Wasm => chain(features),
+            Target::Native => paired(chain(features)),
         }
     }
 }
@@ -107,8 +117,15 @@ impl FilterModule {
 /// of written to Envoy's log on it.
 pub fn native_config(name: &str, config: &Value) -> Value {
     let mut config = config.clone();
-    if name == crate::Filter::AccessLog.name() && config.get("collector").is_none() {
-        if let Some(fields) = config.as_object_mut() {
+    let access_log = if name == Filter::AccessLog.name() {
+        Some(&mut config)
+    } else if name == Filter::AccessLogAndAuth.name() {
+        config.get_mut(Filter::AccessLog.name())
+    } else {
+        None
+    };
+    if let Some(access_log) = access_log.filter(|config| config.get("collector").is_none()) {
+        if let Some(fields) = access_log.as_object_mut() {
             fields.insert("filter_state_key".to_string(), json!(LINE_FILTER_STATE_KEY));
         }
     }

@@ -1,6 +1,6 @@
 //! The filters' configurations as the ECDS files the local Envoy watches.
 
-use crate::{EdgeConfig, FilterModule};
+use crate::{ChainFeatures, EdgeConfig, FilterModule, Slot};
 use serde_json::json;
 use std::path::Path;
 
@@ -12,24 +12,27 @@ impl EdgeConfig {
     /// `TypedExtensionConfig` each), by file name: what a bootstrap with `xds_dir` watches.
     pub fn xds_files(&self, module: &FilterModule) -> Result<Vec<(String, String)>, String> {
         let filters = self.filter_configs(str::to_string)?;
-        Ok([
-            ("access-log", &filters.access_log),
-            ("auth", &filters.auth),
-            ("transcoder", &filters.transcoder),
-        ]
-        .into_iter()
-        .map(|(name, config)| {
-            let filter = module.filter(name, config);
-            let response = json!({
-                "resources": [{
-                    "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-                    "name": filter["name"],
-                    "typed_config": filter["typed_config"]
-                }]
-            });
-            (format!("{name}.json"), response.to_string())
-        })
-        .collect())
+        Ok(module
+            .target
+            .chain(ChainFeatures::default())
+            .into_iter()
+            .filter_map(|slot| match slot {
+                Slot::Plugin(plugin) => Some(plugin.filter),
+                _ => None,
+            })
+            .map(|filter| {
+                let name = filter.name();
+                let filter = module.filter(name, &filters.of(filter));
+                let response = json!({
+                    "resources": [{
+                        "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                        "name": filter["name"],
+                        "typed_config": filter["typed_config"]
+                    }]
+                });
+                (format!("{name}.json"), response.to_string())
+            })
+            .collect())
     }
 }
 

@@ -97,6 +97,12 @@ impl LineBuffer {
         true
     }
 
+    /// Holds at most `capacity` lines from now on: any beyond it stay, and a line pushed
+    /// meanwhile is refused, as when full.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+    }
+
     /// Takes up to `max` lines, oldest first.
     pub fn take(&mut self, max: usize) -> Vec<String> {
         let count = max.min(self.lines.len());
@@ -644,6 +650,15 @@ mod tests {
         assert!(buffer.push("e".into()));
         assert_eq!(buffer.take(10), ["c", "e"]);
         assert!(buffer.is_empty());
+
+        // A smaller capacity keeps what waits, and refuses more until it is shipped.
+        for line in ["f", "g"] {
+            assert!(buffer.push(line.into()));
+        }
+        buffer.set_capacity(1);
+        assert!(!buffer.push("h".into()));
+        assert_eq!(buffer.take(10), ["f", "g"]);
+        assert!(buffer.push("i".into()));
     }
 
     #[test]

@@ -21,6 +21,18 @@ pub struct Arrival {
     pub traceparent: Option<String>,
 }
 
+impl Arrival {
+    /// The request headers as the filter after this one finds them: the client's, and the
+    /// `traceparent` this filter added.
+    pub fn forwarded_headers(&self) -> Headers {
+        let mut headers = self.headers.clone();
+        if let Some(traceparent) = &self.traceparent {
+            headers.push("traceparent", traceparent);
+        }
+        headers
+    }
+}
+
 /// Notes the request's arrival; starts a trace for a request without one when configured
 /// (first in the chain, so it reaches the backend). `seen` differs between requests.
 pub fn arrive<H: Host>(host: &H, config: &AccessLogConfig, seen: u64) -> Arrival {
@@ -127,14 +139,23 @@ mod tests {
         );
         assert_eq!(
             host.calls(),
-            vec![Call::AddHeader("traceparent".into(), parent)]
+            vec![Call::AddHeader("traceparent".into(), parent.clone())]
         );
         assert_eq!(arrival.started, Some(Duration::from_secs(7)));
+
+        // What the next filter finds: the client's headers and the one added.
+        let forwarded = RecordingHost::with_headers(&[
+            (":method", "GET"),
+            ("x-request-id", "0af76519-16cd-43dd-8448-eb211c80319c"),
+            ("traceparent", &parent),
+        ]);
+        assert_eq!(arrival.forwarded_headers(), forwarded.headers);
 
         let traced = RecordingHost::with_headers(&[("traceparent", "00-ab-cd-01")]);
         let arrival = arrive(&traced, &config(r#"{"generate_traceparent": true}"#), 2);
         assert_eq!(arrival.traceparent, None);
         assert!(traced.calls().is_empty(), "the client's trace is kept");
+        assert_eq!(arrival.forwarded_headers(), arrival.headers);
     }
 
     #[test]

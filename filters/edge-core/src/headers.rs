@@ -157,6 +157,24 @@ impl Headers {
         }
     }
 
+    /// Appends a header, as a host appends one it is asked to add.
+    pub fn push(&mut self, name: &str, value: &str) {
+        let start = self.text.len();
+        let (Some(name_at), Some(value_at)) = (
+            offsets(&(start..start + name.len())),
+            offsets(&(start + name.len()..start + name.len() + value.len())),
+        ) else {
+            return;
+        };
+        self.text.push_str(name);
+        self.text.push_str(value);
+        self.entries.push(Entry {
+            key: name_key(name.as_bytes()),
+            name: name_at,
+            value: value_at,
+        });
+    }
+
     #[inline(always)]
     fn text(&self, (start, end): (u32, u32)) -> &str {
         self.text
@@ -234,6 +252,21 @@ mod tests {
             entries.push((name_at, value_at));
         }
         Headers::in_buffer(raw, entries).unwrap()
+    }
+
+    #[test]
+    fn a_pushed_header_is_read_as_one_the_host_gave() {
+        let pair = |name: &str, value: &str| (name.to_string(), value.to_string());
+        let mut pushed = Headers::new(vec![pair(":method", "GET")]);
+        pushed.push("traceparent", "00-ab-cd-01");
+        assert_eq!(
+            pushed,
+            Headers::new(vec![
+                pair(":method", "GET"),
+                pair("traceparent", "00-ab-cd-01")
+            ])
+        );
+        assert_eq!(pushed.get("TraceParent"), Some("00-ab-cd-01"));
     }
 
     #[test]

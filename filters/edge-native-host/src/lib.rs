@@ -299,6 +299,7 @@ fn log_from(level: Level, filter: &str, message: &str) {
 }
 
 /// One part of a call's response, as Envoy's stream-callout hooks bring it.
+#[derive(Clone)]
 pub enum CallPart<'a> {
     Headers(Vec<(String, String)>, bool),
     Data(Vec<&'a [u8]>),
@@ -349,6 +350,8 @@ pub struct NativeHost {
     reset: Cell<bool>,
     /// The stream's notes, when kept in the module ([`notes`]); else dynamic metadata.
     notes: Option<Rc<StreamNotes>>,
+    /// The request headers as the filter before this one in the same Envoy filter read them.
+    lent_request_headers: RefCell<Option<Headers>>,
 }
 
 impl NativeHost {
@@ -363,7 +366,14 @@ impl NativeHost {
             route_stale: Cell::new(false),
             reset: Cell::new(false),
             notes: None,
+            lent_request_headers: RefCell::new(None),
         }
+    }
+
+    /// The request headers as the filter before this one, in the same Envoy filter, read
+    /// them: its next `request_headers` is these.
+    pub fn lend_request_headers(&self, headers: Headers) {
+        *self.lent_request_headers.borrow_mut() = Some(headers);
     }
 
     /// Closes this stream's record of notes to more filters ([`StreamNotes::close`]).
@@ -870,6 +880,9 @@ impl Host for NativeHost {
             .ok()
     }
     fn request_headers(&self) -> Result<Headers, HostError> {
+        if let Some(lent) = self.lent_request_headers.borrow_mut().take() {
+            return Ok(lent);
+        }
         self.headers(header_type::REQUEST)
     }
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {

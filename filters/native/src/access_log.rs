@@ -4,7 +4,8 @@
 //! its labelled metrics. Its counts wait in the module and reach Envoy's stats each second,
 //! from the main thread ([`Metrics::hold_counts`]); its histogram values go at once. With a
 //! collector, lines wait in one buffer for the whole process (the Wasm build keeps one per
-//! worker), shipped from the main thread every `flush_interval_ms` by config-level callouts.
+//! worker), shipped from the main thread every `flush_interval_ms` by config-level callouts;
+//! a configuration that replaces another takes over its waiting lines.
 
 use crate::ticker::Ticker;
 use crate::{FilterConfig, StreamFilter};
@@ -12,7 +13,7 @@ use edge_access_log::attributes::{Attributes, Read};
 use edge_access_log::metrics::{self, FAMILY_LABELS};
 use edge_access_log::request::{arrive, depart, Arrival};
 use edge_access_log::shipping::Shipping;
-use edge_access_log::{AccessLogConfig, LineBuffer};
+use edge_access_log::{AccessLogConfig, CollectorConfig, LineBuffer};
 use edge_core::host::Host;
 use edge_core::notes;
 use edge_native_host::abi::{attribute, status, EnvoyConfig, EnvoyFilter};
@@ -20,13 +21,12 @@ use edge_native_host::notes::StreamNotes;
 use edge_native_host::{CallPart, Delivery, Family, MetricKind, Metrics, NativeHost, Scope};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 pub(crate) const NAME: &str = "access-log";
 
-struct Config {
+pub(crate) struct Config {
     config: Arc<AccessLogConfig>,
     metrics: Arc<Metrics>,
     /// Mixed into generated span ids so that they differ between requests.
@@ -41,6 +41,9 @@ struct Config {
     _ticker: Ticker,
 }
 
+/// The scheduler event of the access log's ticks.
+pub(crate) const TICK_EVENT: u64 = 2;
+
 /// How long a stream's counts may wait in the module before Envoy's stats have them.
 const COUNTS_PERIOD: Duration = Duration::from_secs(1);
 
@@ -52,10 +55,7 @@ impl Drop for Config {
     }
 }
 
-pub(crate) fn configure(
-    envoy: EnvoyConfig,
-    config: &[u8],
-) -> Result<Box<dyn FilterConfig>, String> {
+pub(crate) fn configure(envoy: EnvoyConfig, config: &[u8]) -> Result<Config, String> {
     let config = AccessLogConfig::from_json(config)?;
     let families: Vec<Family> = FAMILY_LABELS
         .iter()
@@ -72,12 +72,7 @@ pub(crate) fn configure(
     // SAFETY: `envoy` is the configuration of the hook being run.
     #[allow(unsafe_code)]
     let metrics = Arc::new(unsafe { Metrics::define(envoy, &families) }.hold_counts(envoy));
-    let buffer = LineBuffer::new(
-        config
-            .collector
-            .as_ref()
-            .map_or(0, |collector| collector.max_buffered_lines),
-    );
+    let buffer = waiting_lines(config.collector.as_ref());
     // The held counts go to Envoy every second; lines to the collector as often as it says.
     let period = config
         .collector
@@ -85,29 +80,66 @@ pub(crate) fn configure(
         .map_or(COUNTS_PERIOD, |collector| {
             COUNTS_PERIOD.min(Duration::from_millis(collector.flush_interval_ms))
         });
-    Ok(Box::new(Config {
+    Ok(Config {
         config: Arc::new(config),
         host: NativeHost::new(NAME, Scope::Config(envoy), metrics.clone()),
         metrics,
         requests_seen: AtomicU64::new(0),
-        buffer: Arc::new(Mutex::new(buffer)),
+        buffer,
         shipping: RefCell::default(),
         last_shipped: Cell::new(Instant::now()),
-        _ticker: Ticker::start(envoy, period),
-    }))
+        _ticker: Ticker::start(envoy, period, TICK_EVENT),
+    })
 }
 
-impl FilterConfig for Config {
-    fn new_filter(&self, envoy: EnvoyFilter) -> Box<dyn StreamFilter> {
+impl Config {
+    pub(crate) fn filter(&self, envoy: EnvoyFilter) -> AccessLog {
         let seen = self.requests_seen.fetch_add(1, Ordering::Relaxed);
-        Box::new(AccessLog {
+        AccessLog {
             host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone())
                 .with_notes(Some(StreamNotes::open())),
             config: self.config.clone(),
             seen,
             arrival: None,
             buffer: self.buffer.clone(),
-        })
+        }
+    }
+}
+
+/// The lines waiting for each collector, by its cluster, for as long as a configuration ships
+/// to it: a configuration that replaces another (ECDS: a policy change replaces auth's and so
+/// the access log's, see `pair`) takes over the lines it had not shipped yet.
+static WAITING_LINES: Mutex<Vec<(String, Weak<Mutex<LineBuffer>>)>> = Mutex::new(Vec::new());
+
+/// The buffer for `collector`'s lines: the one already there, if any (holding at most the new
+/// capacity from now on). Without a collector, an empty one nothing ships from.
+fn waiting_lines(collector: Option<&CollectorConfig>) -> Arc<Mutex<LineBuffer>> {
+    let Some(collector) = collector else {
+        return Arc::new(Mutex::new(LineBuffer::new(0)));
+    };
+    let fresh = || Arc::new(Mutex::new(LineBuffer::new(collector.max_buffered_lines)));
+    let Ok(mut waiting) = WAITING_LINES.lock() else {
+        return fresh();
+    };
+    waiting.retain(|(_, buffer)| buffer.strong_count() > 0);
+    let kept = waiting
+        .iter()
+        .filter(|(cluster, _)| *cluster == collector.cluster)
+        .find_map(|(_, buffer)| buffer.upgrade());
+    if let Some(buffer) = kept {
+        if let Ok(mut lines) = buffer.lock() {
+            lines.set_capacity(collector.max_buffered_lines);
+        }
+        return buffer;
+    }
+    let buffer = fresh();
+    waiting.push((collector.cluster.clone(), Arc::downgrade(&buffer)));
+    buffer
+}
+
+impl FilterConfig for Config {
+    fn new_filter(&self, envoy: EnvoyFilter) -> Box<dyn StreamFilter> {
+        Box::new(self.filter(envoy))
     }
 
     fn scheduled(&self, _event: u64) {
@@ -141,12 +173,12 @@ impl FilterConfig for Config {
     }
 }
 
-struct AccessLog {
+pub(crate) struct AccessLog {
     host: NativeHost,
     config: Arc<AccessLogConfig>,
     seen: u64,
     /// `None`: Envoy answered before the filters saw the request.
-    arrival: Option<Arrival>,
+    pub(crate) arrival: Option<Arrival>,
     buffer: Arc<Mutex<LineBuffer>>,
 }
 

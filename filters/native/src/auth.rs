@@ -27,6 +27,9 @@ pub(crate) const NAME: &str = "auth";
 /// How often the roots look for newer keys and due fetches and polls.
 const TICK: Duration = Duration::from_secs(1);
 
+/// The scheduler event of auth's ticks.
+pub(crate) const TICK_EVENT: u64 = 1;
+
 /// Distinguishes configurations in the workers' followers.
 static CONFIGS: AtomicU64 = AtomicU64::new(0);
 
@@ -40,7 +43,7 @@ struct Follower {
     next_tick: Duration,
 }
 
-struct Config {
+pub(crate) struct Config {
     id: u64,
     auth: AuthConfig,
     envoy: EnvoyConfigPointer,
@@ -51,10 +54,7 @@ struct Config {
     _ticker: Ticker,
 }
 
-pub(crate) fn configure(
-    envoy: EnvoyConfig,
-    config: &[u8],
-) -> Result<Box<dyn FilterConfig>, String> {
+pub(crate) fn configure(envoy: EnvoyConfig, config: &[u8]) -> Result<Config, String> {
     let auth = AuthConfig::from_json(config)?;
     let counter = |name| Family {
         name,
@@ -78,15 +78,15 @@ pub(crate) fn configure(
     let metrics = Arc::new(unsafe { Metrics::define(envoy, &families) });
     let host = Rc::new(NativeHost::new(NAME, Scope::Config(envoy), metrics.clone()));
     let root = Root::new(host.clone(), auth.clone());
-    Ok(Box::new(Config {
+    Ok(Config {
         id: CONFIGS.fetch_add(1, Ordering::Relaxed),
         auth,
         envoy: EnvoyConfigPointer(envoy),
         metrics,
         root: RefCell::new(root),
         host,
-        _ticker: Ticker::start(envoy, TICK),
-    }))
+        _ticker: Ticker::start(envoy, TICK, TICK_EVENT),
+    })
 }
 
 impl Config {
@@ -122,14 +122,20 @@ impl Config {
     }
 }
 
-impl FilterConfig for Config {
-    fn new_filter(&self, envoy: EnvoyFilter) -> Box<dyn StreamFilter> {
-        Box::new(AuthFilter {
+impl Config {
+    pub(crate) fn filter(&self, envoy: EnvoyFilter) -> AuthFilter {
+        AuthFilter {
             host: NativeHost::new(NAME, Scope::Filter(envoy), self.metrics.clone())
                 .with_notes(StreamNotes::join(NAME)),
             shared: self.shared(),
             config: self.id,
-        })
+        }
+    }
+}
+
+impl FilterConfig for Config {
+    fn new_filter(&self, envoy: EnvoyFilter) -> Box<dyn StreamFilter> {
+        Box::new(self.filter(envoy))
     }
 
     fn scheduled(&self, _event: u64) {
@@ -155,8 +161,8 @@ impl FilterConfig for Config {
     }
 }
 
-struct AuthFilter {
-    host: NativeHost,
+pub(crate) struct AuthFilter {
+    pub(crate) host: NativeHost,
     shared: Option<Rc<RefCell<Shared<NativeHost>>>>,
     /// The configuration's id, to find this worker's follower.
     config: u64,

@@ -1,7 +1,8 @@
 //! The edge's three filters as one Envoy dynamic module (`libedge_native.so`, Envoy 1.40, ABI
 //! v0.2.0), from the same cores as the proxy-wasm module: each filter configuration names its
 //! filter in `filter_name` (`auth`, `transcoder`, `access-log`), and its JSON configuration is
-//! the one the Wasm plugin takes.
+//! the one the Wasm plugin takes. `access-log+auth` runs the first two as one Envoy filter, as
+//! every chain edgectl renders for this build does ([`pair`]).
 //!
 //! Each module here is one filter's glue over [`edge_native_host::NativeHost`]; [`hooks`]
 //! holds the C entry points Envoy calls and hands them to the filter by these traits.
@@ -10,6 +11,7 @@
 mod access_log;
 mod auth;
 mod hooks;
+mod pair;
 mod ticker;
 mod transcoder;
 
@@ -23,7 +25,7 @@ use edge_native_host::CallPart;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The filters' names, as a dynamic-module filter's `filter_name` gives them.
-pub const FILTERS: [&str; 3] = [auth::NAME, transcoder::NAME, access_log::NAME];
+pub const FILTERS: [&str; 4] = [auth::NAME, transcoder::NAME, access_log::NAME, pair::NAME];
 
 /// One filter configuration: made on the main thread, shared by every worker's streams.
 trait FilterConfig {
@@ -68,14 +70,21 @@ fn configure(
     config: &[u8],
 ) -> Result<Box<dyn FilterConfig>, String> {
     match name {
-        auth::NAME => auth::configure(envoy, config),
-        transcoder::NAME => transcoder::configure(envoy, config),
-        access_log::NAME => access_log::configure(envoy, config),
+        auth::NAME => boxed(auth::configure(envoy, config)),
+        transcoder::NAME => boxed(transcoder::configure(envoy, config)),
+        access_log::NAME => boxed(access_log::configure(envoy, config)),
+        pair::NAME => boxed(pair::configure(envoy, config)),
         _ => Err(format!(
             "this module has no filter named {name:?}: set filter_name to one of {}",
             FILTERS.join(", ")
         )),
     }
+}
+
+fn boxed<C: FilterConfig + 'static>(
+    config: Result<C, String>,
+) -> Result<Box<dyn FilterConfig>, String> {
+    Ok(Box::new(config?))
 }
 
 fn flow(flow: Flow) -> u32 {

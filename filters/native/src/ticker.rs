@@ -28,8 +28,9 @@ pub(crate) struct Ticker {
 }
 
 impl Ticker {
-    /// Commits an event to `envoy`'s configuration now and every `period`.
-    pub(crate) fn start(envoy: EnvoyConfig, period: Duration) -> Self {
+    /// Commits `event` to `envoy`'s configuration now and every `period` (the event tells
+    /// apart the tickers of configurations that share an Envoy filter: see `pair`).
+    pub(crate) fn start(envoy: EnvoyConfig, period: Duration, event: u64) -> Self {
         #[allow(unsafe_code)]
         let scheduler = EnvoyConfigPointer(unsafe {
             abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy)
@@ -46,7 +47,7 @@ impl Ticker {
                         unsafe {
                             abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
                                 scheduler.0,
-                                0,
+                                event,
                             );
                         }
                         std::thread::park_timeout(period);

@@ -20,15 +20,12 @@ pub(crate) const NAME: &str = "transcoder";
 /// with its JSON error, before Envoy's own 413 could.
 const BODY_SLACK_BYTES: usize = 64 * 1024;
 
-struct Config {
+pub(crate) struct Config {
     transcoder: Arc<Transcoder>,
     metrics: Arc<Metrics>,
 }
 
-pub(crate) fn configure(
-    _envoy: EnvoyConfig,
-    config: &[u8],
-) -> Result<Box<dyn FilterConfig>, String> {
+pub(crate) fn configure(_envoy: EnvoyConfig, config: &[u8]) -> Result<Config, String> {
     let config = serde_json::from_slice::<TranscoderConfig>(config)
         .map_err(|e| format!("invalid transcoder configuration: {e}"))?;
     // Every call through Envoy's router: this host can give a GET its message as a body. It
@@ -38,10 +35,10 @@ pub(crate) fn configure(
         Level::Info,
         &format!("transcoding {} HTTP route(s)", transcoder.routes().len()),
     );
-    Ok(Box::new(Config {
+    Ok(Config {
         transcoder: Arc::new(transcoder),
         metrics: Arc::default(),
-    }))
+    })
 }
 
 impl FilterConfig for Config {

@@ -200,12 +200,7 @@ fn envoy_gateway_accepts_the_policy_and_routes_and_runs_the_filters_in_order() {
         .collect();
     assert_eq!(
         filters,
-        [
-            "access-log",
-            "auth",
-            "transcoder",
-            "envoy.filters.http.router"
-        ]
+        ["access-log+auth", "transcoder", "envoy.filters.http.router"]
     );
     // The EnvoyProxy's access log prints the access log filter's line, and only that.
     let logs = translation.connection_manager()["accessLog"].to_string();

@@ -45,7 +45,7 @@ fn istio_chain(file: &str) -> Vec<Value> {
         let wasm_dir = Edge::wasm_dir().display().to_string();
         for plugin in edgectl::FILTERS {
             let mut filter =
-                edgectl::wasm_filter(plugin.name(), &wasm_dir, filters.of(plugin.filter));
+                edgectl::wasm_filter(plugin.name(), &wasm_dir, &filters.of(plugin.filter));
             filter["name"] = json!(format!(
                 "extensions.istio.io/wasmplugin/{namespace}.edge-{}",
                 plugin.name()

@@ -157,7 +157,7 @@ fn assert_same_chain(dump: &Value, local_dump: &Value, config: &EdgeConfig) {
             .expect("JSON");
             // istiod passes `pluginConfig` on as a protobuf Struct: every number a double.
             assert!(
-                same_json(&configuration, mesh_configs.of(filter)),
+                same_json(&configuration, &mesh_configs.of(filter)),
                 "{name}'s configuration:\n{configuration}\nagainst\n{}",
                 mesh_configs.of(filter)
             );

@@ -116,11 +116,25 @@ async fn policy_changes_live_under_load_without_failures_or_restarts() {
     // which keeps the last good one: the policy above stays, and nothing fails.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut broken = config.xds_files(&edge.module).expect("ECDS");
+    let broken_auth = json!({"rules": "not a list"});
     for (name, content) in broken.iter_mut() {
-        if name == "auth.json" {
+        // Auth's own file, or (native build) the one it shares with the access log.
+        let paired = name == "access-log+auth.json";
+        if name == "auth.json" || paired {
             let mut response: serde_json::Value = serde_json::from_str(content).expect("ECDS JSON");
-            *edgectl::configuration_mut(&mut response["resources"][0]["typed_config"])
-                .expect("auth's configuration") = json!("{\"rules\": \"not a list\"}");
+            let configuration =
+                edgectl::configuration_mut(&mut response["resources"][0]["typed_config"])
+                    .expect("auth's configuration");
+            let auth = if paired {
+                let mut parts: serde_json::Value =
+                    serde_json::from_str(configuration.as_str().expect("a JSON string"))
+                        .expect("JSON");
+                parts["auth"] = broken_auth.clone();
+                parts
+            } else {
+                broken_auth.clone()
+            };
+            *configuration = json!(auth.to_string());
             *content = response.to_string();
         }
     }
@@ -169,7 +183,8 @@ async fn policy_changes_live_under_load_without_failures_or_restarts() {
     let stats = edge.stats("config_fail").await;
     let rejected: i64 = stats
         .iter()
-        .filter(|(name, _)| name.contains("edge.auth"))
+        // `edge.auth`, or the native build's `edge.access-log+auth`.
+        .filter(|(name, _)| name.ends_with("auth.config_fail"))
         .map(|(_, value)| value)
         .sum();
     assert!(

@@ -270,50 +270,67 @@ async fn hostile_header_yields_one_well_formed_line() {
 }
 
 fn with_collector() -> edge_e2e::Options {
+    with_collector_every(100)
+}
+
+fn with_collector_every(flush_interval_ms: u64) -> edge_e2e::Options {
     edge_e2e::Options {
-        customize: Box::new(|config| {
-            config.services.insert(
-                "log-collector".into(),
-                edgectl::Service {
-                    grpc_service: "telemetry.LogCollector".into(),
-                    port: 50055,
-                    public: false,
-                    ..Default::default()
-                },
-            );
-            config.access_log["collector"] = json!({"cluster": "log-collector", "flush_interval_ms": 100, "batch_lines": 50, "max_buffered_lines": 20});
-        }),
+        customize: Box::new(move |config| add_collector(config, flush_interval_ms)),
         ..Default::default()
+    }
+}
+
+fn add_collector(config: &mut edgectl::EdgeConfig, flush_interval_ms: u64) {
+    config.services.insert(
+        "log-collector".into(),
+        edgectl::Service {
+            grpc_service: "telemetry.LogCollector".into(),
+            port: 50055,
+            public: false,
+            ..Default::default()
+        },
+    );
+    config.access_log["collector"] = json!({"cluster": "log-collector", "flush_interval_ms": flush_interval_ms, "batch_lines": 50, "max_buffered_lines": 20});
+}
+
+/// Sends 10 reads with request ids `<prefix>-<n>`.
+async fn ten_reads(edge: &Edge, prefix: &str) {
+    for index in 0..10 {
+        let response = edge
+            .http
+            .get(edge.url("/catalog/items"))
+            .header("x-request-id", format!("{prefix}-{index}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// The collector's lines for request ids starting `<prefix>-`, once it has `expected` of them
+/// (or after `patience`).
+async fn collected(edge: &Edge, prefix: &str, expected: usize, patience: Duration) -> Vec<String> {
+    let collected = edge.dir.join("collected.log");
+    let started = std::time::Instant::now();
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(&collected)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!("\"{prefix}-")))
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= expected || started.elapsed() > patience {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 #[tokio::test]
 async fn lines_are_shipped_to_the_collector_in_batches() {
     let edge = Edge::start_with(with_collector()).await;
-    for index in 0..10 {
-        let response = edge
-            .http
-            .get(edge.url("/catalog/items"))
-            .header("x-request-id", format!("shipped-{index}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    }
-    let collected = edge.dir.join("collected.log");
-    let mut lines = Vec::new();
-    for _ in 0..50 {
-        lines = std::fs::read_to_string(&collected)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("\"shipped-"))
-            .map(str::to_string)
-            .collect();
-        if lines.len() >= 10 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ten_reads(&edge, "shipped").await;
+    let lines = collected(&edge, "shipped", 10, Duration::from_secs(5)).await;
     assert_eq!(lines.len(), 10, "one line per request: {lines:#?}");
     for line in &lines {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -323,6 +340,42 @@ async fn lines_are_shipped_to_the_collector_in_batches() {
         !edge.envoy_log_text().contains("\"shipped-"),
         "shipped lines do not also go to Envoy's log"
     );
+}
+
+/// A policy change replaces auth's configuration, and in the native build the access log's with
+/// it (one Envoy filter): the lines still waiting for the collector are shipped all the same.
+#[tokio::test]
+async fn lines_waiting_for_the_collector_outlive_a_policy_change() {
+    // Long enough that the lines are still waiting when the policy changes.
+    let flush_interval_ms = 3_000;
+    let edge = Edge::start_with(edge_e2e::Options {
+        live_config: true,
+        ..with_collector_every(flush_interval_ms)
+    })
+    .await;
+    // Right after a batch went, the next waits three seconds.
+    edge.http
+        .get(edge.url("/catalog/items"))
+        .header("x-request-id", "warm-up-0")
+        .send()
+        .await
+        .unwrap();
+    let shipped = collected(&edge, "warm-up", 1, Duration::from_secs(5)).await;
+    assert_eq!(shipped.len(), 1, "the first batch");
+    ten_reads(&edge, "waiting").await;
+    let mut config = edge_e2e::edge_json();
+    add_collector(&mut config, flush_interval_ms);
+    let rules = config.auth["rules"].as_array_mut().expect("rules");
+    for rule in rules.iter_mut() {
+        if rule["path"] == "/catalog/items" && rule["methods"] == json!(["POST"]) {
+            rule["require_claims"] = json!({"scope": "items:write"});
+        }
+    }
+    let early = collected(&edge, "waiting", 0, Duration::ZERO).await;
+    assert!(early.is_empty(), "still waiting: {early:#?}");
+    edge.apply(&config);
+    let lines = collected(&edge, "waiting", 10, Duration::from_secs(8)).await;
+    assert_eq!(lines.len(), 10, "every waiting line shipped: {lines:#?}");
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@ mod auth;
 mod transcoder;
 
 use crate::{EdgeConfig, Filter};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The three filters' configurations, ready for Envoy.
 #[derive(Debug, Clone)]
@@ -17,11 +18,19 @@ pub struct FilterConfigs {
 }
 
 impl FilterConfigs {
-    pub fn of(&self, filter: Filter) -> &Value {
+    pub fn of(&self, filter: Filter) -> Cow<'_, Value> {
         match filter {
-            Filter::Auth => &self.auth,
-            Filter::Transcoder => &self.transcoder,
-            Filter::AccessLog => &self.access_log,
+            Filter::Auth => Cow::Borrowed(&self.auth),
+            Filter::Transcoder => Cow::Borrowed(&self.transcoder),
+            Filter::AccessLog => Cow::Borrowed(&self.access_log),
+            // Each part as its own filter takes it.
+            Filter::AccessLogAndAuth => Cow::Owned(Value::Object(Map::from_iter([
+                (
+                    Filter::AccessLog.name().to_string(),
+                    self.access_log.clone(),
+                ),
+                (Filter::Auth.name().to_string(), self.auth.clone()),
+            ]))),
         }
     }
 }
