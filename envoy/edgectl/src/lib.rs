@@ -47,7 +47,7 @@ pub use local::{
     router_filter, stats_config,
 };
 pub use local_reply::local_reply_config;
-pub use mesh::{chain, paired, ChainFeatures, Filter, Patch, Plugin, Slot, FILTERS};
+pub use mesh::{chain, ChainFeatures, Filter, Patch, Plugin, Slot, FILTERS};
 pub use module::{
     configuration_mut, native_config, wasm_filter, FilterModule, Target, LINE_FILTER_STATE_KEY,
     NATIVE_ENVOY_VERSION, NATIVE_MODULE, TARGET_ENV, WASM_MODULE,

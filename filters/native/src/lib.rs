@@ -1,8 +1,8 @@
 //! The edge's three filters as one Envoy dynamic module (`libedge_native.so`, Envoy 1.40, ABI
 //! v0.2.0), from the same cores as the proxy-wasm module: each filter configuration names its
 //! filter in `filter_name` (`auth`, `transcoder`, `access-log`), and its JSON configuration is
-//! the one the Wasm plugin takes. `access-log+auth` runs the first two as one Envoy filter, as
-//! every chain edgectl renders for this build does ([`pair`]).
+//! the one the Wasm plugin takes. `access-log+auth` runs the access log and auth as one Envoy
+//! filter, as every chain edgectl renders for this build does ([`pair`]).
 //!
 //! Each module here is one filter's glue over [`edge_native_host::NativeHost`]; [`hooks`]
 //! holds the C entry points Envoy calls and hands them to the filter by these traits.
