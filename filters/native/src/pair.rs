@@ -20,6 +20,15 @@ pub(crate) struct Config {
 
 /// `{"access-log": …, "auth": …}`: each filter's own configuration.
 pub(crate) fn configure(envoy: EnvoyConfig, config: &[u8]) -> Result<Config, String> {
+    let (access_log, auth) = parts(config)?;
+    Ok(Config {
+        access_log: access_log::configure(envoy, access_log.as_bytes())?,
+        auth: auth::configure(envoy, auth.as_bytes())?,
+    })
+}
+
+/// The access log's and auth's configurations, as JSON, from the pair's.
+fn parts(config: &[u8]) -> Result<(String, String), String> {
     let parts: Map<String, Value> =
         serde_json::from_slice(config).map_err(|e| format!("invalid {NAME} configuration: {e}"))?;
     if let Some(unknown) = parts
@@ -36,10 +45,7 @@ pub(crate) fn configure(envoy: EnvoyConfig, config: &[u8]) -> Result<Config, Str
             .map(Value::to_string)
             .ok_or_else(|| format!("invalid {NAME} configuration: no {name:?} configuration"))
     };
-    Ok(Config {
-        access_log: access_log::configure(envoy, part(access_log::NAME)?.as_bytes())?,
-        auth: auth::configure(envoy, part(auth::NAME)?.as_bytes())?,
-    })
+    Ok((part(access_log::NAME)?, part(auth::NAME)?))
 }
 
 impl FilterConfig for Config {
@@ -123,5 +129,30 @@ impl StreamFilter for Pair {
     fn client_ready(&mut self) {
         self.auth.client_ready();
         self.access_log.client_ready();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_part_goes_to_its_filter_and_anything_else_is_refused() {
+        assert_eq!(
+            parts(br#"{"access-log": {"include_query": true}, "auth": {"rules": []}}"#),
+            Ok((
+                r#"{"include_query":true}"#.to_string(),
+                r#"{"rules":[]}"#.to_string()
+            ))
+        );
+        assert_eq!(
+            parts(br#"{"access-log": {}}"#),
+            Err(r#"invalid access-log+auth configuration: no "auth" configuration"#.to_string())
+        );
+        assert_eq!(
+            parts(br#"{"access-log": {}, "auth": {}, "transcoder": {}}"#),
+            Err(r#"invalid access-log+auth configuration: unknown part "transcoder""#.to_string())
+        );
+        assert!(parts(b"[]").is_err());
     }
 }
